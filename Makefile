@@ -1,0 +1,49 @@
+# sipfleet: the two commands a newcomer needs are `make demo` and `make test`.
+# Both set up everything they use on a fresh machine (apt packages, a venv,
+# the Kubernetes binaries built once into ~/.cache/sipfleet).
+
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STATE ?= .state/dev
+
+.PHONY: setup system-deps venv kube-binaries lint test test-unit test-integration test-e2e demo crds bench clean
+
+setup: system-deps venv kube-binaries
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+kube-binaries:
+	@bash devcluster/build-kube-binaries.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(VENV)/bin/pytest -m "unit or integration or e2e"
+
+test-unit: venv
+	$(VENV)/bin/pytest -m unit
+
+test-integration: venv system-deps
+	$(VENV)/bin/pytest -m integration
+
+test-e2e: setup
+	$(VENV)/bin/pytest -m e2e
+
+demo: setup
+	$(VENV)/bin/sipfleet demo --state-dir $(STATE)
+
+clean:
+	-$(VENV)/bin/sipfleet dev down --state-dir $(STATE)
+	rm -rf $(VENV) .state
