@@ -95,7 +95,7 @@ GO
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$now"
   done
   mkdir -p "$OUT/bin"
-  echo "[3/4] compiling kube-apiserver, kube-controller-manager, kubectl, etcd (cold: 15-40 min on 2 cores)"
+  echo "[3/4] compiling kube-apiserver, kube-controller-manager, kubectl, etcd (cold: about 5 min on 2 cores)"
   go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$OUT/bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -108,7 +108,8 @@ GO
 build_helm() {
   echo "[4/4] building helm $HELM_VERSION"
   mkdir -p "$HELM_OUT/bin"
-  GOBIN="$HELM_OUT/bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  GOBIN="$HELM_OUT/bin" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   touch "$HELM_OUT/.complete"
 }
 
