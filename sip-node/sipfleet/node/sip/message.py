@@ -1,0 +1,291 @@
+"""The message model: Headers, SipRequest, SipResponse, serialisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .errors import SipParseError
+from .fields import NameAddr, Via, parse_cseq
+from .scan import split_commas
+
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "u": "Allow-Events",
+    "r": "Refer-To",
+    "b": "Referred-By",
+}
+_KNOWN = [
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "In-Reply-To",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Organization",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Replaces",
+    "Reply-To",
+    "Require",
+    "Retry-After",
+    "Route",
+    "Server",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+]
+_CANONICAL = {name.lower(): name for name in _KNOWN} | {
+    short: long for short, long in COMPACT_FORMS.items()
+}
+
+
+def canonical_name(name: str) -> str:
+    """Expand compact forms and fix the case of well-known header names;
+    unknown names are returned as given."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+class Headers:
+    """Ordered, case-insensitive, multi-valued header fields.
+
+    Values are raw strings (parsed lazily by the accessors on messages).
+    Iteration yields `(name, value)` pairs in order.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str, str]] = []
+        for name, value in items:
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field (compact names are expanded)."""
+        name = canonical_name(name)
+        self._items.append((name.lower(), name, value))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of `name`, or `default`."""
+        key = canonical_name(name).lower()
+        for k, _, value in self._items:
+            if k == key:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every field value of `name`, in order (not comma-split)."""
+        key = canonical_name(name).lower()
+        return [value for k, _, value in self._items if k == key]
+
+    def get_list(self, name: str) -> list[str]:
+        """Every element of a comma-separated list header (Via, Route,
+        Contact, Require, ...), across all its fields, quotes and <> aware."""
+        return [v for value in self.get_all(name) for v in split_commas(value)]
+
+    def set(self, name: str, value: str) -> None:
+        """Replace all fields of `name` with one, at the first one's position."""
+        name = canonical_name(name)
+        key = name.lower()
+        for i, (k, _, _) in enumerate(self._items):
+            if k == key:
+                self._items[i] = (key, name, value)
+                self._items[i + 1 :] = [it for it in self._items[i + 1 :] if it[0] != key]
+                return
+        self._items.append((key, name, value))
+
+    def remove(self, name: str) -> int:
+        """Drop every field of `name`; return how many were dropped."""
+        key = canonical_name(name).lower()
+        before = len(self._items)
+        self._items = [it for it in self._items if it[0] != key]
+        return before - len(self._items)
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a field before all others (e.g. a new top Via)."""
+        name = canonical_name(name)
+        self._items.insert(0, (name.lower(), name, value))
+
+    def copy(self) -> Headers:
+        new = Headers()
+        new._items = list(self._items)
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((name, value) for _, name, value in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+
+def _required(headers: Headers, name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        raise SipParseError(f"missing {name} header")
+    return value
+
+
+class _Message:
+    """Accessors shared by requests and responses. They parse on each call and
+    raise SipParseError when a field is missing or malformed."""
+
+    headers: Headers
+    body: bytes
+    version: str
+
+    @property
+    def call_id(self) -> str:
+        return _required(self.headers, "Call-ID")
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        """(sequence number, method)."""
+        return parse_cseq(_required(self.headers, "CSeq"))
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.get_list("Via")]
+
+    @property
+    def via(self) -> Via:
+        """The top Via."""
+        values = self.headers.get_list("Via")
+        if not values:
+            raise SipParseError("missing Via header")
+        return Via.parse(values[0])
+
+    @property
+    def from_(self) -> NameAddr:
+        return NameAddr.parse(_required(self.headers, "From"))
+
+    @property
+    def to(self) -> NameAddr:
+        return NameAddr.parse(_required(self.headers, "To"))
+
+    @property
+    def from_tag(self) -> str | None:
+        return self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        return self.to.tag
+
+    @property
+    def contact(self) -> NameAddr | None:
+        """The first Contact (None when absent or `*`)."""
+        values = self.headers.get_list("Contact")
+        if not values or values[0] == "*":
+            return None
+        return NameAddr.parse(values[0])
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("Max-Forwards")
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit() or not value.isascii() or len(value) > 3:
+            raise SipParseError(f"bad Max-Forwards {value[:20]!r}")
+        return int(value)
+
+    def _head_lines(self, start: str) -> list[str]:
+        lines = [start]
+        lines += [f"{n}: {v}" for k, n, v in self.headers._items if k != "content-length"]
+        lines.append(f"Content-Length: {len(self.body)}")
+        lines.append("\r\n")
+        return lines
+
+    def _serialise(self, start: str) -> bytes:
+        head = "\r\n".join(self._head_lines(start)).encode("utf-8", "surrogateescape")
+        return head + self.body
+
+
+@dataclass
+class SipRequest(_Message):
+    """A request. `uri` is the Request-URI text (parse with SipUri.parse)."""
+
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = "SIP/2.0"
+
+    def to_bytes(self) -> bytes:
+        """Wire form; Content-Length is always written from the body."""
+        return self._serialise(f"{self.method} {self.uri} {self.version}")
+
+
+@dataclass
+class SipResponse(_Message):
+    """A response."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = "SIP/2.0"
+
+    def to_bytes(self) -> bytes:
+        """Wire form; Content-Length is always written from the body."""
+        return self._serialise(f"{self.version} {self.status} {self.reason}")
+
+
+SipMessage = SipRequest | SipResponse
+
+
+def to_bytes(message: SipMessage) -> bytes:
+    """Serialise a request or response."""
+    return message.to_bytes()
