@@ -1,0 +1,578 @@
+"""Custom resources of group ``sipfleet.io`` as pydantic models.
+
+These models are the single source of truth: the operator parses specs with
+them and ``crdgen`` turns their JSON schema into the CRD's structural OpenAPI
+schema. Python attributes are snake_case; the Kubernetes JSON is camelCase.
+
+Rules that span fields appear twice on purpose: as a ``model_validator``
+(so the operator never trusts an object blindly) and as a CEL rule under
+``x-kubernetes-validations`` (so the API server rejects the object first).
+Both live next to each other in the model that owns them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+GROUP = "sipfleet.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "sipfleet"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+HTTP_URL = r"^https?://[^\s]+$"
+# A group URI: sip: or sips:, a user part and a host (optionally :port). The
+# same expression is used by pydantic (Python re) and by CEL (RE2).
+SIP_URI = (
+    r"^sips?:[A-Za-z0-9._~!$&'()*+,=%-]+"
+    r"@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
+)
+_SIP_URI_RE = re.compile(SIP_URI)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[int, Field(ge=0, le=3600)]
+Quantity = int | str
+"""A Kubernetes resource quantity (``500m``, ``1Gi``, ``2``)."""
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One ``x-kubernetes-validations`` entry."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _section(model: type[BaseModel], description: str) -> Any:
+    """A nested object that may be omitted; the API server defaults it to ``{}``.
+
+    The ``{}`` default makes the API server apply the nested fields' defaults
+    too, which is what ``default_factory`` does on the Python side.
+    """
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+class CrdModel(BaseModel):
+    """Base: camelCase aliases, population by either name, unknown fields ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The object as Kubernetes JSON (camelCase, unset optionals omitted)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --------------------------------------------------------------------------- shared
+
+
+class Condition(CrdModel):
+    """A status condition, following Kubernetes API conventions."""
+
+    type: str = Field(
+        max_length=316,
+        description="Condition type: Ready, Scaling or Degraded.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(
+        description="Whether the condition holds: True, False or Unknown."
+    )
+    reason: str = Field(
+        default="",
+        max_length=1024,
+        description="Machine-readable CamelCase reason for the last transition.",
+    )
+    message: str = Field(
+        default="", max_length=32768, description="Human-readable detail about the condition."
+    )
+    last_transition_time: str | None = Field(
+        default=None,
+        description="When the status last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The .metadata.generation the condition was computed from.",
+    )
+
+
+class ResourceRequirements(CrdModel):
+    """Compute resources of a container, as in a Pod spec."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Minimum resources the scheduler reserves, e.g. {cpu: 100m, memory: 128Mi}.",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Maximum resources the container may use, e.g. {cpu: '1', memory: 256Mi}.",
+    )
+
+
+class EnvVar(CrdModel):
+    """An extra environment variable for the node container."""
+
+    name: str = Field(
+        max_length=256, pattern=ENV_NAME, description="Variable name, e.g. SIPFLEET_LOG_LEVEL."
+    )
+    value: str = Field(default="", max_length=4096, description="Literal value of the variable.")
+
+
+# --------------------------------------------------------------------------- SipFleet
+
+
+class MainServerSpec(CrdModel):
+    """The main SIP server: the root of every group's distribution tree."""
+
+    domain: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="SIP domain the fleet serves; group URIs live under it (e.g. example.com).",
+    )
+    sip_port: Port = Field(default=5060, description="UDP/TCP port for SIP on the main server.")
+    admin_port: Port = Field(
+        default=8080, description="HTTP port of the main server's admin API and /metrics."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Self:
+        if self.sip_port == self.admin_port:
+            raise ValueError("sipPort and adminPort must differ")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.sipPort != self.adminPort", "sipPort and adminPort must differ")
+            ]
+        }
+    )
+
+
+class NodeTemplate(CrdModel):
+    """How the operator builds the Pods of additional SIP servers (nodes)."""
+
+    image: str = Field(
+        default="sipfleet/node:0.1.0",
+        min_length=1,
+        max_length=512,
+        description="Container image of the SIP server.",
+    )
+    resources: ResourceRequirements = _section(
+        ResourceRequirements, "CPU and memory requests and limits of the node container."
+    )
+    sip_port: Port = Field(default=5060, description="UDP/TCP port for SIP on each node.")
+    admin_port: Port = Field(
+        default=8080, description="HTTP port of each node's admin API and /metrics."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables for the node container.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Self:
+        if self.sip_port == self.admin_port:
+            raise ValueError("nodeTemplate.sipPort and nodeTemplate.adminPort must differ")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.sipPort != self.adminPort", "sipPort and adminPort must differ")
+            ]
+        }
+    )
+
+
+class MetricsQueries(CrdModel):
+    """PromQL overrides; ``$group`` is replaced by the group URI, ``$pod`` by the pod."""
+
+    members: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="PromQL for members of a group per pod "
+        '(default: sipfleet_node_members{group="$group"}).',
+    )
+    capacity: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="PromQL for a group's capacity per pod "
+        '(default: sipfleet_node_capacity{group="$group"}).',
+    )
+
+
+class MetricsSpec(CrdModel):
+    """Where the operator reads load from."""
+
+    prometheus_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=HTTP_URL,
+        description="Prometheus base URL (http or https). When absent the operator scrapes "
+        "each server's /metrics directly.",
+    )
+    queries: MetricsQueries = _section(MetricsQueries, "Optional PromQL query overrides.")
+    stale_after_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Samples older than this count as stale; stale metrics block scale-in.",
+    )
+
+
+class SipFleetSpec(CrdModel):
+    """Desired state of a fleet: one main SIP server plus elastic nodes."""
+
+    main_server: MainServerSpec = Field(description="The main SIP server (root of every group).")
+    node_template: NodeTemplate = _section(NodeTemplate, "Pod template of additional nodes.")
+    min_nodes: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Nodes each conference keeps even when idle (warm spares).",
+    )
+    max_nodes: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Upper bound on node Pods in the whole fleet (main server not counted).",
+    )
+    members_per_node: int = Field(
+        default=100,
+        ge=1,
+        le=100000,
+        description="Default members one server hosts per group (a conference may override).",
+    )
+    tree_fanout: int = Field(
+        default=8,
+        ge=2,
+        le=64,
+        description="Children per server in a group's distribution tree.",
+    )
+    metrics: MetricsSpec = _section(MetricsSpec, "Load source: Prometheus or direct scraping.")
+    admin_token_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret (key 'token') holding the admin API token; generated when absent.",
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Self:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(
+                f"minNodes ({self.min_nodes}) must not exceed maxNodes ({self.max_nodes})"
+            )
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.minNodes <= self.maxNodes",
+                    "minNodes must be less than or equal to maxNodes",
+                    ".minNodes",
+                )
+            ]
+        }
+    )
+
+
+class MainServerStatus(CrdModel):
+    """Observed state of the main server."""
+
+    pod: str | None = Field(default=None, description="Name of the main server's Pod.")
+    ip: str | None = Field(default=None, description="Pod IP of the main server.")
+    ready: bool = Field(default=False, description="Whether the main server is ready for SIP.")
+
+
+class NodeStatus(CrdModel):
+    """Observed state of one node Pod."""
+
+    name: str = Field(description="Pod name of the node.")
+    ip: str | None = Field(default=None, description="Pod IP of the node.")
+    ready: bool = Field(default=False, description="Whether the node is ready for SIP.")
+    draining: bool = Field(default=False, description="Whether the node is being emptied.")
+    members: int = Field(default=0, ge=0, description="Members on the node, all groups.")
+
+
+class SipFleetStatus(CrdModel):
+    """Observed state of a fleet."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status reflects."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Scaling and Degraded conditions."
+    )
+    main_server: MainServerStatus | None = Field(
+        default=None, description="The main server's Pod, IP and readiness."
+    )
+    nodes: list[NodeStatus] = Field(default_factory=list, description="The fleet's node Pods.")
+    node_count: int = Field(default=0, ge=0, description="Number of node Pods (any state).")
+    ready_nodes: int = Field(default=0, ge=0, description="Number of ready node Pods.")
+
+
+# --------------------------------------------------------------------------- SipConference
+
+
+class FleetRef(CrdModel):
+    """Reference to a SipFleet in the same namespace."""
+
+    name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the SipFleet to run on."
+    )
+
+
+class CapacitySpec(CrdModel):
+    """How many members the group may have per server and in total."""
+
+    members_per_server: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Members of this group one server hosts; defaults to the fleet's "
+        "membersPerNode.",
+    )
+    max_members: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000000,
+        description="Upper bound on the group's members; caps scale-out. Unlimited when absent.",
+    )
+
+
+class ScalingPolicy(CrdModel):
+    """When and how fast the group's servers scale."""
+
+    target_load: float = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of capacity to keep in use; above it the group scales out.",
+    )
+    high_watermark: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of a server's capacity above which members are moved off it.",
+    )
+    scale_up_stabilization_seconds: Seconds = Field(
+        default=0,
+        description="Scale out only to the lowest size recommended over this window.",
+    )
+    scale_down_stabilization_seconds: Seconds = Field(
+        default=60,
+        description="Scale in only to the highest size recommended over this window.",
+    )
+    cooldown_seconds: Seconds = Field(
+        default=10, description="Minimum time between two scaling actions."
+    )
+    max_nodes_per_step: int = Field(
+        default=2, ge=1, le=100, description="Most nodes added or drained in one step."
+    )
+    interval_seconds: int = Field(
+        default=2, ge=1, le=60, description="How often the operator re-plans the group."
+    )
+
+    @model_validator(mode="after")
+    def _target_le_watermark(self) -> Self:
+        if self.target_load > self.high_watermark:
+            raise ValueError(
+                f"targetLoad ({self.target_load}) must not exceed "
+                f"highWatermark ({self.high_watermark})"
+            )
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.targetLoad <= self.highWatermark",
+                    "targetLoad must be less than or equal to highWatermark",
+                    ".targetLoad",
+                ),
+            ]
+        }
+    )
+
+
+TransferMode = Literal["redirect-only", "refer", "refer-to-server"]
+
+
+class TransferPolicy(CrdModel):
+    """How existing members move between servers."""
+
+    mode: TransferMode = Field(
+        default="refer",
+        description="redirect-only: only new joins go elsewhere (302); refer: the source "
+        "server REFERs members to the new URI; refer-to-server: the target server "
+        "INVITEs them with Replaces.",
+    )
+    members_per_second: int = Field(
+        default=50, ge=1, le=10000, description="Total rate at which members are moved."
+    )
+
+
+class SipConferenceSpec(CrdModel):
+    """Desired state of one group (conference or group chat)."""
+
+    uri: str = Field(
+        max_length=512,
+        description="The group's SIP URI, e.g. sip:conf3@example.com (sip: or sips:). Immutable.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f'self.matches("{SIP_URI}")',
+                    "uri must be a sip: or sips: URI like sip:conf3@example.com",
+                ),
+                _cel("self == oldSelf", "uri is immutable; create a new SipConference"),
+            ]
+        },
+    )
+    fleet_ref: FleetRef = Field(description="The SipFleet whose servers host this group.")
+    capacity: CapacitySpec = _section(CapacitySpec, "Per-server and total member limits.")
+    scaling: ScalingPolicy = _section(ScalingPolicy, "Scaling thresholds, windows and pace.")
+    transfer: TransferPolicy = _section(TransferPolicy, "How members move between servers.")
+
+    @field_validator("uri")
+    @classmethod
+    def _sip_uri(cls, uri: str) -> str:
+        if not _SIP_URI_RE.match(uri):
+            raise ValueError(f"uri {uri!r} must be a sip: or sips: URI like sip:conf3@example.com")
+        return uri
+
+    def members_per_server(self, fleet: SipFleetSpec) -> int:
+        """Per-server capacity of this group: the conference's, else the fleet's."""
+        return self.capacity.members_per_server or fleet.members_per_node
+
+
+ConferencePhase = Literal["Pending", "Running", "Scaling", "Degraded", "Terminating"]
+ShardState = Literal["active", "draining"]
+
+
+class ShardStatus(CrdModel):
+    """The group's URI on one server."""
+
+    server: str = Field(description="Name of the server (Pod) hosting the shard.")
+    uri: str = Field(description="The shard's SIP URI on that server.")
+    members: int = Field(default=0, ge=0, description="Members joined to this shard.")
+    state: ShardState = Field(
+        default="active", description="active takes joins; draining is being emptied."
+    )
+
+
+class LastDecision(CrdModel):
+    """The planner's most recent non-trivial decision."""
+
+    kind: str = Field(description="What was decided, e.g. scale-out, scale-in, transfer, steady.")
+    reason: str = Field(description="Why, in words.")
+    time: str = Field(description="When (RFC 3339).", json_schema_extra={"format": "date-time"})
+
+
+class SipConferenceStatus(CrdModel):
+    """Observed state of one group."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status reflects."
+    )
+    phase: ConferencePhase | None = Field(
+        default=None,
+        description="Pending, Running, Scaling, Degraded or Terminating.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Scaling and Degraded conditions."
+    )
+    members: int = Field(default=0, ge=0, description="Members of the group, all servers.")
+    servers: int = Field(default=0, ge=0, description="Servers hosting the group.")
+    shards: list[ShardStatus] = Field(
+        default_factory=list, description="The group's URI on each server, main first."
+    )
+    last_decision: LastDecision | None = Field(
+        default=None, description="The planner's latest decision and its reason."
+    )
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """One ``additionalPrinterColumns`` entry."""
+
+    name: str
+    type: str
+    json_path: str
+    description: str
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A custom resource kind: its names, models and ``kubectl get`` columns."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[CrdModel]
+    status: type[CrdModel]
+    description: str
+    columns: tuple[PrinterColumn, ...]
+
+    @property
+    def crd_name(self) -> str:
+        """The CRD's metadata.name, e.g. sipfleets.sipfleet.io."""
+        return f"{self.plural}.{GROUP}"
+
+
+_AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation.")
+
+FLEET = Resource(
+    kind="SipFleet",
+    plural="sipfleets",
+    singular="sipfleet",
+    short_names=("sf",),
+    spec=SipFleetSpec,
+    status=SipFleetStatus,
+    description="A fleet of SIP servers: one main server plus elastic node Pods.",
+    columns=(
+        PrinterColumn("Domain", "string", ".spec.mainServer.domain", "SIP domain.", 1),
+        PrinterColumn("Nodes", "integer", ".status.nodeCount", "Node Pods."),
+        PrinterColumn("Ready", "integer", ".status.readyNodes", "Ready node Pods."),
+        _AGE,
+    ),
+)
+
+CONFERENCE = Resource(
+    kind="SipConference",
+    plural="sipconferences",
+    singular="sipconference",
+    short_names=("sc", "sipconf"),
+    spec=SipConferenceSpec,
+    status=SipConferenceStatus,
+    description="One SIP group (conference or group chat) spread over a fleet's servers.",
+    columns=(
+        PrinterColumn("URI", "string", ".spec.uri", "The group's SIP URI."),
+        PrinterColumn("Members", "integer", ".status.members", "Members, all servers."),
+        PrinterColumn("Servers", "integer", ".status.servers", "Servers hosting the group."),
+        PrinterColumn("Phase", "string", ".status.phase", "Lifecycle phase."),
+        _AGE,
+    ),
+)
+
+RESOURCES = (FLEET, CONFERENCE)
