@@ -56,17 +56,21 @@ class NameAddr:
         lt = text.find("<")
         if lt >= 0:
             if display is None:
-                display = " ".join(text[:lt].split()) or None
+                words = text[:lt].split()
+                if not all(is_token(w) for w in words):
+                    raise SipParseError(f"display name must be quoted: {text[:lt][:80]!r}")
+                display = " ".join(words) or None
             gt = text.find(">", lt)
             if gt < 0:
                 raise SipParseError(f"missing '>' in {text[:80]!r}")
             uri, rest = text[lt + 1 : gt], text[gt + 1 :]
         else:
             uri, sep, rest = text.partition(";")
-            rest = sep + rest
-        uri = uri.strip()
-        if ":" not in uri or any(c in uri for c in " \t<>"):
-            raise SipParseError(f"bad URI {uri!r}")
+            uri, rest = uri.rstrip(), sep + rest
+            if "?" in uri:
+                raise SipParseError(f"a URI with headers must be inside <>: {uri[:80]!r}")
+        if ":" not in uri or any(c in uri for c in " \t<>\"'"):
+            raise SipParseError(f"bad URI {uri[:80]!r}")
         return cls(uri, display, parse_params(rest))
 
     @property

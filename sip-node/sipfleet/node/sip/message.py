@@ -237,8 +237,8 @@ class _Message:
         if value is None:
             return None
         value = value.strip()
-        if not value.isdigit() or not value.isascii() or len(value) > 3:
-            raise SipParseError(f"bad Max-Forwards {value[:20]!r}")
+        if not value.isdigit() or not value.isascii() or len(value) > 10 or int(value) > 255:
+            raise SipParseError(f"bad Max-Forwards {value[:20]!r} (want 0-255)")
         return int(value)
 
     def _head_lines(self, start: str) -> list[str]:

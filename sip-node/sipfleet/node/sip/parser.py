@@ -58,8 +58,19 @@ def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage:
         raise SipParseError(f"header section larger than {limits.max_head_bytes} bytes", 413)
     text = head.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n")
-    message = _parse_start(lines[0], limits)
-    headers = message.headers
+    try:
+        message = _parse_start(lines[0], limits)
+    except SipParseError as exc:
+        # Still read the header fields, so the caller can answer the request.
+        exc.headers = _parse_fields(lines, limits)
+        exc.is_request = not lines[0].startswith("SIP/")
+        raise
+    message.headers = _parse_fields(lines, limits)
+    return message
+
+
+def _parse_fields(lines: list[str], limits: Limits) -> Headers:
+    headers = Headers()
     name: str | None = None
     parts: list[str] = []
     for line in lines[1:]:
@@ -81,7 +92,7 @@ def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage:
         parts = [line[colon + 1 :].strip(" \t")]
     if name is not None:
         headers.add(name, " ".join(parts).strip())
-    return message
+    return headers
 
 
 def content_length(headers: Headers) -> int | None:
@@ -112,12 +123,15 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage:
     data = data.lstrip(b"\r\n")
     head, body = _split(data)
     message = parse_head(head, limits)
-    length = content_length(message.headers)
-    if length is not None:
-        if len(body) < length:
+    try:
+        length = content_length(message.headers)
+        if length is not None and len(body) < length:
             raise SipParseError(f"body is {len(body)} bytes, Content-Length says {length}")
-        body = body[:length]
-    message.body = body
+    except SipParseError as exc:
+        exc.headers = message.headers
+        exc.is_request = isinstance(message, SipRequest)
+        raise
+    message.body = body if length is None else body[:length]
     return message
 
 

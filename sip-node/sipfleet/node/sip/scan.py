@@ -51,7 +51,7 @@ def parse_params(text: str) -> dict[str, str | None]:
     """Parse `;name=value;flag...` into an ordered dict (names lower-cased,
     values kept verbatim, including quotes). `text` may be empty."""
     params: dict[str, str | None] = {}
-    if not text.strip():
+    if not text:
         return params
     parts = split_outside(text, ";")
     if parts[0].strip():

@@ -86,10 +86,10 @@ class SipUri:
             raise SipParseError(f"not a URI: {text!r}")
         scheme = scheme.lower()
         if scheme == "tel":
-            number, _, params = rest.partition(";")
+            number, sep, params = rest.partition(";")
             if not number:
                 raise SipParseError(f"empty tel URI {text!r}")
-            return cls(scheme, "", user=number, params=parse_params(";" + params))
+            return cls(scheme, "", user=number, params=parse_params(sep + params))
         if scheme not in ("sip", "sips"):
             raise SipParseError(f"unsupported URI scheme {scheme!r}", 416)
         user = password = None
@@ -102,9 +102,9 @@ class SipUri:
             user, psep, pw = userinfo.partition(":")
             password = pw if psep else None
         rest, _, headers = rest.partition("?")
-        hostport, _, params = rest.partition(";")
+        hostport, sep, params = rest.partition(";")
         host, port = parse_hostport(hostport)
-        return cls(scheme, host.lower(), user, password, port, parse_params(";" + params), headers)
+        return cls(scheme, host.lower(), user, password, port, parse_params(sep + params), headers)
 
     def __str__(self) -> str:
         if self.scheme == "tel":

@@ -1,0 +1,136 @@
+"""Checks a UAS runs on a parsed request before acting on it (RFC 3261 8.2).
+
+`check_request(request, policy)` returns the error response to send, or None
+when the request may be processed. ACK is never answered: an invalid ACK
+raises SipParseError (drop it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SipParseError
+from .ids import MAGIC_COOKIE
+from .message import SipRequest, SipResponse
+from .response import make_response
+from .scan import split_commas
+from .uri import SipUri
+
+KNOWN_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE"}
+    | {"NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
+)
+_MANDATORY = ("Via", "To", "From", "Call-ID", "CSeq")
+_SINGLE = ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What this server implements.
+
+    `accepted_types` None skips the Content-Type check; otherwise a request
+    body of another type gets 415. `reject_zero_max_forwards` answers 483 to
+    Max-Forwards: 0 (OPTIONS excepted), as a forwarding server must.
+    """
+
+    allowed_methods: frozenset[str] = frozenset(
+        ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "REFER", "NOTIFY", "SUBSCRIBE"]
+    )
+    supported: frozenset[str] = frozenset({"replaces", "norefersub"})
+    accepted_types: frozenset[str] | None = None
+    reject_zero_max_forwards: bool = True
+
+
+DEFAULT_POLICY = Policy()
+
+
+def _warning(text: str) -> tuple[str, str]:
+    """A Warning header naming the problem (RFC 3261 20.43, code 399)."""
+    clean = text.replace("\\", "").replace('"', "'")[:200]
+    return ("Warning", f'399 sipfleet "{clean}"')
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _accepts(accept: str, wanted: str) -> bool:
+    major = wanted.split("/", 1)[0]
+    ranges = {_media_type(v) for v in split_commas(accept)}
+    return bool(ranges & {wanted, f"{major}/*", "*/*"})
+
+
+def _syntax_error(request: SipRequest) -> str | None:
+    """Name the first missing, repeated or malformed mandatory field."""
+    headers = request.headers
+    for name in _MANDATORY:
+        if name not in headers:
+            return f"missing {name} header"
+    for name in _SINGLE:
+        if len(headers.get_all(name)) > 1:
+            return f"more than one {name} header"
+    try:
+        request.vias  # noqa: B018 - parsing is the check
+        request.from_  # noqa: B018
+        request.to  # noqa: B018
+        _, method = request.cseq
+        request.max_forwards  # noqa: B018
+        for value in headers.get_list("Contact"):
+            if value != "*":
+                request.contact  # noqa: B018
+    except SipParseError as exc:
+        return exc.reason
+    if request.via.branch == MAGIC_COOKIE:
+        return "Via branch has the magic cookie but no transaction id"
+    if method != request.method:
+        return f"CSeq method {method} does not match request method {request.method}"
+    return None
+
+
+def check_request(request: SipRequest, policy: Policy = DEFAULT_POLICY) -> SipResponse | None:
+    """The error response for `request`, or None when it may be processed."""
+    problem = _syntax_error(request)
+    answer: tuple[int, str | None, list[tuple[str, str]]] | None = None
+    allow = [("Allow", ", ".join(sorted(policy.allowed_methods)))]
+    if request.version.upper() != "SIP/2.0":
+        answer = (505, None, [])
+    elif request.method not in policy.allowed_methods and request.method not in KNOWN_METHODS:
+        answer = (501, None, allow)  # before CSeq checks: RFC 4475 3.1.2.18 prefers 501
+    elif problem is not None:
+        answer = (400, None, [_warning(problem)])
+    else:
+        answer = _semantic_error(request, policy, allow)
+    if answer is None:
+        return None
+    if request.method == "ACK":
+        raise SipParseError(f"invalid ACK dropped ({answer[0]})", answer[0])
+    status, reason, headers = answer
+    return make_response(request, status, reason, headers=headers)
+
+
+def _semantic_error(
+    request: SipRequest, policy: Policy, allow: list[tuple[str, str]]
+) -> tuple[int, str | None, list[tuple[str, str]]] | None:
+    try:
+        uri = SipUri.parse(request.uri)
+    except SipParseError as exc:
+        return (exc.status, None, [_warning(exc.reason)])
+    if uri.headers:
+        return (400, None, [_warning("headers are not allowed in a Request-URI")])
+    if request.method not in policy.allowed_methods:
+        return (405, None, allow)
+    zero_hops = request.max_forwards == 0 and request.method != "OPTIONS"
+    if zero_hops and policy.reject_zero_max_forwards:
+        return (483, None, [])
+    required = request.headers.get_list("Require")
+    unknown = [tag for tag in required if tag.lower() not in policy.supported]
+    if unknown and request.method not in ("ACK", "CANCEL"):
+        return (420, None, [("Unsupported", ", ".join(unknown))])
+    accepted = policy.accepted_types
+    content_type = request.headers.get("Content-Type") or ""
+    if request.body and accepted is not None and _media_type(content_type) not in accepted:
+        return (415, None, [("Accept", ", ".join(sorted(accepted)))])
+    accept = request.headers.get("Accept")
+    if request.method == "INVITE" and accept and not _accepts(accept, "application/sdp"):
+        return (406, None, [("Accept", "application/sdp")])
+    return None
