@@ -37,32 +37,111 @@ Parsing (parser.py)
     StreamFramer(limits).feed(data) -> list[SipMessage]    TCP framing by
         Content-Length; CRLF keepalives skipped; over-limit head/body -> SipParseError(413).
     Limits(max_head_bytes, max_headers, max_line, max_uri, max_body_bytes)
+
+Answering (response.py, validate.py)
+    make_response(request, status, reason=None, *, to_tag=None, headers=(), body=b"")
+        RFC 3261 8.2.6: copies Via/From/To/Call-ID/CSeq (+Record-Route for 101-299),
+        adds a To tag (to_tag or a fresh one) unless 100 or already tagged.
+    error_response(err: SipParseError) -> SipResponse | None   answer to an
+        unparseable request (None: drop). Carries `Warning: 399 ...` naming the problem.
+    check_request(request, policy=DEFAULT_POLICY) -> SipResponse | None
+        400 missing/repeated/bad mandatory fields, CSeq method mismatch, bare
+        z9hG4bK branch; 416 URI scheme; 400 headers in Request-URI; 501 unknown
+        method; 405 (+Allow) known but not allowed; 483 Max-Forwards 0 (not
+        OPTIONS); 420 (+Unsupported); 415 (+Accept) if policy.accepted_types;
+        406 INVITE whose Accept excludes application/sdp. Invalid ACK raises.
+    Policy(allowed_methods, supported, accepted_types=None, reject_zero_max_forwards=True)
+    reason_phrase(status); new_tag(); new_branch(); new_call_id(host)
+
+Transactions (transaction.py) -- RFC 3261 17 + RFC 6026, virtual time
+    layer = TransactionLayer(Timers(t1=0.5, t2=4.0, t4=5.0, trying=0.2))
+    layer.receive(message, source: (host, port), transport, now) -> list[Event]
+    layer.respond(server_tx_id, response, now) -> list[Event]
+    layer.send_request(request, destination, transport, now) -> (client_tx_id, list[Event])
+        (request needs a top Via with branch=new_branch(); not for ACK)
+    layer.tick(now) -> list[Event];  layer.next_deadline() -> float | None
+    layer.stats: Stats(transactions, retransmissions, absorbed, timeouts,
+        merged, stray_responses, dropped) -- plain ints; len(layer) = live transactions
+    Events: Transmit(data, destination, transport, retransmission),
+        RequestReceived(tx_id, request, source, transport, cancels),
+        AckReceived(request, source, transport, tx_id),      (ACK for a 2xx)
+        ResponseReceived(tx_id, response, request),
+        TransactionTimedOut(tx_id, request, server)
+    Behaviour: 100 Trying after 200 ms if an INVITE is unanswered; 2xx to
+    INVITE retransmitted (T1 doubling to T2) until the ACK (AckReceived once)
+    or Timer L (then TransactionTimedOut: BYE the session); ACK for non-2xx
+    absorbed; retransmitted requests re-answered with the last response;
+    merged requests (8.2.2.2) answered 482 by the layer; non-2xx ACKs sent by
+    client INVITE transactions; responses go back to the request's source.
+    Retransmissions only over UDP.
+
+Server loop sketch:
+    try: msg = parse_message(datagram)
+    except SipParseError as err:
+        if (resp := error_response(err)): send(resp.to_bytes())   # else drop
+    if request: if (resp := check_request(msg, policy)): send it; continue
+    for ev in layer.receive(msg, addr, "UDP", now): ...   # and layer.tick(now) on timers
 """
 
 from .errors import SipParseError
 from .fields import NameAddr, Via, parse_cseq
+from .ids import new_branch, new_call_id, new_tag
 from .message import Headers, SipMessage, SipRequest, SipResponse, canonical_name, to_bytes
 from .parser import DEFAULT_LIMITS, Limits, StreamFramer, parse_message
+from .response import error_response, make_response, reason_phrase
 from .scan import parse_params, quote, split_commas, unquote
+from .transaction import (
+    AckReceived,
+    Address,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    Stats,
+    Timers,
+    TransactionLayer,
+    TransactionTimedOut,
+    Transmit,
+)
 from .uri import SipUri, unescape
+from .validate import DEFAULT_POLICY, KNOWN_METHODS, Policy, check_request
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "DEFAULT_POLICY",
+    "KNOWN_METHODS",
+    "AckReceived",
+    "Address",
+    "Event",
     "Headers",
     "Limits",
     "NameAddr",
+    "Policy",
+    "RequestReceived",
+    "ResponseReceived",
     "SipMessage",
     "SipParseError",
     "SipRequest",
     "SipResponse",
     "SipUri",
+    "Stats",
     "StreamFramer",
+    "Timers",
+    "TransactionLayer",
+    "TransactionTimedOut",
+    "Transmit",
     "Via",
     "canonical_name",
+    "check_request",
+    "error_response",
+    "make_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
     "parse_cseq",
     "parse_message",
     "parse_params",
     "quote",
+    "reason_phrase",
     "split_commas",
     "to_bytes",
     "unescape",
