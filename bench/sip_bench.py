@@ -1,0 +1,248 @@
+"""SIP benchmark, in one go: sip-node vs Kamailio on this machine.
+
+    .venv/bin/python bench/sip_bench.py [--quick] [--out bench/results/latest.md]
+
+1. MESSAGE throughput: sipp offers MESSAGE at rising rates (doubling, then
+   bisecting) to Kamailio answering with a stateless 200, and to one sip-node
+   (role main) where the MESSAGE goes to a group whose only member is the
+   sender: the full group path (membership check, 200, fan-out to nobody) with
+   no deliveries, the closest equivalent of a stateless 200 that sip-node has.
+   Reports the best sustained rate (< 1% failures), p50/p99 latency, CPU.
+2. Fan-out: one MESSAGE to a group of N members (default 1,000), against
+   Kamailio's imc module (room preloaded with the same members) and against a
+   sip-node group those members joined by INVITE. deliveries/s = N / (time from
+   send to the last member's 200).
+
+Everything listens on 127.0.0.1; every loop is bounded in count and time; all
+started processes are killed on exit, Ctrl-C or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sipbench import fanout, kamailio, sipnode, sipp
+from sipbench.fanout import MemberReceiver
+from sipbench.procs import BenchError, Procs, exit_on_sigterm, free_port
+from sipbench.report import Report, Throughput, machine_lines, render
+
+HOST = "127.0.0.1"
+SENDER = "sender"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "latest.md",
+        help="markdown report to write (default bench/results/latest.md)",
+    )
+    p.add_argument("--members", type=int, default=1000, help="fan-out group size (default 1000)")
+    p.add_argument("--reps", type=int, default=5, help="fan-out runs per server (default 5)")
+    p.add_argument("--step-seconds", type=float, default=3.0, help="length of one rate step")
+    p.add_argument("--start-rate", type=int, default=2000, help="first offered MESSAGE/s")
+    p.add_argument("--ceiling", type=int, default=128000, help="highest offered MESSAGE/s")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="seconds the rate search may take per server (default 60)",
+    )
+    p.add_argument(
+        "--latency-rate",
+        type=int,
+        default=1000,
+        help="fixed rate of the microsecond latency run (default 1000/s)",
+    )
+    p.add_argument(
+        "--children",
+        type=int,
+        default=2,
+        help="Kamailio UDP worker processes (default 2: one per core)",
+    )
+    p.add_argument("--only", choices=["kamailio", "sip-node"], help="measure one server only")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1.5 s steps, 20 s budget, 200 members, 2 fan-out runs",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work dir (logs, sipp traces)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.step_seconds, args.budget, args.members, args.reps = 1.5, 20.0, 200, 2
+    if not 1 <= args.members <= 10000:
+        p.error("--members must be within 1..10000")
+    if not 1 <= args.reps <= 50:
+        p.error("--reps must be within 1..50")
+    return args
+
+
+def throughput(
+    name: str, target: sipp.Target, args: argparse.Namespace, workdir: Path
+) -> Throughput:
+    print(
+        f"[throughput] {name}: rate search from {args.start_rate}/s, "
+        f"{args.step_seconds:.1f} s steps, budget {args.budget:.0f} s",
+        flush=True,
+    )
+
+    def step(rate: int) -> sipp.Step:
+        s = sipp.run_step(target, rate, args.step_seconds, workdir)
+        print(
+            f"  offered {rate:>7,}/s achieved {s.achieved:>9,.0f}/s failed {s.failed:>6} "
+            f"p50 {s.p(50):.0f} ms p99 {s.p(99):.0f} ms server CPU {s.server_cpu:.0f}% "
+            f"sipp CPU {s.sipp_cpu:.0f}% -> {'pass' if s.passed else 'FAIL'}",
+            flush=True,
+        )
+        return s
+
+    steps, best = sipp.search(step, args.start_rate, args.ceiling, args.budget)
+    latency = sipp.run_latency(target, args.latency_rate, 3.0, workdir)
+    return Throughput(name, steps, best, args.latency_rate, latency)
+
+
+def run_kamailio(
+    procs: Procs,
+    report: Report,
+    args: argparse.Namespace,
+    receiver: MemberReceiver,
+    members: list[str],
+) -> None:
+    port = free_port(HOST)
+    proc = kamailio.start_stateless(procs, HOST, port, args.children)
+    target = sipp.Target(
+        "kamailio", HOST, port, f"sip:echo@{HOST}:{port}", f"sip:{SENDER}@{HOST}", proc.pid
+    )
+    report.throughput.append(throughput("kamailio", target, args, procs.workdir))
+    procs.stop(proc)
+
+    port = free_port(HOST)
+    room = kamailio.ImcRoom("bench", HOST, SENDER, members)
+    proc = kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
+    print(f"[fan-out] kamailio imc: {len(members)} members, {args.reps} runs", flush=True)
+    report.fanouts.append(
+        fanout.measure(
+            "kamailio-imc",
+            receiver,
+            (HOST, port),
+            f"sip:bench@{HOST}:{port}",
+            f"sip:{SENDER}@{HOST}",
+            len(members),
+            args.reps,
+        )
+    )
+    procs.stop(proc)
+
+
+def run_sipnode(
+    procs: Procs,
+    report: Report,
+    args: argparse.Namespace,
+    receiver: MemberReceiver,
+    members: list[str],
+) -> None:
+    node = sipnode.start(procs, HOST)
+    me = f"sip:{SENDER}@{HOST}:{receiver.port}"
+    node.ensure_group("solo", 10)
+    sipnode.join(node, receiver, "solo", [SENDER])
+    target = sipp.Target("sip-node", HOST, node.sip_port, node.group_uri("solo"), me, node.proc.pid)
+    report.throughput.append(throughput("sip-node", target, args, procs.workdir))
+
+    node.ensure_group("bench", len(members) + 10)
+    t0 = time.monotonic()
+    joined = sipnode.join(node, receiver, "bench", [SENDER, *members])
+    print(
+        f"[fan-out] sip-node: {len(members)} members joined by INVITE in "
+        f"{time.monotonic() - t0:.1f} s; {args.reps} runs",
+        flush=True,
+    )
+    report.notes.append(f"sip-node join of {len(members) + 1} members by INVITE: {joined}")
+    report.fanouts.append(
+        fanout.measure(
+            "sip-node",
+            receiver,
+            (HOST, node.sip_port),
+            node.group_uri("bench"),
+            me,
+            len(members),
+            args.reps,
+        )
+    )
+    procs.stop(node.proc)
+
+
+def guarded(report: Report, what: str, fn: Callable[[], None]) -> None:
+    """Run one part; a failure is reported in the notes and the run goes on."""
+    try:
+        fn()
+    except BenchError as exc:
+        print(f"!! {what} failed: {exc}", file=sys.stderr, flush=True)
+        report.notes.append(f"{what} NOT measured: {str(exc).splitlines()[0]}")
+    except Exception as exc:  # a bug in a server or here: report it, keep the other numbers
+        traceback.print_exc()
+        report.notes.append(f"{what} NOT measured: {type(exc).__name__}: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    exit_on_sigterm()
+    workdir = Path(tempfile.mkdtemp(prefix="sipbench-"))
+    members = [f"m{i:04d}" for i in range(args.members)]
+    report = Report(
+        settings=[
+            *machine_lines(),
+            f"Kamailio: {args.children} UDP worker children (one per core), stateless 200 via "
+            "sl_send_reply; imc room preloaded from db_text (joining by `#join` MESSAGEs makes imc "
+            "announce each join to every member: ~N^2/2 MESSAGEs for setup, so the benchmark "
+            "writes the room's member table instead; the fan-out path is the same)",
+            "sip-node: one process, role main, uvloop if sip-node uses it; per-source rate limit "
+            "set out of reach; MESSAGE throughput goes to a group whose only member is the sender",
+            "Members: one UDP receiver process (Python) answering 200 for all members "
+            "(members differ by user part); imc reaches it through outbound_proxy, sip-node "
+            "through each member's Contact",
+            f"Steps of {args.step_seconds:.1f} s; all traffic on {HOST}",
+        ]
+    )
+    t_start = time.monotonic()
+    try:
+        with Procs(workdir) as procs:
+            receiver = MemberReceiver(procs, HOST, free_port(HOST))
+            report.receiver_capacity = fanout.receiver_capacity(receiver, args.members)
+            if args.only != "sip-node":
+                guarded(
+                    report, "Kamailio", lambda: run_kamailio(procs, report, args, receiver, members)
+                )
+            if args.only != "kamailio":
+                guarded(
+                    report, "sip-node", lambda: run_sipnode(procs, report, args, receiver, members)
+                )
+    except KeyboardInterrupt:
+        print("interrupted: processes stopped", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.settings.append(f"Total run time {time.monotonic() - t_start:.0f} s")
+    text = render(report)
+    print()
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Helpers of bench/sip_bench.py: peers, load, measurement and report."""

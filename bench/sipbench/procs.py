@@ -1,0 +1,150 @@
+"""Child processes of a benchmark run: started in their own session, always cleaned up.
+
+Every server, sipp and receiver the benchmark starts goes through `Procs`, whose
+`close()` (run by the context manager, also on Ctrl-C and errors) terminates each
+process group: first SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO
+
+
+class BenchError(RuntimeError):
+    """A benchmark step could not run; the message says what and where to look."""
+
+
+class Procs:
+    """Owns the processes one benchmark run starts."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+        stdout: int | IO[bytes] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` in a new session; stderr (and stdout unless given) go to NAME.log."""
+        log = (self.workdir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=self.workdir,
+            env=env,
+            stdin=stdin,
+            stdout=log if stdout is None else stdout,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        self._running.append((name, proc))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+        """Terminate one process group and forget it."""
+        _terminate(proc, grace)
+        self._running = [(n, p) for n, p in self._running if p is not proc]
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.workdir / f"{name}.log"
+        if not path.exists():
+            return f"(no log {path})"
+        text = path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def close(self) -> None:
+        for _name, proc in reversed(self._running):
+            _terminate(proc, 3.0)
+        self._running.clear()
+
+    def __enter__(self) -> Procs:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    # Kamailio forks workers into the same group: make sure none outlives the leader.
+    _signal_group(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `with Procs(...)` cleans up on it too."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
+    """A port the kernel reports free on `host` (UDP by default)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """User+system CPU seconds of every live process in session `session_id`."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is state (field 3 of stat); session is field 6, utime 14, stime 15.
+        if int(fields[3]) == session_id:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+class CpuMeter:
+    """CPU use of several process sessions over a time window, in % of one core."""
+
+    def __init__(self, sessions: dict[str, int]) -> None:
+        self.sessions = sessions
+        self._start = {name: session_cpu_seconds(sid) for name, sid in sessions.items()}
+        self._t0 = time.monotonic()
+
+    def percent(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self._t0, 1e-6)
+        return {
+            name: 100.0 * (session_cpu_seconds(sid) - self._start[name]) / elapsed
+            for name, sid in self.sessions.items()
+        }

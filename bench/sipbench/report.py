@@ -1,0 +1,169 @@
+"""The benchmark report: markdown tables, printed and written to bench/results/latest.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sipbench.fanout import Fanout
+from sipbench.sipp import MAX_FAILURES, MIN_SUSTAINED, Step
+from sipbench.stats import percentile
+
+THROUGHPUT_GOAL = 0.9
+FANOUT_GOAL = 1.0
+
+
+@dataclass
+class Throughput:
+    name: str
+    steps: list[Step]
+    best: Step | None
+    latency_rate: int
+    latency_us: list[float]
+
+    @property
+    def max_rate(self) -> float:
+        return self.best.achieved if self.best else 0.0
+
+
+@dataclass
+class Report:
+    settings: list[str]
+    notes: list[str] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
+    fanouts: list[Fanout] = field(default_factory=list)
+    receiver_capacity: float = math.nan
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+def machine_lines() -> list[str]:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
+        f"load average at start {load} (the machine is shared with other work)",
+        f"Kamailio: {_version(['/usr/sbin/kamailio', '-v'])}; "
+        f"sipp: {_version(['/usr/bin/sipp', '-v'])}; Python {platform.python_version()}",
+    ]
+
+
+def _ms(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.0f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+def _find(items: list[Throughput], name: str) -> Throughput | None:
+    return next((t for t in items if t.name == name), None)
+
+
+def _fan(items: list[Fanout], name: str) -> Fanout | None:
+    return next((f for f in items if f.name == name), None)
+
+
+def render(report: Report) -> str:
+    out = ["# sipfleet SIP benchmark: sip-node vs Kamailio", ""]
+    out += [f"- {line}" for line in report.settings]
+    out += ["", "## MESSAGE throughput (sipp UAC, one MESSAGE per transaction, UDP)", ""]
+    out.append(
+        f"A step passes when at most {MAX_FAILURES:.0%} of MESSAGEs fail and the achieved rate "
+        f"(200s / wall time until the last answer) is at least {MIN_SUSTAINED:.0%} of the offered "
+        "rate. Latency at the max rate comes from sipp's response-time trace (1 ms "
+        "resolution: 0 means under 1 ms); the microsecond latency comes from a separate run "
+        "at the same modest rate for both servers, from sipp's message trace timestamps."
+    )
+    out += [
+        "",
+        "| server | max sustained MESSAGE/s | failures at max | p50 / p99 ms at max | "
+        "latency rate | p50 / p99 us | server CPU % at max | sipp CPU % at max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in report.throughput:
+        b = t.best
+        out.append(
+            f"| {t.name} | {t.max_rate:,.0f} | "
+            + (f"{b.failed}/{b.sent} | {b.p(50):.0f} / {b.p(99):.0f} | " if b else "- | - | ")
+            + f"{t.latency_rate}/s | {_ms(percentile(t.latency_us, 50))} / "
+            f"{_ms(percentile(t.latency_us, 99))} | "
+            + (f"{b.server_cpu:.0f} | {b.sipp_cpu:.0f} |" if b else "- | - |")
+        )
+    for t in report.throughput:
+        out += [
+            "",
+            f"Steps against {t.name}:",
+            "",
+            "| offered/s | achieved/s | sent | ok | failed | p50 ms | p99 ms | "
+            "server CPU % | sipp CPU % | pass |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in t.steps:
+            out.append(
+                f"| {s.rate:,} | {s.achieved:,.0f} | {s.sent} | {s.ok} | {s.failed} | "
+                f"{s.p(50):.0f} | {s.p(99):.0f} | {s.server_cpu:.0f} | {s.sipp_cpu:.0f} | "
+                f"{'yes' if s.passed else 'no'} |"
+            )
+    out += ["", "## Fan-out: one MESSAGE to every member of one group", ""]
+    out.append(
+        "deliveries/s = members / (time from sending the group MESSAGE to the moment the "
+        "last member sent its 200); median over the runs. Member receiver capacity "
+        f"(this process blasting MESSAGEs at it): {report.receiver_capacity:,.0f} deliveries/s."
+    )
+    out += [
+        "",
+        "| server | members | runs | delivered (all runs) | median ms to last 200 | "
+        "median deliveries/s | best deliveries/s | median ms to first | "
+        "median ms to sender's 200 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in report.fanouts:
+        rates = [r.deliveries_per_s for r in f.runs]
+        out.append(
+            f"| {f.name} | {f.members} | {len(f.runs)} | "
+            f"{'/'.join(str(r.delivered) for r in f.runs)} | {f.median_to_last_ms:.1f} | "
+            f"{f.median_rate:,.0f} | {max(rates):,.0f} | "
+            f"{percentile([r.to_first_ms for r in f.runs], 50):.2f} | "
+            f"{percentile([r.sender_200_ms for r in f.runs], 50):.1f} |"
+        )
+    out += ["", "## Ratios (sip-node / Kamailio)", ""]
+    node_t, kam_t = _find(report.throughput, "sip-node"), _find(report.throughput, "kamailio")
+    if node_t and kam_t:
+        ratio = node_t.max_rate / kam_t.max_rate if kam_t.max_rate else 0.0
+        verdict = "met" if ratio >= THROUGHPUT_GOAL else "NOT met"
+        out.append(
+            f"- MESSAGE throughput: {_ratio(node_t.max_rate, kam_t.max_rate)} "
+            f"(goal >= {THROUGHPUT_GOAL}x at < 1% failures: {verdict})"
+        )
+    node_f, kam_f = _fan(report.fanouts, "sip-node"), _fan(report.fanouts, "kamailio-imc")
+    if node_f and kam_f:
+        ratio = node_f.median_rate / kam_f.median_rate if kam_f.median_rate else 0.0
+        verdict = "met" if ratio >= FANOUT_GOAL and node_f.complete else "NOT met"
+        out.append(
+            f"- Fan-out deliveries/s: {_ratio(node_f.median_rate, kam_f.median_rate)} "
+            f"(goal >= {FANOUT_GOAL}x imc: {verdict})"
+        )
+    if report.notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,132 @@
+"""sip-node under test: one `sipfleet-node --role main` process and its admin API."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sipbench.fanout import MemberReceiver
+from sipbench.procs import BenchError, Procs, free_port
+
+SIPFLEET_NODE = Path(sys.executable).parent / "sipfleet-node"
+DOMAIN = "bench.sipfleet.test"
+# The per-source rate limit (default 500/s) would reject the benchmark's own load;
+# it stays in the path (the check runs per request) but with a limit never reached.
+NO_LIMIT = "1000000000"
+
+
+@dataclass(frozen=True)
+class SipNode:
+    proc: subprocess.Popen[bytes]
+    host: str
+    sip_port: int
+    admin_port: int
+    token: str
+
+    def group_uri(self, user: str) -> str:
+        return f"sip:{user}@{DOMAIN}"
+
+    def admin(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"http://{self.host}:{self.admin_port}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise BenchError(
+                f"sip-node admin {method} {path} -> {exc.code}: {exc.read()[:300]!r}"
+            ) from None
+
+    def ensure_group(self, user: str, capacity: int) -> dict[str, Any]:
+        shard: dict[str, Any] = self.admin(
+            "POST", "/v1/shards", {"group": self.group_uri(user), "capacity": capacity}
+        )
+        return shard
+
+
+def start(
+    procs: Procs, host: str, wrapper: list[str] | None = None, name: str = "sip-node"
+) -> SipNode:
+    """Start sip-node (optionally under a profiler `wrapper` argv) and wait for /readyz."""
+    if not SIPFLEET_NODE.exists():
+        raise BenchError(f"{SIPFLEET_NODE} is missing: install the project (make venv)")
+    token = secrets.token_hex(16)
+    token_file = procs.workdir / f"{name}.token"
+    token_file.write_text(token)
+    sip_port, admin_port = free_port(host), free_port(host, kind=socket.SOCK_STREAM)
+    argv = [
+        *(wrapper or []),
+        str(SIPFLEET_NODE),
+        "--role",
+        "main",
+        "--name",
+        "bench",
+        "--domain",
+        DOMAIN,
+        "--listen",
+        host,
+        "--sip-port",
+        str(sip_port),
+        "--admin-port",
+        str(admin_port),
+        "--token-file",
+        str(token_file),
+        "--rate-limit",
+        NO_LIMIT,
+        "--rate-burst",
+        NO_LIMIT,
+        "--log-level",
+        "WARNING",
+    ]
+    proc = procs.start(name, argv)
+    node = SipNode(proc, host, sip_port, admin_port, token)
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"sip-node exited with {proc.returncode}\n{procs.log_tail(name)}")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{admin_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return node
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"sip-node not ready within 20 s\n{procs.log_tail(name)}")
+
+
+def join(
+    node: SipNode,
+    receiver: MemberReceiver,
+    group_user: str,
+    users: list[str],
+    timeout: float = 90.0,
+) -> dict[str, Any]:
+    """INVITE `users` into the group from the receiver's socket; all must get 200."""
+    result = receiver.call(
+        {
+            "cmd": "join",
+            "host": node.host,
+            "port": node.sip_port,
+            "group_uri": node.group_uri(group_user),
+            "users": users,
+            "timeout": timeout,
+        },
+        timeout + 10.0,
+    )
+    if result.get("joined") != len(users):
+        raise BenchError(f"only {result.get('joined')}/{len(users)} members joined: {result}")
+    return result
