@@ -23,7 +23,7 @@ from pydantic.config import JsonDict
 GROUP = "sipfleet.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-CATEGORY = "sipfleet"
+CATEGORY = "sip"  # not "sipfleet": that would shadow the singular of SipFleet
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -51,13 +51,23 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     return entry
 
 
-def _section(model: type[BaseModel], description: str) -> Any:
-    """A nested object that may be omitted; the API server defaults it to ``{}``.
+def _section(model: type[CrdModel], description: str) -> Any:
+    """A nested object that may be omitted; it then defaults to all its defaults.
 
-    The ``{}`` default makes the API server apply the nested fields' defaults
-    too, which is what ``default_factory`` does on the Python side.
+    The schema default is spelled out in full (not ``{}``): the API server
+    checks a default against the object's CEL rules before nested defaults
+    apply.
     """
-    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+    return Field(
+        default_factory=model,
+        description=description,
+        json_schema_extra={"default": model().to_k8s()},
+    )
+
+
+def _map_list(key: str) -> JsonDict:
+    """Mark a list as a map keyed by ``key`` (server-side apply merges by key)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
 
 
 class CrdModel(BaseModel):
@@ -133,7 +143,32 @@ class EnvVar(CrdModel):
 # --------------------------------------------------------------------------- SipFleet
 
 
-class MainServerSpec(CrdModel):
+class ServerPorts(CrdModel):
+    """The two ports every SIP server listens on; they must differ."""
+
+    sip_port: Port = Field(default=5060, description="UDP/TCP port for SIP.")
+    admin_port: Port = Field(default=8080, description="HTTP port of the admin API and /metrics.")
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Self:
+        if self.sip_port == self.admin_port:
+            raise ValueError(f"sipPort and adminPort must differ (both {self.sip_port})")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.sipPort != self.adminPort",
+                    "sipPort and adminPort must differ",
+                    ".adminPort",
+                )
+            ]
+        }
+    )
+
+
+class MainServerSpec(ServerPorts):
     """The main SIP server: the root of every group's distribution tree."""
 
     domain: str = Field(
@@ -141,27 +176,9 @@ class MainServerSpec(CrdModel):
         pattern=DNS_SUBDOMAIN,
         description="SIP domain the fleet serves; group URIs live under it (e.g. example.com).",
     )
-    sip_port: Port = Field(default=5060, description="UDP/TCP port for SIP on the main server.")
-    admin_port: Port = Field(
-        default=8080, description="HTTP port of the main server's admin API and /metrics."
-    )
-
-    @model_validator(mode="after")
-    def _distinct_ports(self) -> Self:
-        if self.sip_port == self.admin_port:
-            raise ValueError("sipPort and adminPort must differ")
-        return self
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel("self.sipPort != self.adminPort", "sipPort and adminPort must differ")
-            ]
-        }
-    )
 
 
-class NodeTemplate(CrdModel):
+class NodeTemplate(ServerPorts):
     """How the operator builds the Pods of additional SIP servers (nodes)."""
 
     image: str = Field(
@@ -173,28 +190,11 @@ class NodeTemplate(CrdModel):
     resources: ResourceRequirements = _section(
         ResourceRequirements, "CPU and memory requests and limits of the node container."
     )
-    sip_port: Port = Field(default=5060, description="UDP/TCP port for SIP on each node.")
-    admin_port: Port = Field(
-        default=8080, description="HTTP port of each node's admin API and /metrics."
-    )
     env: list[EnvVar] = Field(
         default_factory=list,
         max_length=64,
         description="Extra environment variables for the node container.",
-    )
-
-    @model_validator(mode="after")
-    def _distinct_ports(self) -> Self:
-        if self.sip_port == self.admin_port:
-            raise ValueError("nodeTemplate.sipPort and nodeTemplate.adminPort must differ")
-        return self
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel("self.sipPort != self.adminPort", "sipPort and adminPort must differ")
-            ]
-        }
+        json_schema_extra=_map_list("name"),
     )
 
 
@@ -317,12 +317,18 @@ class SipFleetStatus(CrdModel):
         default=None, ge=0, description="The .metadata.generation this status reflects."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Scaling and Degraded conditions."
+        default_factory=list,
+        description="Ready, Scaling and Degraded conditions.",
+        json_schema_extra=_map_list("type"),
     )
     main_server: MainServerStatus | None = Field(
         default=None, description="The main server's Pod, IP and readiness."
     )
-    nodes: list[NodeStatus] = Field(default_factory=list, description="The fleet's node Pods.")
+    nodes: list[NodeStatus] = Field(
+        default_factory=list,
+        description="The fleet's node Pods.",
+        json_schema_extra=_map_list("name"),
+    )
     node_count: int = Field(default=0, ge=0, description="Number of node Pods (any state).")
     ready_nodes: int = Field(default=0, ge=0, description="Number of ready node Pods.")
 
@@ -495,12 +501,16 @@ class SipConferenceStatus(CrdModel):
         description="Pending, Running, Scaling, Degraded or Terminating.",
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Scaling and Degraded conditions."
+        default_factory=list,
+        description="Ready, Scaling and Degraded conditions.",
+        json_schema_extra=_map_list("type"),
     )
     members: int = Field(default=0, ge=0, description="Members of the group, all servers.")
     servers: int = Field(default=0, ge=0, description="Servers hosting the group.")
     shards: list[ShardStatus] = Field(
-        default_factory=list, description="The group's URI on each server, main first."
+        default_factory=list,
+        description="The group's URI on each server, main first.",
+        json_schema_extra=_map_list("server"),
     )
     last_decision: LastDecision | None = Field(
         default=None, description="The planner's latest decision and its reason."
@@ -562,7 +572,7 @@ CONFERENCE = Resource(
     kind="SipConference",
     plural="sipconferences",
     singular="sipconference",
-    short_names=("sc", "sipconf"),
+    short_names=("sipconf",),  # "sc" is StorageClass
     spec=SipConferenceSpec,
     status=SipConferenceStatus,
     description="One SIP group (conference or group chat) spread over a fleet's servers.",

@@ -45,6 +45,9 @@ DecisionKind = Literal["scale-out", "scale-in", "transfer", "delete", "place", "
 
 _TERMINATED: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
+STARTUP_GRACE_SECONDS = 120.0
+"""A node not ready after this long stops blocking the next scale-out step."""
+
 
 class Limit(StrEnum):
     """Why the planner did less than the load asked for."""
@@ -374,65 +377,71 @@ class _Step:
     notes: tuple[str, ...] = ()
 
 
+def _held(limit: Limit, note: str) -> _Step:
+    return _Step(limits=frozenset({limit}), notes=(note,))
+
+
+def _bounded(
+    spec: PlanSpec, target: int, current: int, desired: int, in_progress: int, cooling: bool
+) -> _Step:
+    """Cooldown and the step bound; ``in_progress`` nodes still count toward the step.
+
+    Counting the previous step's unfinished nodes (still starting, or still
+    draining) makes re-planning before they finish a no-op.
+    """
+    direction = "scale-out" if target > current else "scale-in"
+    if cooling:
+        return _held(Limit.COOLDOWN, f"{direction} to {target} nodes waits for the cooldown")
+    limits = {Limit.STABILIZING} if target != desired else set()
+    change = abs(target - current)
+    room = max(0, spec.scaling.max_nodes_per_step - in_progress)
+    if change > room:
+        change = room
+        limits.add(Limit.STEP)
+    if change == 0:
+        return _Step(
+            limits=frozenset(limits),
+            notes=(f"{direction} to {target} nodes waits for {in_progress} nodes in progress",),
+        )
+    return _Step(change=change if target > current else -change, limits=frozenset(limits))
+
+
 def _scale_step(
     spec: PlanSpec,
     history: History,
     now: float,
     current: int,
     desired: int,
+    progress: tuple[int, int],
     stale: list[str],
 ) -> _Step:
-    """Apply stabilization windows, cooldown, step bound and the stale-metrics rule."""
+    """Stabilization windows, the stale-metrics rule, then cooldown and step bound.
+
+    ``progress`` is (nodes still starting, nodes still draining).
+    """
     policy = spec.scaling
     cooling = history.last_scale is not None and now - history.last_scale < policy.cooldown_seconds
     if desired > current:
         target = min(_window(history, now, policy.scale_up_stabilization_seconds))
         if target <= current:
-            return _Step(
-                limits=frozenset({Limit.STABILIZING}),
-                notes=(f"scale-out to {desired} nodes waits for the scale-up window",),
+            return _held(
+                Limit.STABILIZING, f"scale-out to {desired} nodes waits for the scale-up window"
             )
-        if cooling:
-            return _Step(
-                limits=frozenset({Limit.COOLDOWN}),
-                notes=(f"scale-out to {target} nodes waits for the cooldown",),
-            )
-        limits = {Limit.STABILIZING} if target < desired else set()
-        change = target - current
-        if change > policy.max_nodes_per_step:
-            change = policy.max_nodes_per_step
-            limits.add(Limit.STEP)
-        return _Step(change=change, limits=frozenset(limits))
+        return _bounded(spec, target, current, desired, progress[0], cooling)
     if desired < current:
         if stale:
-            return _Step(
-                limits=frozenset({Limit.METRICS_STALE}),
-                notes=(f"no scale-in: metrics stale or missing for {', '.join(stale)}",),
+            return _held(
+                Limit.METRICS_STALE,
+                f"no scale-in: metrics stale or missing for {', '.join(stale)}",
             )
         window = policy.scale_down_stabilization_seconds
         assert history.started is not None  # _remember sets it
-        if history.started > now - window:
-            return _Step(
-                limits=frozenset({Limit.STABILIZING}),
-                notes=(f"scale-in to {desired} nodes waits for the scale-down window",),
-            )
         target = max(_window(history, now, window))
-        if target >= current:
-            return _Step(
-                limits=frozenset({Limit.STABILIZING}),
-                notes=(f"scale-in to {desired} nodes waits for the scale-down window",),
+        if history.started > now - window or target >= current:
+            return _held(
+                Limit.STABILIZING, f"scale-in to {desired} nodes waits for the scale-down window"
             )
-        if cooling:
-            return _Step(
-                limits=frozenset({Limit.COOLDOWN}),
-                notes=(f"scale-in to {target} nodes waits for the cooldown",),
-            )
-        limits = {Limit.STABILIZING} if target > desired else set()
-        change = current - target
-        if change > policy.max_nodes_per_step:
-            change = policy.max_nodes_per_step
-            limits.add(Limit.STEP)
-        return _Step(change=-change, limits=frozenset(limits))
+        return _bounded(spec, target, current, desired, progress[1], cooling)
     return _Step()
 
 
@@ -589,7 +598,16 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     desired, limits = recommend_nodes(spec, members)
     history = _remember(spec, history, now, desired)
     active = [n for n in nodes if n.alive and not n.draining]
-    step = _scale_step(spec, history, now, len(active), desired, stale)
+    starting = [n for n in active if not n.ready and now - n.created_at < STARTUP_GRACE_SECONDS]
+    degraded += [
+        f"{n.name} not ready after {now - n.created_at:.0f}s"
+        for n in active
+        if not n.ready and n not in starting
+    ]
+    draining = [n for n in nodes if n.draining and n.alive]
+    step = _scale_step(
+        spec, history, now, len(active), desired, (len(starting), len(draining)), stale
+    )
     limited = set(limits | step.limits)
     notes = list(step.notes)
 
@@ -642,6 +660,6 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         members=members,
         servers=sum(1 for s in servers if s.shard and s.ready and s.alive),
         degraded=tuple(degraded),
-        pending_nodes=sum(1 for n in active if not n.ready),
-        draining_nodes=sum(1 for n in nodes if n.draining and n.alive),
+        pending_nodes=len(starting),
+        draining_nodes=len(draining),
     )
