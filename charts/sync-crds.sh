@@ -15,7 +15,8 @@ if [[ "${1:-}" == "--check" ]]; then
     exit 0
 fi
 
+files=("$src"/*.yaml)
 mkdir -p "$dst"
 rm -f "$dst"/*.yaml
-cp "$src"/*.yaml "$dst"/
-echo "synced $(ls "$src"/*.yaml | wc -l) CRD file(s) into $dst"
+cp "${files[@]}" "$dst"/
+echo "synced ${#files[@]} CRD file(s) into $dst"
