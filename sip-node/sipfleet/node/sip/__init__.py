@@ -75,6 +75,29 @@ Transactions (transaction.py) -- RFC 3261 17 + RFC 6026, virtual time
     client INVITE transactions; responses go back to the request's source.
     Retransmissions only over UDP.
 
+Dialogs (dialog.py)
+    Dialog(call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
+           route_set=[], local_cseq=0, remote_cseq=None, local_contact=None); .id
+    Dialog.as_uas(request, our_response, local_contact) / Dialog.as_uac(our_request, response, ...)
+    dialog.create_request(method, *, sent_by, transport="UDP", headers=(), body=b"",
+        content_type=None) -> SipRequest      (BYE, REFER, NOTIFY, MESSAGE; next CSeq)
+    dialog.ack(invite_cseq, *, sent_by, transport) -> SipRequest   (ACK for a 2xx)
+    dialog.receive(request) -> 500 | None     (CSeq order; target refresh)
+    incoming_dialog_id(message) -> (Call-ID, local tag, remote tag) | None
+    new_request(method, uri, *, from_, to, call_id, cseq, sent_by, transport="UDP",
+        contact=None, routes=(), headers=(), body=b"", content_type=None)  (out of dialog)
+
+Bodies
+    sipfrag.py: SIPFRAG_TYPE, build_sipfrag(status, reason) -> bytes,
+        parse_sipfrag(body) -> (status, reason), subscription_state(state, expires=, reason=)
+    replaces.py: Replaces(call_id, to_tag, from_tag, early_only).parse/str,
+        refer_target(uri, replaces=None) -> "<uri?Replaces=...>", replaces_in(SipUri)
+    cpim.py: CPIM_TYPE, CpimMessage(from_, to, content_type, body, headers),
+        wrap_cpim(msg) -> bytes, unwrap_cpim(data) -> CpimMessage
+    confinfo.py: CONFERENCE_INFO_TYPE, User(entity, display_text, endpoints, state),
+        Endpoint(entity, status, state), conference_info(entity, version, users, *,
+        state="full"|"partial", user_count=None, subject=None) -> bytes
+
 Server loop sketch:
     try: msg = parse_message(datagram)
     except SipParseError as err:
@@ -83,13 +106,18 @@ Server loop sketch:
     for ev in layer.receive(msg, addr, "UDP", now): ...   # and layer.tick(now) on timers
 """
 
+from .confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
+from .cpim import CPIM_TYPE, CpimMessage, unwrap_cpim, wrap_cpim
+from .dialog import Dialog, DialogId, incoming_dialog_id, new_request
 from .errors import SipParseError
 from .fields import NameAddr, Via, parse_cseq
 from .ids import new_branch, new_call_id, new_tag
 from .message import Headers, SipMessage, SipRequest, SipResponse, canonical_name, to_bytes
 from .parser import DEFAULT_LIMITS, Limits, StreamFramer, parse_message
+from .replaces import Replaces, refer_target, replaces_in
 from .response import error_response, make_response, reason_phrase
 from .scan import parse_params, quote, split_commas, unquote
+from .sipfrag import SIPFRAG_TYPE, build_sipfrag, parse_sipfrag, subscription_state
 from .transaction import (
     AckReceived,
     Address,
@@ -106,16 +134,24 @@ from .uri import SipUri, unescape
 from .validate import DEFAULT_POLICY, KNOWN_METHODS, Policy, check_request
 
 __all__ = [
+    "CONFERENCE_INFO_TYPE",
+    "CPIM_TYPE",
     "DEFAULT_LIMITS",
     "DEFAULT_POLICY",
     "KNOWN_METHODS",
+    "SIPFRAG_TYPE",
     "AckReceived",
     "Address",
+    "CpimMessage",
+    "Dialog",
+    "DialogId",
+    "Endpoint",
     "Event",
     "Headers",
     "Limits",
     "NameAddr",
     "Policy",
+    "Replaces",
     "RequestReceived",
     "ResponseReceived",
     "SipMessage",
@@ -129,21 +165,32 @@ __all__ = [
     "TransactionLayer",
     "TransactionTimedOut",
     "Transmit",
+    "User",
     "Via",
+    "build_sipfrag",
     "canonical_name",
     "check_request",
+    "conference_info",
     "error_response",
+    "incoming_dialog_id",
     "make_response",
     "new_branch",
     "new_call_id",
+    "new_request",
     "new_tag",
     "parse_cseq",
     "parse_message",
     "parse_params",
+    "parse_sipfrag",
     "quote",
     "reason_phrase",
+    "refer_target",
+    "replaces_in",
     "split_commas",
+    "subscription_state",
     "to_bytes",
     "unescape",
     "unquote",
+    "unwrap_cpim",
+    "wrap_cpim",
 ]
