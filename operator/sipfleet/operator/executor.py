@@ -1,0 +1,264 @@
+"""Apply a planner ``Decision`` through the Kubernetes API and the servers' admin API.
+
+Every step is idempotent, so applying the same Decision twice (or after a
+restart) changes nothing the second time:
+- node Pods get deterministic names ``<fleet>-node-<n>`` (lowest free n in the
+  fleet, under a per-fleet lock) and "already exists" is success;
+- ``POST /v1/shards`` creates a URI only if missing;
+- routes carry a generation that only grows and an equal one is a no-op;
+- the planner already subtracts running transfers (read back from the
+  servers), so a restarted operator does not start a transfer twice;
+- draining is a Pod label plus ``POST /v1/drain``, both repeatable;
+- only Pods the planner found drained and empty are deleted.
+
+A failing step does not stop the others; it is reported in the ``Outcome``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import kubernetes
+from sipfleet.node.admin_client import AdminError
+from sipfleet.operator import pods as podlib
+from sipfleet.operator.kube import Obj
+from sipfleet.operator.models import SipFleetSpec
+from sipfleet.operator.observe import Observed
+from sipfleet.operator.planner import Decision, Route
+from sipfleet.operator.routing import FleetRoutes, RouteEntry, next_generation
+from sipfleet.operator.runtime import Runtime
+
+EventType = Literal["Normal", "Warning"]
+_FAILURES = (AdminError, kubernetes.client.ApiException, OSError)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the SipConference."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """What applying a Decision did: Events to post, steps that failed."""
+
+    events: list[Event] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def did(self, reason: str, message: str) -> None:
+        self.events.append(Event("Normal", reason, message))
+
+    def failed(self, reason: str, message: str) -> None:
+        self.events.append(Event("Warning", reason, message))
+        self.failures.append(message)
+
+
+def free_indices(used: Iterable[int], count: int) -> list[int]:
+    """The ``count`` lowest node indices (from 1) not in ``used``."""
+    taken, out, n = set(used), list[int](), 1
+    while len(out) < count:
+        if n not in taken:
+            out.append(n)
+        n += 1
+    return out
+
+
+def route_entries(routes: Iterable[Route], exclude: Iterable[str] = ()) -> list[RouteEntry]:
+    """The planner's routes as routing-table entries, minus servers about to go."""
+    gone = set(exclude)
+    return [RouteEntry(r.server, r.uri, r.state, r.free) for r in routes if r.server not in gone]
+
+
+@dataclass
+class Executor:
+    """Applies one conference's Decision; one instance per control-loop pass."""
+
+    rt: Runtime
+    namespace: str
+    fleet_body: Mapping[str, Any]
+    fleet_spec: SipFleetSpec
+    conference: str
+    token: str
+    observed: Observed
+    outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def fleet(self) -> str:
+        return str(self.fleet_body["metadata"]["name"])
+
+    @property
+    def fleet_routes(self) -> FleetRoutes:
+        return self.rt.fleet_routes((self.namespace, self.fleet))
+
+    def _client(self, server: str) -> Any:
+        return self.rt.admin(self.observed.urls[server], self.token)
+
+    async def apply(self, decision: Decision) -> Outcome:
+        deleting = [a.server for a in decision.delete]
+        for placement in decision.create_shards:
+            await self._ensure_shard(placement.server, placement.group, placement.capacity)
+        await self.push_routes(decision.group, route_entries(decision.routes, deleting))
+        for action in decision.drain:
+            await self._drain(action.server, action.reason)
+        if decision.transfers:
+            await self._transfers(decision)
+        for action in decision.delete:
+            await self._delete(action.server, action.reason)
+        if decision.create_nodes:
+            await self._create_nodes(decision.create_nodes, decision.create_reason)
+        return self.outcome
+
+    async def _ensure_shard(self, server: str, group: str, capacity: int) -> None:
+        if server not in self.observed.urls:
+            return
+        try:
+            shard = await self._client(server).ensure_shard(group, capacity)
+        except _FAILURES as exc:
+            self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
+            return
+        self.outcome.did("ShardCreated", f"{group} on {server} at {shard.get('uri')}")
+
+    async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
+        """Record the group's entries and push changed tables to the servers we observed.
+
+        Nothing is pushed unless the main server heads the list: a table
+        without its root would cut the distribution tree, so a pass that
+        could not reach the main server keeps the previous tables.
+        """
+        main = podlib.main_pod_name(self.fleet)
+        if not entries or entries[0].server != main:
+            return
+        reported = await self._reported()
+        self.fleet_routes.set_group(group, entries)
+        await self._push(reported)
+
+    async def withdraw(self, group: str) -> list[str]:
+        """Undo the group: drop its routes, delete its shards (BYE), delete its nodes.
+
+        Returns the failures; the caller retries until there are none.
+        """
+        reported = await self._reported()
+        self.fleet_routes.drop_group(group)
+        await self._push(reported)
+        for server, state in sorted(self.observed.states.items()):
+            if any(s.get("group") == group for s in state.get("shards", [])):
+                try:
+                    await self._client(server).delete_shard(group)
+                except _FAILURES as exc:
+                    self.outcome.failed("ReleaseFailed", f"delete {group} on {server}: {exc}")
+                    continue
+                self.outcome.did("ShardDeleted", f"{group} removed from {server}")
+        for pod in self.observed.node_pods:
+            await self._delete(pod["metadata"]["name"], f"release {group}")
+        return self.outcome.failures
+
+    async def _reported(self) -> dict[str, int]:
+        """Servers we observed -> their routes generation; seeds after a restart."""
+        reported = {
+            name: int(state.get("routes_generation", 0))
+            for name, state in self.observed.states.items()
+        }
+        await self._seed_from_servers(self.fleet_routes, reported)
+        return reported
+
+    async def _push(self, reported: Mapping[str, int]) -> None:
+        """Push every changed table with one new generation."""
+        routes = self.fleet_routes
+        stale = routes.stale_servers(reported)
+        if not stale:
+            return
+        generation = next_generation(time.time(), reported.values(), routes.generation)
+        routes.generation = generation
+        for server, table in sorted(stale.items()):
+            try:
+                await self._client(server).put_routes(generation, table)
+            except _FAILURES as exc:
+                self.outcome.failed("RoutesFailed", f"push routes to {server}: {exc}")
+                continue
+            routes.mark_pushed(server, generation, table)
+        self.outcome.did("RoutesPushed", f"generation {generation} to {', '.join(sorted(stale))}")
+
+    async def _seed_from_servers(self, routes: FleetRoutes, reported: Mapping[str, int]) -> None:
+        """After a restart, learn other conferences' groups from the servers' own tables.
+
+        Otherwise the first push to the main server would drop every group
+        whose SipConference has not yet had a pass in this process.
+        """
+        for server in sorted(reported):
+            if server in routes.pushed or server in routes.seeded:
+                continue
+            try:
+                table = await self._client(server).routes()
+            except _FAILURES:
+                continue
+            for group, raw in (table.get("groups") or {}).items():
+                routes.seed(group, [RouteEntry.from_json(e) for e in raw])
+            routes.seeded.add(server)
+
+    async def _drain(self, server: str, reason: str) -> None:
+        try:
+            await self.rt.kube.label_pod(self.namespace, server, {podlib.LABEL_DRAINING: "true"})
+            if server in self.observed.states:
+                await self._client(server).drain()
+        except _FAILURES as exc:
+            self.outcome.failed("DrainFailed", f"{reason}: {exc}")
+            return
+        self.outcome.did("ScaleIn", reason)
+
+    async def _transfers(self, decision: Decision) -> None:
+        started: list[str] = []
+        for t in decision.transfers:
+            if t.source not in self.observed.urls:
+                continue
+            try:
+                answer = await self._client(t.source).start_transfer(
+                    decision.group, t.target_uri, count=t.count, method=t.method, rate=t.rate
+                )
+            except _FAILURES as exc:
+                self.outcome.failed("TransferFailed", f"{t.reason}: {exc}")
+                continue
+            started.append(f"{t.reason} (id {answer.get('id')}, {t.rate:g}/s)")
+        if started:
+            self.outcome.did("Transfer", "; ".join(started))
+
+    async def _delete(self, server: str, reason: str) -> None:
+        try:
+            await self.rt.kube.delete_pod(self.namespace, server)
+        except _FAILURES as exc:
+            self.outcome.failed("DeleteFailed", f"{reason}: {exc}")
+            return
+        self.outcome.did("NodeDeleted", reason)
+
+    async def _create_nodes(self, count: int, reason: str) -> None:
+        spec = podlib.server_pod_spec(self.fleet, self.fleet_spec, "node", self.conference)
+        async with self.rt.pod_lock((self.namespace, self.fleet)):
+            fleet_pods = await self.rt.kube.list_pods(
+                self.namespace, podlib.fleet_selector(self.fleet, "node")
+            )
+            used = [
+                i for p in fleet_pods if (i := podlib.node_index(p["metadata"]["name"])) is not None
+            ]
+            names: list[str] = []
+            for index in free_indices(used, count):
+                name = podlib.node_pod_name(self.fleet, index)
+                body = podlib.server_pod(self.fleet_body, name, "node", spec, index)
+                try:
+                    await self._create(body)
+                except _FAILURES as exc:
+                    self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
+                    continue
+                names.append(name)
+        if names:
+            self.outcome.did("ScaleOut", f"{reason}: created {', '.join(names)}")
+
+    async def _create(self, body: Obj) -> None:
+        stored = await self.rt.kube.ensure_pod(self.namespace, body)
+        owner = (stored["metadata"].get("labels") or {}).get(podlib.LABEL_CONFERENCE)
+        if owner != self.conference:
+            raise OSError(f"Pod {body['metadata']['name']} already exists for {owner!r}")

@@ -1,0 +1,85 @@
+"""SipFleet: keep the admin-token Secret and the main server Pod, report status.
+
+One timer per fleet does it all because each step is an idempotent
+"ensure": a deleted Secret or main Pod comes back on the next tick.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import pydantic
+from sipfleet.operator import metrics
+from sipfleet.operator import pods as podlib
+from sipfleet.operator.kube import Obj
+from sipfleet.operator.models import FLEET, GROUP, VERSION, SipFleetSpec
+from sipfleet.operator.runtime import Runtime
+from sipfleet.operator.status import fleet_status
+
+
+def parse_spec(spec: Any) -> SipFleetSpec:
+    """The SipFleet spec, or a PermanentError naming what is wrong."""
+    try:
+        return SipFleetSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as exc:
+        raise kopf.PermanentError(f"invalid SipFleet spec: {exc}") from exc
+
+
+async def ensure_token_secret(rt: Runtime, body: Obj, spec: SipFleetSpec) -> str:
+    """Create the admin-token Secret with a random token unless it exists; the token."""
+    name = podlib.token_secret_name(body["metadata"]["name"], spec)
+    secret = await rt.kube.ensure_secret(
+        body["metadata"]["namespace"], podlib.token_secret(name, body)
+    )
+    return podlib.secret_token(secret)
+
+
+async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> None:
+    """Create the main server Pod (role main) unless it exists."""
+    fleet = body["metadata"]["name"]
+    pod = podlib.server_pod(
+        body,
+        podlib.main_pod_name(fleet),
+        "main",
+        podlib.server_pod_spec(fleet, spec, "main"),
+    )
+    await rt.kube.ensure_pod(body["metadata"]["namespace"], pod)
+
+
+def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    @kopf.timer(GROUP, VERSION, FLEET.plural, interval=rt.interval, registry=registry)
+    async def reconcile_fleet(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        namespace: str | None,
+        name: str,
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        assert namespace is not None  # both kinds are namespaced
+        metrics.RECONCILES.labels(FLEET.kind).inc()
+        fleet_spec = parse_spec(spec)
+        obj = dict(body)
+        try:
+            await ensure_token_secret(rt, obj, fleet_spec)
+            await ensure_main_pod(rt, obj, fleet_spec)
+        except ValueError as exc:
+            metrics.ERRORS.labels("fleet").inc()
+            kopf.warn(body, reason="TokenInvalid", message=str(exc))
+        pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
+        main = next((p for p in pods if p["metadata"]["name"] == podlib.main_pod_name(name)), None)
+        nodes = [p for p in pods if podlib.node_index(p["metadata"]["name"]) is not None]
+        patch.status.update(
+            fleet_status(
+                main,
+                nodes,
+                rt.server_members.get((namespace, name), {}),
+                meta.get("generation"),
+                dict(status),
+                datetime.now(UTC),
+            )
+        )

@@ -1,0 +1,151 @@
+"""A small async facade over the official Kubernetes client, plain dicts in and out.
+
+The official client is synchronous; each call runs in a worker thread so the
+kopf event loop never blocks. Responses are decoded from JSON instead of
+model objects, so the rest of the operator handles one shape: dicts as the
+API server sends them. "Already exists" on create and "not found" on delete
+count as success: every caller is an idempotent reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+
+Obj = dict[str, Any]
+
+
+def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """A client from ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config), else in-cluster."""
+    cfg = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=cfg
+        )
+    except kubernetes.config.ConfigException:
+        if kubeconfig:
+            raise
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=cfg
+        )
+    return kubernetes.client.ApiClient(cfg)
+
+
+class Kube:
+    """The few Kubernetes calls the operator makes (see operator/deploy/rbac.yaml)."""
+
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self._core = kubernetes.client.CoreV1Api(client)
+        self._coord = kubernetes.client.CoordinationV1Api(client)
+        self._custom = kubernetes.client.CustomObjectsApi(client)
+
+    @staticmethod
+    async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        resp = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
+        data: Obj = json.loads(resp.data)
+        return data
+
+    async def _get_or_none(self, fn: Callable[..., Any], *args: Any) -> Obj | None:
+        try:
+            return await self._call(fn, *args)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _create_or_existing(
+        self, create: Callable[..., Any], read: Callable[..., Any], namespace: str, body: Obj
+    ) -> Obj:
+        try:
+            return await self._call(create, namespace, body)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            return await self._call(read, body["metadata"]["name"], namespace)
+
+    # Secrets -----------------------------------------------------------------
+    async def read_secret(self, namespace: str, name: str) -> Obj | None:
+        return await self._get_or_none(self._core.read_namespaced_secret, name, namespace)
+
+    async def ensure_secret(self, namespace: str, body: Obj) -> Obj:
+        """Create the Secret unless one with that name exists; return what is stored."""
+        return await self._create_or_existing(
+            self._core.create_namespaced_secret,
+            self._core.read_namespaced_secret,
+            namespace,
+            body,
+        )
+
+    # Pods --------------------------------------------------------------------
+    async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
+        data = await self._call(self._core.list_namespaced_pod, namespace, label_selector=selector)
+        items: list[Obj] = data.get("items", [])
+        return items
+
+    async def ensure_pod(self, namespace: str, body: Obj) -> Obj:
+        """Create the Pod unless one with that (deterministic) name exists."""
+        return await self._create_or_existing(
+            self._core.create_namespaced_pod,
+            self._core.read_namespaced_pod,
+            namespace,
+            body,
+        )
+
+    async def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """Merge ``labels`` into the Pod's labels."""
+        await self._call(
+            self._core.patch_namespaced_pod, name, namespace, {"metadata": {"labels": labels}}
+        )
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self._core.delete_namespaced_pod, name, namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # Custom resources ----------------------------------------------------------
+    async def read_custom(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> Obj | None:
+        return await self._get_or_none(
+            self._custom.get_namespaced_custom_object, group, version, namespace, plural, name
+        )
+
+    async def list_custom(self, group: str, version: str, namespace: str, plural: str) -> list[Obj]:
+        data = await self._call(
+            self._custom.list_namespaced_custom_object, group, version, namespace, plural
+        )
+        items: list[Obj] = data.get("items", [])
+        return items
+
+    # Leases (leader election) -------------------------------------------------
+    async def read_lease(self, namespace: str, name: str) -> Obj | None:
+        return await self._get_or_none(self._coord.read_namespaced_lease, name, namespace)
+
+    async def create_lease(self, namespace: str, body: Obj) -> Obj | None:
+        """Create a Lease; None when another replica created it first."""
+        try:
+            return await self._call(self._coord.create_namespaced_lease, namespace, body)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    async def replace_lease(self, namespace: str, body: Obj) -> Obj | None:
+        """Replace a Lease at its resourceVersion; None when someone else wrote it first."""
+        try:
+            return await self._call(
+                self._coord.replace_namespaced_lease, body["metadata"]["name"], namespace, body
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+
+__all__ = ["Kube", "Obj", "api_client"]

@@ -1,0 +1,41 @@
+"""The operator's own Prometheus metrics (``sipfleet_operator_*``).
+
+They live in a private registry so importing this module in tests never
+collides with the default registry, and ``serve`` exposes exactly these.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter(
+    "sipfleet_operator_reconciles",
+    "Control-loop passes, by resource kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+DECISIONS = Counter(
+    "sipfleet_operator_decisions",
+    "Decisions applied, by kind of step (scale_out, scale_in, transfer, drain, ...).",
+    ["kind"],
+    registry=REGISTRY,
+)
+DECISION_SECONDS = Histogram(
+    "sipfleet_operator_decision_seconds",
+    "Time to observe, plan and apply one control-loop pass.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "sipfleet_operator_errors",
+    "Failures while observing or applying, by stage.",
+    ["stage"],
+    registry=REGISTRY,
+)
+
+
+def serve(port: int, addr: str = "127.0.0.1") -> None:
+    """Expose the metrics on ``addr:port`` in a background thread."""
+    start_http_server(port, addr=addr, registry=REGISTRY)

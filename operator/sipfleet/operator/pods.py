@@ -1,0 +1,243 @@
+"""Pure builders and readers for the server Pods and the admin-token Secret.
+
+Names are deterministic (``<fleet>-main``, ``<fleet>-node-<n>``): creating a
+Pod that already exists is a no-op, so a restarted operator never duplicates
+servers. Every object carries an owner reference to its SipFleet, so deleting
+the fleet garbage-collects them.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sipfleet.operator.kube import Obj
+from sipfleet.operator.models import SipFleetSpec
+
+API_GROUP = "sipfleet.io"
+API_VERSION = "v1alpha1"
+LABEL_FLEET = "sipfleet.io/fleet"
+LABEL_ROLE = "sipfleet.io/role"
+LABEL_INDEX = "sipfleet.io/index"
+LABEL_CONFERENCE = "sipfleet.io/conference"
+LABEL_DRAINING = "sipfleet.io/draining"
+TOKEN_KEY = "token"
+TOKEN_MOUNT = "/var/run/sipfleet/admin"
+SIP_PORT = 5060
+ADMIN_PORT = 8080
+
+Role = Literal["main", "node"]
+
+_NODE_NAME = re.compile(r"^(?P<fleet>.+)-node-(?P<index>\d+)$")
+
+
+def owner_reference(owner: Mapping[str, Any]) -> Obj:
+    """A controller owner reference to ``owner`` (a custom resource body)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def main_pod_name(fleet: str) -> str:
+    return f"{fleet}-main"
+
+
+def node_pod_name(fleet: str, index: int) -> str:
+    return f"{fleet}-node-{index}"
+
+
+def node_index(pod_name: str) -> int | None:
+    """The ``n`` of ``<fleet>-node-<n>``, or None for any other name."""
+    m = _NODE_NAME.match(pod_name)
+    return int(m["index"]) if m else None
+
+
+def conference_of(pod: Mapping[str, Any]) -> str | None:
+    """The SipConference a node Pod was created for (its label)."""
+    labels: Mapping[str, str] = pod.get("metadata", {}).get("labels") or {}
+    return labels.get(LABEL_CONFERENCE)
+
+
+def fleet_selector(fleet: str, role: Role | None = None) -> str:
+    """Label selector for the fleet's server Pods (optionally one role)."""
+    sel = f"{LABEL_FLEET}={fleet}"
+    return f"{sel},{LABEL_ROLE}={role}" if role else sel
+
+
+def token_secret(name: str, fleet_body: Mapping[str, Any], token: str | None = None) -> Obj:
+    """The admin-token Secret with a fresh random token unless one is given."""
+    value = token or secrets.token_urlsafe(32)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": fleet_body["metadata"]["namespace"],
+            "labels": {LABEL_FLEET: fleet_body["metadata"]["name"]},
+            "ownerReferences": [owner_reference(fleet_body)],
+        },
+        "data": {TOKEN_KEY: base64.b64encode(value.encode()).decode()},
+    }
+
+
+def secret_token(secret: Mapping[str, Any]) -> str:
+    """The token stored in an admin-token Secret; ValueError names what is wrong."""
+    data = secret.get("data") or {}
+    raw = data.get(TOKEN_KEY)
+    name = secret.get("metadata", {}).get("name")
+    if not raw:
+        raise ValueError(f"Secret {name} has no '{TOKEN_KEY}' key: add one with the admin token")
+    token = base64.b64decode(raw).decode().strip()
+    if not token:
+        raise ValueError(f"Secret {name} has an empty '{TOKEN_KEY}': put a non-empty token in it")
+    return token
+
+
+@dataclass(frozen=True)
+class ServerPodSpec:
+    """What a server Pod needs beyond its name and role."""
+
+    image: str
+    domain: str
+    token_secret: str
+    sip_port: int = SIP_PORT
+    admin_port: int = ADMIN_PORT
+    tree_fanout: int = 8
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def token_secret_name(fleet: str, spec: SipFleetSpec) -> str:
+    """The fleet's admin-token Secret: the one it names, else ``<fleet>-admin-token``."""
+    return spec.admin_token_secret or f"{fleet}-admin-token"
+
+
+def server_pod_spec(
+    fleet: str, spec: SipFleetSpec, role: Role, conference: str | None = None
+) -> ServerPodSpec:
+    """The inputs of a main or node Pod, from the SipFleet spec."""
+    tpl = spec.node_template
+    ports = (
+        (spec.main_server.sip_port, spec.main_server.admin_port)
+        if role == "main"
+        else (tpl.sip_port, tpl.admin_port)
+    )
+    return ServerPodSpec(
+        image=tpl.image,
+        domain=spec.main_server.domain,
+        token_secret=token_secret_name(fleet, spec),
+        sip_port=ports[0],
+        admin_port=ports[1],
+        tree_fanout=spec.tree_fanout,
+        extra_env={e.name: e.value for e in tpl.env},
+        resources={k: v for k, v in tpl.resources.to_k8s().items() if v} if role == "node" else {},
+        pod_labels={LABEL_CONFERENCE: conference} if conference else {},
+    )
+
+
+def _field_env(name: str, path: str) -> Obj:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def server_pod(
+    fleet_body: Mapping[str, Any],
+    name: str,
+    role: Role,
+    spec: ServerPodSpec,
+    index: int | None = None,
+) -> Obj:
+    """A server Pod manifest: sip-node configured through env, probed on /readyz."""
+    fleet = fleet_body["metadata"]["name"]
+    labels = {**spec.pod_labels, LABEL_FLEET: fleet, LABEL_ROLE: role}
+    if index is not None:
+        labels[LABEL_INDEX] = str(index)
+    env = [
+        {"name": "SIPFLEET_ROLE", "value": role},
+        _field_env("SIPFLEET_NAME", "metadata.name"),
+        _field_env("SIPFLEET_LISTEN", "status.podIP"),
+        {"name": "SIPFLEET_DOMAIN", "value": spec.domain},
+        {"name": "SIPFLEET_SIP_PORT", "value": str(spec.sip_port)},
+        {"name": "SIPFLEET_ADMIN_PORT", "value": str(spec.admin_port)},
+        {"name": "SIPFLEET_TOKEN_FILE", "value": f"{TOKEN_MOUNT}/{TOKEN_KEY}"},
+        {"name": "SIPFLEET_TREE_FANOUT", "value": str(spec.tree_fanout)},
+        *({"name": k, "value": v} for k, v in sorted(spec.extra_env.items())),
+    ]
+    container: Obj = {
+        "name": "sip-node",
+        "image": spec.image,
+        "env": env,
+        "ports": [
+            {"name": "sip-udp", "containerPort": spec.sip_port, "protocol": "UDP"},
+            {"name": "sip-tcp", "containerPort": spec.sip_port, "protocol": "TCP"},
+            {"name": "admin", "containerPort": spec.admin_port, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": spec.admin_port},
+            "periodSeconds": 1,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": spec.admin_port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "volumeMounts": [{"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True}],
+    }
+    if spec.resources:
+        container["resources"] = dict(spec.resources)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": fleet_body["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(fleet_body)],
+        },
+        "spec": {
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [container],
+            "volumes": [{"name": "admin-token", "secret": {"secretName": spec.token_secret}}],
+        },
+    }
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """True when the Pod is Running with condition Ready=True and not being deleted."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running":
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def admin_port(pod: Mapping[str, Any]) -> int:
+    """The container port named ``admin`` (8080 when the Pod does not name one)."""
+    for container in (pod.get("spec") or {}).get("containers", []):
+        for port in container.get("ports") or []:
+            if port.get("name") == "admin":
+                return int(port["containerPort"])
+    return ADMIN_PORT
+
+
+def admin_url(pod: Mapping[str, Any]) -> str | None:
+    """``http://<podIP>:<admin port>`` once the Pod has an IP."""
+    ip = (pod.get("status") or {}).get("podIP")
+    return f"http://{ip}:{admin_port(pod)}" if ip else None

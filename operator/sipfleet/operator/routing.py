@@ -1,0 +1,109 @@
+"""Routing tables for PUT /v1/routes: one whole table per server, with generations.
+
+A node replaces its whole table on every PUT, so a server's table must hold
+*every* group it hosts, whichever SipConference the group belongs to. The
+operator therefore keeps, per fleet, the latest entries of each group and
+composes each server's table from them (see ``FleetRoutes``).
+
+Generations must only grow, across restarts and leader changes too. They are
+derived from wall-clock milliseconds and never fall below one more than the
+highest generation any server reports, so a new leader with a slightly late
+clock still moves forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EntryState = Literal["active", "draining"]
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One server's place in a group's list (the first entry is the root)."""
+
+    server: str
+    uri: str
+    state: EntryState = "active"
+    free: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"server": self.server, "uri": self.uri, "state": self.state, "free": self.free}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RouteEntry:
+        state: EntryState = "draining" if raw.get("state") == "draining" else "active"
+        return cls(str(raw["server"]), str(raw["uri"]), state, int(raw.get("free", 0)))
+
+
+GroupRoutes = tuple[RouteEntry, ...]
+Table = dict[str, list[dict[str, Any]]]
+
+
+def next_generation(now: float, observed: Iterable[int], last: int = 0) -> int:
+    """A generation above every one seen: ``max(now in ms, highest seen + 1)``."""
+    return max(int(now * 1000), max([last, *observed]) + 1)
+
+
+def tables_by_server(groups: Mapping[str, GroupRoutes]) -> dict[str, Table]:
+    """Each server's whole table: every group whose list names that server."""
+    tables: dict[str, Table] = {}
+    for group in sorted(groups):
+        entries = groups[group]
+        for entry in entries:
+            tables.setdefault(entry.server, {})[group] = [e.to_json() for e in entries]
+    return tables
+
+
+@dataclass
+class FleetRoutes:
+    """The latest route entries of every group of one fleet, and what was pushed.
+
+    ``pushed`` remembers per server the table and generation last accepted, so
+    a pass pushes only to servers whose table changed or who lost it (a
+    restarted server reports a lower generation than we pushed).
+    """
+
+    groups: dict[str, GroupRoutes] = field(default_factory=dict)
+    pushed: dict[str, tuple[int, Table]] = field(default_factory=dict)
+    seeded: set[str] = field(default_factory=set)
+    """Servers whose own table was read back after a restart."""
+    generation: int = 0
+    """The last generation pushed to any server of the fleet."""
+
+    def set_group(self, group: str, entries: Sequence[RouteEntry]) -> None:
+        if entries:
+            self.groups[group] = tuple(entries)
+        else:
+            self.groups.pop(group, None)
+
+    def seed(self, group: str, entries: Sequence[RouteEntry]) -> None:
+        """Take a group's entries read back from a server unless a fresher copy is known."""
+        if group not in self.groups and entries:
+            self.groups[group] = tuple(entries)
+
+    def stale_servers(self, reported: Mapping[str, int]) -> dict[str, Table]:
+        """Servers (among ``reported`` name -> routes_generation) needing a push.
+
+        A server hosting none of our groups any more gets an empty table only
+        if we had pushed it one before.
+        """
+        want = tables_by_server(self.groups)
+        out: dict[str, Table] = {}
+        for server, generation in reported.items():
+            table = want.get(server, {})
+            last = self.pushed.get(server)
+            if last is None:
+                if table:
+                    out[server] = table
+            elif last[1] != table or generation < last[0]:
+                out[server] = table
+        return out
+
+    def mark_pushed(self, server: str, generation: int, table: Table) -> None:
+        self.pushed[server] = (generation, table)
+
+    def drop_group(self, group: str) -> None:
+        self.groups.pop(group, None)
