@@ -1,0 +1,67 @@
+"""`sipfleet`: the project's command line.
+
+sipfleet dev up|down|status --state-dir DIR   the local control plane
+sipfleet demo [--state-dir DIR]               a short end-to-end demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sipfleet.devcluster.binaries import BinariesError
+from sipfleet.devcluster.controlplane import ControlPlane, DevClusterError
+from sipfleet.devcluster.pki import PKIError
+
+DEFAULT_STATE = Path(".state/dev")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sipfleet", description="sipfleet command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="the local Kubernetes control plane and kubelet")
+    dev_commands = dev.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("up", "start etcd, kube-apiserver, kube-controller-manager and the local kubelet"),
+        ("down", "stop what `up` started for this state dir"),
+        ("status", "show each component's state and the API's readiness"),
+    ):
+        sub = dev_commands.add_parser(action, help=text)
+        sub.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+        if action == "up":
+            sub.add_argument(
+                "--api-port", type=int, default=None, help="API server port (default: a free one)"
+            )
+
+    demo = commands.add_parser("demo", help="bring a cluster up, run a sample, tear it down")
+    demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    demo.add_argument("--timeout", type=float, default=120.0, help="overall limit in seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from sipfleet.devcluster.demo import run_demo
+
+            return run_demo(args.state_dir, timeout=args.timeout)
+        plane = ControlPlane(args.state_dir)
+        if args.action == "up":
+            plane.up(api_port=args.api_port)
+            return 0
+        if args.action == "down":
+            plane.down()
+            return 0
+        return 0 if plane.status() else 1
+    except (BinariesError, DevClusterError, PKIError) as err:
+        print(f"sipfleet: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

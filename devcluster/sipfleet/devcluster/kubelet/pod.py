@@ -1,0 +1,406 @@
+"""One Pod's lifecycle on the local node.
+
+setup (address, Secrets/ConfigMaps, ServiceAccount token, volumes, argv/env)
+-> init containers in order -> containers under supervision -> status
+reports -> on deletion: SIGTERM, grace period, SIGKILL, final delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sipfleet.devcluster.kubeconfig import write_token_kubeconfig
+from sipfleet.devcluster.kubelet import env as envmod
+from sipfleet.devcluster.kubelet import status as statusmod
+from sipfleet.devcluster.kubelet.api import TRANSIENT_ERRORS, Api, ApiError
+from sipfleet.devcluster.kubelet.container import ContainerPlan, ContainerRunner
+from sipfleet.devcluster.kubelet.images import UnsupportedImage, container_argv, resolve_executable
+from sipfleet.devcluster.kubelet.ipam import IPAllocator
+from sipfleet.devcluster.kubelet.node import now_rfc3339
+from sipfleet.devcluster.kubelet.volumes import (
+    VolumeError,
+    container_mounts,
+    materialise,
+    token_audiences,
+)
+
+log = logging.getLogger(__name__)
+
+HOST_IP = "127.0.0.1"
+TOKEN_SECONDS = 3600
+TOKEN_REFRESH_SECONDS = 1800.0
+SETUP_ERRORS = (envmod.EnvError, VolumeError, UnsupportedImage, *TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True)
+class KubeletContext:
+    api: Api
+    node_name: str
+    pods_dir: Path
+    ipam: IPAllocator
+    pod_path: str  # PATH for pod processes
+
+
+def pod_key(pod: dict[str, Any]) -> str:
+    meta = pod["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
+
+
+def _decode(data: dict[str, str] | None, b64: bool) -> dict[str, str]:
+    if not data:
+        return {}
+    if not b64:
+        return dict(data)
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+
+
+class PodWorker:
+    def __init__(self, ctx: KubeletContext, pod: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid: str = meta["uid"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.dir = ctx.pods_dir / f"{self.namespace}_{self.name}_{self.uid}"
+        self.pod_ip = ""
+        self.runners: list[ContainerRunner] = []
+        self.init_runners: list[ContainerRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._gone = False
+        self._setup_error = ""
+        self._initialized = False
+        self._start_time = pod.get("status", {}).get("startTime") or now_rfc3339()
+        self._last_status: dict[str, Any] | None = None
+        self._objects = envmod.Objects()
+
+    # -- inputs from the watch ---------------------------------------------
+    def update(self, pod: dict[str, Any]) -> None:
+        self.pod = pod
+        self._changed.set()
+
+    def gone(self) -> None:
+        """The Pod object no longer exists (force-deleted or finalized)."""
+        self._gone = True
+        self._changed.set()
+
+    @property
+    def _deleting(self) -> bool:
+        return bool(self.pod["metadata"].get("deletionTimestamp"))
+
+    @property
+    def _api_path(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods/{self.name}"
+
+    async def _wait_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    # -- main ----------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._main()
+        except asyncio.CancelledError:
+            await self._stop_all(grace=5.0)
+            raise
+        except Exception:
+            log.exception("pod %s/%s: worker failed", self.namespace, self.name)
+            await self._stop_all(grace=5.0)
+        finally:
+            self.ctx.ipam.release(self.uid)
+
+    async def _main(self) -> None:
+        phase = self.pod.get("status", {}).get("phase")
+        if phase not in ("Succeeded", "Failed") and not self._deleting:
+            self.pod_ip = self.ctx.ipam.allocate(
+                self.uid, preferred=self.pod.get("status", {}).get("podIP")
+            )
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if await self._setup():
+                self._tasks.append(asyncio.create_task(self._containers()))
+                self._tasks.append(asyncio.create_task(self._refresh_tokens()))
+        while not self._gone:
+            if self._deleting:
+                await self._terminate()
+                return
+            await self._report()
+            await self._wait_change(5.0)
+        await self._stop_all(grace=2.0)
+
+    async def _setup(self) -> bool:
+        """Resolve everything; on failure report why and retry until deleted."""
+        while not (self._gone or self._deleting):
+            try:
+                volumes = await self._write_files()
+                plans = [self._plan(c, volumes) for c in self._spec_containers("containers")]
+                init_plans = [
+                    self._plan(c, volumes) for c in self._spec_containers("initContainers")
+                ]
+            except SETUP_ERRORS as err:
+                message = str(err)
+                if message != self._setup_error:
+                    log.warning("pod %s/%s: %s", self.namespace, self.name, message)
+                self._setup_error = message
+                await self._report()
+                await self._wait_change(3.0)
+                continue
+            self._setup_error = ""
+            restarts = {
+                s["name"]: int(s.get("restartCount", 0))
+                for s in self.pod.get("status", {}).get("containerStatuses") or []
+            }
+            self.runners = [self._runner(p, self._policy, restarts.get(p.name, 0)) for p in plans]
+            init_policy = "Never" if self._policy == "Never" else "OnFailure"
+            self.init_runners = [self._runner(p, init_policy, 0) for p in init_plans]
+            return True
+        return False
+
+    @property
+    def _policy(self) -> str:
+        return str(self.pod["spec"].get("restartPolicy", "Always"))
+
+    def _spec_containers(self, key: str) -> list[dict[str, Any]]:
+        return list(self.pod["spec"].get(key) or [])
+
+    def _runner(self, plan: ContainerPlan, policy: str, restarts: int) -> ContainerRunner:
+        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        return ContainerRunner(
+            plan,
+            pod_ip=self.pod_ip,
+            restart_policy=policy,
+            grace_seconds=grace,
+            on_change=self._changed.set,
+            restart_count=restarts,
+        )
+
+    async def _containers(self) -> None:
+        for runner in self.init_runners:
+            await runner.run()
+            final = runner.state
+            if not isinstance(final, statusmod.Terminated) or final.exit_code != 0:
+                self._changed.set()
+                return  # restartPolicy Never: the pod has failed
+        self._initialized = True
+        self._changed.set()
+        await asyncio.gather(*(runner.run() for runner in self.runners))
+
+    # -- files: objects, tokens, volumes, kubeconfig ---------------------------
+    async def _fetch(self, kind: str, names: set[str]) -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {}
+        for name in sorted(names):
+            try:
+                obj = await self.ctx.api.get(f"/api/v1/namespaces/{self.namespace}/{kind}/{name}")
+            except ApiError as err:
+                if err.status != 404:
+                    raise
+                found[name] = None
+                continue
+            if kind == "secrets":
+                found[name] = _decode(obj.get("data"), b64=True)
+            else:
+                found[name] = {
+                    **_decode(obj.get("data"), b64=False),
+                    **_decode(obj.get("binaryData"), b64=True),
+                }
+        return found
+
+    async def _token(self, audience: str) -> str:
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        spec: dict[str, Any] = {
+            "expirationSeconds": TOKEN_SECONDS,
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.name,
+                "uid": self.uid,
+            },
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        path = f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{account}/token"
+        result = await self.ctx.api.post(path, body)
+        return str(result["status"]["token"])
+
+    @property
+    def _automount(self) -> bool:
+        return self.pod["spec"].get("automountServiceAccountToken", True) is not False
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    async def _write_files(self) -> dict[str, Path]:
+        secret_names, configmap_names = envmod.referenced_objects(self.pod)
+        self._objects = envmod.Objects(
+            secrets=await self._fetch("secrets", secret_names),
+            configmaps=await self._fetch("configmaps", configmap_names),
+        )
+        audiences = token_audiences(self.pod)
+        if self._automount:
+            audiences.add("")
+        tokens = {audience: await self._token(audience) for audience in sorted(audiences)}
+        facts = envmod.PodFacts(self.pod, self.pod_ip, HOST_IP)
+        volumes = materialise(self.pod, self.dir, facts, self._objects, tokens)
+        if self._automount:
+            write_token_kubeconfig(
+                self.kubeconfig_path,
+                self.ctx.api.server,
+                self.ctx.api.ca_pem,
+                tokens[""],
+                f"system:serviceaccount:{self.namespace}:"
+                + (self.pod["spec"].get("serviceAccountName") or "default"),
+            )
+        return volumes
+
+    async def _refresh_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(TOKEN_REFRESH_SECONDS)
+            try:
+                await self._write_files()
+            except SETUP_ERRORS as err:
+                log.warning("pod %s/%s: token refresh failed: %s", self.namespace, self.name, err)
+
+    def _plan(self, container: dict[str, Any], volumes: dict[str, Path]) -> ContainerPlan:
+        facts = envmod.PodFacts(self.pod, self.pod_ip, HOST_IP)
+        mounts = container_mounts(container, volumes)
+        own = envmod.container_env(container, facts, self._objects)
+        own = {k: envmod.rewrite_path(v, mounts) for k, v in own.items()}
+        process_env = {
+            "PATH": self.ctx.pod_path,
+            "HOME": os.environ.get("HOME", "/"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOSTNAME": self.name,
+        }
+        if self._automount:
+            process_env["KUBECONFIG"] = str(self.kubeconfig_path)
+        process_env.update(own)
+
+        def command(items: list[str]) -> list[str]:
+            argv = [envmod.rewrite_path(envmod.expand(a, own), mounts) for a in items]
+            return [resolve_executable(argv[0], self.ctx.pod_path), *argv[1:]]
+
+        exec_probes = {
+            kind: command(list(container[key]["exec"]["command"]))
+            for kind, key in (
+                ("readiness", "readinessProbe"),
+                ("liveness", "livenessProbe"),
+                ("startup", "startupProbe"),
+            )
+            if "exec" in (container.get(key) or {})
+        }
+        workdir = container.get("workingDir")
+        cwd = envmod.rewrite_path(workdir, mounts) if workdir else str(self.dir)
+        return ContainerPlan(
+            spec=container,
+            argv=command(container_argv(container, self.ctx.pod_path)),
+            env=process_env,
+            cwd=cwd,
+            log_path=self.dir / f"{container['name']}.log",
+            record_path=self.dir / f"{container['name']}.proc.json",
+            exec_probe_argv=exec_probes,
+        )
+
+    # -- status ----------------------------------------------------------------
+    def _snapshots(
+        self, runners: list[ContainerRunner], key: str
+    ) -> list[statusmod.ContainerSnapshot]:
+        if runners:
+            return [r.snapshot() for r in runners]
+        reason = "CreateContainerConfigError" if self._setup_error else "ContainerCreating"
+        if key == "containers" and self.init_runners and not self._initialized:
+            reason = "PodInitializing"
+        waiting = statusmod.Waiting(reason, self._setup_error)
+        return [
+            statusmod.ContainerSnapshot(c["name"], str(c.get("image", "")), waiting)
+            for c in self._spec_containers(key)
+        ]
+
+    def compute_status(self) -> dict[str, Any]:
+        snaps = self._snapshots(self.runners, "containers")
+        init_snaps = self._snapshots(self.init_runners, "initContainers")
+        if self.init_runners and not self._initialized:
+            snaps = [
+                statusmod.ContainerSnapshot(s.name, s.image, statusmod.Waiting("PodInitializing"))
+                for s in snaps
+            ]
+        init_failed = any(
+            isinstance(s.state, statusmod.Terminated)
+            and s.state.exit_code != 0
+            and not s.will_restart
+            for s in init_snaps
+        )
+        previous = self.pod.get("status", {}).get("conditions") or []
+        status: dict[str, Any] = {
+            "phase": "Failed" if init_failed else statusmod.phase(snaps),
+            "conditions": statusmod.conditions(
+                snaps, previous, now_rfc3339(), initialized=self._initialized or not init_snaps
+            ),
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "startTime": self._start_time,
+            "containerStatuses": [statusmod.container_status(s) for s in snaps],
+        }
+        if init_snaps:
+            status["initContainerStatuses"] = [statusmod.container_status(s) for s in init_snaps]
+        if self.pod_ip:
+            status["podIP"] = self.pod_ip
+            status["podIPs"] = [{"ip": self.pod_ip}]
+        return status
+
+    async def _report(self) -> None:
+        if not self.pod_ip:
+            return  # a terminal pod from an earlier run: its status stays as it was
+        status = self.compute_status()
+        if status == self._last_status:
+            return
+        try:
+            self.pod = await self.ctx.api.merge_patch(
+                self._api_path + "/status", {"status": status}
+            )
+            self._last_status = status
+        except ApiError as err:
+            if err.status == 404:
+                self.gone()
+            else:
+                log.warning("pod %s/%s: status update failed: %s", self.namespace, self.name, err)
+        except TRANSIENT_ERRORS as err:
+            log.warning("pod %s/%s: status update failed: %s", self.namespace, self.name, err)
+
+    # -- stop --------------------------------------------------------------------
+    async def _stop_all(self, grace: float) -> None:
+        await asyncio.gather(*(r.stop(grace) for r in [*self.init_runners, *self.runners]))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _terminate(self) -> None:
+        meta, spec = self.pod["metadata"], self.pod["spec"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        log.info("pod %s/%s: stopping (grace %ss)", self.namespace, self.name, grace)
+        await self._stop_all(float(grace))
+        await self._report()
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": self.uid},
+        }
+        with contextlib.suppress(ApiError):
+            await self.ctx.api.delete(self._api_path, body)
+        # Keep the container logs; drop credentials and volume contents.
+        shutil.rmtree(self.dir / "volumes", ignore_errors=True)
+        self.kubeconfig_path.unlink(missing_ok=True)
