@@ -69,7 +69,7 @@ class NameAddr:
             uri, rest = uri.rstrip(), sep + rest
             if "?" in uri:
                 raise SipParseError(f"a URI with headers must be inside <>: {uri[:80]!r}")
-        if ":" not in uri or any(c in uri for c in " \t<>\"'"):
+        if ":" not in uri or any(c in uri for c in " \t<>"):
             raise SipParseError(f"bad URI {uri[:80]!r}")
         return cls(uri, display, parse_params(rest))
 
