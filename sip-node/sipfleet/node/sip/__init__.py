@@ -34,6 +34,8 @@ Header values (uri.py, fields.py, scan.py)
 Parsing (parser.py)
     parse_message(data, limits=DEFAULT_LIMITS) -> SipRequest | SipResponse
         one datagram; body shorter than Content-Length -> 400, longer -> truncated.
+        Content-Length is framing: the parser consumes it (not in .headers);
+        to_bytes() always writes it from len(body).
     StreamFramer(limits).feed(data) -> list[SipMessage]    TCP framing by
         Content-Length; CRLF keepalives skipped; over-limit head/body -> SipParseError(413).
     Limits(max_head_bytes, max_headers, max_line, max_uri, max_body_bytes)

@@ -51,26 +51,36 @@ def _parse_start(line: str, limits: Limits) -> SipMessage:
     return SipRequest(method, uri)
 
 
-def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage:
+def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[SipMessage, int | None]:
     """Parse a start line and header block (without the blank line) into a
-    message with an empty body."""
+    message with an empty body, plus its Content-Length (None if absent).
+
+    Content-Length is framing, not content: it is consumed here and
+    `to_bytes` writes it from the body.
+    """
     if len(head) > limits.max_head_bytes:
         raise SipParseError(f"header section larger than {limits.max_head_bytes} bytes", 413)
-    text = head.decode("utf-8", "surrogateescape")
-    lines = text.split("\r\n")
+    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
     try:
         message = _parse_start(lines[0], limits)
     except SipParseError as exc:
         # Still read the header fields, so the caller can answer the request.
-        exc.headers = _parse_fields(lines, limits)
+        exc.headers, _ = _parse_fields(lines, limits)
         exc.is_request = not lines[0].startswith("SIP/")
         raise
-    message.headers = _parse_fields(lines, limits)
-    return message
+    message.headers, lengths = _parse_fields(lines, limits)
+    try:
+        return message, _content_length(lengths)
+    except SipParseError as exc:
+        exc.headers = message.headers
+        exc.is_request = isinstance(message, SipRequest)
+        raise
 
 
-def _parse_fields(lines: list[str], limits: Limits) -> Headers:
+def _parse_fields(lines: list[str], limits: Limits) -> tuple[Headers, list[str]]:
     headers = Headers()
+    lengths: list[str] = []
+    fields: list[tuple[str, str]] = []
     name: str | None = None
     parts: list[str] = []
     for line in lines[1:]:
@@ -82,8 +92,8 @@ def _parse_fields(lines: list[str], limits: Limits) -> Headers:
             parts.append(line.strip())  # folded: joined with one space below
             continue
         if name is not None:
-            headers.add(name, " ".join(parts).strip())
-            if len(headers) >= limits.max_headers:
+            fields.append((name, " ".join(parts).strip()))
+            if len(fields) >= limits.max_headers:
                 raise SipParseError(f"more than {limits.max_headers} header fields")
         colon = line.find(":")
         name = line[:colon].rstrip(" \t")
@@ -91,18 +101,22 @@ def _parse_fields(lines: list[str], limits: Limits) -> Headers:
             raise SipParseError(f"bad header line {line[:80]!r}")
         parts = [line[colon + 1 :].strip(" \t")]
     if name is not None:
-        headers.add(name, " ".join(parts).strip())
-    return headers
+        fields.append((name, " ".join(parts).strip()))
+    for name, value in fields:
+        if name.lower() in ("content-length", "l"):
+            lengths.append(value)
+        else:
+            headers.add(name, value)
+    return headers, lengths
 
 
-def content_length(headers: Headers) -> int | None:
+def _content_length(values: list[str]) -> int | None:
     """The Content-Length, None when absent; conflicting or bad values are errors."""
-    values = {v.strip() for v in headers.get_all("Content-Length")}
     if not values:
         return None
-    if len(values) > 1:
+    if len(set(values)) > 1:
         raise SipParseError("conflicting Content-Length headers")
-    (value,) = values
+    value = values[0]
     if not value.isdigit() or not value.isascii():
         raise SipParseError(f"bad Content-Length {value[:20]!r}")
     if len(value) > 10:
@@ -122,15 +136,11 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage:
     Content-Length is an error (400); a longer one is truncated to it."""
     data = data.lstrip(b"\r\n")
     head, body = _split(data)
-    message = parse_head(head, limits)
-    try:
-        length = content_length(message.headers)
-        if length is not None and len(body) < length:
-            raise SipParseError(f"body is {len(body)} bytes, Content-Length says {length}")
-    except SipParseError as exc:
-        exc.headers = message.headers
-        exc.is_request = isinstance(message, SipRequest)
-        raise
+    message, length = parse_head(head, limits)
+    if length is not None and len(body) < length:
+        exc = SipParseError(f"body is {len(body)} bytes, Content-Length says {length}")
+        exc.headers, exc.is_request = message.headers, isinstance(message, SipRequest)
+        raise exc
     message.body = body if length is None else body[:length]
     return message
 
@@ -185,10 +195,10 @@ class StreamFramer:
                 )
             self._scanned = len(buf)
             return False
-        message = parse_head(bytes(buf[:end]), self._limits)
+        message, length_or_none = parse_head(bytes(buf[:end]), self._limits)
         del buf[: end + 4]
         self._scanned = 0
-        length = content_length(message.headers) or 0
+        length = length_or_none or 0
         if length > self._limits.max_body_bytes:
             raise SipParseError(f"body larger than {self._limits.max_body_bytes} bytes", 413)
         self._pending = (message, length)
