@@ -1,0 +1,121 @@
+"""`sipfleet-node`: command line and environment parsing, then run the server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sipfleet.node.config import Config, ConfigError
+
+_OPTIONS: list[tuple[str, str, type, object, str]] = [
+    # flag, env var, type, default (None = required), help
+    ("--role", "SIPFLEET_ROLE", str, None, "server role: main (group entry point) or node"),
+    ("--name", "SIPFLEET_NAME", str, None, "server name, unique in the fleet (e.g. the pod name)"),
+    ("--domain", "SIPFLEET_DOMAIN", str, None, "SIP domain of the group URIs (e.g. example.com)"),
+    ("--listen", "SIPFLEET_LISTEN", str, None, "IP address to listen on (SIP and admin API)"),
+    ("--sip-port", "SIPFLEET_SIP_PORT", int, 5060, "SIP port, UDP and TCP"),
+    ("--admin-port", "SIPFLEET_ADMIN_PORT", int, 8080, "admin HTTP API port"),
+    (
+        "--token-file",
+        "SIPFLEET_TOKEN_FILE",
+        str,
+        None,
+        "file holding the admin bearer token, also the server-to-server HMAC key",
+    ),
+    (
+        "--tree-fanout",
+        "SIPFLEET_TREE_FANOUT",
+        int,
+        8,
+        "children per server in the distribution tree",
+    ),
+    ("--rate-limit", "SIPFLEET_RATE_LIMIT", float, 500.0, "requests/s allowed per source IP"),
+    ("--rate-burst", "SIPFLEET_RATE_BURST", float, 1000.0, "burst size of the per-source limit"),
+    ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipfleet-node",
+        description="SIP group server of a sipfleet (role main or node). Every option can "
+        "also be given by the environment variable named in its help; the flag wins.",
+    )
+    for flag, env, typ, default, text in _OPTIONS:
+        shown = "required" if default is None else f"default {default}"
+        parser.add_argument(
+            flag,
+            type=typ,
+            default=None,
+            metavar=flag[2:].replace("-", "_").upper(),
+            help=f"{text} [env {env}; {shown}]",
+        )
+    return parser
+
+
+def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for flag, env, typ, default, _text in _OPTIONS:
+        key = flag[2:].replace("-", "_")
+        value = getattr(args, key)
+        if value is None and os.environ.get(env):
+            try:
+                value = typ(os.environ[env])
+            except ValueError:
+                parser.error(
+                    f"environment variable {env}={os.environ[env]!r} is not a valid "
+                    f"{typ.__name__}; fix it or pass {flag}"
+                )
+        if value is None:
+            value = default
+        if value is None:
+            parser.error(f"{flag} is required: pass {flag} or set {env}")
+        values[key] = value
+    return values
+
+
+def _read_token(path: str, parser: argparse.ArgumentParser) -> str:
+    file = Path(path)
+    try:
+        token = file.read_text().strip()
+    except FileNotFoundError:
+        parser.error(
+            f"token file {path} does not exist: create it (e.g. mount the admin-token "
+            "Secret there) or point --token-file / SIPFLEET_TOKEN_FILE at the right file"
+        )
+    except OSError as exc:
+        parser.error(f"cannot read token file {path}: {exc.strerror}; check its permissions")
+    if not token:
+        parser.error(f"token file {path} is empty: write the shared admin token into it")
+    return token
+
+
+def parse_config(argv: Sequence[str] | None = None) -> tuple[Config, str]:
+    """Parse flags and environment into a Config and the log level; exit 2 on bad input."""
+    parser = build_parser()
+    values = _resolve(parser.parse_args(argv), parser)
+    token = _read_token(str(values.pop("token_file")), parser)
+    log_level = str(values.pop("log_level")).upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        parser.error(f"--log-level {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    try:
+        config = Config(token=token, **values)  # type: ignore[arg-type]
+    except (ConfigError, TypeError) as exc:
+        parser.error(str(exc))
+    return config, log_level
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config, log_level = parse_config(argv)
+    logging.basicConfig(
+        level=log_level,
+        stream=sys.stderr,
+        format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s",
+    )
+    from sipfleet.node.runner import run
+
+    sys.exit(run(config))

@@ -1,0 +1,51 @@
+"""Server configuration: the validated settings the CLI hands to the server."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["main", "node"]
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message says which one and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    role: Role
+    name: str
+    domain: str
+    listen: str
+    sip_port: int
+    admin_port: int
+    token: str
+    tree_fanout: int = 8
+    rate_limit: float = 500.0
+    rate_burst: float = 1000.0
+    rate_table_size: int = 10000
+
+    def __post_init__(self) -> None:
+        if self.role not in ("main", "node"):
+            raise ConfigError(f"role {self.role!r} is not 'main' or 'node'")
+        if not self.name or any(c in self.name for c in ' @:;<>"/'):
+            raise ConfigError(f'name {self.name!r} must be non-empty without spaces or @:;<>"/')
+        if not self.domain:
+            raise ConfigError("domain is empty: pass --domain (e.g. example.com)")
+        try:
+            addr = ipaddress.ip_address(self.listen)
+        except ValueError:
+            raise ConfigError(f"listen address {self.listen!r} is not an IP address") from None
+        if not addr.is_loopback and not addr.is_private and not addr.is_unspecified:
+            raise ConfigError(f"listen address {self.listen!r} must be loopback or private")
+        for label, port in (("sip port", self.sip_port), ("admin port", self.admin_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{label} {port} is outside 0..65535")
+        if not self.token:
+            raise ConfigError("the token is empty: write a non-empty token into the token file")
+        if self.tree_fanout < 1:
+            raise ConfigError(f"tree fanout {self.tree_fanout} must be at least 1")
+        if self.rate_limit <= 0 or self.rate_burst < 1:
+            raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")

@@ -1,0 +1,75 @@
+"""Process lifecycle: event loop, SIP listeners, admin API, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from sipfleet.node.admin_api import build_app
+from sipfleet.node.config import Config
+from sipfleet.node.metrics import sample_loop_lag
+from sipfleet.node.node import Node
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 0.5
+
+
+async def serve(config: Config, stop: asyncio.Event) -> int:
+    """Run until `stop` is set; 0 on a clean exit, 1 if a listener could not start."""
+    node = Node(config)
+    runner = web.AppRunner(build_app(node, config.token), access_log=None)
+    await runner.setup()
+    try:
+        await node.start()
+        await web.TCPSite(runner, config.listen, config.admin_port).start()
+    except OSError as exc:
+        log.error(
+            "cannot listen on %s (SIP port %d, admin port %d): %s; pick free ports "
+            "or another --listen address",
+            config.listen,
+            config.sip_port,
+            config.admin_port,
+            exc.strerror or exc,
+        )
+        node.close()
+        await runner.cleanup()
+        return 1
+    lag = asyncio.create_task(sample_loop_lag(node.metrics.event_loop_lag))
+    log.info(
+        "%s (%s) SIP on %s udp+tcp, admin API on http://%s:%d",
+        config.name,
+        config.role,
+        node.sent_by,
+        config.listen,
+        config.admin_port,
+    )
+    await stop.wait()
+    log.info("stopping: no more joins")
+    node.draining = True
+    await asyncio.sleep(SHUTDOWN_GRACE)  # let in-flight responses and deliveries go out
+    lag.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lag
+    node.close()
+    await runner.cleanup()
+    return 0
+
+
+async def _main(config: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await serve(config, stop)
+
+
+def run(config: Config) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_main(config))
+    return uvloop.run(_main(config))

@@ -1,0 +1,148 @@
+"""SUBSCRIBE Event: conference (RFC 4575): a full NOTIFY first, then partial updates.
+
+The roster covers members on every server of the group (learned over the tree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sipfleet.node import conference_info
+from sipfleet.node.focus import Member, peer_of
+from sipfleet.node.sip import SipResponse
+from sipfleet.node.sip.ids import new_tag
+
+if TYPE_CHECKING:
+    from sipfleet.node.node import Node
+    from sipfleet.node.stack import RequestContext
+
+MAX_EXPIRES = 3600
+NOTIFY_DELAY = 0.05
+
+
+@dataclass(eq=False)
+class Subscription:
+    group: str
+    dialog: Member
+    expires: int
+    version: int = 0
+    known: frozenset[str] = frozenset()
+    timer: asyncio.TimerHandle | None = None
+
+
+class Subscriptions:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._by_dialog: dict[tuple[str, str], Subscription] = {}
+        self._by_group: dict[str, set[Subscription]] = {}
+        self._due: dict[str, asyncio.TimerHandle] = {}
+
+    def close(self) -> None:
+        for handle in self._due.values():
+            handle.cancel()
+        for sub in self._by_dialog.values():
+            if sub.timer is not None:
+                sub.timer.cancel()
+
+    def on_subscribe(self, ctx: RequestContext) -> None:
+        request = ctx.request
+        event = (request.headers.get("Event") or "").split(";", 1)[0].strip().lower()
+        if event != "conference":
+            ctx.respond(489, [("Allow-Events", "conference")])
+            return
+        raw = (request.headers.get("Expires") or str(MAX_EXPIRES)).strip()
+        if not raw.isdigit():
+            ctx.respond(400, [("Warning", '399 sipfleet "bad Expires"')])
+            return
+        expires = min(int(raw), MAX_EXPIRES)
+        if request.to_tag is not None:
+            sub = self._by_dialog.get((request.call_id, request.to_tag))
+            if sub is None:
+                ctx.respond(481)
+                return
+        else:
+            try:
+                group, _ = self._node.resolve(request.uri)
+            except LookupError:
+                ctx.respond(404, reason="No Such Group")
+                return
+            contact = request.contact
+            if contact is None:
+                ctx.respond(400, [("Warning", '399 sipfleet "SUBSCRIBE needs a Contact"')])
+                return
+            dialog = Member(
+                request.from_.uri,
+                contact.uri,
+                peer_of(contact.uri, ctx.peer.transport),
+                request.call_id,
+                request.from_tag or "",
+                new_tag(),
+                group,
+            )
+            sub = Subscription(group, dialog, expires)
+            self._by_dialog[dialog.key] = sub
+            self._by_group.setdefault(group, set()).add(sub)
+        sub.expires = expires
+        ctx.respond(
+            200,
+            [("Expires", str(expires)), ("Contact", f"<{self._node.server_uri}>")],
+            to_tag=sub.dialog.local_tag,
+        )
+        self._notify(sub, full=True)
+        if sub.timer is not None:
+            sub.timer.cancel()
+        if expires == 0:
+            self._drop(sub)
+        else:
+            sub.timer = asyncio.get_running_loop().call_later(expires, self._drop, sub)
+
+    def changed(self, group: str) -> None:
+        """The group's roster changed: send partial updates soon (coalescing bursts)."""
+        if group in self._by_group and group not in self._due:
+            loop = asyncio.get_running_loop()
+            self._due[group] = loop.call_later(NOTIFY_DELAY, self._flush, group)
+
+    def _flush(self, group: str) -> None:
+        self._due.pop(group, None)
+        for sub in list(self._by_group.get(group, ())):
+            self._notify(sub, full=False)
+
+    def _notify(self, sub: Subscription, *, full: bool) -> None:
+        members = frozenset(self._node.group_members(sub.group))
+        added, removed = members - sub.known, sub.known - members
+        if not full and not added and not removed:
+            return
+        sub.version += 1
+        body = conference_info.document(
+            sub.group,
+            sub.version,
+            len(members),
+            members if full else added,
+            () if full else removed,
+            full=full,
+        )
+        sub.known = members
+        state = f"active;expires={sub.expires}" if sub.expires else "terminated;reason=timeout"
+        extra = (
+            f"Event: conference\r\nSubscription-State: {state}\r\n"
+            f"Content-Type: {conference_info.CONTENT_TYPE}\r\n"
+            f"Contact: <{self._node.server_uri}>\r\n"
+        ).encode()
+
+        def done(response: SipResponse | None) -> None:
+            if response is None or response.status in (404, 405, 408, 481, 489, 501):
+                self._drop(sub)
+
+        self._node.send_in_dialog(sub.dialog, "NOTIFY", extra, body, done)
+
+    def _drop(self, sub: Subscription) -> None:
+        if sub.timer is not None:
+            sub.timer.cancel()
+        self._by_dialog.pop(sub.dialog.key, None)
+        subs = self._by_group.get(sub.group)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_group[sub.group]
