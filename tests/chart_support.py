@@ -8,9 +8,12 @@ Operator CRDs), installing them once through charts/install-tools.sh.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +94,60 @@ def tool(name: str) -> Path:
 def prometheus_operator_crds() -> list[Path]:
     """The ServiceMonitor, PodMonitor and PrometheusRule CRDs of the Prometheus Operator."""
     return sorted(_newest("prometheus-operator-crds-*").glob("*.yaml"))
+
+
+def _strict(node: object) -> None:
+    """Close every object schema that lists its properties (kubeconform -strict)."""
+    if isinstance(node, dict):
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            node["additionalProperties"] = False
+        for value in node.values():
+            _strict(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strict(value)
+
+
+def write_kubeconform_schemas(
+    get_raw: Callable[[str], str], docs: list[Manifest], out_dir: Path
+) -> str:
+    """Standalone, strict JSON schemas for the kinds in ``docs``, from a live API server.
+
+    ``get_raw(path)`` returns the body of ``kubectl get --raw path``. The
+    server's OpenAPI v3 document of each group-version holds the built-in
+    kinds and the installed CRDs alike. Returns kubeconform's
+    ``-schema-location`` template for ``out_dir``.
+    """
+    wanted: dict[str, set[str]] = {}
+    for doc in docs:
+        wanted.setdefault(doc["apiVersion"], set()).add(doc["kind"])
+    paths = {v: (f"apis/{v}" if "/" in v else f"api/{v}") for v in wanted}
+    # The server publishes a new CRD's OpenAPI a few seconds after it is Established.
+    deadline = time.monotonic() + 60
+    while True:
+        index = json.loads(get_raw("/openapi/v3"))["paths"]
+        missing = sorted(v for v, p in paths.items() if p not in index)
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"the API server does not publish {missing}"
+        time.sleep(1)
+    for api_version, kinds in wanted.items():
+        group, _, version = api_version.rpartition("/")
+        path = paths[api_version]
+        schemas = json.loads(get_raw(index[path]["serverRelativeURL"]))["components"]["schemas"]
+        _strict(schemas)
+        for name, schema in schemas.items():
+            for gvk in schema.get("x-kubernetes-group-version-kind", []):
+                if gvk["group"] == group and gvk["version"] == version and gvk["kind"] in kinds:
+                    target = out_dir / (group or version) / version / f"{gvk['kind'].lower()}.json"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    standalone = {
+                        "$ref": f"#/components/schemas/{name}",
+                        "components": {"schemas": schemas},
+                    }
+                    target.write_text(json.dumps(standalone))
+    return str(out_dir) + "/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json"
