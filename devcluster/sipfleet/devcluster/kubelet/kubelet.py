@@ -13,7 +13,7 @@ from typing import Any
 from sipfleet.devcluster import procs
 from sipfleet.devcluster.kubelet.api import TRANSIENT_ERRORS, Api, ApiError
 from sipfleet.devcluster.kubelet.images import search_path
-from sipfleet.devcluster.kubelet.ipam import IPAllocator
+from sipfleet.devcluster.kubelet.ipam import HostClaims, IPAllocator
 from sipfleet.devcluster.kubelet.node import NodeAgent
 from sipfleet.devcluster.kubelet.pod import KubeletContext, PodWorker, pod_key
 
@@ -53,7 +53,7 @@ class Kubelet:
             api=api,
             node_name=node_name,
             pods_dir=pods_dir,
-            ipam=IPAllocator(),
+            ipam=IPAllocator(HostClaims()),
             pod_path=search_path(os.environ.get("PATH", "/usr/bin:/bin")),
         )
         self.workers: dict[str, PodWorker] = {}
