@@ -501,8 +501,14 @@ def _transfers(
     spec: PlanSpec,
     servers: list[ServerObservation],
     projected: dict[str, int],
+    movable: dict[str, int],
 ) -> tuple[list[Transfer], list[str]]:
-    """Move members off draining and over-watermark servers; updates ``projected``."""
+    """Move members off draining and over-watermark servers; updates ``projected``.
+
+    ``projected`` counts members in flight at their target; ``movable`` only
+    the members a source has and is not already moving (arrivals cannot be
+    moved on before they arrive).
+    """
     policy = spec.scaling
     targets = [s for s in servers if s.shard and not s.draining and s.ready and s.alive]
     room = {
@@ -513,15 +519,16 @@ def _transfers(
     moves: list[tuple[ServerObservation, ServerObservation, int, str]] = []
     notes: list[str] = []
     for src in servers:
-        if not (src.shard and src.ready and src.alive and projected[src.name] > 0):
+        if not (src.shard and src.ready and src.alive and movable[src.name] > 0):
             continue
         if src.draining:
-            need, why = projected[src.name], "draining"
+            need, why = movable[src.name], "draining"
         else:
             limit = members_at_load(src.shard.capacity, policy.high_watermark)
             if projected[src.name] <= limit:
                 continue
-            need = projected[src.name] - members_at_load(src.shard.capacity, policy.target_load)
+            excess = projected[src.name] - members_at_load(src.shard.capacity, policy.target_load)
+            need = min(excess, movable[src.name])
             why = f"above high watermark ({projected[src.name]}/{src.shard.capacity})"
         for dst in sorted(targets, key=lambda t: (-room[t.name], t.name)):
             if need <= 0 or room[dst.name] <= 0 or dst.name == src.name:
@@ -577,6 +584,26 @@ def _routes(
 # --------------------------------------------------------------------------- plan
 
 
+def _problems(
+    main: ServerObservation | None,
+    nodes: tuple[ServerObservation, ...],
+    stale: list[str],
+    stuck: list[ServerObservation],
+    now: float,
+) -> tuple[str, ...]:
+    """What makes the conference Degraded."""
+    found = []
+    if main is None:
+        found.append("main server not found")
+    elif not main.ready:
+        found.append(f"main server {main.name} not ready")
+    found += [f"{n.name} pod {n.phase}" for n in nodes if not n.alive]
+    found += [f"{n.name} not ready after {now - n.created_at:.0f}s" for n in stuck]
+    if stale:
+        found.append(f"metrics stale or missing for {', '.join(stale)}")
+    return tuple(found)
+
+
 def plan(spec: PlanSpec, observations: Observations, history: History, now: float) -> Decision:
     """Decide the next step for one conference. Pure: same inputs, same Decision."""
     main = observations.main
@@ -584,34 +611,22 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     servers = ([main] if main else []) + list(nodes)
     out, inc = _flows(observations)
     members = sum(s.members for s in servers)
-
-    degraded: list[str] = []
-    if main is None:
-        degraded.append("main server not found")
-    elif not main.ready:
-        degraded.append(f"main server {main.name} not ready")
-    degraded += [f"{n.name} pod {n.phase}" for n in nodes if not n.alive]
     stale = [s.name for s in servers if s.phase == "Running" and s.metrics != "fresh"]
-    if stale:
-        degraded.append(f"metrics stale or missing for {', '.join(stale)}")
 
     desired, limits = recommend_nodes(spec, members)
     history = _remember(spec, history, now, desired)
     active = [n for n in nodes if n.alive and not n.draining]
     starting = [n for n in active if not n.ready and now - n.created_at < STARTUP_GRACE_SECONDS]
-    degraded += [
-        f"{n.name} not ready after {now - n.created_at:.0f}s"
-        for n in active
-        if not n.ready and n not in starting
-    ]
-    draining = [n for n in nodes if n.draining and n.alive]
+    stuck = [n for n in active if not n.ready and n not in starting]
+    delete = _deletions(nodes, out, inc)
+    gone = {a.server for a in delete}
+    draining = [n for n in nodes if n.draining and n.alive and n.name not in gone]
     step = _scale_step(
         spec, history, now, len(active), desired, (len(starting), len(draining)), stale
     )
     limited = set(limits | step.limits)
     notes = list(step.notes)
 
-    delete = _deletions(nodes, out, inc)
     create = 0
     drain: tuple[NodeAction, ...] = ()
     if step.change > 0:
@@ -629,17 +644,20 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     if create or drain:
         history = replace(history, last_scale=now)
 
-    draining_names = {a.server for a in drain}
-    hosts = [
-        s
-        for s in servers
-        if s.alive and s.ready and not s.draining and s.name not in draining_names
+    # From here on, plan against the world as it will be once drains and
+    # deletions are applied: drained servers are sources, never targets.
+    drained = {a.server for a in drain}
+    servers = [
+        replace(s, draining=True) if s.name in drained else s for s in servers if s.name not in gone
     ]
+    hosts = [s for s in servers if s.alive and s.ready and not s.draining]
     projected = {s.name: s.members - out[s.name] + inc[s.name] for s in servers}
     transfers: list[Transfer] = []
     if spec.transfer.mode != "redirect-only":
-        transfers, transfer_notes = _transfers(spec, servers, projected)
+        movable = {s.name: s.members - out[s.name] for s in servers}
+        transfers, transfer_notes = _transfers(spec, servers, projected, movable)
         notes += transfer_notes
+    routes = _routes(spec, servers, projected)
 
     return Decision(
         group=spec.group,
@@ -651,15 +669,15 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
             f"at target load {spec.scaling.target_load:g}"
         ),
         create_shards=_placements(spec, hosts),
-        routes=_routes(spec, servers, projected),
+        routes=routes,
         transfers=tuple(transfers),
         drain=drain,
         delete=delete,
         limited=frozenset(limited),
         notes=tuple(notes),
         members=members,
-        servers=sum(1 for s in servers if s.shard and s.ready and s.alive),
-        degraded=tuple(degraded),
+        servers=len(routes),
+        degraded=_problems(main, nodes, stale, stuck, now),
         pending_nodes=len(starting),
-        draining_nodes=len(draining),
+        draining_nodes=len(draining) + len(drain),
     )
