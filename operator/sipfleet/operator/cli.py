@@ -204,7 +204,7 @@ def kopf_settings() -> kopf.OperatorSettings:
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kopf.sipfleet.io", key="last-handled-configuration"
     )
-    s.posting.level = logging.INFO
+    s.posting.level = logging.WARNING  # Events only for problems; steps post their own
     s.watching.server_timeout = 60
     s.networking.request_timeout = 30
     return s
@@ -258,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if opts.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not opts.verbose:  # one "Timer succeeded" line per object and tick is noise
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if opts.kubeconfig:
         os.environ["KUBECONFIG"] = opts.kubeconfig  # kopf's own login reads it
     if opts.metrics_port:

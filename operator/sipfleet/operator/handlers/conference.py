@@ -86,7 +86,14 @@ def post_events(body: kopf.Body, outcome: Outcome) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    @kopf.timer(GROUP, VERSION, CONFERENCE.plural, interval=rt.interval, registry=registry)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        CONFERENCE.plural,
+        id="control-loop",
+        interval=rt.interval,
+        registry=registry,
+    )
     async def control_loop(
         body: kopf.Body,
         spec: kopf.Spec,
@@ -159,7 +166,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             )
         )
 
-    @kopf.on.delete(GROUP, VERSION, CONFERENCE.plural, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, CONFERENCE.plural, id="release", registry=registry)
     async def release(
         body: kopf.Body,
         spec: kopf.Spec,

@@ -49,7 +49,9 @@ async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    @kopf.timer(GROUP, VERSION, FLEET.plural, interval=rt.interval, registry=registry)
+    @kopf.timer(
+        GROUP, VERSION, FLEET.plural, id="reconcile-fleet", interval=rt.interval, registry=registry
+    )
     async def reconcile_fleet(
         body: kopf.Body,
         spec: kopf.Spec,

@@ -1,0 +1,121 @@
+"""Observation assembly from Pods, /v1/state answers, transfers and load readings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sipfleet.operator import pods as podlib
+from sipfleet.operator.loadsource import LoadReading
+from sipfleet.operator.observe import created_at, in_flight, server_observation, shard_of
+
+GROUP = "sip:conf3@example.com"
+
+
+def pod(
+    name: str, *, ready: bool = True, phase: str = "Running", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": labels or {},
+            "creationTimestamp": "2026-01-01T00:00:10Z",
+        },
+        "status": {
+            "phase": phase,
+            "podIP": "127.0.0.11",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def state(members: int | None, *, draining: bool = False) -> dict[str, Any]:
+    shards = (
+        []
+        if members is None
+        else [{"group": GROUP, "uri": "sip:conf3-x@127.0.0.11", "members": members, "capacity": 20}]
+    )
+    return {"name": "n", "draining": draining, "routes_generation": 4, "shards": shards}
+
+
+def test_shard_of_finds_the_group() -> None:
+    s = shard_of(state(5), GROUP)
+    assert s is not None and (s.uri, s.members, s.capacity) == ("sip:conf3-x@127.0.0.11", 5, 20)
+    assert shard_of(state(5), "sip:other@example.com") is None
+    assert shard_of(None, GROUP) is None
+
+
+def test_fresh_load_sample_gives_the_members() -> None:
+    load = LoadReading("prometheus", {"n1": 9})
+    obs = server_observation(pod("n1"), "node", state(5), GROUP, load)
+    assert obs.metrics == "fresh" and obs.members == 9 and obs.ready
+    assert obs.created_at == created_at(pod("n1")) > 0
+
+
+def test_missing_sample_falls_back_to_state_and_says_missing() -> None:
+    load = LoadReading("scrape", {}, frozenset({"n1"}))
+    obs = server_observation(pod("n1"), "node", state(5), GROUP, load)
+    assert obs.metrics == "missing" and obs.members == 5
+
+
+def test_failed_source_marks_stale() -> None:
+    load = LoadReading("prometheus", {}, frozenset({"n1"}), error="connection refused")
+    obs = server_observation(pod("n1"), "node", state(5), GROUP, load)
+    assert obs.metrics == "stale"
+
+
+def test_server_without_the_group_is_fresh_and_empty() -> None:
+    obs = server_observation(pod("n1"), "node", state(None), GROUP, LoadReading("scrape"))
+    assert obs.metrics == "fresh" and obs.shard is None and obs.members == 0
+
+
+def test_unreachable_server_is_not_ready_and_missing() -> None:
+    obs = server_observation(pod("n1"), "node", None, GROUP, LoadReading("scrape"))
+    assert not obs.ready and obs.metrics == "missing" and obs.shard is None
+
+
+def test_draining_node_never_looks_emptier_than_its_state() -> None:
+    load = LoadReading("prometheus", {"n1": 0})
+    labelled = pod("n1", labels={podlib.LABEL_DRAINING: "true"})
+    obs = server_observation(labelled, "node", state(3), GROUP, load)
+    assert obs.draining and obs.members == 3
+    reported = server_observation(pod("n1"), "node", state(2, draining=True), GROUP, load)
+    assert reported.draining and reported.members == 2
+
+
+def test_pending_pod_phase_passes_through() -> None:
+    obs = server_observation(
+        pod("n1", ready=False, phase="Pending"), "node", None, GROUP, LoadReading("scrape")
+    )
+    assert obs.phase == "Pending" and obs.alive
+    odd = server_observation(pod("n1", phase="Weird"), "node", None, GROUP, LoadReading("s"))
+    assert odd.phase == "Unknown"
+
+
+def test_in_flight_keeps_running_transfers_of_the_group() -> None:
+    listings = {
+        "main": [
+            {
+                "group": GROUP,
+                "target": "sip:c-1@h",
+                "requested": 10,
+                "moved": 3,
+                "failed": 1,
+                "state": "running",
+            },
+            {
+                "group": GROUP,
+                "target": "sip:c-1@h",
+                "requested": 5,
+                "moved": 5,
+                "failed": 0,
+                "state": "done",
+            },
+            {"group": "sip:other@x", "target": "sip:c-1@h", "requested": 5, "state": "running"},
+        ],
+        "n2": [{"group": GROUP, "target": "sip:unknown@h", "requested": 2, "state": "running"}],
+    }
+    flights = in_flight(listings, GROUP, {"sip:c-1@h": "n1"})
+    assert [(f.source, f.target, f.remaining) for f in flights] == [
+        ("main", "n1", 6),
+        ("n2", "sip:unknown@h", 2),
+    ]
