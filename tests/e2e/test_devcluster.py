@@ -146,6 +146,9 @@ def test_deployment_runs_ready_and_is_garbage_collected(cluster: Cluster) -> Non
         assert resp.status == 200
     pid = pid_of(pod)
     assert Path(f"/proc/{pid}").exists()
+    # kubectl logs goes API server -> kubelet endpoint -> the container's log file.
+    logs = cluster.kubectl("logs", pod["metadata"]["name"], "--tail=1").stdout
+    assert '"GET / HTTP/1.1" 200' in logs
 
     cluster.kubectl("delete", "deployment", "web", "--wait=true", "--timeout=30s")
     wait_for(
@@ -289,3 +292,78 @@ def test_busy_api_port_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert f"port {port} on 127.0.0.1 is busy" in result.stderr
     assert not (tmp_path / "run").exists()  # nothing was started
+
+
+LIVENESS_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: liveness}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes: [{name: scratch, emptyDir: {}}]
+  containers:
+  - name: main
+    image: python:3
+    command: [python, -c, "import time; time.sleep(600)"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+    livenessProbe:
+      exec: {command: [test, -f, /scratch/alive]}
+      periodSeconds: 1
+      failureThreshold: 1
+"""
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=LIVENESS_POD)
+
+    def restarted() -> dict[str, Any] | None:
+        pod = get_json(cluster, "pod", "liveness")
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+    status = wait_for("a liveness restart", restarted)
+    last = status["lastState"]["terminated"]
+    assert last["exitCode"] == 143  # SIGTERM
+    assert "liveness probe failed" in last["message"]
+    cluster.kubectl("delete", "pod", "liveness", "--timeout=30s")
+
+
+STUBBORN_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: python:3
+    command:
+    - python
+    - -c
+    - |
+      import signal, time
+      signal.signal(signal.SIGTERM, signal.SIG_IGN)
+      print("ready", flush=True)
+      time.sleep(600)
+"""
+
+
+def test_deletion_escalates_to_sigkill_after_the_grace_period(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=STUBBORN_POD)
+    pod = wait_for(
+        "the stubborn pod to run",
+        lambda: (
+            (p := get_json(cluster, "pod", "stubborn"))
+            and "ready" in container_log(cluster, p, "main")
+            and p
+        ),
+    )
+    pid = pid_of(get_json(cluster, "pod", "stubborn"))
+    began = time.monotonic()
+    cluster.kubectl("delete", "pod", "stubborn", "--wait=false")
+    time.sleep(1.0)
+    assert Path(f"/proc/{pid}/cmdline").exists(), "SIGTERM is ignored: still alive within grace"
+    wait_for("the pod object to go", lambda: get_json(cluster, "pod", "stubborn") is None or None)
+    wait_for("the process to be killed", lambda: not Path(f"/proc/{pid}/cmdline").exists() or None)
+    assert 1.5 < time.monotonic() - began < 15
+    assert pod["status"]["podIP"].startswith("127.0.0.")

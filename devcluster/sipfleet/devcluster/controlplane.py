@@ -77,6 +77,7 @@ class Ports:
     etcd_peer: int = 0
     apiserver: int = 0
     controller_manager: int = 0
+    kubelet: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
         "etcd_peer": "etcd",
         "apiserver": "kube-apiserver",
         "controller_manager": "kube-controller-manager",
+        "kubelet": "kubelet",
     }
     for field, owner in owners.items():
         current = getattr(ports, field)
@@ -231,6 +233,11 @@ class ControlPlane:
             "--allow-privileged=true",
             "--profiling=false",
             f"--cert-dir={self.layout.root / 'pki' / 'apiserver'}",
+            # `kubectl logs` goes through the API server to the local kubelet.
+            f"--kubelet-client-certificate={p.apiserver_kubelet_client.cert}",
+            f"--kubelet-client-key={p.apiserver_kubelet_client.key}",
+            f"--kubelet-certificate-authority={p.ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def _controller_manager_argv(self, bins: binaries.Binaries, ports: Ports) -> list[str]:
@@ -254,7 +261,8 @@ class ControlPlane:
             "--profiling=false",
         ]
 
-    def _kubelet_argv(self) -> list[str]:
+    def _kubelet_argv(self, ports: Ports) -> list[str]:
+        p = self.pki
         return [
             sys.executable,
             "-m",
@@ -262,6 +270,10 @@ class ControlPlane:
             f"--state-dir={self.layout.root}",
             f"--kubeconfig={self.layout.component_kubeconfig('kubelet')}",
             f"--node-name={NODE_NAME}",
+            f"--port={ports.kubelet}",
+            f"--tls-cert-file={p.serving.cert}",
+            f"--tls-private-key-file={p.serving.key}",
+            f"--client-ca-file={p.ca.cert}",
         ]
 
     # -- API helpers ---------------------------------------------------------
@@ -333,7 +345,7 @@ class ControlPlane:
         api_ready_after = time.monotonic() - began
         self._apply(KUBELET_RBAC)
         self._start("kube-controller-manager", self._controller_manager_argv(bins, ports))
-        self._start("kubelet", self._kubelet_argv())
+        self._start("kubelet", self._kubelet_argv(ports))
         self._wait("node Ready", self.node_ready, 30, "kubelet")
         self._wait(
             "the default ServiceAccount",

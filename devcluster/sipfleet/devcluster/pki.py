@@ -24,6 +24,9 @@ SERVER_SANS = (
 )
 
 
+APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+
+
 class PKIError(RuntimeError):
     """openssl is missing or failed."""
 
@@ -60,6 +63,13 @@ class PKI:
     @property
     def kubelet(self) -> KeyPair:
         return KeyPair(self.dir / "kubelet.crt", self.dir / "kubelet.key")
+
+    @property
+    def apiserver_kubelet_client(self) -> KeyPair:
+        """The API server's identity towards the kubelet (logs proxy)."""
+        return KeyPair(
+            self.dir / "apiserver-kubelet-client.crt", self.dir / "apiserver-kubelet-client.key"
+        )
 
     @property
     def service_account_key(self) -> Path:
@@ -110,6 +120,7 @@ def ensure(pki_dir: Path, node_name: str) -> PKI:
     _leaf(pki, pki.admin, "/O=system:masters/CN=sipfleet-admin", "clientAuth")
     _leaf(pki, pki.controller_manager, "/CN=system:kube-controller-manager", "clientAuth")
     _leaf(pki, pki.kubelet, f"/O=system:nodes/CN=system:node:{node_name}", "clientAuth")
+    _leaf(pki, pki.apiserver_kubelet_client, f"/CN={APISERVER_KUBELET_CLIENT}", "clientAuth")
     if not pki.service_account_key.is_file():
         _openssl(
             "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",

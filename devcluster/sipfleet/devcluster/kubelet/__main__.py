@@ -11,6 +11,7 @@ from pathlib import Path
 from sipfleet.devcluster.kubeconfig import read_cert_kubeconfig
 from sipfleet.devcluster.kubelet.api import Api
 from sipfleet.devcluster.kubelet.kubelet import Kubelet
+from sipfleet.devcluster.kubelet.server import server_ssl
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -20,7 +21,8 @@ async def _main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, current.cancel)
     async with Api(read_cert_kubeconfig(args.kubeconfig)) as api:
-        kubelet = Kubelet(api, args.node_name, args.state_dir)
+        tls = server_ssl(args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
+        kubelet = Kubelet(api, args.node_name, args.state_dir, args.port, tls)
         try:
             await kubelet.run()
         except asyncio.CancelledError:
@@ -32,6 +34,10 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--node-name", default="sipfleet-local")
+    parser.add_argument("--port", type=int, required=True, help="HTTPS port for `kubectl logs`")
+    parser.add_argument("--tls-cert-file", type=Path, required=True)
+    parser.add_argument("--tls-private-key-file", type=Path, required=True)
+    parser.add_argument("--client-ca-file", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

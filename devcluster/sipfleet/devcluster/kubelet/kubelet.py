@@ -4,9 +4,10 @@ this node (the local cluster has no scheduler), run a worker per bound Pod."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from sipfleet.devcluster.kubelet.images import search_path
 from sipfleet.devcluster.kubelet.ipam import HostClaims, IPAllocator
 from sipfleet.devcluster.kubelet.node import NodeAgent
 from sipfleet.devcluster.kubelet.pod import KubeletContext, PodWorker, pod_key
+from sipfleet.devcluster.kubelet.server import serve as serve_http
+from sipfleet.devcluster.kubelet.status import Running
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,13 @@ def sweep_stale_processes(pods_dir: Path) -> list[str]:
 
 
 class Kubelet:
-    def __init__(self, api: Api, node_name: str, state_dir: Path) -> None:
+    def __init__(
+        self, api: Api, node_name: str, state_dir: Path, port: int, tls: ssl.SSLContext
+    ) -> None:
         self.api = api
         self.node_name = node_name
+        self.port = port
+        self.tls = tls
         pods_dir = state_dir / "pods"
         pods_dir.mkdir(parents=True, exist_ok=True)
         self.ctx = KubeletContext(
@@ -63,7 +70,8 @@ class Kubelet:
         stale = sweep_stale_processes(self.ctx.pods_dir)
         if stale:
             log.warning("stopped processes of an earlier kubelet: %s", ", ".join(stale))
-        node = NodeAgent(self.api, self.node_name)
+        http = await serve_http(self.locate_log, self.port, self.tls)
+        node = NodeAgent(self.api, self.node_name, self.port)
         await node.register()
         heartbeat = asyncio.create_task(node.run())
         try:
@@ -71,6 +79,27 @@ class Kubelet:
         finally:
             heartbeat.cancel()
             await self.shutdown()
+            await http.cleanup()
+
+    def locate_log(
+        self, namespace: str, name: str, container: str
+    ) -> tuple[Path, Callable[[], bool]] | None:
+        """A container's log file and whether it is still being written."""
+        for worker in self.workers.values():
+            if (worker.namespace, worker.name) != (namespace, name):
+                continue
+            for runner in [*worker.init_runners, *worker.runners]:
+                if runner.plan.name == container:
+                    return runner.plan.log_path, lambda r=runner: isinstance(r.state, Running)
+        # A pod that is gone: its logs stay in the state dir.
+        folders = sorted(
+            self.ctx.pods_dir.glob(f"{namespace}_{name}_*"), key=lambda p: p.stat().st_mtime
+        )
+        for folder in reversed(folders):
+            path = folder / f"{container}.log"
+            if path.exists():
+                return path, lambda: False
+        return None
 
     async def shutdown(self) -> None:
         """Stop every pod process (the Pod objects stay; a new kubelet restarts them)."""
@@ -145,9 +174,3 @@ class Kubelet:
         except ApiError as err:
             if err.status not in (404, 409):
                 log.warning("binding %s failed: %s", pod_key(pod), err)
-
-
-async def serve(api: Api, node_name: str, state_dir: Path) -> None:
-    kubelet = Kubelet(api, node_name, state_dir)
-    with contextlib.suppress(asyncio.CancelledError):
-        await kubelet.run()

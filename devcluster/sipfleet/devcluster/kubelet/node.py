@@ -45,7 +45,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def node_status(host_ip: str) -> dict[str, Any]:
+def node_status(host_ip: str, port: int) -> dict[str, Any]:
     """Ready, with this machine's capacity; the heartbeat time is now."""
     now = now_rfc3339()
     capacity = {
@@ -76,6 +76,7 @@ def node_status(host_ip: str) -> dict[str, Any]:
                 "Ready", "True", "KubeletReady", "sipfleet local kubelet is posting ready status"
             ),
         ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "addresses": [
             {"type": "InternalIP", "address": host_ip},
             {"type": "Hostname", "address": platform.node() or "localhost"},
@@ -100,9 +101,10 @@ def node_status(host_ip: str) -> dict[str, Any]:
 class NodeAgent:
     """Keeps one Node registered and Ready, and its Lease renewed."""
 
-    def __init__(self, api: Api, name: str, host_ip: str = "127.0.0.1") -> None:
+    def __init__(self, api: Api, name: str, port: int, host_ip: str = "127.0.0.1") -> None:
         self.api = api
         self.name = name
+        self.port = port
         self.host_ip = host_ip
 
     async def register(self) -> None:
@@ -125,7 +127,7 @@ class NodeAgent:
 
     async def post_status(self) -> None:
         await self.api.merge_patch(
-            f"/api/v1/nodes/{self.name}/status", {"status": node_status(self.host_ip)}
+            f"/api/v1/nodes/{self.name}/status", {"status": node_status(self.host_ip, self.port)}
         )
 
     async def _drop_not_ready_taint(self) -> None:
