@@ -19,7 +19,10 @@ from sipfleet.node.sip import (
     conference_info,
     incoming_dialog_id,
     make_response,
+    new_branch,
+    new_call_id,
     new_request,
+    new_tag,
     parse_message,
     parse_sipfrag,
     refer_target,
@@ -204,3 +207,9 @@ def test_conference_info_full_and_partial() -> None:
     assert partial.get("state") == "partial"
     assert partial.find(f"{ns}conference-state") is None
     assert partial.find(f"{ns}users/{ns}user").get("state") == "deleted"  # type: ignore[union-attr]
+
+
+def test_ids() -> None:
+    assert new_branch().startswith("z9hG4bK") and new_branch() != new_branch()
+    assert new_call_id("127.0.0.1").endswith("@127.0.0.1")
+    assert new_tag() != new_tag()

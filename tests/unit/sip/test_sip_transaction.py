@@ -325,3 +325,39 @@ def test_stale_timer_entries_are_skipped() -> None:
     # The 100 Trying timer entry is still queued but no longer live.
     assert layer.next_deadline() is None
     assert layer.tick(1.0) == []
+
+
+def test_server_invite_over_tcp_has_no_retransmission_timers() -> None:
+    layer = TransactionLayer()
+    (busy,) = layer.receive(wire(request("INVITE")), PEER, "TCP", 0.0)
+    (ok,) = layer.receive(wire(request("INVITE", "z9hG4bK2", cseq=2)), PEER, "TCP", 0.0)
+    assert isinstance(busy, RequestReceived) and isinstance(ok, RequestReceived)
+    layer.respond(busy.tx_id, make_response(busy.request, 486, to_tag="t"), 0.0)
+    layer.respond(ok.tx_id, make_response(ok.request, 200, to_tag="t"), 0.0)
+    events = run(layer, 100.0)
+    # No Timer G, no 2xx retransmission: only Timer H and Timer L fire.
+    assert [(t, type(e)) for t, e in events] == [
+        (32.0, TransactionTimedOut),
+        (32.0, TransactionTimedOut),
+    ]
+
+
+def test_tick_skips_entries_of_answered_timers() -> None:
+    layer = TransactionLayer()
+    (got,) = layer.receive(wire(request("INVITE")), PEER, "UDP", 0.0)
+    assert isinstance(got, RequestReceived)
+    layer.respond(got.tx_id, make_response(got.request, 180, to_tag="t"), 0.05)
+    assert layer.tick(1.0) == []
+
+
+def test_same_dialog_cseq_on_two_branches_keeps_the_newer_ack_match() -> None:
+    layer = TransactionLayer()
+    answered = []
+    for branch, at in (("z9hG4bKa", 0.0), ("z9hG4bKb", 10.0)):
+        (got,) = layer.receive(wire(request("INVITE", branch, to_tag="t")), PEER, "UDP", at)
+        assert isinstance(got, RequestReceived)
+        layer.respond(got.tx_id, make_response(got.request, 200), at)
+        answered.append(got.tx_id)
+    run(layer, 33.0)  # the first ends; the ACK match belongs to the second
+    (ack,) = layer.receive(wire(request("ACK", "z9hG4bKc", to_tag="t")), PEER, "UDP", 33.0)
+    assert isinstance(ack, AckReceived) and ack.tx_id == answered[1]

@@ -122,3 +122,8 @@ def test_make_response_copies_per_8_2_6() -> None:
 def test_make_response_keeps_an_existing_to_tag_and_bad_to() -> None:
     assert make_response(req(To="<sip:c@h>;tag=old"), 200, to_tag="new").to_tag == "old"
     assert make_response(req(To="<broken"), 400).headers.get("To") == "<broken"
+
+
+def test_every_contact_is_checked() -> None:
+    reply = check_request(req(Contact="<sip:a@h>, <sip:b@h"))
+    assert reply is not None and reply.status == 400

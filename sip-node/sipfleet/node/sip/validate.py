@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SipParseError
+from .fields import NameAddr
 from .ids import MAGIC_COOKIE
 from .message import SipRequest, SipResponse
 from .response import make_response
@@ -77,7 +78,7 @@ def _syntax_error(request: SipRequest) -> str | None:
         request.max_forwards  # noqa: B018
         for value in headers.get_list("Contact"):
             if value != "*":
-                request.contact  # noqa: B018
+                NameAddr.parse(value)
     except SipParseError as exc:
         return exc.reason
     if request.via.branch == MAGIC_COOKIE:
