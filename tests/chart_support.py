@@ -151,3 +151,13 @@ def write_kubeconform_schemas(
                     }
                     target.write_text(json.dumps(standalone))
     return str(out_dir) + "/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json"
+
+
+def apply_crds(kubectl: Callable[..., subprocess.CompletedProcess[str]], paths: list[Path]) -> None:
+    """Server-side apply CRD files (some are too big for client-side apply) and await them."""
+    args = ["apply", "--server-side", "--force-conflicts", "--field-manager=sipfleet-chart-tests"]
+    for path in paths:
+        args += ["-f", str(path)]
+    kubectl(*args, timeout=120)
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in paths]
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))

@@ -1,0 +1,164 @@
+"""`helm install` on the local control plane runs the operator; an example reconciles.
+
+The local kubelet runs the operator image as the `sipfleet-operator` console
+script with its ServiceAccount's token, so the chart's RBAC is what the
+operator really gets. The release namespace enforces the restricted Pod
+Security Standard, so the API server refuses operator Pods that fall short.
+`helm uninstall` must leave nothing behind but the CRDs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from chart_support import CHART, REPO, run_helm
+from sipfleet.devcluster.cluster import Cluster
+
+RELEASE = "sfh"
+NAMESPACE = "sipfleet-helm"
+EXAMPLE_NS = "helm-example"
+EXAMPLE = REPO / "examples" / "small-conference.yaml"
+OPERATOR = "app.kubernetes.io/component=operator,app.kubernetes.io/instance=" + RELEASE
+LEASE = f"{RELEASE}-sipfleet-operator"
+# Objects every namespace gets from the control plane itself.
+NAMESPACE_DEFAULTS = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_helm("--kubeconfig", str(cluster.kubeconfig), *args, check=check)
+
+
+def get_json(cluster: Cluster, *args: str) -> Any:
+    """``kubectl get -o json``, decoded."""
+    return json.loads(cluster.kubectl("get", "-o", "json", *args).stdout)
+
+
+def namespace(cluster: Cluster, name: str, *labels: str) -> None:
+    cluster.kubectl("create", "namespace", name)
+    if labels:
+        cluster.kubectl("label", "namespace", name, *labels)
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
+    namespace(
+        cluster,
+        NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
+    namespace(cluster, EXAMPLE_NS)
+    proc = helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--wait",
+        "--timeout=120s",
+    )
+    yield proc
+    cluster.kubectl(
+        "delete", "-n", EXAMPLE_NS, "-f", str(EXAMPLE), "--ignore-not-found", check=False
+    )
+    helm(cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--ignore-not-found", check=False)
+    cluster.kubectl("delete", "namespace", NAMESPACE, EXAMPLE_NS, "--wait=false", check=False)
+
+
+def _operator_pods(cluster: Cluster) -> list[Any]:
+    return get_json(cluster, "pods", "-n", NAMESPACE, "-l", OPERATOR)["items"]
+
+
+def _holder(cluster: Cluster) -> str | None:
+    lease = get_json(cluster, "lease", LEASE, "-n", NAMESPACE)
+    return lease["spec"].get("holderIdentity")
+
+
+def test_install_runs_two_ready_operators_with_one_leader(
+    cluster: Cluster, installed: subprocess.CompletedProcess[str]
+) -> None:
+    assert "kubectl apply -f examples/small-conference.yaml" in installed.stdout  # NOTES
+    pods = _operator_pods(cluster)
+    names = {p["metadata"]["name"] for p in pods}
+    assert len(names) == 2
+    ready = [
+        p
+        for p in pods
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
+    ]
+    assert len(ready) == 2
+    assert wait_for("a leader in the Lease", lambda: _holder(cluster)) in names
+
+
+def test_example_conference_reconciles(cluster: Cluster, installed: object) -> None:
+    cluster.kubectl("apply", "-n", EXAMPLE_NS, "-f", str(EXAMPLE))
+    cluster.kubectl(
+        "wait",
+        "-n",
+        EXAMPLE_NS,
+        "--for=condition=Ready",
+        "sipconference/conf3",
+        "--timeout=90s",
+        timeout=100,
+    )
+    conf = get_json(cluster, "sipconference", "conf3", "-n", EXAMPLE_NS)
+    status = conf["status"]
+    assert status["observedGeneration"] == conf["metadata"]["generation"]
+    (shard,) = status["shards"]
+    assert shard["server"] == "small-main"
+
+
+def test_standby_takes_over_when_the_leader_goes(cluster: Cluster, installed: object) -> None:
+    leader = wait_for("a leader", lambda: _holder(cluster))
+    cluster.kubectl("delete", "pod", "-n", NAMESPACE, leader, "--wait=false")
+    new = wait_for(
+        "another replica to take the Lease",
+        lambda: h if (h := _holder(cluster)) and h != leader else None,
+        timeout=45,
+    )
+    assert new in {p["metadata"]["name"] for p in _operator_pods(cluster)}
+
+
+def _leftovers(cluster: Cluster) -> set[str]:
+    """Objects of the release left anywhere, plus anything new in its namespace."""
+
+    def names(*args: str) -> set[str]:
+        return set(cluster.kubectl("get", *args, "-o", "name", "--ignore-not-found").stdout.split())
+
+    def kinds(namespaced: bool) -> str:
+        out = cluster.kubectl(
+            "api-resources", "--verbs=list", f"--namespaced={str(namespaced).lower()}", "-o", "name"
+        ).stdout.split()
+        return ",".join(k for k in out if not k.startswith("events"))
+
+    in_namespace = names(kinds(True), "-n", NAMESPACE) - NAMESPACE_DEFAULTS
+    labelled = names(kinds(False), "-l", f"app.kubernetes.io/instance={RELEASE}")
+    labelled |= names(kinds(True), "-A", "-l", f"app.kubernetes.io/instance={RELEASE}")
+    return in_namespace | labelled
+
+
+def test_uninstall_leaves_only_the_crds(cluster: Cluster, installed: object) -> None:
+    cluster.kubectl("delete", "-n", EXAMPLE_NS, "-f", str(EXAMPLE), "--wait", "--timeout=60s")
+    helm(cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=60s")
+    wait_for("the release's objects to go", lambda: not _leftovers(cluster) or None)
+    for crd in ("sipfleets.sipfleet.io", "sipconferences.sipfleet.io"):
+        cluster.kubectl("get", "crd", crd)
