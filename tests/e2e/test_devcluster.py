@@ -239,6 +239,11 @@ spec:
   volumes:
   - {name: creds, secret: {secretName: creds}}
   - {name: scratch, emptyDir: {}}
+  initContainers:
+  - name: prepare
+    image: python:3
+    command: [python, -c, "import sys; open(sys.argv[1], 'w').write('from-init')", /scratch/init]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
   containers:
   - name: main
     image: python:3
@@ -249,6 +254,7 @@ spec:
       scratch = pathlib.Path(os.environ["SCRATCH"])
       runs = scratch / "runs"
       runs.write_text(runs.read_text() + "x" if runs.exists() else "x")
+      print((scratch / "init").read_text())
       print(open(sys.argv[1]).read(), os.environ["GREETING"], os.environ["KUBECONFIG"])
       sys.exit(3 if len(runs.read_text()) < 2 else 0)
     - /etc/creds/token
@@ -263,8 +269,9 @@ spec:
 
 
 def test_volumes_env_and_restart_on_failure(cluster: Cluster) -> None:
-    """Secret and emptyDir volumes land on the host with paths rewritten; a
-    failing container is restarted (OnFailure) and its exit code recorded."""
+    """Secret and emptyDir volumes land on the host with paths rewritten; an
+    init container runs first; a failing container is restarted (OnFailure)
+    and its exit code recorded."""
     cluster.kubectl("apply", "-f", "-", input=VOLUME_POD)
     pod = wait_for("the volumes pod to finish", lambda: _finished(cluster, "volumes"))
     status = pod["status"]["containerStatuses"][0]
@@ -273,7 +280,10 @@ def test_volumes_env_and_restart_on_failure(cluster: Cluster) -> None:
     assert status["lastState"]["terminated"]["exitCode"] == 3
     assert status["state"]["terminated"]["exitCode"] == 0
     log = container_log(cluster, pod, "main")
+    assert "from-init" in log
     assert "s3cret hello" in log
+    init = pod["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["exitCode"] == 0
     kubeconfig = log.split()[-1]
     assert os.path.isfile(kubeconfig)
 

@@ -295,12 +295,18 @@ class ControlPlane:
         resp = self._api().request("GET", self.api_url() + path)
         return resp.json() if resp.status == 200 else None
 
-    def node_ready(self) -> bool:
+    def node_ready(self, since: str = "") -> bool:
+        """The Node is Ready (with a heartbeat at or after `since`, RFC 3339 UTC)."""
         node = self._get(f"/api/v1/nodes/{NODE_NAME}")
         if node is None:
             return False
         conditions = node.get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return any(
+            c["type"] == "Ready"
+            and c["status"] == "True"
+            and c.get("lastHeartbeatTime", "") >= since
+            for c in conditions
+        )
 
     def default_service_account(self) -> bool:
         return self._get("/api/v1/namespaces/default/serviceaccounts/default") is not None
@@ -312,6 +318,7 @@ class ControlPlane:
     def up(self, *, api_port: int | None = None, timeout: float = 90.0) -> float:
         """Start whatever is not running; return seconds until everything was ready."""
         began = time.monotonic()
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         bins = binaries.locate()
         running = self.running()
         if all(running.values()) and self.api_ready():
@@ -346,7 +353,8 @@ class ControlPlane:
         self._apply(KUBELET_RBAC)
         self._start("kube-controller-manager", self._controller_manager_argv(bins, ports))
         self._start("kubelet", self._kubelet_argv(ports))
-        self._wait("node Ready", self.node_ready, 30, "kubelet")
+        # A Node left Ready by an earlier kubelet does not count: wait for a fresh heartbeat.
+        self._wait("node Ready", lambda: self.node_ready(since=started_at), 30, "kubelet")
         self._wait(
             "the default ServiceAccount",
             self.default_service_account,
