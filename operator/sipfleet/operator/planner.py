@@ -314,8 +314,8 @@ class Decision:
     @property
     def phase(self) -> ConferencePhase:
         """The conference phase this decision implies (Terminating is the caller's)."""
-        if not self.routes:
-            return "Pending"
+        if not self.routes:  # no ready main server hosting the group yet
+            return "Degraded" if self.members else "Pending"
         if self.degraded:
             return "Degraded"
         if self.scaling:
@@ -564,8 +564,14 @@ def _transfers(
 def _routes(
     spec: PlanSpec, servers: list[ServerObservation], projected: dict[str, int]
 ) -> tuple[Route, ...]:
-    """Main first, then active nodes oldest first, then draining ones (leaves)."""
+    """Main first, then active nodes oldest first, then draining ones (leaves).
+
+    Empty unless the main server is ready and hosts the group: a table
+    without its root would cut the distribution tree, so none is better.
+    """
     hosting = [s for s in servers if s.shard and s.ready and s.alive]
+    if not any(s.role == "main" for s in hosting):
+        return ()
 
     def order(s: ServerObservation) -> tuple[bool, bool, float, str]:
         return (s.role != "main", s.draining, s.created_at, s.name)

@@ -207,3 +207,23 @@ def test_replanning_after_apply_adds_no_new_actions(
         d3 = plan(spec, apply(obs2, d2, NOW), d2.history, NOW)
         assert not d3.has_actions
         assert d3.routes == d2.routes
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_routes_start_at_the_main_server_and_list_each_host_once(
+    case: tuple[PlanSpec, Observations, History],
+) -> None:
+    spec, obs, history = case
+    d = plan(spec, obs, history, NOW)
+    seen = by_name(obs)
+    names = [r.server for r in d.routes]
+    assert len(names) == len(set(names))
+    if d.routes:
+        assert seen[names[0]].role == "main"
+    states = [r.state for r in d.routes[1:]]
+    assert states == sorted(states)  # active nodes first, draining ones as leaves
+    for r in d.routes:
+        server = seen[r.server]
+        assert server.ready and server.alive and server.shard and r.uri == server.shard.uri
+        assert r.free >= 0 and (r.state == "active" or r.free == 0)

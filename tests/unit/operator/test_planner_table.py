@@ -331,11 +331,13 @@ def test_shards_are_placed_on_ready_nodes_only() -> None:
 
 
 def test_main_not_ready_is_degraded_and_not_routed() -> None:
-    d = plan(make_spec(), observe(main(5, ready=False)), History(), NOW)
-    assert d.routes == ()
+    d = plan(make_spec(min_nodes=1), observe(main(5, ready=False), node("a", 3)), History(), NOW)
+    assert d.routes == ()  # a table without its root would cut the tree
     assert d.degraded == ("main server main not ready",)
+    assert d.phase == "Degraded"
     d = plan(make_spec(), observe(), History(), NOW)
     assert d.degraded == ("main server not found",)
+    assert d.phase == "Pending"
 
 
 def test_history_forgets_what_no_window_needs() -> None:
