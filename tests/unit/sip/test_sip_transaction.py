@@ -14,6 +14,7 @@ from sipfleet.node.sip import (
     TransactionLayer,
     TransactionTimedOut,
     Transmit,
+    make_cancel,
     make_response,
     parse_message,
 )
@@ -361,3 +362,22 @@ def test_same_dialog_cseq_on_two_branches_keeps_the_newer_ack_match() -> None:
     run(layer, 33.0)  # the first ends; the ACK match belongs to the second
     (ack,) = layer.receive(wire(request("ACK", "z9hG4bKc", to_tag="t")), PEER, "UDP", 33.0)
     assert isinstance(ack, AckReceived) and ack.tx_id == answered[1]
+
+
+def test_cancel_of_a_pending_client_invite() -> None:
+    layer = TransactionLayer()
+    invite = request("INVITE")
+    invite.headers.add("Route", "<sip:p;lr>")
+    layer.send_request(invite, PEER, "UDP", 0.0)
+    cancel = make_cancel(invite)
+    assert cancel.method == "CANCEL" and cancel.uri == invite.uri
+    assert cancel.cseq == (1, "CANCEL") and cancel.via.branch == invite.via.branch
+    assert cancel.headers.get("Route") == "<sip:p;lr>" and cancel.to_tag is None
+    tx, events = layer.send_request(cancel, PEER, "UDP", 0.1)
+    assert tx.endswith("|CANCEL") and isinstance(events[0], Transmit)
+    # The peer's server side matches the CANCEL to its INVITE.
+    server = TransactionLayer()
+    (got_invite,) = server.receive(wire(invite), ("127.0.0.1", 5060), "UDP", 0.0)
+    (got_cancel,) = server.receive(wire(cancel), ("127.0.0.1", 5060), "UDP", 0.1)
+    assert isinstance(got_invite, RequestReceived) and isinstance(got_cancel, RequestReceived)
+    assert got_cancel.cancels == got_invite.tx_id

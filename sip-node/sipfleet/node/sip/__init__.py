@@ -12,11 +12,13 @@ Messages (message.py)
         .get_all(name) -> list[str]                  every field value
         .get_list(name) -> list[str]                 comma-split elements (Via, Route, ...)
         .add(name, value) / .prepend(name, value) / .set(name, value) / .remove(name) -> int
-        .copy(); iteration yields (name, value); len(); `name in headers`
+        .copy(); .counts() -> {lower name: n}; iteration yields (name, value);
+        len(); `name in headers`
     SipRequest(method, uri, headers=Headers(), body=b"", version="SIP/2.0")
     SipResponse(status, reason="", headers=Headers(), body=b"", version="SIP/2.0")
         .to_bytes() -> bytes     Content-Length is always written from len(body)
-        accessors (parse on each call; SipParseError if missing/bad):
+        accessors (parsed lazily, cached per raw value -- treat results as
+        read-only; SipParseError if missing/bad):
         .call_id -> str, .cseq -> (int, method), .via -> Via (top), .vias,
         .from_ / .to -> NameAddr, .from_tag / .to_tag -> str | None,
         .contact -> NameAddr | None, .max_forwards -> int | None
@@ -86,6 +88,7 @@ Dialogs (dialog.py)
     dialog.ack(invite_cseq, *, sent_by, transport) -> SipRequest   (ACK for a 2xx)
     dialog.receive(request) -> 500 | None     (CSeq order; target refresh)
     incoming_dialog_id(message) -> (Call-ID, local tag, remote tag) | None
+    make_cancel(invite) -> SipRequest   (send it with layer.send_request; same branch)
     new_request(method, uri, *, from_, to, call_id, cseq, sent_by, transport="UDP",
         contact=None, routes=(), headers=(), body=b"", content_type=None)  (out of dialog)
 
@@ -110,7 +113,7 @@ Server loop sketch:
 
 from .confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
 from .cpim import CPIM_TYPE, CpimMessage, unwrap_cpim, wrap_cpim
-from .dialog import Dialog, DialogId, incoming_dialog_id, new_request
+from .dialog import Dialog, DialogId, incoming_dialog_id, make_cancel, new_request
 from .errors import SipParseError
 from .fields import NameAddr, Via, parse_cseq
 from .ids import new_branch, new_call_id, new_tag
@@ -175,6 +178,7 @@ __all__ = [
     "conference_info",
     "error_response",
     "incoming_dialog_id",
+    "make_cancel",
     "make_response",
     "new_branch",
     "new_call_id",

@@ -52,6 +52,19 @@ def new_request(
     return SipRequest(method, uri, out, body)
 
 
+def make_cancel(invite: SipRequest) -> SipRequest:
+    """The CANCEL for a pending INVITE we sent (RFC 3261 9.1): same
+    Request-URI, Call-ID, From, To, CSeq number, top Via and Route."""
+    out = Headers()
+    out.add("Via", invite.headers.get_list("Via")[0])
+    out.add("Max-Forwards", "70")
+    for name in ("Route", "From", "To", "Call-ID"):
+        for value in invite.headers.get_all(name):
+            out.add(name, value)
+    out.add("CSeq", f"{invite.cseq[0]} CANCEL")
+    return SipRequest("CANCEL", invite.uri, out)
+
+
 def incoming_dialog_id(message: SipMessage) -> DialogId | None:
     """The id (from our side) of the dialog an incoming message belongs to:
     a request's To tag / a response's From tag is our local tag. None for a

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from .errors import SipParseError
 from .fields import NameAddr, Via, parse_cseq
@@ -88,6 +89,21 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+_SPELLINGS: dict[str, tuple[str, str]] = {}  # a spelling seen -> (lookup key, canonical name)
+
+
+def _resolve(name: str) -> tuple[str, str]:
+    """(lookup key, canonical name) of a header name; memoised because the
+    same few spellings arrive over and over (bounded against hostile input)."""
+    hit = _SPELLINGS.get(name)
+    if hit is None:
+        canonical = canonical_name(name)
+        hit = (canonical.lower(), canonical)
+        if len(_SPELLINGS) < 4096:
+            _SPELLINGS[name] = hit
+    return hit
+
+
 class Headers:
     """Ordered, case-insensitive, multi-valued header fields.
 
@@ -104,12 +120,12 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a field (compact names are expanded)."""
-        name = canonical_name(name)
-        self._items.append((name.lower(), name, value))
+        key, name = _resolve(name)
+        self._items.append((key, name, value))
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name`, or `default`."""
-        key = canonical_name(name).lower()
+        key = _resolve(name)[0]
         for k, _, value in self._items:
             if k == key:
                 return value
@@ -117,7 +133,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every field value of `name`, in order (not comma-split)."""
-        key = canonical_name(name).lower()
+        key = _resolve(name)[0]
         return [value for k, _, value in self._items if k == key]
 
     def get_list(self, name: str) -> list[str]:
@@ -125,10 +141,16 @@ class Headers:
         Contact, Require, ...), across all its fields, quotes and <> aware."""
         return [v for value in self.get_all(name) for v in split_commas(value)]
 
+    def counts(self) -> dict[str, int]:
+        """How many fields each header has, keyed by lower-case canonical name."""
+        out: dict[str, int] = {}
+        for key, _, _ in self._items:
+            out[key] = out.get(key, 0) + 1
+        return out
+
     def set(self, name: str, value: str) -> None:
         """Replace all fields of `name` with one, at the first one's position."""
-        name = canonical_name(name)
-        key = name.lower()
+        key, name = _resolve(name)
         for i, (k, _, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (key, name, value)
@@ -138,15 +160,15 @@ class Headers:
 
     def remove(self, name: str) -> int:
         """Drop every field of `name`; return how many were dropped."""
-        key = canonical_name(name).lower()
+        key = _resolve(name)[0]
         before = len(self._items)
         self._items = [it for it in self._items if it[0] != key]
         return before - len(self._items)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before all others (e.g. a new top Via)."""
-        name = canonical_name(name)
-        self._items.insert(0, (name.lower(), name, value))
+        key, name = _resolve(name)
+        self._items.insert(0, (key, name, value))
 
     def copy(self) -> Headers:
         new = Headers()
@@ -171,6 +193,28 @@ class Headers:
         return f"Headers({list(self)!r})"
 
 
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _parse_vias(fields: tuple[str, ...]) -> list[Via]:
+    return [Via.parse(v) for field in fields for v in split_commas(field)]
+
+
+def _parse_top_via(first_field: str) -> Via:
+    values = split_commas(first_field)
+    if not values:
+        raise SipParseError("missing Via header")
+    return Via.parse(values[0])
+
+
+def _parse_first_contact(first_field: str) -> NameAddr | None:
+    values = split_commas(first_field)
+    if not values or values[0] == "*":
+        return None
+    return NameAddr.parse(values[0])
+
+
 def _required(headers: Headers, name: str) -> str:
     value = headers.get(name)
     if value is None:
@@ -179,12 +223,22 @@ def _required(headers: Headers, name: str) -> str:
 
 
 class _Message:
-    """Accessors shared by requests and responses. They parse on each call and
-    raise SipParseError when a field is missing or malformed."""
+    """Accessors shared by requests and responses. They raise SipParseError
+    when a field is missing or malformed. Parsed values are cached per raw
+    header value, so treat the returned objects as read-only (copy first)."""
 
     headers: Headers
     body: bytes
     version: str
+    _cache: dict[str, tuple[object, object]]
+
+    def _parsed(self, slot: str, raw: T, parse: Callable[[T], U]) -> U:
+        hit = self._cache.get(slot)
+        if hit is not None and hit[0] == raw:
+            return cast(U, hit[1])
+        value = parse(raw)
+        self._cache[slot] = (raw, value)
+        return value
 
     @property
     def call_id(self) -> str:
@@ -193,27 +247,24 @@ class _Message:
     @property
     def cseq(self) -> tuple[int, str]:
         """(sequence number, method)."""
-        return parse_cseq(_required(self.headers, "CSeq"))
+        return self._parsed("cseq", _required(self.headers, "CSeq"), parse_cseq)
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(v) for v in self.headers.get_list("Via")]
+        return self._parsed("vias", tuple(self.headers.get_all("Via")), _parse_vias)
 
     @property
     def via(self) -> Via:
         """The top Via."""
-        values = self.headers.get_list("Via")
-        if not values:
-            raise SipParseError("missing Via header")
-        return Via.parse(values[0])
+        return self._parsed("via", self.headers.get("Via") or "", _parse_top_via)
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(_required(self.headers, "From"))
+        return self._parsed("from", _required(self.headers, "From"), NameAddr.parse)
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(_required(self.headers, "To"))
+        return self._parsed("to", _required(self.headers, "To"), NameAddr.parse)
 
     @property
     def from_tag(self) -> str | None:
@@ -226,10 +277,7 @@ class _Message:
     @property
     def contact(self) -> NameAddr | None:
         """The first Contact (None when absent or `*`)."""
-        values = self.headers.get_list("Contact")
-        if not values or values[0] == "*":
-            return None
-        return NameAddr.parse(values[0])
+        return self._parsed("contact", self.headers.get("Contact") or "", _parse_first_contact)
 
     @property
     def max_forwards(self) -> int | None:
@@ -262,6 +310,9 @@ class SipRequest(_Message):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = "SIP/2.0"
+    _cache: dict[str, tuple[object, object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def to_bytes(self) -> bytes:
         """Wire form; Content-Length is always written from the body."""
@@ -277,6 +328,9 @@ class SipResponse(_Message):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = "SIP/2.0"
+    _cache: dict[str, tuple[object, object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def to_bytes(self) -> bytes:
         """Wire form; Content-Length is always written from the body."""

@@ -66,13 +66,15 @@ def reason_phrase(status: int) -> str:
     return REASONS.get(status, "Unknown")
 
 
-def _with_tag(to_value: str, tag: str) -> str:
+def _tagged(to_value: str, has_tag: bool, tag: str | None) -> str:
+    return to_value if has_tag else f"{to_value};tag={tag or new_tag()}"
+
+
+def _has_tag(to_value: str) -> bool:
     try:
-        if NameAddr.parse(to_value).tag is not None:
-            return to_value
+        return NameAddr.parse(to_value).tag is not None
     except SipParseError:
-        return to_value  # answer anyway; the value is echoed unchanged
-    return f"{to_value};tag={tag}"
+        return True  # answer anyway, echoing the value unchanged
 
 
 def response_from_headers(
@@ -83,13 +85,15 @@ def response_from_headers(
     to_tag: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
+    to_has_tag: bool | None = None,
 ) -> SipResponse:
     """Core of `make_response`, usable when only the request's headers are known."""
     out = Headers()
     for name, value in request_headers:
         if name in _COPIED or (name == "Record-Route" and 100 < status < 300):
             if name == "To" and status != 100:
-                value = _with_tag(value, to_tag or new_tag())
+                has_tag = _has_tag(value) if to_has_tag is None else to_has_tag
+                value = _tagged(value, has_tag, to_tag)
             out.add(name, value)
     for name, value in headers:
         out.add(name, value)
@@ -110,8 +114,18 @@ def make_response(
     none, except for 100 (`to_tag` or a fresh one; pass the dialog's tag to
     keep it stable across provisional and final responses). `headers` are
     appended (put Content-Type there when giving a body)."""
+    try:
+        has_tag = request.to_tag is not None  # cached on the request
+    except SipParseError:
+        has_tag = True  # answer anyway, echoing the To value unchanged
     return response_from_headers(
-        request.headers, status, reason, to_tag=to_tag, headers=headers, body=body
+        request.headers,
+        status,
+        reason,
+        to_tag=to_tag,
+        headers=headers,
+        body=body,
+        to_has_tag=has_tag,
     )
 
 

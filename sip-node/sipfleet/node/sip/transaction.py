@@ -16,6 +16,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
+from .fields import Via
 from .ids import MAGIC_COOKIE
 from .message import Headers, SipMessage, SipRequest, SipResponse
 from .response import make_response
@@ -132,17 +133,16 @@ def _is_reliable(transport: str) -> bool:
 
 def _stamp_via(request: SipRequest, source: Address) -> None:
     """Add received/rport to the top Via (RFC 3261 18.2.1, RFC 3581)."""
-    values = request.headers.get_list("Via")
     via = request.via
-    changed = False
+    params = dict(via.params)
     if via.host != source[0]:
-        via.params["received"] = source[0]
-        changed = True
-    if "rport" in via.params and via.params["rport"] is None:
-        via.params["rport"] = str(source[1])
-        changed = True
-    if changed:
-        request.headers.set("Via", ", ".join([str(via), *values[1:]]))
+        params["received"] = source[0]
+    if "rport" in params and params["rport"] is None:
+        params["rport"] = str(source[1])
+    if params != via.params:
+        stamped = Via(via.transport, via.host, via.port, params, via.protocol)
+        rest = request.headers.get_list("Via")[1:]
+        request.headers.set("Via", ", ".join([str(stamped), *rest]))
 
 
 def _server_key(request: SipRequest) -> str:

@@ -64,24 +64,26 @@ def _accepts(accept: str, wanted: str) -> bool:
 def _syntax_error(request: SipRequest) -> str | None:
     """Name the first missing, repeated or malformed mandatory field."""
     headers = request.headers
+    counts = headers.counts()
     for name in _MANDATORY:
-        if name not in headers:
+        if name.lower() not in counts:
             return f"missing {name} header"
     for name in _SINGLE:
-        if len(headers.get_all(name)) > 1:
+        if counts.get(name.lower(), 0) > 1:
             return f"more than one {name} header"
     try:
-        request.vias  # noqa: B018 - parsing is the check
-        request.from_  # noqa: B018
+        top_via = request.via  # only the top Via is ours to read (a UAS)
+        request.from_  # noqa: B018 - parsing is the check
         request.to  # noqa: B018
         _, method = request.cseq
         request.max_forwards  # noqa: B018
-        for value in headers.get_list("Contact"):
-            if value != "*":
-                NameAddr.parse(value)
+        if "contact" in counts:
+            for value in headers.get_list("Contact"):
+                if value != "*":
+                    NameAddr.parse(value)
     except SipParseError as exc:
         return exc.reason
-    if request.via.branch == MAGIC_COOKIE:
+    if top_via.branch == MAGIC_COOKIE:
         return "Via branch has the magic cookie but no transaction id"
     if method != request.method:
         return f"CSeq method {method} does not match request method {request.method}"
