@@ -1,0 +1,1 @@
+"""The planner's parts; ``sipfleet.operator.planner.plan`` is the entry point."""
