@@ -184,3 +184,32 @@ def test_default_limits_reject_oversized_input_cheaply() -> None:
             assert exc.status in (400, 413)
         else:
             raise AssertionError(f"{kind}: accepted under default limits")
+
+
+HOST = st.sampled_from(["example.com", "h-1.example.org", "127.0.0.1", "[2001:db8::1]", "[::1]"])
+PARAMS = st.dictionaries(TOKEN.map(str.lower), st.none() | TOKEN, max_size=3)
+USER = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,;?/", min_size=1, max_size=12)
+
+
+@st.composite
+def sip_uris(draw: st.DrawFn) -> SipUri:
+    return SipUri(
+        draw(st.sampled_from(["sip", "sips"])),
+        draw(HOST),
+        draw(st.none() | USER),
+        None,
+        draw(st.none() | st.integers(0, 65535)),
+        draw(PARAMS),
+    )
+
+
+@settings(max_examples=200)
+@given(sip_uris(), st.none() | st.text(max_size=15), PARAMS, st.sampled_from(["UDP", "TCP", "TLS"]))
+def test_structured_values_round_trip(
+    uri: SipUri, display: str | None, params: dict[str, str | None], transport: str
+) -> None:
+    assert SipUri.parse(str(uri)) == uri
+    addr = NameAddr(str(uri), display, params)
+    assert NameAddr.parse(str(addr)) == addr
+    via = Via(transport, uri.host, uri.port, params)
+    assert Via.parse(str(via)) == via

@@ -203,6 +203,8 @@ def test_received_and_rport_are_stamped() -> None:
     assert isinstance(got, RequestReceived)
     vias = got.request.vias
     assert vias[0].params == {"branch": "z9hG4bKr", "rport": "5062", "received": "127.0.0.2"}
+    assert (vias[0].received, vias[0].rport) == ("127.0.0.2", 5062)
+    assert vias[1].rport is None
     assert vias[1].host == "next"
 
 

@@ -29,7 +29,8 @@ Header values (uri.py, fields.py, scan.py)
         sip/sips/tel; other schemes raise SipParseError(416); str() serialises;
         .same_as(other) compares per RFC 3261 19.1.4 (roughly).
     NameAddr.parse(text) -> NameAddr(uri: str, display, params); .tag; .sip_uri; str()
-    Via.parse(text) -> Via(transport, host, port, params, protocol); .branch; .sent_by; str()
+    Via.parse(text) -> Via(transport, host, port, params, protocol); .branch; .received; .rport;
+        .sent_by; str()
     parse_params(";a=b;c") -> dict;  split_commas(text) -> list[str];
     quote(text) / unquote(text);  unescape(text) (%XX)
 

@@ -116,6 +116,16 @@ class Via:
         return self.params.get("branch")
 
     @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value once filled in (None when absent or still empty)."""
+        value = self.params.get("rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
     def sent_by(self) -> str:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 

@@ -271,11 +271,8 @@ class TransactionLayer:
                 return [Transmit(tx.ack, tx.peer, tx.transport, retransmission=True)]
             return []
         if status < 200:
-            tx.state = "proceeding"
-            if tx.invite:
-                tx.timers.pop("A", None)
-            else:
-                tx.interval = self.timers.t2
+            tx.state = "proceeding"  # Timer E now repeats at T2; Timer A stops
+            tx.timers.pop("A", None)
             return [event]
         tx.timers.clear()
         if tx.invite and status < 300:
