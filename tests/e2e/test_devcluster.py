@@ -335,6 +335,9 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
     last = status["lastState"]["terminated"]
     assert last["exitCode"] == 143  # SIGTERM
     assert "liveness probe failed" in last["message"]
+    events = get_json(cluster, "events", "--field-selector=involvedObject.name=liveness")
+    reasons = {e["reason"] for e in events["items"]}
+    assert {"Scheduled", "Started", "Unhealthy", "Killing"} <= reasons
     cluster.kubectl("delete", "pod", "liveness", "--timeout=30s")
 
 

@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except (BinariesError, DevClusterError, PKIError) as err:
         print(f"sipfleet: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"sipfleet: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -319,6 +319,8 @@ class ControlPlane:
         """Start whatever is not running; return seconds until everything was ready."""
         began = time.monotonic()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.layout.root.exists() and not self.layout.root.is_dir():
+            raise DevClusterError(f"--state-dir {self.layout.root} exists and is not a directory")
         bins = binaries.locate()
         running = self.running()
         if all(running.values()) and self.api_ready():
@@ -395,6 +397,12 @@ class ControlPlane:
 
     def status(self) -> bool:
         """Print each component's state; True if all run and the API is ready."""
+        if not self.layout.state_file.is_file():
+            self.out(
+                f"no cluster in {self.layout.root}; "
+                f"start one with `sipfleet dev up --state-dir {self.layout.root}`"
+            )
+            return False
         healthy = True
         for component in COMPONENTS:
             record = procs.load(self.layout.record(component))

@@ -14,5 +14,7 @@ Modules, one job each:
 - ``container``: one container's process supervision
 - ``status``: Pod status (phase, conditions, container statuses) from snapshots
 - ``pod``: one Pod's lifecycle
+- ``events``: Events about Pods (Scheduled, Started, Unhealthy, Killing, ...)
+- ``server``: the HTTPS endpoint the API server proxies `kubectl logs` to
 - ``kubelet``: the watch loop that binds Pods to the Node and runs their workers
 """

@@ -21,6 +21,7 @@ from typing import Any
 
 from sipfleet.devcluster import procs
 from sipfleet.devcluster.kubelet import restart
+from sipfleet.devcluster.kubelet.events import EventSink
 from sipfleet.devcluster.kubelet.node import now_rfc3339
 from sipfleet.devcluster.kubelet.probes import ProbeSettings, ProbeTracker, run_probe
 from sipfleet.devcluster.kubelet.status import (
@@ -69,6 +70,7 @@ class ContainerRunner:
         restart_policy: str,
         grace_seconds: float,
         on_change: Callable[[], None],
+        on_event: EventSink,
         restart_count: int = 0,
     ) -> None:
         self.plan = plan
@@ -76,6 +78,7 @@ class ContainerRunner:
         self.restart_policy = restart_policy
         self.grace_seconds = grace_seconds
         self._on_change = on_change
+        self._event = on_event
         self.restart_count = restart_count
         self.state: State = Waiting("ContainerCreating")
         self.last_state: Terminated | None = None
@@ -142,6 +145,7 @@ class ContainerRunner:
                     start_new_session=True,
                 )
         except OSError as err:
+            self._event("Failed", f"Error starting container {self.plan.name}: {err}", "Warning")
             return Terminated(128, "StartError", started_at, now_rfc3339(), None, str(err))
         proc = self._proc
         record = procs.ProcessRecord(
@@ -153,6 +157,7 @@ class ContainerRunner:
         self.started = "startupProbe" not in spec
         self.ready = self.started and "readinessProbe" not in spec
         self._set(Running(started_at))
+        self._event("Started", f"Started container {self.plan.name}", "Normal")
         probes = [asyncio.create_task(self._probes())]
         try:
             returncode = await proc.wait()
@@ -200,12 +205,16 @@ class ContainerRunner:
                 log.info("%s: %s probe: %s", self.plan.name, kind, message)
             result = tracker.record(ok)
             if kind == "readiness":
+                if self.ready and result is False:
+                    self._event("Unhealthy", f"Readiness probe failed: {message}", "Warning")
                 if self.ready != (result is True):
                     self.ready = result is True
                     self._on_change()
             elif result is True and kind == "startup":
                 return True
             elif result is False:
+                self._event("Unhealthy", f"{kind.capitalize()} probe failed: {message}", "Warning")
+                self._event("Killing", f"Container {self.plan.name} failed {kind} probe", "Normal")
                 await self._kill(f"{kind} probe failed: {message}")
                 return False
             await asyncio.sleep(settings.period)
@@ -227,4 +236,6 @@ class ContainerRunner:
         """SIGTERM, wait up to the grace period, SIGKILL; no restart afterwards."""
         self._stopping = True
         self.grace_seconds = grace_seconds
+        if self._proc is not None and self._proc.returncode is None:
+            self._event("Killing", f"Stopping container {self.plan.name}", "Normal")
         await self._kill("")

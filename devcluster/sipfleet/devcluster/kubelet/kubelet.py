@@ -13,6 +13,7 @@ from typing import Any
 
 from sipfleet.devcluster import procs
 from sipfleet.devcluster.kubelet.api import TRANSIENT_ERRORS, Api, ApiError
+from sipfleet.devcluster.kubelet.events import EventRecorder
 from sipfleet.devcluster.kubelet.images import search_path
 from sipfleet.devcluster.kubelet.ipam import HostClaims, IPAllocator
 from sipfleet.devcluster.kubelet.node import NodeAgent
@@ -61,6 +62,7 @@ class Kubelet:
             node_name=node_name,
             pods_dir=pods_dir,
             ipam=IPAllocator(HostClaims()),
+            events=EventRecorder(api, node_name),
             pod_path=search_path(os.environ.get("PATH", "/usr/bin:/bin")),
         )
         self.workers: dict[str, PodWorker] = {}
@@ -171,6 +173,9 @@ class Kubelet:
         try:
             await self.api.post(path, body)
             log.info("bound %s to %s", pod_key(pod), self.node_name)
+            self.ctx.events.emit(
+                pod, "Scheduled", f"Successfully assigned {pod_key(pod)} to {self.node_name}"
+            )
         except ApiError as err:
             if err.status not in (404, 409):
                 log.warning("binding %s failed: %s", pod_key(pod), err)

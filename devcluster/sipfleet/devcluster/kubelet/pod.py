@@ -22,6 +22,7 @@ from sipfleet.devcluster.kubelet import env as envmod
 from sipfleet.devcluster.kubelet import status as statusmod
 from sipfleet.devcluster.kubelet.api import TRANSIENT_ERRORS, Api, ApiError
 from sipfleet.devcluster.kubelet.container import ContainerPlan, ContainerRunner
+from sipfleet.devcluster.kubelet.events import EventRecorder
 from sipfleet.devcluster.kubelet.images import UnsupportedImage, container_argv, resolve_executable
 from sipfleet.devcluster.kubelet.ipam import IPAllocator
 from sipfleet.devcluster.kubelet.node import now_rfc3339
@@ -46,6 +47,7 @@ class KubeletContext:
     node_name: str
     pods_dir: Path
     ipam: IPAllocator
+    events: EventRecorder
     pod_path: str  # PATH for pod processes
 
 
@@ -82,6 +84,7 @@ class PodWorker:
         self._start_time = pod.get("status", {}).get("startTime") or now_rfc3339()
         self._last_status: dict[str, Any] | None = None
         self._objects = envmod.Objects()
+        self._event = ctx.events.for_pod(lambda: self.pod)
 
     # -- inputs from the watch ---------------------------------------------
     def update(self, pod: dict[str, Any]) -> None:
@@ -150,6 +153,7 @@ class PodWorker:
                 message = str(err)
                 if message != self._setup_error:
                     log.warning("pod %s/%s: %s", self.namespace, self.name, message)
+                    self._event("Failed", f"Error: {message}", "Warning")
                 self._setup_error = message
                 await self._report()
                 await self._wait_change(3.0)
@@ -180,6 +184,7 @@ class PodWorker:
             restart_policy=policy,
             grace_seconds=grace,
             on_change=self._changed.set,
+            on_event=self._event,
             restart_count=restarts,
         )
 
