@@ -150,18 +150,18 @@ def render(crd_dir: Path = CRDS) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, output: Path = OUTPUT) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
     args = parser.parse_args(argv)
     text = render()
     if args.check:
-        if not OUTPUT.is_file() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT} is out of date: run python docs/gen_crd_reference.py", file=sys.stderr)
+        if not output.is_file() or output.read_text() != text:
+            print(f"{output} is out of date: run python docs/gen_crd_reference.py", file=sys.stderr)
             return 1
         return 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(REPO)}")
+    output.write_text(text)
+    print(f"wrote {output}")
     return 0
 
 

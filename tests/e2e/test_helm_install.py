@@ -84,13 +84,14 @@ def installed(cluster: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
     cluster.kubectl("delete", "namespace", NAMESPACE, EXAMPLE_NS, "--wait=false", check=False)
 
 
-def _operator_pods(cluster: Cluster) -> list[Any]:
+def _operator_pods(cluster: Cluster) -> Any:
     return get_json(cluster, "pods", "-n", NAMESPACE, "-l", OPERATOR)["items"]
 
 
 def _holder(cluster: Cluster) -> str | None:
     lease = get_json(cluster, "lease", LEASE, "-n", NAMESPACE)
-    return lease["spec"].get("holderIdentity")
+    holder: str | None = lease["spec"].get("holderIdentity")
+    return holder
 
 
 def test_install_runs_two_ready_operators_with_one_leader(

@@ -39,5 +39,4 @@ def test_check_fails_on_a_stale_reference(tmp_path: Path) -> None:
     gen = _generator()
     stale = tmp_path / "crd-reference.md"
     stale.write_text(gen.render().replace("SipConference", "SipConf", 1))
-    gen.OUTPUT = stale
-    assert gen.main(["--check"]) == 1
+    assert gen.main(["--check"], output=stale) == 1
