@@ -35,8 +35,10 @@ def _document(server: str, ca_pem: bytes, user: dict[str, str], user_name: str) 
 def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Replace `path` in one rename so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
+    tmp.unlink(missing_ok=True)
+    # Created with its final mode: credentials are never readable by others.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 
