@@ -61,8 +61,8 @@ class NodeMetrics:
         )
         self.forwarded = Counter(
             p + "tree_forwards",
-            "Group messages forwarded to other servers",
-            ["direction"],
+            "Group messages and roster updates forwarded to other servers",
+            ["direction", "kind"],
             registry=r,
         )
         self.auth_failures = Counter(

@@ -433,7 +433,7 @@ class Node:
             self._apply_roster(envelope)
 
     def _forward(self, envelope: Envelope, entry: RouteEntry, direction: str) -> None:
-        self.metrics.forwarded.labels(direction).inc()
+        self.metrics.forwarded.labels(direction, envelope.kind).inc()
         headers = [
             *envelope.headers(),
             (DIRECTION, direction),

@@ -9,9 +9,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sipfleet.node import conference_info
 from sipfleet.node.focus import Member, peer_of
 from sipfleet.node.sip import SipResponse
+from sipfleet.node.sip.confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
 from sipfleet.node.sip.ids import new_tag
 
 if TYPE_CHECKING:
@@ -115,19 +115,23 @@ class Subscriptions:
         if not full and not added and not removed:
             return
         sub.version += 1
-        body = conference_info.document(
+        if full:
+            users = [_user(m, "full") for m in sorted(members)]
+        else:
+            users = [_user(m, "full") for m in sorted(added)]
+            users += [_user(m, "deleted") for m in sorted(removed)]
+        body = conference_info(
             sub.group,
             sub.version,
-            len(members),
-            members if full else added,
-            () if full else removed,
-            full=full,
+            users,
+            state="full" if full else "partial",
+            user_count=len(members),
         )
         sub.known = members
         state = f"active;expires={sub.expires}" if sub.expires else "terminated;reason=timeout"
         extra = (
             f"Event: conference\r\nSubscription-State: {state}\r\n"
-            f"Content-Type: {conference_info.CONTENT_TYPE}\r\n"
+            f"Content-Type: {CONFERENCE_INFO_TYPE}\r\n"
             f"Contact: <{self._node.server_uri}>\r\n"
         ).encode()
 
@@ -146,3 +150,8 @@ class Subscriptions:
             subs.discard(sub)
             if not subs:
                 del self._by_group[sub.group]
+
+
+def _user(aor: str, state: str) -> User:
+    endpoints = [] if state == "deleted" else [Endpoint(aor)]
+    return User(aor, endpoints=endpoints, state=state)

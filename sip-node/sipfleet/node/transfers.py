@@ -19,14 +19,15 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from sipfleet.node.admin_api import Conflict, TransferRequest
 from sipfleet.node.focus import Member, Shard, peer_of
 from sipfleet.node.s2s import MEMBER
 from sipfleet.node.sdp import inactive_answer
-from sipfleet.node.sip import Headers, NameAddr, SipRequest, SipResponse
+from sipfleet.node.sip import Headers, NameAddr, SipParseError, SipRequest, SipResponse, SipUri
 from sipfleet.node.sip.ids import new_branch, new_call_id, new_tag
+from sipfleet.node.sip.replaces import Replaces, refer_target, replaces_in
+from sipfleet.node.sip.sipfrag import SIPFRAG_TYPE, build_sipfrag, parse_sipfrag, subscription_state
 
 if TYPE_CHECKING:
     from sipfleet.node.node import Node
@@ -70,14 +71,6 @@ class Job:
             "state": self.state,
             "pending": sum(1 for i in self.items if i.state not in FINAL),
         }
-
-
-def sipfrag_status(body: bytes) -> int | None:
-    """`SIP/2.0 200 OK` -> 200 (RFC 3420 message/sipfrag status line)."""
-    parts = body.split(b"\r\n", 1)[0].split(b" ", 2)
-    if len(parts) >= 2 and parts[0].startswith(b"SIP/") and parts[1].isdigit():
-        return int(parts[1])
-    return None
 
 
 class Transfers:
@@ -162,8 +155,9 @@ class Transfers:
             ).encode()
             self._node.send_in_dialog(member, "REFER", extra, callback=answered)
             return
-        replaces = f"{member.call_id};to-tag={member.remote_tag};from-tag={member.local_tag}"
-        refer_to = f"<{member.contact}?Replaces={quote(replaces, safe='')}>"
+        # RFC 3891: the tags as the member sees its dialog (its local tag is our remote one)
+        replaces = Replaces(member.call_id, member.remote_tag, member.local_tag)
+        refer_to = refer_target(member.contact, replaces)
         item.call_id = new_call_id(self._node.host)
         self._by_call[item.call_id] = (job, item)
         headers = [
@@ -180,8 +174,11 @@ class Transfers:
         if found is None:
             return False
         job, item = found
-        status = sipfrag_status(request.body)
-        if item.state in FINAL or status is None or status < 200:
+        try:
+            status, _ = parse_sipfrag(request.body)
+        except SipParseError:
+            return True
+        if item.state in FINAL or status < 200:
             return True
         if status >= 300:
             self._fail(job, item)
@@ -240,10 +237,15 @@ class Transfers:
         except LookupError:
             ctx.respond(404, reason="No Such Shard")
             return
-        contact, _, uri_headers = refer_to.uri.partition("?")
-        params = dict(p.partition("=")[::2] for p in uri_headers.split("&") if p)
-        replaces = unquote(params.get("Replaces", ""))
-        if shard is None or not replaces:
+        try:
+            target = SipUri.parse(refer_to.uri)
+            replaces = replaces_in(target)
+        except SipParseError as exc:
+            ctx.respond(400, [("Warning", f'399 sipfleet "{exc.reason}"')])
+            return
+        target.headers = ""
+        contact = str(target)
+        if shard is None or replaces is None:
             ctx.respond(400, [("Warning", '399 sipfleet "REFER needs our shard and Replaces"')])
             return
         local_tag = new_tag()
@@ -258,10 +260,10 @@ class Transfers:
                 report_to.uri,
                 [
                     ("Event", "refer"),
-                    ("Subscription-State", "terminated;reason=noresource"),
-                    ("Content-Type", "message/sipfrag"),
+                    ("Subscription-State", subscription_state("terminated", reason="noresource")),
+                    ("Content-Type", SIPFRAG_TYPE),
                 ],
-                f"SIP/2.0 {status} {reason}\r\n".encode(),
+                build_sipfrag(status, reason),
                 call_id=request.call_id,
                 to=request.headers.get("From"),
                 from_tag=local_tag,
@@ -274,7 +276,7 @@ class Transfers:
         self._invite_with_replaces(shard, aor, contact, replaces, report)
 
     def _invite_with_replaces(
-        self, shard: Shard, aor: str, contact: str, replaces: str, report: Any
+        self, shard: Shard, aor: str, contact: str, replaces: Replaces, report: Any
     ) -> None:
         node, peer, tag = self._node, peer_of(contact), new_tag()
         via = f"SIP/2.0/{peer.transport.upper()} {node.sent_by};branch={new_branch()}"
@@ -288,7 +290,7 @@ class Transfers:
                 ("Call-ID", call_id),
                 ("CSeq", "1 INVITE"),
                 ("Contact", f"<{shard.uri}>"),
-                ("Replaces", replaces),
+                ("Replaces", str(replaces)),
                 ("Supported", "replaces"),
                 ("Allow", "INVITE, ACK, BYE, MESSAGE, NOTIFY, OPTIONS"),
             ]

@@ -106,7 +106,13 @@ class Stats:
     dropped: int = 0  # unparseable mandatory fields
 
 
-@dataclass(eq=False)
+# Stands in for the request of a finished non-INVITE server transaction, which
+# only lingers to re-send its response: dropping the parsed request keeps the
+# many lingering transactions (64*T1 each on UDP) cheap for memory and the GC.
+_RELEASED = SipRequest("", "")
+
+
+@dataclass(eq=False, slots=True)
 class _Tx:
     id: str
     request: SipRequest
@@ -318,6 +324,7 @@ class TransactionLayer:
                 self._schedule(tx, "G", now + tx.interval)
         else:
             tx.state = "completed"
+            tx.request = _RELEASED
             self._linger(tx, "J", 64 * self.timers.t1, now)
         return [Transmit(tx.data, tx.peer, tx.transport)]
 

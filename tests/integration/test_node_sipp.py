@@ -1,0 +1,139 @@
+"""sipfleet-node against real sipp members: join, fan-out, redirect, REFER transfer, drain."""
+
+from __future__ import annotations
+
+from conftest import Fleet, NodeProc, SippFactory, eventually
+
+GROUP = "sip:conf1@example.com"
+
+
+async def routes(generation: int, *entries: tuple[NodeProc, int]) -> None:
+    """Push the same table to every server: the group on `entries` in this order."""
+    table = {
+        GROUP: [
+            {"server": n.name, "uri": (await shard_uri(n)), "state": "active", "free": free}
+            for n, free in entries
+        ]
+    }
+    for node, _ in entries:
+        async with node.client() as client:
+            await client.put_routes(generation, table)
+
+
+async def shard_uri(node: NodeProc) -> str:
+    state = await node.state()
+    shards = state["shards"]
+    assert isinstance(shards, list)
+    return str(next(s["uri"] for s in shards if s["group"] == GROUP))
+
+
+async def make_shard(node: NodeProc, capacity: int) -> str:
+    async with node.client() as client:
+        shard = await client.ensure_shard(GROUP, capacity)
+    return str(shard["uri"])
+
+
+def has_members(node: NodeProc, count: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return await node.members(GROUP) == count
+
+    return check
+
+
+async def test_message_reaches_49_other_members(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    await make_shard(main, 100)
+    receivers = sipp("member.xml", main.target, "conf1", "recv", calls=49, rate=25)
+    await eventually(has_members(main, 49), what="49 members joined")
+    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    assert await sender.wait() == 0, sender.report()
+    assert await receivers.wait() == 0, receivers.report()
+    assert receivers.successful() == 49  # each sipp call got the MESSAGE and answered 200
+    metrics = await main.metrics()
+    assert metrics["sipfleet_node_messages_in_total"] == 1
+    assert metrics["sipfleet_node_messages_out_total"] == 49
+    assert metrics["sipfleet_node_delivery_failures_total"] == 0
+    assert metrics["sipfleet_node_fanout_seconds_count"] == 1
+    await eventually(has_members(main, 0), what="everyone left")
+
+
+async def test_redirect_past_capacity_and_tree_delivery(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 5)
+    await make_shard(node, 50)
+    await routes(1, (main, 0), (node, 50))
+    # 9 receivers: 5 fill main, 4 are sent to node1 with 302 and follow the Contact.
+    receivers = sipp("member.xml", main.target, "conf1", "recv", calls=9, rate=10)
+    await eventually(has_members(node, 4), what="4 members redirected to node1")
+    assert await main.members(GROUP) == 5
+    # The sender is redirected too: its MESSAGE goes node1 -> main (root) -> node1.
+    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    assert await sender.wait() == 0, sender.report()
+    assert await receivers.wait() == 0, receivers.report()
+    assert receivers.successful() == 9
+    main_metrics, node_metrics = await main.metrics(), await node.metrics()
+    assert main_metrics['sipfleet_node_redirects_total{group="sip:conf1@example.com"}'] == 5
+    assert main_metrics["sipfleet_node_messages_out_total"] == 5
+    assert node_metrics["sipfleet_node_messages_in_total"] == 1
+    assert node_metrics["sipfleet_node_messages_out_total"] == 4
+    assert main_metrics['sipfleet_node_tree_forwards_total{direction="down",kind="group"}'] == 1
+    assert node_metrics['sipfleet_node_tree_forwards_total{direction="up",kind="group"}'] == 1
+
+
+async def _transfer_all(source: NodeProc, target_uri: str, count: int) -> dict[str, object]:
+    async with source.client() as client:
+        job = await client.start_transfer(GROUP, target_uri, count=count, rate=10.0)
+
+        async def finished() -> bool:
+            nonlocal job
+            job = await client.transfer(str(job["id"]))
+            return job["state"] != "running"
+
+        await eventually(finished, timeout=30, what="transfer finished")
+    return job
+
+
+async def test_refer_transfer_moves_20_members(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 20)
+    node_uri = await make_shard(node, 50)
+    await routes(1, (main, 0), (node, 50))
+    members = sipp("member_transfer.xml", main.target, "conf1", "mover", calls=20, rate=20)
+    await eventually(has_members(main, 20), what="20 members on main")
+    job = await _transfer_all(main, node_uri, 20)
+    assert (job["state"], job["moved"], job["failed"]) == ("done", 20, 0), job
+    assert await main.members(GROUP) == 0
+    assert await node.members(GROUP) == 20
+    # A new member joins main and writes: main -> tree -> node1 -> all 20 moved members.
+    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 20
+    metrics = await main.metrics()
+    assert metrics['sipfleet_node_transfers_total{outcome="moved"}'] == 20
+    assert (await node.metrics())["sipfleet_node_messages_out_total"] == 20
+
+
+async def test_drain_empties_a_node(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    main_uri = await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("member_transfer.xml", node.target, "conf1-node1", "drained", calls=8, rate=20)
+    await eventually(has_members(node, 8), what="8 members on node1")
+    async with node.client() as client:
+        state = await client.drain()
+    assert state["draining"] is True
+    job = await _transfer_all(node, main_uri, 8)
+    assert (job["moved"], job["failed"]) == (8, 0), job
+    assert await node.members(GROUP) == 0
+    assert await main.members(GROUP) == 8
+    # A join at the drained node is redirected to main; the message reaches the 8 there.
+    sender = sipp("member.xml", node.target, "conf1", "send", send=True)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    node_metrics = await node.metrics()
+    assert node_metrics['sipfleet_node_redirects_total{group="sip:conf1@example.com"}'] == 1
