@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 1.5 s steps, 20 s budget, 200 members, 2 fan-out runs",
     )
+    p.add_argument(
+        "--sip-node-dir",
+        type=Path,
+        help="measure the sip-node code in this folder (a patched copy of sip-node/) "
+        "instead of the installed one",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, sipp traces)")
     args = p.parse_args(argv)
     if args.quick:
@@ -101,7 +107,8 @@ def throughput(
         print(
             f"  offered {rate:>7,}/s achieved {s.achieved:>9,.0f}/s failed {s.failed:>6} "
             f"p50 {s.p(50):.0f} ms p99 {s.p(99):.0f} ms server CPU {s.server_cpu:.0f}% "
-            f"sipp CPU {s.sipp_cpu:.0f}% -> {'pass' if s.passed else 'FAIL'}",
+            f"sipp CPU {s.sipp_cpu:.0f}% machine {s.machine_busy:.0f}% "
+            f"-> {'pass' if s.passed else 'FAIL'}",
             flush=True,
         )
         return s
@@ -151,29 +158,25 @@ def run_sipnode(
     receiver: MemberReceiver,
     members: list[str],
 ) -> None:
-    node = sipnode.start(procs, HOST)
-    me = f"sip:{SENDER}@{HOST}:{receiver.port}"
-    node.ensure_group("solo", 10)
-    sipnode.join(node, receiver, "solo", [SENDER])
-    target = sipp.Target("sip-node", HOST, node.sip_port, node.group_uri("solo"), me, node.proc.pid)
-    report.throughput.append(throughput("sip-node", target, args, procs.workdir))
-
-    node.ensure_group("bench", len(members) + 10)
-    t0 = time.monotonic()
-    joined = sipnode.join(node, receiver, "bench", [SENDER, *members])
+    ready = sipnode.setup(procs, HOST, receiver, SENDER, members, code_dir=args.sip_node_dir)
+    node = ready.node
     print(
-        f"[fan-out] sip-node: {len(members)} members joined by INVITE in "
-        f"{time.monotonic() - t0:.1f} s; {args.reps} runs",
+        f"[sip-node] {len(members) + 1} members joined by INVITE in {ready.join_seconds:.1f} s",
         flush=True,
     )
-    report.notes.append(f"sip-node join of {len(members) + 1} members by INVITE: {joined}")
+    report.notes.append(f"sip-node join of {len(members) + 1} members by INVITE: {ready.joined}")
+    target = sipp.Target(
+        "sip-node", HOST, node.sip_port, node.group_uri("solo"), ready.sender_uri, node.proc.pid
+    )
+    report.throughput.append(throughput("sip-node", target, args, procs.workdir))
+    print(f"[fan-out] sip-node: {len(members)} members, {args.reps} runs", flush=True)
     report.fanouts.append(
         fanout.measure(
             "sip-node",
             receiver,
             (HOST, node.sip_port),
             node.group_uri("bench"),
-            me,
+            ready.sender_uri,
             len(members),
             args.reps,
         )
@@ -213,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Steps of {args.step_seconds:.1f} s; all traffic on {HOST}",
         ]
     )
+    if args.sip_node_dir is not None:
+        report.settings.append(f"sip-node code from {args.sip_node_dir} (not the installed copy)")
     t_start = time.monotonic()
     try:
         with Procs(workdir) as procs:

@@ -60,7 +60,8 @@ class Pending:
         return pending
 
     def _call_id(self, user: str) -> str:
-        return f"join-{user}@{self.local[0]}"
+        # Unique per batch: the same member joining a second group is a new dialog.
+        return f"join-{id(self):x}-{user}@{self.local[0]}"
 
     def _invite(self, user: str) -> bytes:
         me = f"sip:{user}@{self.local[0]}:{self.local[1]}"
@@ -79,7 +80,7 @@ class Pending:
 
     def on_response(self, data: bytes, sock: socket.socket, addr: tuple[str, int]) -> None:
         call_id = (sipmsg.header(data, b"call-id") or b"").decode()
-        user = call_id.removeprefix("join-").rsplit("@", 1)[0]
+        user = call_id.rsplit("@", 1)[0].split("-", 2)[-1]
         code = sipmsg.status_code(data) or 0
         if code < 200 or user not in self.outstanding:
             return

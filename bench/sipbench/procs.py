@@ -134,13 +134,27 @@ def session_cpu_seconds(session_id: int) -> float:
     return total / tick
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 class CpuMeter:
-    """CPU use of several process sessions over a time window, in % of one core."""
+    """CPU use of several process sessions over a time window, in % of one core,
+    and how busy the whole machine was (% of all cores, everyone's work)."""
 
     def __init__(self, sessions: dict[str, int]) -> None:
         self.sessions = sessions
         self._start = {name: session_cpu_seconds(sid) for name, sid in sessions.items()}
+        self._machine = machine_ticks()
         self._t0 = time.monotonic()
+
+    def machine_busy(self) -> float:
+        busy, total = machine_ticks()
+        d_total = total - self._machine[1]
+        return 100.0 * (busy - self._machine[0]) / d_total if d_total > 0 else 0.0
 
     def percent(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-6)

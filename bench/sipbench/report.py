@@ -91,7 +91,9 @@ def render(report: Report) -> str:
     out.append(
         f"A step passes when at most {MAX_FAILURES:.0%} of MESSAGEs fail and the achieved rate "
         f"(200s / wall time until the last answer) is at least {MIN_SUSTAINED:.0%} of the offered "
-        "rate. Latency at the max rate comes from sipp's response-time trace (1 ms "
+        "rate. CPU % is of one core; machine busy % is of all cores and includes other "
+        "work on the machine (it is shared). Latency at the max rate comes from sipp's "
+        "response-time trace (1 ms "
         "resolution: 0 means under 1 ms); the microsecond latency comes from a separate run "
         "at the same modest rate for both servers, from sipp's message trace timestamps."
     )
@@ -116,14 +118,14 @@ def render(report: Report) -> str:
             f"Steps against {t.name}:",
             "",
             "| offered/s | achieved/s | sent | ok | failed | p50 ms | p99 ms | "
-            "server CPU % | sipp CPU % | pass |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "server CPU % | sipp CPU % | machine busy % | pass |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in t.steps:
             out.append(
                 f"| {s.rate:,} | {s.achieved:,.0f} | {s.sent} | {s.ok} | {s.failed} | "
                 f"{s.p(50):.0f} | {s.p(99):.0f} | {s.server_cpu:.0f} | {s.sipp_cpu:.0f} | "
-                f"{'yes' if s.passed else 'no'} |"
+                f"{s.machine_busy:.0f} | {'yes' if s.passed else 'no'} |"
             )
     out += ["", "## Fan-out: one MESSAGE to every member of one group", ""]
     out.append(

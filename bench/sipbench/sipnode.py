@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -59,9 +60,17 @@ class SipNode:
 
 
 def start(
-    procs: Procs, host: str, wrapper: list[str] | None = None, name: str = "sip-node"
+    procs: Procs,
+    host: str,
+    wrapper: list[str] | None = None,
+    name: str = "sip-node",
+    code_dir: Path | None = None,
 ) -> SipNode:
-    """Start sip-node (optionally under a profiler `wrapper` argv) and wait for /readyz."""
+    """Start sip-node and wait for /readyz.
+
+    `wrapper` is an argv to run it under (a profiler, an interpreter with flags);
+    `code_dir` replaces the installed sip-node folder (to measure a patched copy).
+    """
     if not SIPFLEET_NODE.exists():
         raise BenchError(f"{SIPFLEET_NODE} is missing: install the project (make venv)")
     token = secrets.token_hex(16)
@@ -92,7 +101,12 @@ def start(
         "--log-level",
         "WARNING",
     ]
-    proc = procs.start(name, argv)
+    env = None
+    if code_dir is not None:
+        if not (code_dir / "sipfleet" / "node" / "__init__.py").exists():
+            raise BenchError(f"{code_dir} is not a sip-node folder (no sipfleet/node/__init__.py)")
+        env = dict(os.environ, PYTHONPATH=str(code_dir.resolve()))
+    proc = procs.start(name, argv, env=env)
     node = SipNode(proc, host, sip_port, admin_port, token)
     deadline = time.monotonic() + 20.0
     while time.monotonic() < deadline:
@@ -106,6 +120,13 @@ def start(
             pass
         time.sleep(0.2)
     raise BenchError(f"sip-node not ready within 20 s\n{procs.log_tail(name)}")
+
+
+# A plain audio offer; sip-node answers it inactive (signalling-only conference).
+SDP_OFFER = (
+    "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\n"
+    "t=0 0\r\nm=audio 9 RTP/AVP 0\r\n"
+)
 
 
 def join(
@@ -124,9 +145,42 @@ def join(
             "group_uri": node.group_uri(group_user),
             "users": users,
             "timeout": timeout,
+            "body": SDP_OFFER,
         },
         timeout + 10.0,
     )
     if result.get("joined") != len(users):
         raise BenchError(f"only {result.get('joined')}/{len(users)} members joined: {result}")
     return result
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A running sip-node with the benchmark's two groups.
+
+    `solo` has the sender as its only member (throughput test: no deliveries);
+    `bench` has the sender and every fan-out member.
+    """
+
+    node: SipNode
+    sender_uri: str
+    join_seconds: float
+    joined: dict[str, Any]
+
+
+def setup(
+    procs: Procs,
+    host: str,
+    receiver: MemberReceiver,
+    sender: str,
+    members: list[str],
+    wrapper: list[str] | None = None,
+    code_dir: Path | None = None,
+) -> Setup:
+    node = start(procs, host, wrapper, code_dir=code_dir)
+    node.ensure_group("solo", 10)
+    join(node, receiver, "solo", [sender])
+    node.ensure_group("bench", len(members) + 10)
+    t0 = time.monotonic()
+    joined = join(node, receiver, "bench", [sender, *members])
+    return Setup(node, f"sip:{sender}@{host}:{receiver.port}", time.monotonic() - t0, joined)

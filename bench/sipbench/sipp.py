@@ -44,6 +44,7 @@ class Step:
     rtts_ms: list[float] = field(repr=False)
     server_cpu: float
     sipp_cpu: float
+    machine_busy: float  # % of all cores, including work that is not the benchmark's
 
     @property
     def achieved(self) -> float:
@@ -150,6 +151,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
     meter = CpuMeter({"server": target.session_id})
     sipp_cpu = _run(argv, step_dir, seconds + 30)
     server_cpu = meter.percent()["server"]
+    machine_busy = meter.machine_busy()
     stats = _final_stats(step_dir / "stat.csv")
     elapsed = _epoch(stats["CurrentTime"]) - _epoch(stats["StartTime"])
     rtts: list[float] = []
@@ -167,6 +169,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
         rtts_ms=rtts,
         server_cpu=server_cpu,
         sipp_cpu=100.0 * sipp_cpu / max(elapsed, 1e-6),
+        machine_busy=machine_busy,
     )
 
 
