@@ -70,3 +70,20 @@ def test_container_status_shape() -> None:
     assert status["containerID"] == "sipfleet://7"
     waiting = container_status(snap(Waiting("CreateContainerConfigError", "secret 'x' not found")))
     assert waiting["state"]["waiting"]["message"] == "secret 'x' not found"
+
+
+def test_readiness_gates_hold_ready_and_foreign_conditions_survive() -> None:
+    ready = [snap(Running(T0), ready=True, started=True)]
+    gate = {"type": "example.com/lb", "status": "False", "lastTransitionTime": T0}
+    result = {
+        c["type"]: c for c in conditions(ready, [gate], T1, readiness_gates=["example.com/lb"])
+    }
+    assert result["ContainersReady"]["status"] == "True"
+    assert result["Ready"]["status"] == "False"
+    assert result["Ready"]["reason"] == "ReadinessGatesNotReady"
+    assert result["example.com/lb"] == gate
+    opened = [{**gate, "status": "True"}]
+    result = {
+        c["type"]: c for c in conditions(ready, opened, T1, readiness_gates=["example.com/lb"])
+    }
+    assert result["Ready"]["status"] == "True"

@@ -349,7 +349,13 @@ class PodWorker:
         status: dict[str, Any] = {
             "phase": "Failed" if init_failed else statusmod.phase(snaps),
             "conditions": statusmod.conditions(
-                snaps, previous, now_rfc3339(), initialized=self._initialized or not init_snaps
+                snaps,
+                previous,
+                now_rfc3339(),
+                initialized=self._initialized or not init_snaps,
+                readiness_gates=[
+                    g["conditionType"] for g in self.pod["spec"].get("readinessGates") or []
+                ],
             ),
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],

@@ -103,31 +103,46 @@ def conditions(
     now: str,
     *,
     initialized: bool = True,
+    readiness_gates: list[str] | tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """PodScheduled, Initialized, ContainersReady, Ready; transition times kept
-    from `previous` while a condition's status does not change."""
-    ready = bool(snaps) and all(s.ready for s in snaps)
+    """PodScheduled, Initialized, ContainersReady, Ready, plus any condition
+    others set (readiness gates, DisruptionTarget) unchanged. Transition times
+    are kept from `previous` while a condition's status does not change; Ready
+    also needs every readiness gate's condition to be True."""
+    old = {c.get("type"): c for c in previous}
+    containers_ready = bool(snaps) and all(s.ready for s in snaps)
+    gates_open = all(old.get(g, {}).get("status") == "True" for g in readiness_gates)
     wanted = {
         "PodScheduled": True,
         "Initialized": initialized,
-        "ContainersReady": ready,
-        "Ready": ready,
+        "ContainersReady": containers_ready,
+        "Ready": containers_ready and gates_open,
     }
-    old = {c.get("type"): c for c in previous}
     result = []
     for kind, ok in wanted.items():
         status = "True" if ok else "False"
-        prior = old.get(kind)
-        changed = prior is None or prior.get("status") != status
+        prior = old.get(kind) or {}
+        changed = prior.get("status") != status
         condition: dict[str, Any] = {
             "type": kind,
             "status": status,
             "lastProbeTime": None,
-            "lastTransitionTime": now if changed else prior.get("lastTransitionTime", now),  # type: ignore[union-attr]
+            "lastTransitionTime": now if changed else prior.get("lastTransitionTime", now),
         }
         if not ok and kind in ("ContainersReady", "Ready"):
-            waiting = sorted(s.name for s in snaps if not s.ready)
-            condition["reason"] = "ContainersNotReady"
-            condition["message"] = f"containers with unready status: [{' '.join(waiting)}]"
+            if containers_ready:
+                closed = sorted(
+                    g for g in readiness_gates if old.get(g, {}).get("status") != "True"
+                )
+                condition["reason"] = "ReadinessGatesNotReady"
+                condition["message"] = (
+                    f"corresponding condition of pod readiness gate {closed} "
+                    "does not exist or is not True"
+                )
+            else:
+                waiting = sorted(s.name for s in snaps if not s.ready)
+                condition["reason"] = "ContainersNotReady"
+                condition["message"] = f"containers with unready status: [{' '.join(waiting)}]"
         result.append(condition)
+    result.extend(c for c in previous if c.get("type") not in wanted)
     return result
