@@ -263,7 +263,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if opts.kubeconfig:
         os.environ["KUBECONFIG"] = opts.kubeconfig  # kopf's own login reads it
     if opts.metrics_port:
-        metrics.serve(opts.metrics_port, opts.metrics_addr)
+        try:
+            metrics.serve(opts.metrics_port, opts.metrics_addr)
+        except OSError as exc:
+            sys.exit(
+                f"sipfleet-operator: cannot serve metrics on {opts.metrics_addr}:"
+                f"{opts.metrics_port}: {exc.strerror}; pick another --metrics-port"
+            )
     try:
         code = asyncio.run(run(opts))
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ A failing step does not stop the others; it is reported in the ``Outcome``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from sipfleet.operator.planner import Decision, Route
 from sipfleet.operator.routing import FleetRoutes, RouteEntry, next_generation
 from sipfleet.operator.runtime import Runtime
 
+log = logging.getLogger(__name__)
 EventType = Literal["Normal", "Warning"]
 _FAILURES = (AdminError, kubernetes.client.ApiException, OSError)
 
@@ -155,7 +157,8 @@ class Executor:
                     continue
                 self.outcome.did("ShardDeleted", f"{group} removed from {server}")
         for pod in self.observed.node_pods:
-            await self._delete(pod["metadata"]["name"], f"release {group}")
+            name = pod["metadata"]["name"]
+            await self._delete(name, f"delete {name}: {group} released")
         return self.outcome.failures
 
     async def _reported(self) -> dict[str, int]:
@@ -182,7 +185,7 @@ class Executor:
                 self.outcome.failed("RoutesFailed", f"push routes to {server}: {exc}")
                 continue
             routes.mark_pushed(server, generation, table)
-        self.outcome.did("RoutesPushed", f"generation {generation} to {', '.join(sorted(stale))}")
+        log.debug("routes generation %d pushed to %s", generation, ", ".join(sorted(stale)))
 
     async def _seed_from_servers(self, routes: FleetRoutes, reported: Mapping[str, int]) -> None:
         """After a restart, learn other conferences' groups from the servers' own tables.

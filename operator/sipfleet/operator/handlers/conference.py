@@ -78,11 +78,9 @@ async def load_context(rt: Runtime, namespace: str, spec: Any) -> Context:
 
 
 def post_events(body: kopf.Body, outcome: Outcome) -> None:
+    """Post the pass's Events (kopf.event: kopf.info would obey the posting level)."""
     for event in outcome.events:
-        if event.type == "Warning":
-            kopf.warn(body, reason=event.reason, message=event.message)
-        else:
-            kopf.info(body, reason=event.reason, message=event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
@@ -142,7 +140,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             return
         except (kubernetes.client.ApiException, AdminError, OSError) as exc:
             metrics.ERRORS.labels("observe").inc()
-            kopf.warn(body, reason="ReconcileFailed", message=str(exc))
+            kopf.event(body, type="Warning", reason="ReconcileFailed", message=str(exc))
             raise kopf.TemporaryError(f"control loop failed: {exc}", delay=rt.interval) from exc
         if decision.kind != "steady":
             metrics.DECISIONS.labels(decision.kind).inc()
@@ -180,7 +178,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         try:
             ctx = await load_context(rt, namespace, spec)
         except NotReady as exc:
-            kopf.info(body, reason="Released", message=f"nothing to release: {exc}")
+            kopf.event(body, type="Normal", reason="Released", message=f"nothing to release: {exc}")
             rt.conferences.pop(uid, None)
             return
         fleet = ctx.fleet_body["metadata"]["name"]

@@ -71,7 +71,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             await ensure_main_pod(rt, obj, fleet_spec)
         except ValueError as exc:
             metrics.ERRORS.labels("fleet").inc()
-            kopf.warn(body, reason="TokenInvalid", message=str(exc))
+            kopf.event(body, type="Warning", reason="TokenInvalid", message=str(exc))
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
         main = next((p for p in pods if p["metadata"]["name"] == podlib.main_pod_name(name)), None)
         nodes = [p for p in pods if podlib.node_index(p["metadata"]["name"]) is not None]
