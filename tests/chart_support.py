@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from sipfleet.devcluster import binaries
+from sipfleet.devcluster.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "sipfleet"
@@ -32,12 +33,38 @@ KUBE_VERSION = binaries.KUBE_VERSION.removeprefix("v")
 Manifest = dict[str, Any]
 
 
+# Set to a kubeconfig to run the e2e chart tests on that cluster (kind in the
+# GitHub workflow, with the images loaded) instead of the local control plane.
+EXTERNAL_KUBECONFIG = "SIPFLEET_E2E_KUBECONFIG"
+
+
 def helm() -> Path:
-    """The helm binary; skips the test with the reason when it is not built yet."""
+    """The helm built for the project, else the one on PATH."""
     path = binaries.helm_path()
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"helm is not built at {path}: run `make kube-binaries`")
-    return path
+    if os.access(path, os.X_OK):
+        return path
+    found = shutil.which("helm")
+    if found is None:
+        pytest.fail(f"no helm at {path} nor on PATH: run `make kube-binaries`", pytrace=False)
+    return Path(found)
+
+
+def chart_cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The cluster for the e2e chart tests: $SIPFLEET_E2E_KUBECONFIG's, else the local one."""
+    kubeconfig = os.environ.get(EXTERNAL_KUBECONFIG)
+    if not kubeconfig:
+        local: Cluster = request.getfixturevalue("cluster")
+        return local
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail(f"{EXTERNAL_KUBECONFIG} is set but kubectl is not on PATH", pytrace=False)
+    return Cluster(
+        kubeconfig=Path(kubeconfig),
+        state_dir=Path(kubeconfig).parent,
+        bin_dir=Path(kubectl).parent,
+        kubectl_path=Path(kubectl),
+        helm_path=helm(),
+    )
 
 
 def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from chart_support import CHART, REPO, run_helm
+from chart_support import CHART, REPO, chart_cluster, run_helm
 from sipfleet.devcluster.cluster import Cluster
 
 RELEASE = "sfh"
@@ -42,32 +42,38 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) ->
         time.sleep(0.5)
 
 
-def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run_helm("--kubeconfig", str(cluster.kubeconfig), *args, check=check)
+def helm(kube: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_helm("--kubeconfig", str(kube.kubeconfig), *args, check=check)
 
 
-def get_json(cluster: Cluster, *args: str) -> Any:
+def get_json(kube: Cluster, *args: str) -> Any:
     """``kubectl get -o json``, decoded."""
-    return json.loads(cluster.kubectl("get", "-o", "json", *args).stdout)
+    return json.loads(kube.kubectl("get", "-o", "json", *args).stdout)
 
 
-def namespace(cluster: Cluster, name: str, *labels: str) -> None:
-    cluster.kubectl("create", "namespace", name)
+def namespace(kube: Cluster, name: str, *labels: str) -> None:
+    kube.kubectl("create", "namespace", name)
     if labels:
-        cluster.kubectl("label", "namespace", name, *labels)
+        kube.kubectl("label", "namespace", name, *labels)
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
+def kube(request: pytest.FixtureRequest) -> Cluster:
+    """The local control plane, or the cluster named by $SIPFLEET_E2E_KUBECONFIG."""
+    return chart_cluster(request)
+
+
+@pytest.fixture(scope="module")
+def installed(kube: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
     namespace(
-        cluster,
+        kube,
         NAMESPACE,
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/warn=restricted",
     )
-    namespace(cluster, EXAMPLE_NS)
+    namespace(kube, EXAMPLE_NS)
     proc = helm(
-        cluster,
+        kube,
         "install",
         RELEASE,
         str(CHART),
@@ -77,28 +83,26 @@ def installed(cluster: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
         "--timeout=120s",
     )
     yield proc
-    cluster.kubectl(
-        "delete", "-n", EXAMPLE_NS, "-f", str(EXAMPLE), "--ignore-not-found", check=False
-    )
-    helm(cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--ignore-not-found", check=False)
-    cluster.kubectl("delete", "namespace", NAMESPACE, EXAMPLE_NS, "--wait=false", check=False)
+    kube.kubectl("delete", "-n", EXAMPLE_NS, "-f", str(EXAMPLE), "--ignore-not-found", check=False)
+    helm(kube, "uninstall", RELEASE, "--namespace", NAMESPACE, "--ignore-not-found", check=False)
+    kube.kubectl("delete", "namespace", NAMESPACE, EXAMPLE_NS, "--wait=false", check=False)
 
 
-def _operator_pods(cluster: Cluster) -> Any:
-    return get_json(cluster, "pods", "-n", NAMESPACE, "-l", OPERATOR)["items"]
+def _operator_pods(kube: Cluster) -> Any:
+    return get_json(kube, "pods", "-n", NAMESPACE, "-l", OPERATOR)["items"]
 
 
-def _holder(cluster: Cluster) -> str | None:
-    lease = get_json(cluster, "lease", LEASE, "-n", NAMESPACE)
+def _holder(kube: Cluster) -> str | None:
+    lease = get_json(kube, "lease", LEASE, "-n", NAMESPACE)
     holder: str | None = lease["spec"].get("holderIdentity")
     return holder
 
 
 def test_install_runs_two_ready_operators_with_one_leader(
-    cluster: Cluster, installed: subprocess.CompletedProcess[str]
+    kube: Cluster, installed: subprocess.CompletedProcess[str]
 ) -> None:
     assert "kubectl apply -f examples/small-conference.yaml" in installed.stdout  # NOTES
-    pods = _operator_pods(cluster)
+    pods = _operator_pods(kube)
     names = {p["metadata"]["name"] for p in pods}
     assert len(names) == 2
     ready = [
@@ -107,12 +111,12 @@ def test_install_runs_two_ready_operators_with_one_leader(
         if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
     ]
     assert len(ready) == 2
-    assert wait_for("a leader in the Lease", lambda: _holder(cluster)) in names
+    assert wait_for("a leader in the Lease", lambda: _holder(kube)) in names
 
 
-def test_example_conference_reconciles(cluster: Cluster, installed: object) -> None:
-    cluster.kubectl("apply", "-n", EXAMPLE_NS, "-f", str(EXAMPLE))
-    cluster.kubectl(
+def test_example_conference_reconciles(kube: Cluster, installed: object) -> None:
+    kube.kubectl("apply", "-n", EXAMPLE_NS, "-f", str(EXAMPLE))
+    kube.kubectl(
         "wait",
         "-n",
         EXAMPLE_NS,
@@ -121,32 +125,32 @@ def test_example_conference_reconciles(cluster: Cluster, installed: object) -> N
         "--timeout=90s",
         timeout=100,
     )
-    conf = get_json(cluster, "sipconference", "conf3", "-n", EXAMPLE_NS)
+    conf = get_json(kube, "sipconference", "conf3", "-n", EXAMPLE_NS)
     status = conf["status"]
     assert status["observedGeneration"] == conf["metadata"]["generation"]
     (shard,) = status["shards"]
     assert shard["server"] == "small-main"
 
 
-def test_standby_takes_over_when_the_leader_goes(cluster: Cluster, installed: object) -> None:
-    leader = wait_for("a leader", lambda: _holder(cluster))
-    cluster.kubectl("delete", "pod", "-n", NAMESPACE, leader, "--wait=false")
+def test_standby_takes_over_when_the_leader_goes(kube: Cluster, installed: object) -> None:
+    leader = wait_for("a leader", lambda: _holder(kube))
+    kube.kubectl("delete", "pod", "-n", NAMESPACE, leader, "--wait=false")
     new = wait_for(
         "another replica to take the Lease",
-        lambda: h if (h := _holder(cluster)) and h != leader else None,
+        lambda: h if (h := _holder(kube)) and h != leader else None,
         timeout=45,
     )
-    assert new in {p["metadata"]["name"] for p in _operator_pods(cluster)}
+    assert new in {p["metadata"]["name"] for p in _operator_pods(kube)}
 
 
-def _leftovers(cluster: Cluster) -> set[str]:
+def _leftovers(kube: Cluster) -> set[str]:
     """Objects of the release left anywhere, plus anything new in its namespace."""
 
     def names(*args: str) -> set[str]:
-        return set(cluster.kubectl("get", *args, "-o", "name", "--ignore-not-found").stdout.split())
+        return set(kube.kubectl("get", *args, "-o", "name", "--ignore-not-found").stdout.split())
 
     def kinds(namespaced: bool) -> str:
-        out = cluster.kubectl(
+        out = kube.kubectl(
             "api-resources", "--verbs=list", f"--namespaced={str(namespaced).lower()}", "-o", "name"
         ).stdout.split()
         return ",".join(k for k in out if not k.startswith("events"))
@@ -157,9 +161,9 @@ def _leftovers(cluster: Cluster) -> set[str]:
     return in_namespace | labelled
 
 
-def test_uninstall_leaves_only_the_crds(cluster: Cluster, installed: object) -> None:
-    cluster.kubectl("delete", "-n", EXAMPLE_NS, "-f", str(EXAMPLE), "--wait", "--timeout=60s")
-    helm(cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=60s")
-    wait_for("the release's objects to go", lambda: not _leftovers(cluster) or None)
+def test_uninstall_leaves_only_the_crds(kube: Cluster, installed: object) -> None:
+    kube.kubectl("delete", "-n", EXAMPLE_NS, "-f", str(EXAMPLE), "--wait", "--timeout=60s")
+    helm(kube, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=60s")
+    wait_for("the release's objects to go", lambda: not _leftovers(kube) or None)
     for crd in ("sipfleets.sipfleet.io", "sipconferences.sipfleet.io"):
-        cluster.kubectl("get", "crd", crd)
+        kube.kubectl("get", "crd", crd)

@@ -18,6 +18,7 @@ from chart_support import (
     ALL_OPTIONS,
     CHART,
     apply_crds,
+    chart_cluster,
     manifests,
     prometheus_operator_crds,
     render,
@@ -33,10 +34,16 @@ VALUES = {"default": (), "all-options": (ALL_OPTIONS,)}
 
 
 @pytest.fixture(scope="module")
-def prepared(cluster: Cluster) -> Cluster:
+def kube(request: pytest.FixtureRequest) -> Cluster:
+    """The local control plane, or the cluster named by $SIPFLEET_E2E_KUBECONFIG."""
+    return chart_cluster(request)
+
+
+@pytest.fixture(scope="module")
+def prepared(kube: Cluster) -> Cluster:
     """The CRDs the manifests need, and their namespaces (restricted Pod Security)."""
     apply_crds(
-        cluster.kubectl, [*sorted((CHART / "crds").glob("*.yaml")), *prometheus_operator_crds()]
+        kube.kubectl, [*sorted((CHART / "crds").glob("*.yaml")), *prometheus_operator_crds()]
     )
     for ns in (NAMESPACE, *EXTRA_NAMESPACES):
         namespace = f"""
@@ -48,8 +55,8 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/warn: restricted
 """
-        cluster.kubectl("apply", "-f", "-", input=namespace)
-    return cluster
+        kube.kubectl("apply", "-f", "-", input=namespace)
+    return kube
 
 
 def _render(values: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_support import REPO, tool
+from chart_support import EXTERNAL_KUBECONFIG, REPO, tool
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 KIND = REPO / ".github" / "workflows" / "kind-e2e.yml"
@@ -44,12 +44,15 @@ def test_builds_both_image_targets_of_the_dockerfile() -> None:
         assert re.search(rf"^FROM \S+ AS {target}$", dockerfile, flags=re.MULTILINE)
 
 
-def test_creates_kind_installs_the_chart_and_applies_existing_examples() -> None:
+def test_runs_the_chart_e2e_tests_on_kind() -> None:
     steps = _steps()
     assert any(str(s.get("uses", "")).startswith("helm/kind-action") for s in steps)
+    (e2e,) = [s for s in steps if "tests/e2e/" in str(s.get("run", ""))]
+    assert EXTERNAL_KUBECONFIG in e2e["env"]  # type: ignore[operator]
+    tests = re.findall(r"tests/e2e/\S+\.py", str(e2e["run"]))
+    assert {"tests/e2e/test_helm_install.py", "tests/e2e/test_helm_manifests.py"} <= set(tests)
+    for path in tests:
+        assert (REPO / path).is_file(), f"the workflow runs {path}, which does not exist"
     scripts = "\n".join(str(s.get("run", "")) for s in steps)
-    assert "helm install" in scripts and "charts/sipfleet" in scripts
-    assert "helm uninstall" in scripts
-    for path in re.findall(r"examples/[\w.-]+\.yaml", scripts):
-        assert (REPO / path).is_file(), f"the workflow applies {path}, which does not exist"
+    assert "kind load docker-image" in scripts
     assert "make test" in scripts
