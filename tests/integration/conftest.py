@@ -75,9 +75,11 @@ class NodeProc:
         return AdminClient(self.admin_url, TOKEN)
 
     async def metrics(self) -> dict[str, float]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.admin_url + "/metrics") as response:
-                return parse_metrics(await response.text())
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.admin_url + "/metrics") as response,
+        ):
+            return parse_metrics(await response.text())
 
     async def state(self) -> dict[str, object]:
         async with self.client() as client:

@@ -163,8 +163,9 @@ class Node:
         if not self.routes.replace(generation, groups):
             return
         self._index_groups()
-        hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
-        self.stack.exempt = frozenset(hosts - {self.host})
+        if self._stack is not None:  # peer servers are not rate limited
+            hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
+            self._stack.exempt = frozenset(hosts - {self.host})
         for group in self.shards:
             self.schedule_roster(group)
 

@@ -34,7 +34,22 @@ log = logging.getLogger(__name__)
 
 UDP_MAX_REQUEST = 1300
 SYNTAX_ERRORS = frozenset({400, 413, 414, 416, 505})
-POLICY = Policy()
+# Bodies this server takes: SDP offers on INVITE, chat payloads on MESSAGE, sipfrag on
+# NOTIFY; anything else is answered 415 (RFC 3261 8.2.3, RFC 4475 3.3.7).
+POLICY = Policy(
+    accepted_types=frozenset(
+        {
+            "application/sdp",
+            "text/plain",
+            "text/html",
+            "message/cpim",
+            "message/sipfrag",
+            "multipart/mixed",
+            "application/json",
+            "application/im-iscomposing+xml",
+        }
+    )
+)
 
 Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]

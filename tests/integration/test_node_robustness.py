@@ -1,0 +1,148 @@
+"""Hostile input over UDP: the RFC 4475 torture messages and a flooding source."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from conftest import RFC4475, Fleet, NodeProc
+
+# First status line the server sends back for each torture message (None: no answer,
+# as for the responses in the set). Syntax errors get the core's status; valid
+# requests reach the application: no such group (404), OPTIONS (200), in-dialog
+# request for an unknown dialog (481), methods a group server does not take (405).
+EXPECTED: dict[str, int | None] = {
+    # 3.1.1 valid
+    "wsinv": 481,
+    "intmeth": 501,
+    "esc01": 404,
+    "escnull": 405,
+    "esc02": 501,
+    "lwsdisp": 200,
+    "longreq": 404,
+    "dblreq": 405,
+    "semiuri": 200,
+    "transports": 200,
+    "mpart01": 404,
+    "unreason": None,
+    "noreason": None,
+    # 3.1.2 invalid
+    "badinv01": 400,
+    "clerr": 400,
+    "scalar02": 400,
+    "scalarlg": None,
+    "quotbal": 400,
+    "ltgtruri": 400,
+    "lwsruri": 400,
+    "lwsstart": 400,
+    "trws": 400,
+    "escruri": 400,
+    "baddate": 404,
+    "regbadct": 400,
+    "badaspec": 400,
+    "baddn": 400,
+    "badvers": 505,
+    "mismatch01": 400,
+    "mismatch02": 501,
+    "bigcode": None,
+    "ncl": 400,
+    # 3.2 transaction layer
+    "badbranch": 400,
+    # 3.3 application layer
+    "insuf": 400,
+    "unkscm": 416,
+    "novelsc": 416,
+    "unksm2": 405,
+    "bext01": 420,
+    "invut": 415,
+    "regaut01": 405,
+    "multi01": 400,
+    "mcl01": 400,
+    "bcast": None,
+    "zeromf": 200,
+    "cparam01": 405,
+    "cparam02": 405,
+    "regescrt": 405,
+    "sdp01": 406,
+    # 3.4 backwards compatibility
+    "inv2543": 404,
+}
+OPTIONS = (
+    "OPTIONS sip:probe@{host} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{n}\r\n"
+    "From: <sip:probe@{me}>;tag={n}\r\nTo: <sip:probe@{host}>\r\nCall-ID: {n}@{me}\r\n"
+    "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def udp_socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def first_lines(sock: socket.socket) -> list[str]:
+    lines = []
+    while True:
+        try:
+            lines.append(sock.recv(65535).split(b"\r\n", 1)[0].decode())
+        except BlockingIOError:
+            return lines
+
+
+def options(node: NodeProc, sock: socket.socket, n: int) -> bytes:
+    me = "{}:{}".format(*sock.getsockname())
+    return OPTIONS.format(host=node.target, me=me, n=n).encode()
+
+
+async def test_rfc4475_torture_messages(fleet: Fleet) -> None:
+    node = await fleet.start("main", "127.0.0.2", "main")
+    files = sorted(RFC4475.glob("*.dat"))
+    assert {f.stem for f in files} == set(EXPECTED)
+    sockets = {}
+    for path in files:
+        sockets[path.stem] = sock = udp_socket("127.0.0.1")
+        sock.sendto(path.read_bytes(), (node.host, node.sip_port))
+    await asyncio.sleep(1.0)
+    answers = {}
+    for name, sock in sockets.items():
+        lines = first_lines(sock)
+        answers[name] = int(lines[0].split()[1]) if lines else None
+        sock.close()
+    assert answers == EXPECTED
+    # Still serving, and every rejected message was counted.
+    probe = udp_socket("127.0.0.1")
+    probe.sendto(options(node, probe, 1), (node.host, node.sip_port))
+    await asyncio.sleep(0.3)
+    assert first_lines(probe) == ["SIP/2.0 200 OK"]
+    metrics = await node.metrics()
+    syntax_errors = sum(1 for s in EXPECTED.values() if s in (400, 505, 416))
+    assert metrics["sipfleet_node_parse_errors_total"] >= syntax_errors
+    assert node.proc.poll() is None
+
+
+async def test_flooding_source_is_limited_while_others_are_served(fleet: Fleet) -> None:
+    node = await fleet.start(
+        "main", "127.0.0.2", "main", "--rate-limit", "100", "--rate-burst", "50"
+    )
+    flooder, victim = udp_socket("127.0.0.5"), udp_socket("127.0.0.6")
+    flood = [options(node, flooder, n) for n in range(3000)]
+    answered = 0
+    started = time.monotonic()
+    for i, datagram in enumerate(flood):  # bounded: 3000 datagrams, a few seconds at most
+        flooder.sendto(datagram, (node.host, node.sip_port))
+        if i % 100 == 0:  # the other source asks politely 30 times meanwhile
+            victim.sendto(options(node, victim, 100000 + i), (node.host, node.sip_port))
+            await asyncio.sleep(0.02)
+            answered += first_lines(victim).count("SIP/2.0 200 OK")
+    await asyncio.sleep(0.5)
+    answered += first_lines(victim).count("SIP/2.0 200 OK")
+    flood_answers = len(first_lines(flooder))
+    elapsed = time.monotonic() - started
+    metrics = await node.metrics()
+    assert answered == 30
+    assert metrics["sipfleet_node_rate_limited_total"] > 1000
+    # The flooder got at most its burst plus the refill over the run.
+    assert flood_answers <= 50 + 100 * elapsed + 1
+    assert node.proc.poll() is None

@@ -1,0 +1,173 @@
+"""The admin API (auth, validation, routes generations) and AdminClient, in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sipfleet.node.admin_api import build_app
+from sipfleet.node.admin_client import AdminClient, AdminError
+from sipfleet.node.config import Config
+from sipfleet.node.node import Node
+
+TOKEN = "t0ken"
+GROUP = "sip:conf3@example.com"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient]:
+    node = Node(Config("main", "main", "example.com", "127.0.0.10", 5060, 8080, TOKEN))
+    async with TestClient(TestServer(build_app(node, TOKEN))) as client:
+        yield client
+
+
+async def test_public_paths_need_no_token(client: TestClient) -> None:
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 503  # SIP listeners not started
+    metrics = await client.get("/metrics")
+    assert "sipfleet_node_rate_limited_total" in await metrics.text()
+    spec = await (await client.get("/openapi.json")).json()
+    assert "/v1/transfers/{id}" in spec["paths"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Bearer t0ken0", "t0ken", "Basic x"])
+async def test_everything_else_needs_the_token(client: TestClient, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    for method, path in [
+        ("GET", "/v1/state"),
+        ("POST", "/v1/drain"),
+        ("PUT", "/v1/routes"),
+        ("GET", "/v1/transfers"),
+        ("POST", "/v1/shards"),
+    ]:
+        response = await client.request(method, path, headers=headers, json={})
+        assert response.status == 401, (method, path)
+        assert (await response.json())["error"]
+
+
+async def test_shards_are_idempotent(client: TestClient) -> None:
+    body = {"group": GROUP, "capacity": 10}
+    first = await client.post("/v1/shards", json=body, headers=AUTH)
+    assert first.status == 201
+    shard = await first.json()
+    assert shard["uri"] == "sip:conf3-main@127.0.0.10:5060"
+    assert (shard["members"], shard["capacity"], shard["draining"]) == (0, 10, False)
+    again = await client.post("/v1/shards", json={"group": GROUP, "capacity": 20}, headers=AUTH)
+    assert again.status == 200 and (await again.json())["capacity"] == 20
+    state = await (await client.get("/v1/state", headers=AUTH)).json()
+    assert [s["uri"] for s in state["shards"]] == [shard["uri"]]
+    assert (state["name"], state["role"], state["sip"]) == (
+        "main",
+        "main",
+        {"host": "127.0.0.10", "port": 5060},
+    )
+    gone = await client.delete("/v1/shards", json={"group": GROUP}, headers=AUTH)
+    assert gone.status == 200
+    missing = await client.delete("/v1/shards", json={"group": GROUP}, headers=AUTH)
+    assert missing.status == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"group": "conf3", "capacity": 1},
+        {"group": GROUP, "capacity": 0},
+        {"group": GROUP, "capacity": "10"},
+        {"group": GROUP},
+    ],
+)
+async def test_bad_shard_requests(client: TestClient, body: dict[str, object]) -> None:
+    response = await client.post("/v1/shards", json=body, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["error"]
+
+
+async def test_invalid_json_is_400(client: TestClient) -> None:
+    response = await client.post("/v1/shards", data=b"{nope", headers=AUTH)
+    assert response.status == 400
+    assert "JSON" in (await response.json())["error"]
+
+
+async def test_route_generations(client: TestClient) -> None:
+    table = {GROUP: [{"server": "main", "uri": "sip:conf3-main@127.0.0.10:5060"}]}
+    assert (
+        await client.put("/v1/routes", json={"generation": 2, "groups": table}, headers=AUTH)
+    ).status == 200
+    assert (
+        await client.put("/v1/routes", json={"generation": 2, "groups": {}}, headers=AUTH)
+    ).status == 200
+    stale = await client.put("/v1/routes", json={"generation": 1, "groups": table}, headers=AUTH)
+    assert stale.status == 409
+    state = await (await client.get("/v1/state", headers=AUTH)).json()
+    assert state["routes_generation"] == 2
+    assert state["routes"]["groups"] == {
+        GROUP: [
+            {
+                "server": "main",
+                "uri": "sip:conf3-main@127.0.0.10:5060",
+                "state": "active",
+                "free": 0,
+            }
+        ]
+    }
+    bad = await client.put(
+        "/v1/routes", json={"generation": 3, "groups": {GROUP: []}}, headers=AUTH
+    )
+    assert bad.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"group": GROUP, "target": "sip:x@h", "count": 1}, 404),  # no shard here
+        ({"group": GROUP, "target": "sip:x@h"}, 400),  # neither count nor members
+        ({"group": GROUP, "target": "sip:x@h", "count": 1, "members": ["sip:a@b"]}, 400),
+        ({"group": GROUP, "target": "x", "count": 1}, 400),
+        ({"group": GROUP, "target": "sip:x@h", "count": 1, "method": "teleport"}, 400),
+        ({"group": GROUP, "target": "sip:x@h", "count": 1, "rate": 0}, 400),
+    ],
+)
+async def test_transfer_validation(
+    client: TestClient, body: dict[str, object], status: int
+) -> None:
+    response = await client.post("/v1/transfers", json=body, headers=AUTH)
+    assert response.status == status, await response.text()
+
+
+async def test_transfer_without_members_conflicts(client: TestClient) -> None:
+    await client.post("/v1/shards", json={"group": GROUP, "capacity": 10}, headers=AUTH)
+    response = await client.post(
+        "/v1/transfers", headers=AUTH, json={"group": GROUP, "target": "sip:x@h", "count": 1}
+    )
+    assert response.status == 409
+    assert (await client.get("/v1/transfers/nope", headers=AUTH)).status == 404
+
+
+async def test_admin_client(client: TestClient) -> None:
+    url = str(client.make_url("")).rstrip("/")
+    async with AdminClient(url, TOKEN) as admin:
+        assert await admin.health() is True
+        assert await admin.ready() is False
+        shard = await admin.ensure_shard(GROUP, 5)
+        assert shard["capacity"] == 5
+        await admin.put_routes(1, {GROUP: [{"server": "main", "uri": shard["uri"]}]})
+        with pytest.raises(AdminError) as stale:
+            await admin.put_routes(0, {})
+        assert stale.value.status == 409 and "older" in stale.value.message
+        assert (await admin.drain())["draining"] is True
+        assert (await admin.state())["shards"][0]["draining"] is True
+        assert await admin.transfers() == []
+        with pytest.raises(AdminError) as missing:
+            await admin.transfer("nope")
+        assert missing.value.status == 404
+        assert (await admin.delete_shard(GROUP))["group"] == GROUP
+    async with AdminClient(url, "wrong") as intruder:
+        with pytest.raises(AdminError) as denied:
+            await intruder.state()
+        assert denied.value.status == 401
+    async with AdminClient("http://127.0.0.1:9", TOKEN, timeout=2) as nowhere:
+        with pytest.raises(AdminError) as unreachable:
+            await nowhere.state()
+        assert unreachable.value.status == 0

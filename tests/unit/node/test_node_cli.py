@@ -1,0 +1,122 @@
+"""sipfleet-node command line: flags, environment, and helpful errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sipfleet.node.cli import build_parser, parse_config
+
+ENV = (
+    "SIPFLEET_ROLE",
+    "SIPFLEET_NAME",
+    "SIPFLEET_DOMAIN",
+    "SIPFLEET_LISTEN",
+    "SIPFLEET_SIP_PORT",
+    "SIPFLEET_ADMIN_PORT",
+    "SIPFLEET_TOKEN_FILE",
+    "SIPFLEET_TREE_FANOUT",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("s3cret\n")
+    return path
+
+
+def args(token: Path, *extra: str) -> list[str]:
+    return [
+        "--role",
+        "node",
+        "--name",
+        "node-1",
+        "--domain",
+        "example.com",
+        "--listen",
+        "127.0.0.11",
+        "--token-file",
+        str(token),
+        *extra,
+    ]
+
+
+def test_help_names_every_env_var() -> None:
+    text = build_parser().format_help()
+    for name in ENV:
+        assert name in text
+
+
+def test_flags_and_defaults(token: Path) -> None:
+    config, level = parse_config(args(token, "--tree-fanout", "3"))
+    assert (config.role, config.name, config.listen) == ("node", "node-1", "127.0.0.11")
+    assert (config.sip_port, config.admin_port, config.tree_fanout) == (5060, 8080, 3)
+    assert config.token == "s3cret" and level == "INFO"
+
+
+def test_environment(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPFLEET_ROLE", "main")
+    monkeypatch.setenv("SIPFLEET_NAME", "main-0")
+    monkeypatch.setenv("SIPFLEET_DOMAIN", "example.com")
+    monkeypatch.setenv("SIPFLEET_LISTEN", "127.0.0.10")
+    monkeypatch.setenv("SIPFLEET_SIP_PORT", "5070")
+    monkeypatch.setenv("SIPFLEET_TOKEN_FILE", str(token))
+    config, _ = parse_config(["--admin-port", "9090"])
+    assert (config.role, config.sip_port, config.admin_port) == ("main", 5070, 9090)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--role", "boss"], "role 'boss'"),
+        (["--listen", "example.com"], "not an IP address"),
+        (["--listen", "8.8.8.8"], "loopback or private"),
+        (["--sip-port", "70000"], "outside 0..65535"),
+        (["--tree-fanout", "0"], "fanout 0"),
+        (["--sip-port", "five"], "invalid int value"),
+    ],
+)
+def test_bad_values_say_what_is_wrong(
+    token: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(args(token, *extra))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(args(tmp_path / "absent"))
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "SIPFLEET_TOKEN_FILE" in err
+
+
+def test_empty_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(SystemExit):
+        parse_config(args(empty))
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_missing_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config([])
+    assert "--role is required: pass --role or set SIPFLEET_ROLE" in capsys.readouterr().err
+
+
+def test_bad_env_value(
+    token: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIPFLEET_SIP_PORT", "abc")
+    with pytest.raises(SystemExit):
+        parse_config(args(token))
+    assert "SIPFLEET_SIP_PORT='abc' is not a valid int" in capsys.readouterr().err
