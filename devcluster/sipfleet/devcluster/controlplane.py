@@ -1,119 +1,27 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager and
-the local kubelet, each a background process recorded in the state dir.
-
-Layout of a state dir::
-
-    kubeconfig                admin kubeconfig (system:masters)
-    state.json                ports and node name, reused by later `up` calls
-    pki/                      CA, serving cert, client certs, service-account keys
-    etcd/                     etcd data
-    run/<component>.json      pid records (see procs.py)
-    logs/<component>.log      one log per component
-    pods/<ns>_<name>_<uid>/   the kubelet's pods (logs, volumes, kubeconfig)
+the local kubelet, each a background process recorded in the state dir
+(see layout.py); `up`, `down` and `status`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sipfleet.devcluster import binaries, kubeconfig, pki, procs
+from sipfleet.devcluster import binaries, components, kubeconfig, pki, procs
 from sipfleet.devcluster.adminhttp import HTTPClient, plain_get
+from sipfleet.devcluster.components import KUBELET_RBAC, NODE_NAME
+from sipfleet.devcluster.layout import Layout, Ports, load_ports
 
-NODE_NAME = "sipfleet-local"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet")
-SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-CONTROLLERS = (
-    "deployment-controller",
-    "replicaset-controller",
-    "statefulset-controller",
-    "garbage-collector-controller",
-    "namespace-controller",
-    "serviceaccount-controller",
-    "serviceaccount-token-controller",
-    "root-ca-certificate-publisher-controller",
-    "clusterrole-aggregation-controller",
-    "job-controller",
-)
-# The local kubelet also schedules (pods/binding) and mints pod tokens; RBAC
-# grants it exactly what it calls, on top of the Node authorizer.
-KUBELET_RBAC = f"""
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: "sipfleet:local-kubelet"}}
-rules:
-- {{apiGroups: [""], resources: [nodes, nodes/status],
-   verbs: [get, list, watch, create, patch, update]}}
-- {{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}}
-- {{apiGroups: [""], resources: [pods], verbs: [get, list, watch, delete]}}
-- {{apiGroups: [""], resources: [pods/status], verbs: [patch, update]}}
-- {{apiGroups: [""], resources: [pods/binding], verbs: [create]}}
-- {{apiGroups: [""], resources: [secrets, configmaps], verbs: [get]}}
-- {{apiGroups: [""], resources: [serviceaccounts/token], verbs: [create]}}
-- {{apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: "sipfleet:local-kubelet"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "sipfleet:local-kubelet"}}
-subjects:
-- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:node:{NODE_NAME}"}}
-"""
 
 
 class DevClusterError(RuntimeError):
     """A problem the user can fix; the message says how."""
-
-
-@dataclass
-class Ports:
-    etcd_client: int = 0
-    etcd_peer: int = 0
-    apiserver: int = 0
-    controller_manager: int = 0
-    kubelet: int = 0
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Paths inside one state dir."""
-
-    root: Path
-
-    @property
-    def admin_kubeconfig(self) -> Path:
-        return self.root / "kubeconfig"
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "state.json"
-
-    def record(self, component: str) -> Path:
-        return self.root / "run" / f"{component}.json"
-
-    def log(self, component: str) -> Path:
-        return self.root / "logs" / f"{component}.log"
-
-    def component_kubeconfig(self, component: str) -> Path:
-        return self.root / f"{component}.kubeconfig"
-
-    @property
-    def pods(self) -> Path:
-        return self.root / "pods"
-
-
-def _load_ports(layout: Layout) -> Ports:
-    try:
-        data = json.loads(layout.state_file.read_text())
-        return Ports(**data["ports"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return Ports()
 
 
 def _alive(layout: Layout, component: str) -> procs.ProcessRecord | None:
@@ -123,7 +31,7 @@ def _alive(layout: Layout, component: str) -> procs.ProcessRecord | None:
 
 def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
     """Reuse recorded ports (kubeconfigs stay valid) unless taken by someone else."""
-    ports = _load_ports(layout)
+    ports = load_ports(layout)
     owners = {
         "etcd_client": "etcd",
         "etcd_peer": "etcd",
@@ -158,13 +66,13 @@ class ControlPlane:
     # -- helpers -----------------------------------------------------------
     @property
     def pki(self) -> pki.PKI:
-        return pki.PKI(self.layout.root / "pki", NODE_NAME)
+        return pki.PKI(self.layout.pki, NODE_NAME)
 
     def _api(self) -> HTTPClient:
         return HTTPClient(self.pki.ca.cert, self.pki.admin.cert, self.pki.admin.key)
 
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{_load_ports(self.layout).apiserver}"
+        return f"https://127.0.0.1:{load_ports(self.layout).apiserver}"
 
     def api_ready(self) -> bool:
         if not self.pki.admin.cert.is_file():
@@ -193,88 +101,6 @@ class ControlPlane:
             return
         _, record = procs.spawn(component, argv, self.layout.log(component))
         procs.save(record, self.layout.record(component))
-
-    # -- argv per component --------------------------------------------------
-    def _etcd_argv(self, bins: binaries.Binaries, ports: Ports) -> list[str]:
-        client = f"http://127.0.0.1:{ports.etcd_client}"
-        peer = f"http://127.0.0.1:{ports.etcd_peer}"
-        return [
-            str(bins.etcd),
-            "--name=sipfleet",
-            f"--data-dir={self.layout.root / 'etcd'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=sipfleet={peer}",
-            "--unsafe-no-fsync=true",
-            "--log-level=warn",
-        ]
-
-    def _apiserver_argv(self, bins: binaries.Binaries, ports: Ports) -> list[str]:
-        p = self.pki
-        return [
-            str(bins.kube_apiserver),
-            f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ports.apiserver}",
-            f"--tls-cert-file={p.serving.cert}",
-            f"--tls-private-key-file={p.serving.key}",
-            f"--client-ca-file={p.ca.cert}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={p.service_account_pub}",
-            f"--service-account-signing-key-file={p.service_account_key}",
-            "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            # Endpoints may not point into 127.0.0.0/8; there is no kube-proxy anyway.
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            "--profiling=false",
-            f"--cert-dir={self.layout.root / 'pki' / 'apiserver'}",
-            # `kubectl logs` goes through the API server to the local kubelet.
-            f"--kubelet-client-certificate={p.apiserver_kubelet_client.cert}",
-            f"--kubelet-client-key={p.apiserver_kubelet_client.key}",
-            f"--kubelet-certificate-authority={p.ca.cert}",
-            "--kubelet-preferred-address-types=InternalIP",
-        ]
-
-    def _controller_manager_argv(self, bins: binaries.Binaries, ports: Ports) -> list[str]:
-        p = self.pki
-        kcfg = self.layout.component_kubeconfig("controller-manager")
-        return [
-            str(bins.kube_controller_manager),
-            f"--kubeconfig={kcfg}",
-            f"--authentication-kubeconfig={kcfg}",
-            f"--authorization-kubeconfig={kcfg}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports.controller_manager}",
-            f"--tls-cert-file={p.serving.cert}",
-            f"--tls-private-key-file={p.serving.key}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={p.service_account_key}",
-            f"--root-ca-file={p.ca.cert}",
-            "--controllers=" + ",".join(CONTROLLERS),
-            "--concurrent-gc-syncs=5",
-            "--profiling=false",
-        ]
-
-    def _kubelet_argv(self, ports: Ports) -> list[str]:
-        p = self.pki
-        return [
-            sys.executable,
-            "-m",
-            "sipfleet.devcluster.kubelet",
-            f"--state-dir={self.layout.root}",
-            f"--kubeconfig={self.layout.component_kubeconfig('kubelet')}",
-            f"--node-name={NODE_NAME}",
-            f"--port={ports.kubelet}",
-            f"--tls-cert-file={p.serving.cert}",
-            f"--tls-private-key-file={p.serving.key}",
-            f"--client-ca-file={p.ca.cert}",
-        ]
 
     # -- API helpers ---------------------------------------------------------
     def _apply(self, manifest: str) -> None:
@@ -329,7 +155,7 @@ class ControlPlane:
             return 0.0
         self.layout.root.mkdir(parents=True, exist_ok=True)
         ports = _choose_ports(self.layout, api_port)
-        creds = pki.ensure(self.layout.root / "pki", NODE_NAME)
+        creds = pki.ensure(self.layout.pki, NODE_NAME)
         server = f"https://127.0.0.1:{ports.apiserver}"
         for path, pair, user in (
             (self.layout.admin_kubeconfig, creds.admin, "sipfleet-admin"),
@@ -346,15 +172,18 @@ class ControlPlane:
         ):
             kubeconfig.write_cert_kubeconfig(path, server, creds.ca.cert, pair.cert, pair.key, user)
 
-        self._start("etcd", self._etcd_argv(bins, ports))
-        self._start("kube-apiserver", self._apiserver_argv(bins, ports))
+        self._start("etcd", components.etcd_argv(bins, self.layout, ports))
+        self._start("kube-apiserver", components.apiserver_argv(bins, self.layout, creds, ports))
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}/health"
         self._wait("etcd", lambda: plain_get(etcd_url).status == 200, 30, "etcd")
         self._wait("the API server /readyz", self.api_ready, timeout, "kube-apiserver")
         api_ready_after = time.monotonic() - began
         self._apply(KUBELET_RBAC)
-        self._start("kube-controller-manager", self._controller_manager_argv(bins, ports))
-        self._start("kubelet", self._kubelet_argv(ports))
+        self._start(
+            "kube-controller-manager",
+            components.controller_manager_argv(bins, self.layout, creds, ports),
+        )
+        self._start("kubelet", components.kubelet_argv(self.layout, creds, ports))
         # A Node left Ready by an earlier kubelet does not count: wait for a fresh heartbeat.
         self._wait("node Ready", lambda: self.node_ready(since=started_at), 30, "kubelet")
         self._wait(

@@ -1,0 +1,69 @@
+"""Where things live in a state dir, and the ports a cluster uses.
+
+kubeconfig                admin kubeconfig (system:masters)
+state.json                ports, reused by later `up` calls
+pki/                      CA, serving cert, client certs, service-account keys
+etcd/                     etcd data
+run/<component>.json      pid records (see procs.py)
+logs/<component>.log      one log per component
+pods/<ns>_<name>_<uid>/   the kubelet's pods (logs, volumes, kubeconfig)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Ports:
+    etcd_client: int = 0
+    etcd_peer: int = 0
+    apiserver: int = 0
+    controller_manager: int = 0
+    kubelet: int = 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths inside one state dir."""
+
+    root: Path
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    def record(self, component: str) -> Path:
+        return self.root / "run" / f"{component}.json"
+
+    def log(self, component: str) -> Path:
+        return self.root / "logs" / f"{component}.log"
+
+    def component_kubeconfig(self, component: str) -> Path:
+        return self.root / f"{component}.kubeconfig"
+
+    @property
+    def pods(self) -> Path:
+        return self.root / "pods"
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+
+def load_ports(layout: Layout) -> Ports:
+    try:
+        data = json.loads(layout.state_file.read_text())
+        return Ports(**data["ports"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Ports()
