@@ -132,6 +132,37 @@ def test_watch_namespaces_replace_cluster_wide(all_docs: list[Manifest]) -> None
     assert "SIPFLEET_OPERATOR_ALL_NAMESPACES" not in env
 
 
+def test_single_replica_has_no_disruption_budget(tmp_path: Path) -> None:
+    docs = manifests(render(_values(tmp_path, {"operator": {"replicas": 1}})))
+    assert by_kind(docs, "PodDisruptionBudget") == []
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1
+
+
+def test_existing_service_account_without_rbac(tmp_path: Path) -> None:
+    values = {"serviceAccount": {"create": False, "name": "ops"}, "rbac": {"create": False}}
+    docs = manifests(render(_values(tmp_path, values)))
+    kinds = {d["kind"] for d in docs}
+    assert not kinds & {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_existing_service_account_needs_a_name(tmp_path: Path) -> None:
+    values = _values(tmp_path, {"serviceAccount": {"create": False}})
+    proc = run_helm(
+        "template",
+        "sf",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--values",
+        str(values),
+        check=False,
+    )
+    assert "serviceAccount.name is required when serviceAccount.create is false" in proc.stderr
+
+
 def test_image_tag_override(tmp_path: Path) -> None:
     docs = manifests(render(_values(tmp_path, {"image": {"tag": "dev", "repository": "r/op"}})))
     (dep,) = by_kind(docs, "Deployment")
