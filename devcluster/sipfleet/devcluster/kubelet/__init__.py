@@ -13,6 +13,7 @@ Modules, one job each:
 - ``restart``: restart policy and back-off decisions
 - ``container``: one container's process supervision
 - ``status``: Pod status (phase, conditions, container statuses) from snapshots
+- ``setup``: what a Pod needs before it starts (objects, tokens, files, plans)
 - ``pod``: one Pod's lifecycle
 - ``events``: Events about Pods (Scheduled, Started, Unhealthy, Killing, ...)
 - ``server``: the HTTPS endpoint the API server proxies `kubectl logs` to

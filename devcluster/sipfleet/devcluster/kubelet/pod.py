@@ -8,37 +8,24 @@ reports -> on deletion: SIGTERM, grace period, SIGKILL, final delete.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sipfleet.devcluster.kubeconfig import write_token_kubeconfig
-from sipfleet.devcluster.kubelet import env as envmod
 from sipfleet.devcluster.kubelet import status as statusmod
 from sipfleet.devcluster.kubelet.api import TRANSIENT_ERRORS, Api, ApiError
 from sipfleet.devcluster.kubelet.container import ContainerPlan, ContainerRunner
 from sipfleet.devcluster.kubelet.events import EventRecorder
-from sipfleet.devcluster.kubelet.images import UnsupportedImage, container_argv, resolve_executable
 from sipfleet.devcluster.kubelet.ipam import IPAllocator
 from sipfleet.devcluster.kubelet.node import now_rfc3339
-from sipfleet.devcluster.kubelet.volumes import (
-    VolumeError,
-    container_mounts,
-    materialise,
-    token_audiences,
-)
+from sipfleet.devcluster.kubelet.setup import HOST_IP, SETUP_ERRORS, PodSetup
 
 log = logging.getLogger(__name__)
 
-HOST_IP = "127.0.0.1"
-TOKEN_SECONDS = 3600
 TOKEN_REFRESH_SECONDS = 1800.0
-SETUP_ERRORS = (envmod.EnvError, VolumeError, UnsupportedImage, *TRANSIENT_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -54,14 +41,6 @@ class KubeletContext:
 def pod_key(pod: dict[str, Any]) -> str:
     meta = pod["metadata"]
     return f"{meta['namespace']}/{meta['name']}"
-
-
-def _decode(data: dict[str, str] | None, b64: bool) -> dict[str, str]:
-    if not data:
-        return {}
-    if not b64:
-        return dict(data)
-    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
 
 class PodWorker:
@@ -83,7 +62,7 @@ class PodWorker:
         self._initialized = False
         self._start_time = pod.get("status", {}).get("startTime") or now_rfc3339()
         self._last_status: dict[str, Any] | None = None
-        self._objects = envmod.Objects()
+        self.setup = PodSetup(ctx.api, ctx.pod_path, self.dir)
         self._event = ctx.events.for_pod(lambda: self.pod)
 
     # -- inputs from the watch ---------------------------------------------
@@ -144,11 +123,7 @@ class PodWorker:
         """Resolve everything; on failure report why and retry until deleted."""
         while not (self._gone or self._deleting):
             try:
-                volumes = await self._write_files()
-                plans = [self._plan(c, volumes) for c in self._spec_containers("containers")]
-                init_plans = [
-                    self._plan(c, volumes) for c in self._spec_containers("initContainers")
-                ]
+                plans, init_plans = await self.setup.prepare(self.pod, self.pod_ip)
             except SETUP_ERRORS as err:
                 message = str(err)
                 if message != self._setup_error:
@@ -188,6 +163,14 @@ class PodWorker:
             restart_count=restarts,
         )
 
+    async def _refresh_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(TOKEN_REFRESH_SECONDS)
+            try:
+                await self.setup.write_files(self.pod, self.pod_ip)
+            except SETUP_ERRORS as err:
+                log.warning("pod %s/%s: token refresh failed: %s", self.namespace, self.name, err)
+
     async def _containers(self) -> None:
         for runner in self.init_runners:
             await runner.run()
@@ -198,123 +181,6 @@ class PodWorker:
         self._initialized = True
         self._changed.set()
         await asyncio.gather(*(runner.run() for runner in self.runners))
-
-    # -- files: objects, tokens, volumes, kubeconfig ---------------------------
-    async def _fetch(self, kind: str, names: set[str]) -> dict[str, dict[str, str] | None]:
-        found: dict[str, dict[str, str] | None] = {}
-        for name in sorted(names):
-            try:
-                obj = await self.ctx.api.get(f"/api/v1/namespaces/{self.namespace}/{kind}/{name}")
-            except ApiError as err:
-                if err.status != 404:
-                    raise
-                found[name] = None
-                continue
-            if kind == "secrets":
-                found[name] = _decode(obj.get("data"), b64=True)
-            else:
-                found[name] = {
-                    **_decode(obj.get("data"), b64=False),
-                    **_decode(obj.get("binaryData"), b64=True),
-                }
-        return found
-
-    async def _token(self, audience: str) -> str:
-        account = self.pod["spec"].get("serviceAccountName") or "default"
-        spec: dict[str, Any] = {
-            "expirationSeconds": TOKEN_SECONDS,
-            "boundObjectRef": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": self.name,
-                "uid": self.uid,
-            },
-        }
-        if audience:
-            spec["audiences"] = [audience]
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-        path = f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{account}/token"
-        result = await self.ctx.api.post(path, body)
-        return str(result["status"]["token"])
-
-    @property
-    def _automount(self) -> bool:
-        return self.pod["spec"].get("automountServiceAccountToken", True) is not False
-
-    @property
-    def kubeconfig_path(self) -> Path:
-        return self.dir / "kubeconfig"
-
-    async def _write_files(self) -> dict[str, Path]:
-        secret_names, configmap_names = envmod.referenced_objects(self.pod)
-        self._objects = envmod.Objects(
-            secrets=await self._fetch("secrets", secret_names),
-            configmaps=await self._fetch("configmaps", configmap_names),
-        )
-        audiences = token_audiences(self.pod)
-        if self._automount:
-            audiences.add("")
-        tokens = {audience: await self._token(audience) for audience in sorted(audiences)}
-        facts = envmod.PodFacts(self.pod, self.pod_ip, HOST_IP)
-        volumes = materialise(self.pod, self.dir, facts, self._objects, tokens)
-        if self._automount:
-            write_token_kubeconfig(
-                self.kubeconfig_path,
-                self.ctx.api.server,
-                self.ctx.api.ca_pem,
-                tokens[""],
-                f"system:serviceaccount:{self.namespace}:"
-                + (self.pod["spec"].get("serviceAccountName") or "default"),
-            )
-        return volumes
-
-    async def _refresh_tokens(self) -> None:
-        while True:
-            await asyncio.sleep(TOKEN_REFRESH_SECONDS)
-            try:
-                await self._write_files()
-            except SETUP_ERRORS as err:
-                log.warning("pod %s/%s: token refresh failed: %s", self.namespace, self.name, err)
-
-    def _plan(self, container: dict[str, Any], volumes: dict[str, Path]) -> ContainerPlan:
-        facts = envmod.PodFacts(self.pod, self.pod_ip, HOST_IP)
-        mounts = container_mounts(container, volumes)
-        own = envmod.container_env(container, facts, self._objects)
-        own = {k: envmod.rewrite_path(v, mounts) for k, v in own.items()}
-        process_env = {
-            "PATH": self.ctx.pod_path,
-            "HOME": os.environ.get("HOME", "/"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "HOSTNAME": self.name,
-        }
-        if self._automount:
-            process_env["KUBECONFIG"] = str(self.kubeconfig_path)
-        process_env.update(own)
-
-        def command(items: list[str]) -> list[str]:
-            argv = [envmod.rewrite_path(envmod.expand(a, own), mounts) for a in items]
-            return [resolve_executable(argv[0], self.ctx.pod_path), *argv[1:]]
-
-        exec_probes = {
-            kind: command(list(container[key]["exec"]["command"]))
-            for kind, key in (
-                ("readiness", "readinessProbe"),
-                ("liveness", "livenessProbe"),
-                ("startup", "startupProbe"),
-            )
-            if "exec" in (container.get(key) or {})
-        }
-        workdir = container.get("workingDir")
-        cwd = envmod.rewrite_path(workdir, mounts) if workdir else str(self.dir)
-        return ContainerPlan(
-            spec=container,
-            argv=command(container_argv(container, self.ctx.pod_path)),
-            env=process_env,
-            cwd=cwd,
-            log_path=self.dir / f"{container['name']}.log",
-            record_path=self.dir / f"{container['name']}.proc.json",
-            exec_probe_argv=exec_probes,
-        )
 
     # -- status ----------------------------------------------------------------
     def _snapshots(
@@ -414,4 +280,4 @@ class PodWorker:
             await self.ctx.api.delete(self._api_path, body)
         # Keep the container logs; drop credentials and volume contents.
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)
-        self.kubeconfig_path.unlink(missing_ok=True)
+        self.setup.kubeconfig_path.unlink(missing_ok=True)
