@@ -226,3 +226,19 @@ def test_framer_bounds_the_body() -> None:
     with pytest.raises(SipParseError) as info:
         StreamFramer(Limits(max_body_bytes=10)).feed(msg(length=11))
     assert info.value.status == 413
+
+
+def test_error_response_echoes_an_unparseable_to() -> None:
+    bad = msg().replace(b"To: <sip:conf@example.com>", b"To: <broken")
+    bad = bad.replace(b"MESSAGE sip:conf@example.com SIP/2.0", b"MESSAGE  x SIP/2.0")
+    with pytest.raises(SipParseError) as info:
+        parse_message(bad)
+    reply = error_response(info.value)
+    assert reply is not None and reply.headers.get("To") == "<broken"
+
+
+def test_header_name_memo_is_bounded() -> None:
+    from sipfleet.node.sip import message
+
+    Headers((f"X-Unique-{i}", "v") for i in range(5000))
+    assert len(message._SPELLINGS) <= 4096

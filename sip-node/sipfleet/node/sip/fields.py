@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .scan import parse_params, quote, split_outside
+from .scan import params_from_parts, parse_params, quote, split_outside
 from .uri import Params, SipUri, format_params, parse_hostport
 
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
@@ -108,7 +108,7 @@ class Via:
         if len(words) != 2 or not (is_token(name) and is_token(version) and is_token(words[0])):
             raise SipParseError(f"bad Via {text[:80]!r}")
         host, port = parse_hostport(words[1].strip())
-        params = parse_params("".join(";" + p for p in rest))
+        params = params_from_parts(rest)
         return cls(words[0].upper(), host, port, params, f"{name}/{version}")
 
     @property

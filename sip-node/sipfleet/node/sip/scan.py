@@ -50,17 +50,22 @@ def split_commas(text: str) -> list[str]:
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse `;name=value;flag...` into an ordered dict (names lower-cased,
     values kept verbatim, including quotes). `text` may be empty."""
-    params: dict[str, str | None] = {}
     if not text:
-        return params
+        return {}
     parts = split_outside(text, ";")
     if parts[0].strip():
         raise SipParseError(f"expected ';' before parameters in {text[:80]!r}")
-    for part in parts[1:]:
+    return params_from_parts(parts[1:])
+
+
+def params_from_parts(parts: list[str]) -> dict[str, str | None]:
+    """The parameters of already-split `name=value` / `flag` parts."""
+    params: dict[str, str | None] = {}
+    for part in parts:
         name, eq, value = part.partition("=")
         name = name.strip().lower()
         if not name:
-            raise SipParseError(f"empty parameter name in {text[:80]!r}")
+            raise SipParseError(f"empty parameter name in {';'.join(parts)[:80]!r}")
         params[name] = value.strip() if eq else None
     return params
 
