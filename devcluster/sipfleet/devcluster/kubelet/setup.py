@@ -56,7 +56,7 @@ class PodSetup:
         self.api = api
         self.pod_path = pod_path
         self.dir = pod_dir
-        self._objects = envmod.Objects()
+        self.objects = envmod.Objects()  # as last fetched by write_files
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -121,7 +121,7 @@ class PodSetup:
         """
         namespace = pod["metadata"]["namespace"]
         secret_names, configmap_names = envmod.referenced_objects(pod)
-        self._objects = envmod.Objects(
+        self.objects = envmod.Objects(
             secrets=await self._fetch(namespace, "secrets", secret_names),
             configmaps=await self._fetch(namespace, "configmaps", configmap_names),
         )
@@ -130,7 +130,7 @@ class PodSetup:
             audiences.add("")
         tokens = {audience: await self._token(pod, audience) for audience in sorted(audiences)}
         facts = envmod.PodFacts(pod, pod_ip, HOST_IP)
-        volumes = materialise(pod, self.dir, facts, self._objects, tokens)
+        volumes = materialise(pod, self.dir, facts, self.objects, tokens)
         if automount(pod):
             write_token_kubeconfig(
                 self.kubeconfig_path,
@@ -147,7 +147,7 @@ class PodSetup:
         """Resolve one container: argv ($(VAR), mount paths, PATH lookup), env, cwd."""
         facts = envmod.PodFacts(pod, pod_ip, HOST_IP)
         mounts = container_mounts(container, volumes)
-        own = envmod.container_env(container, facts, self._objects)
+        own = envmod.container_env(container, facts, self.objects)
         own = {k: envmod.rewrite_path(v, mounts) for k, v in own.items()}
         process_env = {
             "PATH": self.pod_path,
