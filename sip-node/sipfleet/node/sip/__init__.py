@@ -110,6 +110,19 @@ Server loop sketch:
         if (resp := error_response(err)): send(resp.to_bytes())   # else drop
     if request: if (resp := check_request(msg, policy)): send it; continue
     for ev in layer.receive(msg, addr, "UDP", now): ...   # and layer.tick(now) on timers
+
+Notes for the server:
+    - CANCEL is a RequestReceived with `cancels` = the INVITE's server tx id:
+      answer the CANCEL 200 and the INVITE 487 (cancels None: answer 481).
+    - An ACK for a 2xx arrives as AckReceived; a UAC sends its own ACK for a
+      2xx (dialog.ack) as a plain Transmit, once per 2xx it receives.
+    - After a StreamFramer error the byte stream is out of sync: send
+      error_response(err) if any, then close the connection.
+    - Header values keep undecodable bytes as surrogate escapes (round-trip
+      safe); encode with errors="surrogateescape" (or "replace") if you
+      re-encode them yourself.
+    - Default Limits: 64 KiB head, 256 header fields, 8 KiB per (unfolded)
+      line, 4 KiB Request-URI, 1 MiB stream body.
 """
 
 from .confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
