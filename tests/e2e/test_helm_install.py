@@ -143,6 +143,42 @@ def test_standby_takes_over_when_the_leader_goes(kube: Cluster, installed: objec
     assert new in {p["metadata"]["name"] for p in _operator_pods(kube)}
 
 
+def test_upgrade_rolls_the_operators_and_keeps_a_leader(kube: Cluster, installed: object) -> None:
+    """The chart owns the Lease with an empty spec; an upgrade must not reset its holder."""
+    before = {p["metadata"]["name"] for p in _operator_pods(kube)}
+    helm(
+        kube,
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "operator.leaseSeconds=20",
+        "--wait",
+        "--timeout=120s",
+    )
+    pods = wait_for(
+        "the old operator Pods to go",
+        lambda: p if len(p := _operator_pods(kube)) == 2 and not before & _names(p) else None,
+    )
+    wait_for("a new replica to lead", lambda: _holder(kube) in _names(pods) or None, timeout=45)
+    kube.kubectl(
+        "wait",
+        "-n",
+        EXAMPLE_NS,
+        "--for=condition=Ready",
+        "sipconference/conf3",
+        "--timeout=60s",
+        timeout=70,
+    )
+
+
+def _names(pods: Any) -> set[str]:
+    return {p["metadata"]["name"] for p in pods}
+
+
 def _leftovers(kube: Cluster) -> set[str]:
     """Objects of the release left anywhere, plus anything new in its namespace."""
 
