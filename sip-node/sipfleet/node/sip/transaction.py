@@ -106,9 +106,9 @@ class Stats:
     dropped: int = 0  # unparseable mandatory fields
 
 
-# Stands in for the request of a finished non-INVITE server transaction, which
-# only lingers to re-send its response: dropping the parsed request keeps the
-# many lingering transactions (64*T1 each on UDP) cheap for memory and the GC.
+# Stands in for the request of a finished non-INVITE transaction, which only
+# lingers to absorb retransmissions: dropping the parsed request keeps the many
+# lingering transactions (Timer J/K on UDP) cheap for memory and the GC.
 _RELEASED = SipRequest("", "")
 
 
@@ -292,6 +292,7 @@ class TransactionLayer:
             out.append(Transmit(tx.ack, tx.peer, tx.transport))
             self._linger(tx, "D", 32.0, now)
         else:
+            tx.request = _RELEASED
             self._linger(tx, "K", self.timers.t4, now)
         out.append(event)
         return out
