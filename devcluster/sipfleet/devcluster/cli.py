@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BinariesError, DevClusterError, PKIError) as err:
         print(f"sipfleet: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return 141  # output piped into e.g. `head`, which has exited
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         print(f"sipfleet: {where}{err.strerror or err}", file=sys.stderr)

@@ -184,8 +184,10 @@ class ControlPlane:
             components.controller_manager_argv(bins, self.layout, creds, ports),
         )
         self._start("kubelet", components.kubelet_argv(self.layout, creds, ports))
-        # A Node left Ready by an earlier kubelet does not count: wait for a fresh heartbeat.
-        self._wait("node Ready", lambda: self.node_ready(since=started_at), 30, "kubelet")
+        # A Node left Ready by an earlier kubelet does not count: a kubelet
+        # started now must post a fresh heartbeat.
+        since = "" if running["kubelet"] else started_at
+        self._wait("node Ready", lambda: self.node_ready(since=since), 30, "kubelet")
         self._wait(
             "the default ServiceAccount",
             self.default_service_account,
@@ -224,6 +226,18 @@ class ControlPlane:
         if self.layout.pods.is_dir():
             yield from self.layout.pods.glob("*/*.proc.json")
 
+    def _healthy(self, component: str) -> bool:
+        """The component's own health endpoint answers 200."""
+        ports = load_ports(self.layout)
+        if component == "etcd":
+            return plain_get(f"http://127.0.0.1:{ports.etcd_client}/health").status == 200
+        port = {
+            "kube-apiserver": ports.apiserver,
+            "kube-controller-manager": ports.controller_manager,
+            "kubelet": ports.kubelet,
+        }[component]
+        return self._api().request("GET", f"https://127.0.0.1:{port}/healthz").status == 200
+
     def status(self) -> bool:
         """Print each component's state; True if all run and the API is ready."""
         if not self.layout.state_file.is_file():
@@ -239,7 +253,9 @@ class ControlPlane:
                 self.out(f"{component}: not started")
                 healthy = False
             elif procs.is_alive(record):
-                self.out(f"{component}: running (pid {record.pid})")
+                health = "healthy" if self._healthy(component) else "NOT answering its health check"
+                healthy = healthy and health == "healthy"
+                self.out(f"{component}: running (pid {record.pid}), {health}")
             else:
                 healthy = False
                 self.out(f"{component}: crashed (pid {record.pid} is gone); last log lines:")
