@@ -213,3 +213,19 @@ def test_structured_values_round_trip(
     assert NameAddr.parse(str(addr)) == addr
     via = Via(transport, uri.host, uri.port, params)
     assert Via.parse(str(via)) == via
+
+
+@settings(max_examples=100)
+@given(st.lists(messages(), min_size=1, max_size=4), st.lists(st.integers(1, 200), max_size=30))
+def test_framing_does_not_depend_on_chunking(
+    batch: list[SipRequest | SipResponse], cuts: list[int]
+) -> None:
+    stream = b"\r\n".join(m.to_bytes() for m in batch)  # CRLF keepalives between
+    framer = StreamFramer()
+    out: list[SipRequest | SipResponse] = []
+    position = 0
+    for size in cuts:
+        out += framer.feed(stream[position : position + size])
+        position += size
+    out += framer.feed(stream[position:])
+    assert out == batch and framer.buffered == 0

@@ -34,7 +34,7 @@ def _parse_start(line: str, limits: Limits) -> SipMessage:
         code, _, reason = rest.partition(" ")
         if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] not in "123456":
             raise SipParseError(f"bad status line {line[:80]!r}")
-        if version != "SIP/2.0":
+        if version.upper() != "SIP/2.0":
             raise SipParseError(f"unsupported version {version[:20]!r}", 505)
         return SipResponse(int(code), reason.strip())
     parts = line.split(" ")
