@@ -21,6 +21,7 @@ KNOWN_METHODS = frozenset(
     {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE"}
     | {"NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
 )
+_Answer = tuple[int, list[tuple[str, str]]]  # status, extra headers
 _MANDATORY = ("Via", "To", "From", "Call-ID", "CSeq")
 _SINGLE = ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 
@@ -93,47 +94,47 @@ def _syntax_error(request: SipRequest) -> str | None:
 def check_request(request: SipRequest, policy: Policy = DEFAULT_POLICY) -> SipResponse | None:
     """The error response for `request`, or None when it may be processed."""
     problem = _syntax_error(request)
-    answer: tuple[int, str | None, list[tuple[str, str]]] | None = None
     allow = [("Allow", ", ".join(sorted(policy.allowed_methods)))]
+    answer: _Answer | None
     if request.version.upper() != "SIP/2.0":
-        answer = (505, None, [])
+        answer = (505, [])
     elif request.method not in policy.allowed_methods and request.method not in KNOWN_METHODS:
-        answer = (501, None, allow)  # before CSeq checks: RFC 4475 3.1.2.18 prefers 501
+        answer = (501, allow)  # before CSeq checks: RFC 4475 3.1.2.18 prefers 501
     elif problem is not None:
-        answer = (400, None, [_warning(problem)])
+        answer = (400, [_warning(problem)])
     else:
         answer = _semantic_error(request, policy, allow)
     if answer is None:
         return None
+    status, headers = answer
     if request.method == "ACK":
-        raise SipParseError(f"invalid ACK dropped ({answer[0]})", answer[0])
-    status, reason, headers = answer
-    return make_response(request, status, reason, headers=headers)
+        raise SipParseError(f"invalid ACK dropped (would be {status})", status)
+    return make_response(request, status, headers=headers)
 
 
 def _semantic_error(
     request: SipRequest, policy: Policy, allow: list[tuple[str, str]]
-) -> tuple[int, str | None, list[tuple[str, str]]] | None:
+) -> _Answer | None:
     try:
         uri = SipUri.parse(request.uri)
     except SipParseError as exc:
-        return (exc.status, None, [_warning(exc.reason)])
+        return (exc.status, [_warning(exc.reason)])
     if uri.headers:
-        return (400, None, [_warning("headers are not allowed in a Request-URI")])
+        return (400, [_warning("headers are not allowed in a Request-URI")])
     if request.method not in policy.allowed_methods:
-        return (405, None, allow)
+        return (405, allow)
     zero_hops = request.max_forwards == 0 and request.method != "OPTIONS"
     if zero_hops and policy.reject_zero_max_forwards:
-        return (483, None, [])
+        return (483, [])
     required = request.headers.get_list("Require")
     unknown = [tag for tag in required if tag.lower() not in policy.supported]
     if unknown and request.method not in ("ACK", "CANCEL"):
-        return (420, None, [("Unsupported", ", ".join(unknown))])
+        return (420, [("Unsupported", ", ".join(unknown))])
     accepted = policy.accepted_types
     content_type = request.headers.get("Content-Type") or ""
     if request.body and accepted is not None and _media_type(content_type) not in accepted:
-        return (415, None, [("Accept", ", ".join(sorted(accepted)))])
+        return (415, [("Accept", ", ".join(sorted(accepted)))])
     accept = request.headers.get("Accept")
     if request.method == "INVITE" and accept and not _accepts(accept, "application/sdp"):
-        return (406, None, [("Accept", "application/sdp")])
+        return (406, [("Accept", "application/sdp")])
     return None
