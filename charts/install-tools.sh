@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the chart's test tools once, cached by version under
 # ~/.cache/sipfleet (or $SIPFLEET_CACHE): kubeconform and actionlint built with
-# `go install`, and the Prometheus Operator CRDs (ServiceMonitor,
-# PrometheusRule) taken from the prometheus-operator Go module.
+# `go install`, the Prometheus Operator CRDs (ServiceMonitor, PodMonitor,
+# PrometheusRule) taken from the prometheus-operator Go module, and mermaid
+# (with jsdom) from npm to parse the docs' diagrams.
 # Prints nothing on a warm cache; safe to run any number of times.
 set -euo pipefail
 
@@ -10,6 +11,8 @@ CACHE="${SIPFLEET_CACHE:-$HOME/.cache/sipfleet}"
 KUBECONFORM_VERSION=v0.7.0
 ACTIONLINT_VERSION=v1.7.7
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+MERMAID_VERSION=11.17.2
+JSDOM_VERSION=25.0.1
 
 # go_tool NAME MODULE VERSION: go install MODULE@VERSION into a versioned dir.
 go_tool() {
@@ -38,6 +41,19 @@ prometheus_crds() {
     touch "$dir/.complete"
 }
 
+# mermaid_tools: node_modules with mermaid and jsdom for docs/check_mermaid.mjs.
+mermaid_tools() {
+    local dir="$CACHE/tools-mermaid-$MERMAID_VERSION"
+    [[ -f "$dir/.complete" ]] && return 0
+    command -v npm >/dev/null || { echo "install-tools: 'npm' is needed for mermaid" >&2; exit 1; }
+    echo "install-tools: installing mermaid $MERMAID_VERSION into $dir" >&2
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent \
+        "mermaid@$MERMAID_VERSION" "jsdom@$JSDOM_VERSION"
+    touch "$dir/.complete"
+}
+
 go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
 prometheus_crds
+mermaid_tools

@@ -118,6 +118,11 @@ def tool(name: str) -> Path:
     return _newest(f"tools-{name}-*/bin/{name}")
 
 
+def mermaid_dir() -> Path:
+    """A directory whose node_modules holds mermaid and jsdom (docs/check_mermaid.mjs)."""
+    return _newest("tools-mermaid-*/.complete").parent
+
+
 def prometheus_operator_crds() -> list[Path]:
     """The ServiceMonitor, PodMonitor and PrometheusRule CRDs of the Prometheus Operator."""
     return sorted(_newest("prometheus-operator-crds-*").glob("*.yaml"))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import yaml
-from chart_support import REPO
+from chart_support import REPO, mermaid_dir
 
 GENERATOR = REPO / "docs" / "gen_crd_reference.py"
 
@@ -40,3 +41,19 @@ def test_check_fails_on_a_stale_reference(tmp_path: Path) -> None:
     stale = tmp_path / "crd-reference.md"
     stale.write_text(gen.render().replace("SipConference", "SipConf", 1))
     assert gen.main(["--check"], output=stale) == 1
+
+
+def test_mermaid_diagrams_parse() -> None:
+    docs = [p for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))] if p.is_file()]
+    with_diagrams = [str(p) for p in docs if "```mermaid" in p.read_text()]
+    assert str(REPO / "docs" / "architecture.md") in with_diagrams
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-", *with_diagrams],
+        input=(REPO / "docs" / "check_mermaid.mjs").read_text(),
+        cwd=mermaid_dir(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
