@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sipfleet.devcluster import binaries
+from sipfleet.devcluster import binaries, procs
 from sipfleet.devcluster.cluster import Cluster
 from sipfleet.devcluster.controlplane import ControlPlane
 
@@ -22,9 +22,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         bins = binaries.locate(build_if_missing=False)
     except binaries.BinariesError as err:
         pytest.fail(f"the e2e tests need the Kubernetes binaries: {err}", pytrace=False)
-    plane = ControlPlane(tmp_path_factory.mktemp("devcluster"), out=lambda line: None)
+    state_dir = tmp_path_factory.mktemp("devcluster")
+    plane = ControlPlane(state_dir, out=lambda line: None)
     try:
         plane.up()
         yield Cluster.of(plane, bins)
     finally:
         plane.down()
+    leftovers = procs.processes_under(state_dir)
+    assert not leftovers, f"processes left behind in {state_dir}: {leftovers}"

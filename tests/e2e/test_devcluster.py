@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sipfleet.devcluster import procs
 from sipfleet.devcluster.binaries import KUBE_VERSION
 from sipfleet.devcluster.cluster import Cluster
 
@@ -380,3 +381,14 @@ def test_deletion_escalates_to_sigkill_after_the_grace_period(cluster: Cluster) 
     wait_for("the process to be killed", lambda: not Path(f"/proc/{pid}/cmdline").exists() or None)
     assert 1.5 < time.monotonic() - began < 15
     assert pod["status"]["podIP"].startswith("127.0.0.")
+
+
+def test_leftover_processes_are_detected(tmp_path: Path) -> None:
+    """The fixture's final check (no process left in the state dir) can fail."""
+    sleeper = subprocess.Popen(["sleep", "30"], cwd=tmp_path)
+    try:
+        assert sleeper.pid in procs.processes_under(tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sleeper.pid not in procs.processes_under(tmp_path)

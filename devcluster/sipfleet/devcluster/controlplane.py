@@ -220,6 +220,10 @@ class ControlPlane:
                 stopped.append(f"pod process {record.name} (pid {record.pid})")
             record_path.unlink(missing_ok=True)
         self.out("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        leftovers = procs.processes_under(self.layout.root)
+        if leftovers:
+            pids = " ".join(str(p) for p in leftovers)
+            self.out(f"warning: processes still use {self.layout.root}: {pids} (not started by up)")
         return stopped
 
     def _pod_process_records(self) -> Iterator[Path]:

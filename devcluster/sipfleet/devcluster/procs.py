@@ -144,6 +144,23 @@ def tail(path: Path, lines: int = 5) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def processes_under(directory: Path) -> list[int]:
+    """Pids whose command line mentions `directory` or whose cwd is inside it."""
+    root = str(directory.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        argv = cmdline(int(entry.name)) or []
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if any(root in arg for arg in argv) or cwd == root or cwd.startswith(root + "/"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
