@@ -177,10 +177,13 @@ class Sipp:
     rate: float = 10.0
     send: bool | None = None  # member.xml: send the group MESSAGE (else wait for one)
     timeout: int = 60
+    keys: dict[str, str] = field(default_factory=dict)  # -key name value (scenario [name])
+    port: int = 0  # local SIP port; 0 = any free one
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Sipp:
-        port, media = free_port("127.0.0.1"), free_port("127.0.0.1")
+        port, media = self.port or free_port("127.0.0.1"), free_port("127.0.0.1")
+        keys = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
         base = self.tmp / f"sipp-{self.who}"
         self._stat = base.with_suffix(".csv")
         self._errors = base.with_suffix(".errors")
@@ -188,7 +191,7 @@ class Sipp:
         self.proc = subprocess.Popen(
             [
                 SIPP,
-                self.target,
+                *([self.target] if self.target else []),
                 "-sf",
                 str(SCENARIOS / self.scenario),
                 "-s",
@@ -196,6 +199,7 @@ class Sipp:
                 "-key",
                 "who",
                 self.who,
+                *keys,
                 *(() if self.send is None else ("-set", "send", "1" if self.send else "0")),
                 "-m",
                 str(self.calls),
@@ -236,11 +240,21 @@ class Sipp:
         return self.proc.returncode
 
     def successful(self) -> int:
-        """Successful calls from sipp's own statistics file."""
+        """Successful calls from sipp's own statistics file (written every second)."""
+        if not self._stat.exists():
+            return 0
         with self._stat.open() as f:
             rows = list(csv.reader(f, delimiter=";"))
+        if len(rows) < 2:
+            return 0
         header, last = rows[0], rows[-1]
         return int(last[header.index("SuccessfulCall(C)")])
+
+    async def wait_successful(self, count: int, timeout: float = 30.0) -> None:
+        async def done() -> bool:
+            return self.successful() >= count
+
+        await eventually(done, timeout, f"{count} successful calls of {self.who}")
 
     def report(self) -> str:
         errors = self._errors.read_text()[-3000:] if self._errors.exists() else ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import Fleet, NodeProc, SippFactory, eventually
+import asyncio
+
+from conftest import Fleet, NodeProc, SippFactory, eventually, free_port
 
 GROUP = "sip:conf1@example.com"
 
@@ -84,10 +86,16 @@ async def test_redirect_past_capacity_and_tree_delivery(fleet: Fleet, sipp: Sipp
 async def _transfer_all(source: NodeProc, target_uri: str, count: int) -> dict[str, object]:
     async with source.client() as client:
         job = await client.start_transfer(GROUP, target_uri, count=count, rate=10.0)
+    return await _wait_transfer(source, str(job["id"]))
+
+
+async def _wait_transfer(source: NodeProc, transfer_id: str) -> dict[str, object]:
+    job: dict[str, object] = {}
+    async with source.client() as client:
 
         async def finished() -> bool:
             nonlocal job
-            job = await client.transfer(str(job["id"]))
+            job = await client.transfer(transfer_id)
             return job["state"] != "running"
 
         await eventually(finished, timeout=30, what="transfer finished")
@@ -137,3 +145,82 @@ async def test_drain_empties_a_node(fleet: Fleet, sipp: SippFactory) -> None:
     assert await members.wait() == 0, members.report()
     node_metrics = await node.metrics()
     assert node_metrics['sipfleet_node_redirects_total{group="sip:conf1@example.com"}'] == 1
+
+
+async def test_refer_to_server_moves_members_with_replaces(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 20)
+    node_uri = await make_shard(node, 50)
+    await routes(1, (main, 0), (node, 50))
+    phone_port = free_port("127.0.0.1")
+    # The phone's BYE on the replaced dialog draws a 200 with the old Call-ID, which the
+    # sipp UAS takes for a new call and counts as failed: so count successes, not rc.
+    phones = sipp(
+        "replaced_phone.xml",
+        "",
+        "unused",
+        "phone",
+        calls=10,
+        port=phone_port,
+        keys={
+            "oldhost": main.host,
+            "oldport": str(main.sip_port),
+            "newhost": node.host,
+            "newport": str(node.sip_port),
+        },
+    )
+    joins = sipp(
+        "replaced_signalling.xml",
+        main.target,
+        "conf1",
+        "rep",
+        calls=5,
+        rate=10,
+        keys={"phoneport": str(phone_port)},
+    )
+    assert await joins.wait() == 0, joins.report()
+    await eventually(has_members(main, 5), what="5 members on main")
+    async with main.client() as client:
+        job = await client.start_transfer(
+            GROUP, node_uri, count=5, method="refer-to-server", rate=10.0
+        )
+    job = await _wait_transfer(main, str(job["id"]))
+    assert (job["state"], job["moved"], job["failed"]) == ("done", 5, 0), job
+    await eventually(has_members(main, 0), what="old dialogs ended")
+    assert await node.members(GROUP) == 5
+    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    assert await sender.wait() == 0, sender.report()
+    await phones.wait_successful(5)
+    assert phones.successful() == 5
+    assert (await main.metrics())["sipfleet_node_s2s_auth_failures_total"] == 0
+
+
+async def test_unauthenticated_server_request_is_refused(fleet: Fleet, sipp: SippFactory) -> None:
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(node, 5)
+    forged = sipp("forged_s2s.xml", node.target, "conf1-node1", "forger")
+    assert await forged.wait() == 0, forged.report()  # the scenario expects 403
+    metrics = await node.metrics()
+    assert metrics["sipfleet_node_s2s_auth_failures_total"] == 1
+    assert metrics["sipfleet_node_messages_out_total"] == 0
+
+
+async def test_conference_subscription_covers_all_servers(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 5)
+    await make_shard(node, 5)
+    await routes(1, (main, 5), (node, 5))
+    watcher = sipp("conference_watcher.xml", main.target, "conf1", "watcher")
+    await asyncio.sleep(0.5)  # the full NOTIFY with nobody in it
+    # "watched1" joins node1 directly; main learns it over the tree.
+    joins = sipp(
+        "replaced_signalling.xml",
+        node.target,
+        "conf1-node1",
+        "watched",
+        keys={"phoneport": str(free_port("127.0.0.1"))},
+    )
+    assert await joins.wait() == 0, joins.report()
+    assert await watcher.wait() == 0, watcher.report()
