@@ -6,9 +6,9 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STATE ?= .state/dev
 
-.PHONY: setup system-deps venv kube-binaries lint test test-unit test-integration test-e2e demo crds bench clean
+.PHONY: setup system-deps venv kube-binaries test-tools lint test test-unit test-integration test-e2e demo crds bench clean
 
-setup: system-deps venv kube-binaries
+setup: system-deps venv kube-binaries test-tools
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -23,6 +23,10 @@ venv: $(VENV)/.installed
 
 kube-binaries:
 	@bash devcluster/build-kube-binaries.sh
+
+# kubeconform, actionlint, Prometheus Operator CRDs, mermaid: used by the chart and docs tests.
+test-tools:
+	@bash charts/install-tools.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
