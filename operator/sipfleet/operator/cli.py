@@ -228,7 +228,7 @@ async def run(opts: Options) -> int:
         )
         await elector.acquire()
         holder = asyncio.create_task(elector.hold(on_lost=stop.set))
-    async with Runtime.open(kube, interval=opts.interval) as rt:
+    async with Runtime.open(kube, interval=opts.interval, kubeconfig=opts.kubeconfig) as rt:
         register(registry, rt)
         try:
             await kopf.operator(
@@ -260,8 +260,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if not opts.verbose:  # one "Timer succeeded" line per object and tick is noise
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    if opts.kubeconfig:
-        os.environ["KUBECONFIG"] = opts.kubeconfig  # kopf's own login reads it
     if opts.metrics_port:
         try:
             metrics.serve(opts.metrics_port, opts.metrics_addr)

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
+import kopf
 import kubernetes
 
 Obj = dict[str, Any]
 
 
-def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    """A client from ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config), else in-cluster."""
+def configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
+    """Client settings from ``kubeconfig`` (else $KUBECONFIG, ~/.kube/config), else in-cluster.
+
+    $KUBECONFIG is read now, not when the kubernetes package was imported.
+    """
     cfg = kubernetes.client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
     try:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=cfg
+            config_file=path, client_configuration=cfg
         )
     except kubernetes.config.ConfigException:
         if kubeconfig:
@@ -32,7 +38,32 @@ def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
             client_configuration=cfg
         )
-    return kubernetes.client.ApiClient(cfg)
+    return cfg
+
+
+def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    return kubernetes.client.ApiClient(configuration(kubeconfig))
+
+
+def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same source as ``configuration`` (re-read on each login)."""
+    try:
+        cfg = configuration(kubeconfig)
+    except kubernetes.config.ConfigException as exc:
+        raise kopf.LoginError(f"no usable kubeconfig or in-cluster credentials: {exc}") from exc
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
 
 
 class Kube:

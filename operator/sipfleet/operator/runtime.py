@@ -40,6 +40,7 @@ class Runtime:
     kube: Kube
     session: aiohttp.ClientSession
     interval: float
+    kubeconfig: str | None = None
     routes: dict[FleetKey, FleetRoutes] = field(default_factory=dict)
     conferences: dict[str, ConferenceMemory] = field(default_factory=dict)
     server_members: dict[FleetKey, dict[str, int]] = field(default_factory=dict)
@@ -48,9 +49,11 @@ class Runtime:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, kube: Kube, *, interval: float) -> AsyncIterator[Runtime]:
+    async def open(
+        cls, kube: Kube, *, interval: float, kubeconfig: str | None = None
+    ) -> AsyncIterator[Runtime]:
         async with aiohttp.ClientSession(timeout=ADMIN_TIMEOUT) as session:
-            yield cls(kube=kube, session=session, interval=interval)
+            yield cls(kube=kube, session=session, interval=interval, kubeconfig=kubeconfig)
 
     def admin(self, base_url: str, token: str) -> AdminClient:
         """An admin client on the shared session (nothing to close)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import kopf
 from sipfleet.operator.handlers import conference, fleet
+from sipfleet.operator.kube import connection_info
 from sipfleet.operator.runtime import Runtime
 
 
@@ -13,13 +14,12 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Register every handler; the control-loop interval comes from ``rt``.
 
     An explicit registry has none of kopf's default activities, so the login
-    (kubeconfig or in-cluster ServiceAccount, via the official client) is
-    registered here too.
+    is registered here too: the same credentials as the operator's own client.
     """
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(rt.kubeconfig)
 
     fleet.register(registry, rt)
     conference.register(registry, rt)

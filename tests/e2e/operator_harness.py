@@ -1,0 +1,356 @@
+"""Shared pieces of the operator e2e tests: RBAC, the operator process, sipp members.
+
+The operator runs as a local process with a kubeconfig holding its
+ServiceAccount's token (TokenRequest), bound to the ClusterRole of
+operator/deploy/rbac.yaml, so every test also proves the RBAC rules suffice.
+Members are sipp processes; each logs JOINED/RECV/MOVED/LEFT lines
+(tests/e2e/scenarios/resident.xml) that the tests read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from sipfleet.devcluster.cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+RBAC = REPO / "operator" / "deploy" / "rbac.yaml"
+CRDS = REPO / "crds"
+RESIDENT = Path(__file__).parent / "scenarios" / "resident.xml"
+SENDER = REPO / "tests" / "integration" / "scenarios" / "member.xml"
+OPERATOR_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "sipfleet-operator"
+SA_NAMESPACE = "sipfleet-system"
+SA_NAME = "sipfleet-operator"
+GROUP_USER = "conf"
+DOMAIN = "example.com"
+GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
+
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60.0, step: float = 0.5
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(step)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def get_json(kube: Cluster, *args: str) -> Any:
+    return json.loads(kube.kubectl("get", "-o", "json", *args).stdout)
+
+
+def install_operator_rbac(kube: Cluster) -> None:
+    """CRDs, the operator's namespace and RBAC (idempotent across modules)."""
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    kube.kubectl("create", "namespace", SA_NAMESPACE, check=False)
+    kube.kubectl("apply", "-f", str(RBAC))
+    for crd in ("sipfleets.sipfleet.io", "sipconferences.sipfleet.io"):
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+
+
+def service_account_kubeconfig(kube: Cluster, path: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's ServiceAccount only."""
+    token = kube.kubectl(
+        "create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=2h"
+    ).stdout.strip()
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": SA_NAME, "user": {"token": token}}],
+        "contexts": [{"name": SA_NAME, "context": {"cluster": cluster["name"], "user": SA_NAME}}],
+        "current-context": SA_NAME,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class Operator:
+    """One sipfleet-operator process."""
+
+    kubeconfig: Path
+    namespace: str
+    log: Path
+    args: tuple[str, ...] = ()
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(OPERATOR_BIN),
+                    "--namespace",
+                    self.namespace,
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    *self.args,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no Lease release."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the operator's /metrics (0 when absent or unreachable)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+
+@dataclass
+class Members:
+    """One sipp process running resident members (see resident.xml)."""
+
+    main_ip: str
+    workdir: Path
+    who: str
+    count: int
+    leaver: bool
+    period_ms: int = 1000
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def logfile(self) -> Path:
+        return self.workdir / f"{self.who}.log"
+
+    def start(self) -> Members:
+        self.proc = subprocess.Popen(
+            [
+                "sipp",
+                f"{self.main_ip}:5060",
+                "-sf",
+                str(RESIDENT),
+                "-s",
+                GROUP_USER,
+                "-key",
+                "who",
+                self.who,
+                "-set",
+                "leaver",
+                "1" if self.leaver else "0",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-m",
+                str(self.count),
+                "-r",
+                "1",
+                "-rp",
+                str(self.period_ms),
+                "-l",
+                str(self.count + 5),
+                "-nostdin",
+                "-trace_logs",
+                "-log_file",
+                str(self.logfile),
+                "-trace_err",
+                "-error_file",
+                str(self.workdir / f"{self.who}.err"),
+            ],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def lines(self, kind: str) -> list[list[str]]:
+        if not self.logfile.exists():
+            return []
+        return [
+            line.split()
+            for line in self.logfile.read_text(errors="replace").splitlines()
+            if line.startswith(kind + " ")
+        ]
+
+    def joined(self) -> set[str]:
+        return {parts[1] for parts in self.lines("JOINED")}
+
+    def received(self, body: str) -> set[str]:
+        """Members that logged a group MESSAGE whose body is ``body``."""
+        return {p[1] for p in self.lines("RECV") if " ".join(p[2:]) == body}
+
+    def left(self) -> set[str]:
+        return {parts[1] for parts in self.lines("LEFT")}
+
+    def moved(self) -> set[str]:
+        return {parts[1] for parts in self.lines("MOVED")}
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def send_group_message(main_ip: str, workdir: Path, who: str) -> str:
+    """A transient member joins via the main server, sends one MESSAGE, leaves.
+
+    Returns the body the others should log (member.xml sends "hello from <who>1").
+    """
+    result = subprocess.run(
+        [
+            "sipp",
+            f"{main_ip}:5060",
+            "-sf",
+            str(SENDER),
+            "-s",
+            GROUP_USER,
+            "-key",
+            "who",
+            who,
+            "-set",
+            "send",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-trace_err",
+            "-error_file",
+            str(workdir / f"{who}.err"),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, f"sender {who} failed (sipp exit {result.returncode})"
+    return f"hello from {who}1"
+
+
+def everyone(groups: Iterable[Members], fn: Callable[[Members], set[str]]) -> set[str]:
+    out: set[str] = set()
+    for g in groups:
+        out |= fn(g)
+    return out
+
+
+def apply(kube: Cluster, namespace: str, *objs: dict[str, Any]) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objs))
+
+
+def fleet(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "sipfleet.io/v1alpha1",
+        "kind": "SipFleet",
+        "metadata": {"name": name},
+        "spec": {"mainServer": {"domain": DOMAIN}, **spec},
+    }
+
+
+def conference(name: str, fleet_name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "sipfleet.io/v1alpha1",
+        "kind": "SipConference",
+        "metadata": {"name": name},
+        "spec": {"uri": GROUP, "fleetRef": {"name": fleet_name}, **spec},
+    }
+
+
+def pods(kube: Cluster, namespace: str, role: str | None = None) -> list[dict[str, Any]]:
+    selector = "sipfleet.io/fleet" + (f",sipfleet.io/role={role}" if role else "")
+    items: list[dict[str, Any]] = get_json(kube, "pods", "-n", namespace, "-l", selector)["items"]
+    return items
+
+
+def node_names(kube: Cluster, namespace: str) -> list[str]:
+    return sorted(p["metadata"]["name"] for p in pods(kube, namespace, "node"))
+
+
+def main_ip(kube: Cluster, namespace: str, fleet_name: str) -> str:
+    def probe() -> str | None:
+        pod = kube.kubectl(
+            "get", "pod", f"{fleet_name}-main", "-n", namespace, "-o", "json", check=False
+        )
+        if pod.returncode:
+            return None
+        body = json.loads(pod.stdout)
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in body.get("status", {}).get("conditions", [])
+        )
+        ip: str | None = body["status"].get("podIP") if ready else None
+        return ip
+
+    return wait_for("the main server to be ready", probe, timeout=60)
+
+
+def status(kube: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = get_json(kube, "sipconference", name, "-n", namespace)
+    return body.get("status") or {}
+
+
+def condition(st: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions", []) if c["type"] == kind), {})
+
+
+def events(kube: Cluster, namespace: str) -> list[tuple[str, str]]:
+    items = get_json(kube, "events", "-n", namespace)["items"]
+    return [(e["reason"], e.get("message", "")) for e in items]
