@@ -109,6 +109,7 @@ class PodWorker:
             )
             self.dir.mkdir(parents=True, exist_ok=True)
             if await self._setup():
+                # The containers' supervisor first: _stop_all waits for it.
                 self._tasks.append(asyncio.create_task(self._containers()))
                 self._tasks.append(asyncio.create_task(self._refresh_tokens()))
         while not self._gone:
@@ -257,6 +258,9 @@ class PodWorker:
     # -- stop --------------------------------------------------------------------
     async def _stop_all(self, grace: float) -> None:
         await asyncio.gather(*(r.stop(grace) for r in [*self.init_runners, *self.runners]))
+        # Let the supervisors record the final container states before cancelling.
+        if self._tasks:
+            await asyncio.wait(self._tasks[:1], timeout=2.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
