@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 
@@ -146,3 +147,14 @@ async def test_flooding_source_is_limited_while_others_are_served(fleet: Fleet) 
     # The flooder got at most its burst plus the refill over the run.
     assert flood_answers <= 50 + 100 * elapsed + 1
     assert node.proc.poll() is None
+
+
+async def test_sigterm_stops_cleanly(fleet: Fleet) -> None:
+    node = await fleet.start("main", "127.0.0.2", "main")
+    node.proc.send_signal(signal.SIGTERM)
+    for _ in range(50):
+        if node.proc.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert node.proc.returncode == 0, node.log.read_text()
+    assert "stopping: no more joins" in node.log.read_text()

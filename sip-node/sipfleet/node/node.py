@@ -192,6 +192,12 @@ class Node:
     def handle_ack(self, request: SipRequest) -> None:
         """ACK for a 2xx: the core's transaction layer already stopped retransmitting."""
 
+    def handle_unacked(self, request: SipRequest) -> None:
+        """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
+        for shard, member in list(self._dialogs.values()):
+            if member.call_id == request.call_id and member.remote_tag == request.from_tag:
+                self.remove_member(shard, member, bye=True)
+
     def handle_request(self, ctx: RequestContext) -> None:
         request = ctx.request
         if is_s2s(request):

@@ -59,6 +59,7 @@ ResponseCallback = Callable[[SipResponse | None], None]
 class Application(Protocol):
     def handle_request(self, ctx: RequestContext) -> None: ...
     def handle_ack(self, request: SipRequest) -> None: ...
+    def handle_unacked(self, request: SipRequest) -> None: ...
 
 
 class RequestContext:
@@ -163,7 +164,10 @@ class SipStack:
                     callback(event.response)
             elif isinstance(event, AckReceived):
                 self.app.handle_ack(event.request)
-            elif isinstance(event, TransactionTimedOut) and not event.server:
+            elif isinstance(event, TransactionTimedOut) and event.server:
+                if event.request.method == "INVITE":
+                    self.app.handle_unacked(event.request)
+            elif isinstance(event, TransactionTimedOut):
                 callback = self._callbacks.pop(event.tx_id, None)
                 if callback is not None:
                     callback(None)

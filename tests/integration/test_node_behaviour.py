@@ -1,0 +1,241 @@
+"""One server in process, real sockets, hand-written SIP: the focus behaviours in detail."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from sipfleet.node.config import Config
+from sipfleet.node.node import Node
+from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, parse_message
+
+GROUP = "sip:conf7@example.com"
+HOST = "127.0.0.4"
+
+
+class UA(asyncio.DatagramProtocol):
+    """A minimal user agent on its own UDP socket (and optionally a TCP listener)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queue: asyncio.Queue[SipRequest | SipResponse] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.call_id = f"{secrets.token_hex(6)}@{name}"
+        self.tag = secrets.token_hex(4)
+        self.cseq = 0
+        self.peer_tag: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait(parse_message(data))
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    @property
+    def aor(self) -> str:
+        return f"sip:{self.name}@example.org"
+
+    def send(
+        self,
+        server: Node,
+        method: str,
+        uri: str,
+        *,
+        in_dialog: bool = True,
+        body: bytes = b"",
+        ctype: str = "",
+        extra: str = "",
+        call_id: str = "",
+    ) -> None:
+        self.cseq += 1
+        to_tag = f";tag={self.peer_tag}" if in_dialog and self.peer_tag else ""
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(6)}",
+            f"From: <{self.aor}>;tag={self.tag}",
+            f"To: <{GROUP}>{to_tag}",
+            f"Call-ID: {call_id or self.call_id}",
+            f"CSeq: {self.cseq} {method}",
+            f"Contact: <sip:{self.name}@127.0.0.1:{self.port}>",
+            "Max-Forwards: 70",
+        ]
+        if ctype:
+            lines.append(f"Content-Type: {ctype}")
+        lines += [extra] if extra else []
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        assert self.transport is not None
+        self.transport.sendto("\r\n".join(lines).encode() + body, (server.host, server.port))
+
+    async def receive(self, timeout: float = 3.0) -> SipRequest | SipResponse:
+        while True:
+            message = await asyncio.wait_for(self.queue.get(), timeout)
+            if not (isinstance(message, SipResponse) and message.status == 100):
+                return message
+
+    async def final(self) -> SipResponse:
+        message = await self.receive()
+        assert isinstance(message, SipResponse), message
+        return message
+
+    async def request(self) -> SipRequest:
+        message = await self.receive()
+        assert isinstance(message, SipRequest), message
+        return message
+
+    def answer(self, request: SipRequest, status: int = 200) -> None:
+        h = request.headers
+        lines = [
+            f"SIP/2.0 {status} OK",
+            *[f"Via: {v}" for v in h.get_all("Via")],
+            f"From: {h.get('From')}",
+            f"To: {h.get('To')}",
+            f"Call-ID: {request.call_id}",
+            f"CSeq: {h.get('CSeq')}",
+            "Content-Length: 0\r\n\r\n",
+        ]
+        assert self.transport is not None
+        via = request.via
+        self.transport.sendto("\r\n".join(lines).encode(), (via.host, via.port or 5060))
+
+    async def join(self, server: Node, body: bytes = b"", ctype: str = "") -> SipResponse:
+        self.send(server, "INVITE", f"sip:conf7@{server.sent_by}", body=body, ctype=ctype)
+        response = await self.final()
+        if response.status == 200:
+            self.peer_tag = response.to_tag
+            self.send(server, "ACK", f"sip:conf7@{server.sent_by}")
+            self.cseq -= 1
+        return response
+
+
+UAFactory = Callable[[str], Awaitable[UA]]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Node]:
+    node = Node(Config("main", "main", "example.com", HOST, 0, 0, "token"))
+    await node.start()
+    node.ensure_shard(GROUP, 2)
+    yield node
+    node.close()
+
+
+@pytest.fixture
+async def ua() -> AsyncIterator[UAFactory]:
+    loop = asyncio.get_running_loop()
+    made: list[UA] = []
+
+    async def make(name: str) -> UA:
+        _, agent = await loop.create_datagram_endpoint(
+            lambda: UA(name), local_addr=("127.0.0.1", 0)
+        )
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        assert agent.transport is not None
+        agent.transport.close()
+
+
+async def test_unknown_group_is_404(server: Node, ua: UAFactory) -> None:
+    alice = await ua("alice")
+    alice.send(server, "INVITE", f"sip:nothere@{server.sent_by}")
+    assert (await alice.final()).status == 404
+
+
+async def test_dialog_lifecycle_with_sdp(server: Node, ua: UAFactory) -> None:
+    alice = await ua("alice")
+    offer = (
+        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\n"
+    )
+    joined = await alice.join(server, offer, "application/sdp")
+    assert joined.status == 200
+    assert b"m=audio 9 RTP/AVP 0" in joined.body and b"a=inactive" in joined.body
+    assert server.shards[GROUP].members and len(server.shards[GROUP].members) == 1
+    for method in ("INVITE", "OPTIONS"):  # re-INVITE and in-dialog OPTIONS
+        alice.send(server, method, f"sip:conf7@{server.sent_by}")
+        assert (await alice.final()).status == 200
+    alice.send(server, "ACK", f"sip:conf7@{server.sent_by}")
+    alice.send(server, "BYE", f"sip:conf7@{server.sent_by}")
+    assert (await alice.final()).status == 200
+    assert not server.shards[GROUP].members
+    alice.send(server, "BYE", f"sip:conf7@{server.sent_by}")
+    assert (await alice.final()).status == 481
+
+
+async def test_no_room_anywhere_is_480(server: Node, ua: UAFactory) -> None:
+    for name in ("a", "b"):
+        assert (await (await ua(name)).join(server)).status == 200
+    late = await ua("late")
+    response = await late.join(server)
+    assert response.status == 480
+    assert response.headers.get("Retry-After") == "30"
+
+
+async def test_message_rules(server: Node, ua: UAFactory) -> None:
+    alice, bob, carol = [await ua(n) for n in ("alice", "bob", "carol")]
+    await alice.join(server)
+    await bob.join(server)
+    # Out of dialog from a non-member: refused.
+    carol.send(
+        server,
+        "MESSAGE",
+        GROUP,
+        in_dialog=False,
+        body=b"let me in",
+        ctype="text/plain",
+        call_id="c-1",
+    )
+    assert (await carol.final()).status == 403
+    # Out of dialog from a member's AOR: accepted and delivered to the others.
+    alice.send(
+        server, "MESSAGE", GROUP, in_dialog=False, body=b"hello", ctype="text/plain", call_id="a-2"
+    )
+    assert (await alice.final()).status == 200
+    delivered = await bob.request()
+    assert delivered.method == "MESSAGE" and delivered.body == b"hello"
+    assert delivered.headers.get("X-Sipfleet-Sender") == f"<{alice.aor}>"
+    assert delivered.call_id == bob.call_id and delivered.from_tag == bob.peer_tag
+    bob.answer(delivered)
+    with pytest.raises(TimeoutError):
+        await alice.receive(timeout=0.3)  # the sender does not get its own message
+    # In dialog, a large body: over TCP to Bob's contact (RFC 3261 18.1.1).
+    received: asyncio.Queue[SipRequest] = asyncio.Queue()
+
+    class Listener(asyncio.Protocol):
+        framer = StreamFramer()
+
+        def data_received(self, data: bytes) -> None:
+            for message in self.framer.feed(data):
+                assert isinstance(message, SipRequest)
+                received.put_nowait(message)
+
+    tcp = await asyncio.get_running_loop().create_server(Listener, "127.0.0.1", bob.port)
+    try:
+        alice.send(
+            server, "MESSAGE", f"sip:conf7@{server.sent_by}", body=b"x" * 2000, ctype="text/plain"
+        )
+        assert (await alice.final()).status == 200
+        big = await asyncio.wait_for(received.get(), 3)
+        assert big.body == b"x" * 2000 and big.via.transport == "TCP"
+    finally:
+        tcp.close()
+
+
+async def test_subscribe_unknown_event_and_delete_shard(server: Node, ua: UAFactory) -> None:
+    bob = await ua("bob")
+    bob.send(server, "SUBSCRIBE", GROUP, in_dialog=False, extra="Event: presence", call_id="s-1")
+    assert (await bob.final()).status == 489
+    await bob.join(server)
+    await server.delete_shard(GROUP)
+    bye = await bob.request()
+    assert bye.method == "BYE" and bye.call_id == bob.call_id
+    assert GROUP not in server.shards
