@@ -118,7 +118,8 @@ class PodWorker:
                 return
             await self._report()
             await self._wait_change(5.0)
-        await self._stop_all(grace=2.0)
+        await self._stop_all(grace=2.0)  # force-deleted: the object is gone already
+        self._remove_files()
 
     async def _setup(self) -> bool:
         """Resolve everything; on failure report why and retry until deleted."""
@@ -282,6 +283,9 @@ class PodWorker:
         }
         with contextlib.suppress(ApiError):
             await self.ctx.api.delete(self._api_path, body)
-        # Keep the container logs; drop credentials and volume contents.
+        self._remove_files()
+
+    def _remove_files(self) -> None:
+        """Keep the container logs; drop credentials and volume contents."""
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)
         self.setup.kubeconfig_path.unlink(missing_ok=True)
