@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--fanouts", type=int, default=30, help="group MESSAGEs in phase 2")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--sip-node-dir", type=Path, help="profile the sip-node code in this folder")
     p.add_argument("--out", type=Path, default=RESULTS / "profile-data.md")
     args = p.parse_args(argv)
     exit_on_sigterm()
@@ -61,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Procs(workdir) as procs:
             receiver = MemberReceiver(procs, HOST, free_port(HOST))
-            ready = sipnode.setup(procs, HOST, receiver, "sender", members)
+            ready = sipnode.setup(
+                procs, HOST, receiver, "sender", members, code_dir=args.sip_node_dir
+            )
             node = ready.node
             target = sipp.Target(
                 "sip-node",

@@ -170,6 +170,8 @@ def run_sipnode(
     )
     report.throughput.append(throughput("sip-node", target, args, procs.workdir))
     print(f"[fan-out] sip-node: {len(members)} members, {args.reps} runs", flush=True)
+    retrans = "sipfleet_node_retransmissions_total"
+    before = node.metric(retrans)
     report.fanouts.append(
         fanout.measure(
             "sip-node",
@@ -180,6 +182,11 @@ def run_sipnode(
             len(members),
             args.reps,
         )
+    )
+    report.notes.append(
+        f"sip-node retransmissions during the {args.reps} fan-outs: "
+        f"{node.metric(retrans) - before:.0f} (a 200 lost before sip-node read it, e.g. "
+        "its UDP receive buffer overflowed while it was still sending)"
     )
     procs.stop(node.proc)
 

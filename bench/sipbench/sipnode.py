@@ -52,6 +52,15 @@ class SipNode:
                 f"sip-node admin {method} {path} -> {exc.code}: {exc.read()[:300]!r}"
             ) from None
 
+    def metric(self, name: str) -> float:
+        """One unlabelled sample from /metrics (NaN when absent)."""
+        url = f"http://{self.host}:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return float("nan")
+
     def ensure_group(self, user: str, capacity: int) -> dict[str, Any]:
         shard: dict[str, Any] = self.admin(
             "POST", "/v1/shards", {"group": self.group_uri(user), "capacity": capacity}
