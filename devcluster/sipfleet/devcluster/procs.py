@@ -144,12 +144,25 @@ def tail(path: Path, lines: int = 5) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def _ancestry() -> set[int]:
+    """This process and its ancestors (e.g. the shell that runs `sipfleet dev down DIR`)."""
+    chain = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in chain:
+        chain.add(pid)
+        fields = _stat_fields(pid)
+        pid = int(fields[1]) if fields else 0
+    return chain
+
+
 def processes_under(directory: Path) -> list[int]:
-    """Pids whose command line mentions `directory` or whose cwd is inside it."""
+    """Pids whose command line mentions `directory` or whose cwd is inside it,
+    other than this process and its ancestors."""
     root = str(directory.resolve())
+    skip = _ancestry()
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in skip:
             continue
         argv = cmdline(int(entry.name)) or []
         try:
