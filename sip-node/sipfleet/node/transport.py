@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from sipfleet.node.sip import SipMessage, SipParseError, StreamFramer
 
 log = logging.getLogger(__name__)
+
+UDP_BUFFER = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass
+        sock = transport.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            # Room for bursts (a fan-out, or a flood the rate limiter must still see);
+            # the kernel caps this at net.core.rmem_max / wmem_max.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = addr[0], addr[1]
