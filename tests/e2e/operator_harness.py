@@ -53,8 +53,9 @@ def wait_for(
         time.sleep(step)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
+    """A port on 127.0.0.1 free right now (UDP for sipp by default)."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
@@ -100,7 +101,7 @@ class Operator:
     namespace: str
     log: Path
     args: tuple[str, ...] = ()
-    metrics_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=lambda: free_port(socket.SOCK_STREAM))
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
