@@ -199,19 +199,14 @@ class NodeTemplate(ServerPorts):
 
 
 class MetricsQueries(CrdModel):
-    """PromQL overrides; ``$group`` is replaced by the group URI, ``$pod`` by the pod."""
+    """PromQL overrides for the Prometheus load source."""
 
     members: str | None = Field(
         default=None,
         max_length=2048,
-        description="PromQL for members of a group per pod "
-        '(default: sipfleet_node_members{group="$group"}).',
-    )
-    capacity: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="PromQL for a group's capacity per pod "
-        '(default: sipfleet_node_capacity{group="$group"}).',
+        description="PromQL selecting a group's members per Pod; $group becomes the group URI "
+        "and the operator sums the result by pod "
+        '(default: last_over_time(sipfleet_node_members{group="$group"}[staleAfterSeconds])).',
     )
 
 
