@@ -62,7 +62,8 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
             lambda: ops[leader].metric(RECONCILES) >= 10,
             timeout=30,
         )
-        assert ops[standby].proc is not None and ops[standby].proc.poll() is None
+        standby_proc = ops[standby].proc
+        assert standby_proc is not None and standby_proc.poll() is None
         assert ops[standby].metric(RECONCILES) == 0
         assert holder(cluster) == leader
 

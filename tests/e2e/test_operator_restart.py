@@ -63,7 +63,7 @@ def test_killed_operator_converges_without_duplicates_or_losses(
 
         joined = wait_for(
             f"all {MEMBERS} members to join",
-            lambda: len(j := members.joined()) == MEMBERS and j,
+            lambda: j if len(j := members.joined()) == MEMBERS else None,
             timeout=90,
             step=1,
         )
@@ -90,7 +90,7 @@ def test_killed_operator_converges_without_duplicates_or_losses(
         body = send_group_message(ip, tmp_path, "speaker")
         got = wait_for(
             "the MESSAGE to reach every member",
-            lambda: (r := members.received(body)) >= joined and r,
+            lambda: r if (r := members.received(body)) >= joined else None,
             timeout=20,
         )
         assert got == joined

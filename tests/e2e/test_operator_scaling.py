@@ -98,7 +98,9 @@ def test_scale_out_spreads_60_members_and_a_message_reaches_all(grown: Grown) ->
     kube = grown.kube
     joined = wait_for(
         f"{LEAVERS + STAYERS} residents to join (a rejected one never does)",
-        lambda: (j := everyone(grown.groups, Members.joined)) and len(j) == LEAVERS + STAYERS and j,
+        lambda: (
+            j if len(j := everyone(grown.groups, Members.joined)) == LEAVERS + STAYERS else None
+        ),
         timeout=150,
         step=1,
     )
@@ -122,7 +124,7 @@ def test_scale_out_spreads_60_members_and_a_message_reaches_all(grown: Grown) ->
     body = send_group_message(grown.main_ip, grown.workdir, "speaker")
     got = wait_for(
         "the MESSAGE to reach all 59 other members",
-        lambda: (r := everyone(grown.groups, lambda g: g.received(body))) >= joined and r,
+        lambda: r if (r := everyone(grown.groups, lambda g: g.received(body))) >= joined else None,
         timeout=20,
     )
     assert got == joined
@@ -132,7 +134,7 @@ def test_scale_in_drains_and_deletes_nodes_without_losing_members(grown: Grown) 
     kube = grown.kube
     stayers = wait_for(
         "every stayer to have joined",
-        lambda: len(j := grown.stayers.joined()) == STAYERS and j,
+        lambda: j if len(j := grown.stayers.joined()) == STAYERS else None,
         timeout=60,
     )
     nodes_before = node_names(kube, NS)
@@ -162,7 +164,7 @@ def test_scale_in_drains_and_deletes_nodes_without_losing_members(grown: Grown) 
     body = send_group_message(grown.main_ip, grown.workdir, "after")
     got = wait_for(
         "the MESSAGE to reach every remaining member",
-        lambda: (r := grown.stayers.received(body)) >= stayers and r,
+        lambda: r if (r := grown.stayers.received(body)) >= stayers else None,
         timeout=20,
     )
     assert got == stayers

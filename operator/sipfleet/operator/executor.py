@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import kubernetes
-from sipfleet.node.admin_client import AdminError
+from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import SipFleetSpec
@@ -98,7 +98,7 @@ class Executor:
     def fleet_routes(self) -> FleetRoutes:
         return self.rt.fleet_routes((self.namespace, self.fleet))
 
-    def _client(self, server: str) -> Any:
+    def _client(self, server: str) -> AdminClient:
         return self.rt.admin(self.observed.urls[server], self.token)
 
     async def apply(self, decision: Decision) -> Outcome:
