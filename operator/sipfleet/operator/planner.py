@@ -18,7 +18,10 @@ Safety rules the property tests pin down:
 - stale or missing metrics on a running server block every scale-in;
 - node Pods never exceed ``maxNodes``;
 - transfers only target ready, non-draining servers that host the group;
-- planning again after the executor applied a decision yields no new actions.
+- planning again after the executor applied a decision repeats nothing: it
+  only finishes that decision's work (deleting the nodes it drained once they
+  are empty, moving members onto the shards it created); a step still in
+  progress (nodes starting or draining) counts against ``maxNodesPerStep``.
 """
 
 from __future__ import annotations
