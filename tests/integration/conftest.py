@@ -175,7 +175,7 @@ class Sipp:
     tmp: Path
     calls: int = 1
     rate: float = 10.0
-    send: bool | None = None  # member.xml: send the group MESSAGE (else wait for one)
+    sets: dict[str, str] = field(default_factory=dict)  # -set name value (scenario [$name])
     timeout: int = 60
     keys: dict[str, str] = field(default_factory=dict)  # -key name value (scenario [name])
     port: int = 0  # local SIP port; 0 = any free one
@@ -184,6 +184,7 @@ class Sipp:
     def start(self) -> Sipp:
         port, media = self.port or free_port("127.0.0.1"), free_port("127.0.0.1")
         keys = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
+        keys += [arg for name, value in self.sets.items() for arg in ("-set", name, value)]
         base = self.tmp / f"sipp-{self.who}"
         self._stat = base.with_suffix(".csv")
         self._errors = base.with_suffix(".errors")
@@ -200,7 +201,6 @@ class Sipp:
                 "who",
                 self.who,
                 *keys,
-                *(() if self.send is None else ("-set", "send", "1" if self.send else "0")),
                 "-m",
                 str(self.calls),
                 "-r",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from conftest import Fleet, NodeProc, SippFactory, eventually, free_port
 
 GROUP = "sip:conf1@example.com"
+SENDER = {"send": "1"}  # member.xml: send the group MESSAGE instead of waiting for it
 
 
 async def routes(generation: int, *entries: tuple[NodeProc, int]) -> None:
@@ -47,7 +49,7 @@ async def test_message_reaches_49_other_members(fleet: Fleet, sipp: SippFactory)
     await make_shard(main, 100)
     receivers = sipp("member.xml", main.target, "conf1", "recv", calls=49, rate=25)
     await eventually(has_members(main, 49), what="49 members joined")
-    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
     assert await sender.wait() == 0, sender.report()
     assert await receivers.wait() == 0, receivers.report()
     assert receivers.successful() == 49  # each sipp call got the MESSAGE and answered 200
@@ -70,7 +72,7 @@ async def test_redirect_past_capacity_and_tree_delivery(fleet: Fleet, sipp: Sipp
     await eventually(has_members(node, 4), what="4 members redirected to node1")
     assert await main.members(GROUP) == 5
     # The sender is redirected too: its MESSAGE goes node1 -> main (root) -> node1.
-    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
     assert await sender.wait() == 0, sender.report()
     assert await receivers.wait() == 0, receivers.report()
     assert receivers.successful() == 9
@@ -102,20 +104,32 @@ async def _wait_transfer(source: NodeProc, transfer_id: str) -> dict[str, object
     return job
 
 
-async def test_refer_transfer_moves_20_members(fleet: Fleet, sipp: SippFactory) -> None:
+@pytest.mark.parametrize("refersub", ["true", "false"])
+async def test_refer_transfer_moves_20_members(
+    fleet: Fleet, sipp: SippFactory, refersub: str
+) -> None:
     main = await fleet.start("main", "127.0.0.2", "main")
     node = await fleet.start("node1", "127.0.0.3")
     await make_shard(main, 20)
     node_uri = await make_shard(node, 50)
     await routes(1, (main, 0), (node, 50))
-    members = sipp("member_transfer.xml", main.target, "conf1", "mover", calls=20, rate=20)
+    # refersub=false: the members answer "Refer-Sub: false" and never NOTIFY (RFC 4488).
+    members = sipp(
+        "member_transfer.xml",
+        main.target,
+        "conf1",
+        "mover",
+        calls=20,
+        rate=20,
+        sets={"refersub": refersub},
+    )
     await eventually(has_members(main, 20), what="20 members on main")
     job = await _transfer_all(main, node_uri, 20)
     assert (job["state"], job["moved"], job["failed"]) == ("done", 20, 0), job
     assert await main.members(GROUP) == 0
     assert await node.members(GROUP) == 20
     # A new member joins main and writes: main -> tree -> node1 -> all 20 moved members.
-    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
     assert await sender.wait() == 0, sender.report()
     assert await members.wait() == 0, members.report()
     assert members.successful() == 20
@@ -140,7 +154,7 @@ async def test_drain_empties_a_node(fleet: Fleet, sipp: SippFactory) -> None:
     assert await node.members(GROUP) == 0
     assert await main.members(GROUP) == 8
     # A join at the drained node is redirected to main; the message reaches the 8 there.
-    sender = sipp("member.xml", node.target, "conf1", "send", send=True)
+    sender = sipp("member.xml", node.target, "conf1", "send", sets=SENDER)
     assert await sender.wait() == 0, sender.report()
     assert await members.wait() == 0, members.report()
     node_metrics = await node.metrics()
@@ -189,7 +203,7 @@ async def test_refer_to_server_moves_members_with_replaces(fleet: Fleet, sipp: S
     assert (job["state"], job["moved"], job["failed"]) == ("done", 5, 0), job
     await eventually(has_members(main, 0), what="old dialogs ended")
     assert await node.members(GROUP) == 5
-    sender = sipp("member.xml", main.target, "conf1", "send", send=True)
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
     assert await sender.wait() == 0, sender.report()
     await phones.wait_successful(5)
     assert phones.successful() == 5
