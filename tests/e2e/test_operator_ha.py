@@ -23,6 +23,7 @@ from sipfleet.devcluster.cluster import Cluster
 NS = "op-ha"
 LEASE = "sipfleet-e2e"
 RECONCILES = "sipfleet_operator_reconciles_total"
+LEADER = "sipfleet_operator_leader"
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -65,6 +66,8 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
         standby_proc = ops[standby].proc
         assert standby_proc is not None and standby_proc.poll() is None
         assert ops[standby].metric(RECONCILES) == 0
+        assert ops[standby].metric(LEADER) == 0
+        assert ops[leader].metric(LEADER) == 1
         assert holder(cluster) == leader
 
         # The leader dies without releasing the Lease; the standby takes over and acts.
@@ -75,6 +78,7 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
         )
         wait_for("the new leader to add a node", lambda: node_names(cluster, NS), timeout=30)
         assert ops[standby].metric(RECONCILES) > 0
+        assert ops[standby].metric(LEADER) == 1
     finally:
         cluster.kubectl("delete", "sipconference", "conf", "-n", NS, "--timeout=30s", check=False)
         for op in ops.values():

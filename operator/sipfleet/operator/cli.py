@@ -228,6 +228,7 @@ async def run(opts: Options) -> int:
         )
         await elector.acquire()
         holder = asyncio.create_task(elector.hold(on_lost=stop.set))
+    metrics.LEADER.set(1)
     async with Runtime.open(kube, interval=opts.interval, kubeconfig=opts.kubeconfig) as rt:
         register(registry, rt)
         try:
@@ -241,6 +242,7 @@ async def run(opts: Options) -> int:
                 standalone=True,
             )
         finally:
+            metrics.LEADER.set(0)
             if holder is not None:
                 holder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

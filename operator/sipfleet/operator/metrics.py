@@ -6,7 +6,7 @@ collides with the default registry, and ``serve`` exposes exactly these.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -32,6 +32,11 @@ ERRORS = Counter(
     "sipfleet_operator_errors",
     "Failures while observing or applying, by stage.",
     ["stage"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "sipfleet_operator_leader",
+    "1 while this replica acts (holds the Lease, or runs standalone), 0 while it stands by.",
     registry=REGISTRY,
 )
 

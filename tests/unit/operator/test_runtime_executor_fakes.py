@@ -1,0 +1,229 @@
+"""The executor against in-memory stand-ins for the Kubernetes API and the admin API.
+
+These pin the restart-safety rules: a restarted operator keeps other groups'
+routes on the main server, pushes nothing twice, never pushes a table without
+its root, and picks node names no other conference holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from sipfleet.operator import pods as podlib
+from sipfleet.operator.executor import Executor
+from sipfleet.operator.kube import Kube
+from sipfleet.operator.loadsource import LoadReading
+from sipfleet.operator.models import SipFleetSpec
+from sipfleet.operator.observe import Observed
+from sipfleet.operator.planner import Decision, History, NodeAction, Observations, Route
+from sipfleet.operator.runtime import Runtime
+
+A = "sip:a@example.com"
+B = "sip:b@example.com"
+FLEET_BODY: dict[str, Any] = {
+    "apiVersion": "sipfleet.io/v1alpha1",
+    "kind": "SipFleet",
+    "metadata": {"name": "f", "namespace": "ns", "uid": "u"},
+}
+SPEC = SipFleetSpec.model_validate({"mainServer": {"domain": "example.com"}})
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        wanted = dict(part.split("=") for part in selector.split(","))
+        return [
+            p
+            for p in self.pods.values()
+            if all(p["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+        ]
+
+    async def ensure_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name not in self.pods:
+            self.pods[name] = body
+            self.created.append(name)
+        return self.pods[name]
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        self.pods.pop(name, None)
+        self.deleted.append(name)
+
+    async def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        self.pods[name]["metadata"]["labels"].update(labels)
+
+
+class FakeAdmin:
+    """One server's admin API: its routing table, shards and calls."""
+
+    def __init__(self, groups: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.generation = 1 if groups else 0
+        self.groups = groups or {}
+        self.puts: list[int] = []
+        self.deleted_shards: list[str] = []
+        self.drained = False
+
+    async def routes(self) -> dict[str, Any]:
+        return {"generation": self.generation, "groups": self.groups}
+
+    async def put_routes(self, generation: int, groups: dict[str, Any]) -> dict[str, Any]:
+        assert generation > self.generation, "generations must grow"
+        self.generation, self.groups = generation, groups
+        self.puts.append(generation)
+        return {"generation": generation}
+
+    async def delete_shard(self, group: str) -> dict[str, Any]:
+        self.deleted_shards.append(group)
+        return {}
+
+    async def drain(self) -> dict[str, Any]:
+        self.drained = True
+        return {}
+
+
+class FakeRuntime(Runtime):
+    def __init__(self, kube: FakeKube, admins: dict[str, FakeAdmin]) -> None:
+        super().__init__(kube=cast(Kube, kube), session=cast(Any, None), interval=2)
+        self.admins = admins
+
+    def admin(self, base_url: str, token: str) -> Any:
+        return self.admins[base_url]
+
+
+def observed(admins: dict[str, FakeAdmin], node_pods: tuple[dict[str, Any], ...] = ()) -> Observed:
+    return Observed(
+        observations=Observations(()),
+        main_pod=None,
+        node_pods=node_pods,
+        other_nodes=0,
+        urls={name: name for name in admins},
+        states={
+            name: {
+                "routes_generation": a.generation,
+                "shards": [{"group": g} for g in a.groups],
+            }
+            for name, a in admins.items()
+        },
+        load=LoadReading("scrape"),
+        used_indices=frozenset(),
+    )
+
+
+def executor(rt: FakeRuntime, conference: str, obs: Observed) -> Executor:
+    return Executor(rt, "ns", FLEET_BODY, SPEC, conference, "tok", obs)
+
+
+def decision(group: str, *servers: str, **kw: Any) -> Decision:
+    routes = tuple(Route(s, f"sip:{group[4]}@{s}", "active", 5) for s in servers)
+    return Decision(group, 0, History(), routes=routes, **kw)
+
+
+async def test_restarted_operator_keeps_other_groups_on_the_main_server() -> None:
+    b_entry = [{"server": "f-main", "uri": "sip:b@f-main", "state": "active", "free": 3}]
+    admins = {"f-main": FakeAdmin({B: b_entry}), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    assert set(admins["f-main"].groups) == {A, B}
+    assert admins["f-main"].groups[B] == b_entry
+    assert set(admins["f-node-1"].groups) == {A}
+
+
+async def test_same_routes_are_not_pushed_twice() -> None:
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    for _ in range(2):
+        await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    assert len(admins["f-main"].puts) == 1 and len(admins["f-node-1"].puts) == 1
+
+
+async def test_a_server_that_lost_its_table_gets_it_again() -> None:
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    admins["f-node-1"] = FakeAdmin()  # restarted: generation 0, empty table
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    assert set(admins["f-node-1"].groups) == {A}
+    assert len(admins["f-main"].puts) == 1
+
+
+async def test_no_push_without_the_main_server_at_the_root() -> None:
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-node-1"))
+    assert admins["f-node-1"].puts == [] and admins["f-main"].puts == []
+
+
+async def test_new_nodes_take_free_names_and_never_another_conferences_pod() -> None:
+    kube = FakeKube()
+    other = podlib.server_pod(
+        FLEET_BODY, "f-node-1", "node", podlib.server_pod_spec("f", SPEC, "node", "conf-b"), 1
+    )
+    kube.pods["f-node-1"] = other
+    rt = FakeRuntime(kube, {"f-main": FakeAdmin()})
+    out = await executor(rt, "conf-a", observed(rt.admins)).apply(
+        decision(A, "f-main", create_nodes=2, create_reason="scale out")
+    )
+    assert kube.created == ["f-node-2", "f-node-3"]
+    assert {podlib.conference_of(kube.pods[n]) for n in kube.created} == {"conf-a"}
+    assert [e.reason for e in out.events] == ["ScaleOut"]
+
+
+async def test_drain_labels_the_pod_and_tells_the_server() -> None:
+    kube = FakeKube()
+    spec = podlib.server_pod_spec("f", SPEC, "node", "conf-a")
+    kube.pods["f-node-1"] = podlib.server_pod(FLEET_BODY, "f-node-1", "node", spec, 1)
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(kube, admins)
+    await executor(rt, "conf-a", observed(admins)).apply(
+        decision(A, "f-main", "f-node-1", drain=(NodeAction("f-node-1", "drain f-node-1"),))
+    )
+    assert kube.pods["f-node-1"]["metadata"]["labels"][podlib.LABEL_DRAINING] == "true"
+    assert admins["f-node-1"].drained
+
+
+async def test_deleted_node_leaves_the_routes_and_its_pod_goes() -> None:
+    kube = FakeKube()
+    spec = podlib.server_pod_spec("f", SPEC, "node", "conf-a")
+    kube.pods["f-node-1"] = podlib.server_pod(FLEET_BODY, "f-node-1", "node", spec, 1)
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(kube, admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    await executor(rt, "conf-a", observed(admins)).apply(
+        decision(A, "f-main", "f-node-1", delete=(NodeAction("f-node-1", "empty"),))
+    )
+    assert [e["server"] for e in admins["f-main"].groups[A]] == ["f-main"]
+    assert kube.deleted == ["f-node-1"]
+
+
+async def test_withdraw_removes_routes_shards_and_nodes() -> None:
+    kube = FakeKube()
+    spec = podlib.server_pod_spec("f", SPEC, "node", "conf-a")
+    node = podlib.server_pod(FLEET_BODY, "f-node-1", "node", spec, 1)
+    kube.pods["f-node-1"] = node
+    b_entry = [{"server": "f-main", "uri": "sip:b@f-main", "state": "active", "free": 3}]
+    admins = {"f-main": FakeAdmin({B: b_entry}), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(kube, admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    ex = executor(rt, "conf-a", observed(admins, (node,)))
+    assert await ex.withdraw(A) == []
+    assert set(admins["f-main"].groups) == {B}
+    assert admins["f-main"].deleted_shards == [A]
+    assert admins["f-node-1"].deleted_shards == [A]
+    assert kube.deleted == ["f-node-1"]
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_node_names_fill_gaps(count: int) -> None:
+    kube = FakeKube()
+    spec = podlib.server_pod_spec("f", SPEC, "node", "conf-a")
+    kube.pods["f-node-2"] = podlib.server_pod(FLEET_BODY, "f-node-2", "node", spec, 2)
+    rt = FakeRuntime(kube, {"f-main": FakeAdmin()})
+    await executor(rt, "conf-a", observed(rt.admins)).apply(
+        decision(A, "f-main", create_nodes=count, create_reason="scale out")
+    )
+    assert kube.created == ["f-node-1", "f-node-3", "f-node-4"][:count]
