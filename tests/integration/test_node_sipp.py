@@ -144,7 +144,15 @@ async def test_drain_empties_a_node(fleet: Fleet, sipp: SippFactory) -> None:
     main_uri = await make_shard(main, 50)
     await make_shard(node, 50)
     await routes(1, (main, 50), (node, 50))
-    members = sipp("member_transfer.xml", node.target, "conf1-node1", "drained", calls=8, rate=20)
+    members = sipp(
+        "member_transfer.xml",
+        node.target,
+        "conf1-node1",
+        "drained",
+        calls=8,
+        rate=20,
+        sets={"refersub": "true"},
+    )
     await eventually(has_members(node, 8), what="8 members on node1")
     async with node.client() as client:
         state = await client.drain()
