@@ -108,8 +108,18 @@ GO
 build_helm() {
   echo "[4/4] building helm $HELM_VERSION"
   mkdir -p "$HELM_OUT/bin"
-  GOBIN="$HELM_OUT/bin" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # Helm's own Makefile stamps the Kubernetes version its client libraries
+  # speak; without it `helm template` assumes v1.20 and fails kubeVersion checks.
+  go mod download -json "helm.sh/helm/v3@$HELM_VERSION" >/dev/null
+  local client_go k8s_minor ldflags pkg
+  client_go="$(awk '$1=="k8s.io/client-go"{print $2; exit}' \
+    "$(go env GOMODCACHE)/cache/download/helm.sh/helm/v3/@v/$HELM_VERSION.mod")"
+  k8s_minor="$(echo "$client_go" | cut -d. -f2)"
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+  done
+  GOBIN="$HELM_OUT/bin" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   touch "$HELM_OUT/.complete"
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and the demo use: real SIP peers
-# (sipp, sipsak, Kamailio) and Prometheus. Skips apt when all are present.
+# (sipp, sipsak, Kamailio), Prometheus, and shellcheck (used by actionlint). Skips apt when all are present.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v sipsak >/dev/null || need+=(sipsak)
 command -v kamailio >/dev/null || need+=(kamailio)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "install-system-deps: missing ${need[*]} and no apt-get here; install them with your package manager" >&2
