@@ -53,17 +53,20 @@ class UA(asyncio.DatagramProtocol):
         ctype: str = "",
         extra: str = "",
         call_id: str = "",
+        branch: str = "",
+        contact: str = "",
     ) -> None:
         self.cseq += 1
+        self.branch = branch or f"z9hG4bK{secrets.token_hex(6)}"
         to_tag = f";tag={self.peer_tag}" if in_dialog and self.peer_tag else ""
         lines = [
             f"{method} {uri} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(6)}",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={self.branch}",
             f"From: <{self.aor}>;tag={self.tag}",
             f"To: <{GROUP}>{to_tag}",
             f"Call-ID: {call_id or self.call_id}",
             f"CSeq: {self.cseq} {method}",
-            f"Contact: <sip:{self.name}@127.0.0.1:{self.port}>",
+            f"Contact: <{contact or f'sip:{self.name}@127.0.0.1:{self.port}'}>",
             "Max-Forwards: 70",
         ]
         if ctype:
@@ -239,3 +242,19 @@ async def test_subscribe_unknown_event_and_delete_shard(server: Node, ua: UAFact
     bye = await bob.request()
     assert bye.method == "BYE" and bye.call_id == bob.call_id
     assert GROUP not in server.shards
+
+
+async def test_cancel_and_bad_contact(server: Node, ua: UAFactory) -> None:
+    alice = await ua("alice")
+    alice.send(server, "INVITE", f"sip:conf7@{server.sent_by}", contact="tel:+15551234")
+    assert (await alice.final()).status == 400
+    alice.send(server, "INVITE", f"sip:conf7@{server.sent_by}")
+    invite_branch = alice.branch
+    assert (await alice.final()).status == 200
+    alice.cseq -= 1  # CANCEL carries the INVITE's CSeq number
+    alice.send(
+        server, "CANCEL", f"sip:conf7@{server.sent_by}", in_dialog=False, branch=invite_branch
+    )
+    assert (await alice.final()).status == 200  # matched, but the INVITE was answered
+    alice.send(server, "CANCEL", f"sip:conf7@{server.sent_by}", in_dialog=False)
+    assert (await alice.final()).status == 481

@@ -238,8 +238,8 @@ class Node:
             ctx.respond(404, reason="No Such Group")
             return
         contact = request.contact
-        if contact is None:
-            ctx.respond(400, [("Warning", '399 sipfleet "INVITE needs a Contact"')])
+        if contact is None or not contact.uri.lower().startswith(("sip:", "sips:")):
+            ctx.respond(400, [("Warning", '399 sipfleet "INVITE needs a SIP Contact"')])
             return
         aor = request.from_.uri
         now = time.monotonic()
@@ -303,7 +303,8 @@ class Node:
         )
 
     def _on_cancel(self, ctx: RequestContext) -> None:
-        ctx.respond(481)  # INVITEs are answered at once: nothing is left to cancel
+        # INVITEs are answered at once, so a matching CANCEL has nothing left to stop.
+        ctx.respond(200 if ctx.cancels else 481)
 
     def _on_message(self, ctx: RequestContext) -> None:
         request = ctx.request

@@ -65,10 +65,18 @@ class Application(Protocol):
 class RequestContext:
     """A received request (a new server transaction) and how to answer it."""
 
-    __slots__ = ("peer", "request", "stack", "tx_id")
+    __slots__ = ("cancels", "peer", "request", "stack", "tx_id")
 
-    def __init__(self, stack: SipStack, tx_id: str, request: SipRequest, peer: Peer) -> None:
+    def __init__(
+        self,
+        stack: SipStack,
+        tx_id: str,
+        request: SipRequest,
+        peer: Peer,
+        cancels: str | None = None,
+    ) -> None:
         self.stack, self.tx_id, self.request, self.peer = stack, tx_id, request, peer
+        self.cancels = cancels  # CANCEL: the INVITE server transaction it matches
 
     def respond(
         self,
@@ -175,7 +183,9 @@ class SipStack:
 
     def _deliver(self, event: RequestReceived) -> None:
         transport = "udp" if event.transport.upper() == "UDP" else "tcp"
-        ctx = RequestContext(self, event.tx_id, event.request, Peer(transport, *event.source))
+        ctx = RequestContext(
+            self, event.tx_id, event.request, Peer(transport, *event.source), event.cancels
+        )
         try:
             self.app.handle_request(ctx)
         except SipParseError as exc:

@@ -69,8 +69,8 @@ class Subscriptions:
                 ctx.respond(404, reason="No Such Group")
                 return
             contact = request.contact
-            if contact is None:
-                ctx.respond(400, [("Warning", '399 sipfleet "SUBSCRIBE needs a Contact"')])
+            if contact is None or not contact.uri.lower().startswith(("sip:", "sips:")):
+                ctx.respond(400, [("Warning", '399 sipfleet "SUBSCRIBE needs a SIP Contact"')])
                 return
             dialog = Member(
                 request.from_.uri,
