@@ -21,9 +21,6 @@ class LayerClock:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = float("inf")
 
-    def now(self) -> float:
-        return self._loop.time()
-
     def rearm(self) -> None:
         deadline = self._layer.next_deadline()
         if deadline is None or deadline >= self._armed_at:
