@@ -164,3 +164,23 @@ async def test_sigterm_stops_cleanly(fleet: Fleet) -> None:
         await asyncio.sleep(0.1)
     assert node.proc.returncode == 0, node.log.read_text()
     assert "stopping: no more joins" in node.log.read_text()
+
+
+async def test_tcp_requests_and_garbage(fleet: Fleet) -> None:
+    node = await fleet.start("main", "127.0.0.2", "main")
+    reader, writer = await asyncio.open_connection(node.host, node.sip_port)
+    me = "{}:{}".format(*writer.get_extra_info("sockname"))
+    request = OPTIONS.format(host=node.target, me=me, n=7).replace("UDP", "TCP")
+    writer.write(b"\r\n\r\n" + request.encode())  # keepalive CRLFs, then a request
+    assert await asyncio.wait_for(reader.readline(), 3) == b"SIP/2.0 200 OK\r\n"
+    writer.close()
+    # A header section that never ends: the connection is dropped at the limit.
+    reader, writer = await asyncio.open_connection(node.host, node.sip_port)
+    writer.write(b"OPTIONS sip:x@y SIP/2.0\r\nX: " + b"a" * 70000)
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the server
+    writer.close()
+    probe = udp_socket("127.0.0.1")
+    probe.sendto(options(node, probe, 8), (node.host, node.sip_port))
+    await asyncio.sleep(0.3)
+    assert first_lines(probe) == ["SIP/2.0 200 OK"]
+    assert (await node.metrics())["sipfleet_node_parse_errors_total"] == 1
