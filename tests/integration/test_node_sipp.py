@@ -246,3 +246,31 @@ async def test_conference_subscription_covers_all_servers(fleet: Fleet, sipp: Si
     )
     assert await joins.wait() == 0, joins.report()
     assert await watcher.wait() == 0, watcher.report()
+
+
+async def test_three_level_tree(fleet: Fleet, sipp: SippFactory) -> None:
+    """Fanout 1: main -> node1 -> node2. A message from node2 climbs to main, then
+    comes down through node1, reaching every member once."""
+    servers = [
+        await fleet.start("main", "127.0.0.2", "main", "--tree-fanout", "1"),
+        await fleet.start("node1", "127.0.0.3", "node", "--tree-fanout", "1"),
+        await fleet.start("node2", "127.0.0.4", "node", "--tree-fanout", "1"),
+    ]
+    for server in servers:
+        await make_shard(server, 10)
+    await routes(1, *((s, 10) for s in servers))
+    receivers = [
+        sipp("member.xml", s.target, f"conf1-{s.name}", f"r{s.name}", calls=2, rate=10)
+        for s in servers
+    ]
+    for server in servers:
+        await eventually(has_members(server, 2), what=f"2 members on {server.name}")
+    sender = sipp("member.xml", servers[2].target, "conf1-node2", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    for peer in receivers:
+        assert await peer.wait() == 0, peer.report()
+        assert peer.successful() == 2
+    out = [(await s.metrics())["sipfleet_node_messages_out_total"] for s in servers]
+    assert out == [2, 2, 2]
+    node1 = await servers[1].metrics()
+    assert node1['sipfleet_node_tree_forwards_total{direction="down",kind="group"}'] == 1
