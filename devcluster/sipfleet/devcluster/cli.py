@@ -1,7 +1,7 @@
 """`sipfleet`: the project's command line.
 
 sipfleet dev up|down|status --state-dir DIR   the local control plane
-sipfleet demo [--state-dir DIR]               a short end-to-end demo
+sipfleet demo [--state-dir DIR]               the fleet scaling out and back in (sipfleet.demo)
 """
 
 from __future__ import annotations
@@ -35,9 +35,21 @@ def _parser() -> argparse.ArgumentParser:
                 "--api-port", type=int, default=None, help="API server port (default: a free one)"
             )
 
-    demo = commands.add_parser("demo", help="bring a cluster up, run a sample, tear it down")
+    demo = commands.add_parser(
+        "demo", help="run the operator and members on a local cluster; watch the fleet scale"
+    )
     demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
-    demo.add_argument("--timeout", type=float, default=120.0, help="overall limit in seconds")
+    demo.add_argument(
+        "--duration", type=float, default=120.0, help="length of the story in seconds (>= 45)"
+    )
+    demo.add_argument("--members", type=int, default=40, help="members that join (1-200)")
+    demo.add_argument("--no-plot", action="store_true", help="skip the PNG timeline")
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="overall limit in seconds, setup included (default: duration + 150)",
+    )
     return parser
 
 
@@ -45,9 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from sipfleet.devcluster.demo import run_demo
+            from sipfleet.demo.kubeside import DemoError
+            from sipfleet.demo.run import run_demo
 
-            return run_demo(args.state_dir, timeout=args.timeout)
+            try:
+                return run_demo(
+                    args.state_dir,
+                    duration=args.duration,
+                    members=args.members,
+                    plot=not args.no_plot,
+                    timeout=args.timeout,
+                )
+            except DemoError as err:
+                print(f"sipfleet demo: {err}", file=sys.stderr)
+                return 1
         plane = ControlPlane(args.state_dir)
         if args.action == "up":
             plane.up(api_port=args.api_port)
