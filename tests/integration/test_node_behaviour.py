@@ -7,9 +7,11 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
-from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, parse_message
+from sipfleet.node.routes import RouteEntry
+from sipfleet.node.sip import NameAddr, SipRequest, SipResponse, StreamFramer, parse_message
 
 GROUP = "sip:conf7@example.com"
 HOST = "127.0.0.4"
@@ -107,13 +109,15 @@ class UA(asyncio.DatagramProtocol):
         via = request.via
         self.transport.sendto("\r\n".join(lines).encode(), (via.host, via.port or 5060))
 
-    async def join(self, server: Node, body: bytes = b"", ctype: str = "") -> SipResponse:
-        self.send(server, "INVITE", f"sip:conf7@{server.sent_by}", body=body, ctype=ctype)
+    async def join(
+        self, server: Node, body: bytes = b"", ctype: str = "", uri: str = ""
+    ) -> SipResponse:
+        self.send(server, "INVITE", uri or f"sip:conf7@{server.sent_by}", body=body, ctype=ctype)
         response = await self.final()
         if response.status == 200:
             self.peer_tag = response.to_tag
-            self.send(server, "ACK", f"sip:conf7@{server.sent_by}")
-            self.cseq -= 1
+            self.cseq -= 1  # the ACK carries the INVITE's CSeq number
+            self.send(server, "ACK", uri or f"sip:conf7@{server.sent_by}")
         return response
 
 
@@ -163,10 +167,12 @@ async def test_dialog_lifecycle_with_sdp(server: Node, ua: UAFactory) -> None:
     assert joined.status == 200
     assert b"m=audio 9 RTP/AVP 0" in joined.body and b"a=inactive" in joined.body
     assert server.shards[GROUP].members and len(server.shards[GROUP].members) == 1
-    for method in ("INVITE", "OPTIONS"):  # re-INVITE and in-dialog OPTIONS
-        alice.send(server, method, f"sip:conf7@{server.sent_by}")
-        assert (await alice.final()).status == 200
+    alice.send(server, "INVITE", f"sip:conf7@{server.sent_by}")  # re-INVITE
+    assert (await alice.final()).status == 200
+    alice.cseq -= 1
     alice.send(server, "ACK", f"sip:conf7@{server.sent_by}")
+    alice.send(server, "OPTIONS", f"sip:conf7@{server.sent_by}")  # in-dialog OPTIONS
+    assert (await alice.final()).status == 200
     alice.send(server, "BYE", f"sip:conf7@{server.sent_by}")
     assert (await alice.final()).status == 200
     assert not server.shards[GROUP].members
@@ -258,3 +264,65 @@ async def test_cancel_and_bad_contact(server: Node, ua: UAFactory) -> None:
     assert (await alice.final()).status == 200  # matched, but the INVITE was answered
     alice.send(server, "CANCEL", f"sip:conf7@{server.sent_by}", in_dialog=False)
     assert (await alice.final()).status == 481
+
+
+async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFactory) -> None:
+    """Alice writes 50 messages while Bob is moved from `server` (root) to a second
+    server with REFER. Bob must get every one; copies beyond one are bounded by the
+    duplicate counter of the old server."""
+    node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
+    await node.start()
+    try:
+        target = node.ensure_shard(GROUP, 5)[0]["uri"]
+        source = server.shards[GROUP].uri
+        table = {
+            GROUP: (
+                RouteEntry("main", source, "active", 0),
+                RouteEntry("node1", str(target), "active", 5),
+            )
+        }
+        server.put_routes(1, table)
+        node.put_routes(1, table)
+        alice, bob_old, bob_new = await ua("alice"), await ua("bob"), await ua("bob")
+        await alice.join(server)
+        await bob_old.join(server)
+        got: list[bytes] = []
+
+        async def bob(agent: UA) -> None:  # answers everything; follows the REFER
+            while True:
+                request = await agent.request()
+                agent.answer(request, 202 if request.method == "REFER" else 200)
+                if request.method == "MESSAGE":
+                    got.append(request.body)
+                elif request.method == "REFER":
+                    refer_to = NameAddr.parse(request.headers.get("Refer-To") or "")
+                    joined = await bob_new.join(node, uri=refer_to.uri)
+                    assert joined.status == 200
+                    phones.append(asyncio.create_task(bob(bob_new)))
+
+        phones = [asyncio.create_task(bob(bob_old))]
+        sent = [f"m{i}".encode() for i in range(50)]
+        for i, body in enumerate(sent):
+            if i == 10:
+                job = server.start_transfer(
+                    TransferRequest(GROUP, str(target), "refer", 50.0, members=(bob_old.aor,))
+                )
+            alice.send(
+                server, "MESSAGE", f"sip:conf7@{server.sent_by}", body=body, ctype="text/plain"
+            )
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.0)
+        for phone in phones:
+            assert not phone.done(), phone  # still answering, no assertion failed inside
+            phone.cancel()
+        assert server.transfer(job["id"])["moved"] == 1
+        assert set(got) == set(sent)  # none lost
+        duplicates = len(got) - len(sent)
+        counted = server.metrics.registry.get_sample_value(
+            "sipfleet_node_duplicate_deliveries_total"
+        )
+        assert counted is not None and duplicates <= counted
+        assert [m.aor for m in node.shards[GROUP].members.values()] == [bob_new.aor]
+        assert bob_old.aor not in server.shards[GROUP].by_aor
+    finally:
+        node.close()
