@@ -169,6 +169,7 @@ class Members:
     count: int
     leaver: bool
     period_ms: int = 1000
+    group_user: str = GROUP_USER
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -183,7 +184,7 @@ class Members:
                 "-sf",
                 str(RESIDENT),
                 "-s",
-                GROUP_USER,
+                self.group_user,
                 "-key",
                 "who",
                 self.who,
@@ -244,7 +245,7 @@ class Members:
             self.proc.wait(10)
 
 
-def send_group_message(main_ip: str, workdir: Path, who: str) -> str:
+def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = GROUP_USER) -> str:
     """A transient member joins via the main server, sends one MESSAGE, leaves.
 
     Returns the body the others should log (member.xml sends "hello from <who>1").
@@ -256,7 +257,7 @@ def send_group_message(main_ip: str, workdir: Path, who: str) -> str:
             "-sf",
             str(SENDER),
             "-s",
-            GROUP_USER,
+            group_user,
             "-key",
             "who",
             who,
@@ -306,12 +307,12 @@ def fleet(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def conference(name: str, fleet_name: str, **spec: Any) -> dict[str, Any]:
+def conference(name: str, fleet_name: str, uri: str = GROUP, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "sipfleet.io/v1alpha1",
         "kind": "SipConference",
         "metadata": {"name": name},
-        "spec": {"uri": GROUP, "fleetRef": {"name": fleet_name}, **spec},
+        "spec": {"uri": uri, "fleetRef": {"name": fleet_name}, **spec},
     }
 
 
