@@ -80,10 +80,11 @@ class Node:
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        self._stack = SipStack(
+        stack = SipStack(
             self.config.listen, self.config.sip_port, self, self.metrics, self._limiter
         )
-        await self._stack.start()
+        await stack.start()
+        self._stack = stack  # ready from here on
 
     def close(self) -> None:
         for handle in self._roster_due.values():
