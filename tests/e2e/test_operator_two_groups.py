@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,15 @@ def main_routes(kube: Cluster, ip: str) -> dict[str, Any]:
     return routes
 
 
+def shards(kube: Cluster, name: str) -> list[Any]:
+    found: list[Any] = status(kube, NS, name).get("shards", [])
+    return found
+
+
+def reached(group: Members, body: str, members: set[str]) -> bool:
+    return group.received(body) >= members
+
+
 def test_two_conferences_share_the_main_server_and_keep_apart(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -74,9 +84,7 @@ def test_two_conferences_share_the_main_server_and_keep_apart(
         )
         ip = main_ip(cluster, NS, "two")
         for name in users:
-            wait_for(
-                f"{name} on the main server", lambda n=name: status(cluster, NS, n).get("shards")
-            )
+            wait_for(f"{name} on the main server", partial(shards, cluster, name))
         for name, user in users.items():
             groups[name] = Members(
                 ip, tmp_path, name, PER_GROUP, leaver=False, period_ms=1500, group_user=user
@@ -107,7 +115,7 @@ def test_two_conferences_share_the_main_server_and_keep_apart(
             members = groups[name].joined()
             wait_for(
                 f"{name}'s MESSAGE to reach all of {name}",
-                lambda g=groups[name], b=body, m=members: g.received(b) >= m,
+                partial(reached, groups[name], body, members),
                 timeout=20,
             )
             others = [g for n, g in groups.items() if n != name]
