@@ -220,11 +220,18 @@ class Transfers:
         item.state = outcome
         if item.handle is not None:
             item.handle.cancel()
-        self._by_call.pop(item.call_id, None)
+        # Late NOTIFYs about this REFER (say, the 200 sipfrag after the roster already
+        # confirmed the move) are still answered 200 for a while.
+        loop = asyncio.get_running_loop()
+        item.handle = loop.call_later(TRANSFER_TIMEOUT, self._forget_call, item)
         self._by_member.pop(item.member, None)
         self._node.metrics.transfers.labels(outcome).inc()
         if all(i.state in FINAL for i in job.items):
             job.state = "failed" if job.moved == 0 and job.failed else "done"
+
+    def _forget_call(self, item: Item) -> None:
+        if self._by_call.get(item.call_id, (None, None))[1] is item:
+            del self._by_call[item.call_id]
 
     # ---- target side of refer-to-server ------------------------------------------------
     def on_server_refer(self, ctx: RequestContext) -> None:
