@@ -20,6 +20,12 @@ from sipfleet.operator.planner import Decision, Limit, Observations
 Status = dict[str, Any]
 
 
+def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Status:
+    """Only the fields that differ, so a steady object costs no API write per pass."""
+    current = current or {}
+    return {k: v for k, v in new.items() if current.get(k) != v}
+
+
 def _scaling(decision: Decision) -> Condition:
     if decision.create_nodes or decision.pending_nodes:
         reason = "ScalingOut"

@@ -15,7 +15,12 @@ from sipfleet.operator.planner import (
     ServerObservation,
     Shard,
 )
-from sipfleet.operator.status import conference_status, fleet_status, problem_status
+from sipfleet.operator.status import (
+    conference_status,
+    fleet_status,
+    problem_status,
+    status_patch,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GROUP = "sip:conf3@example.com"
@@ -159,3 +164,14 @@ def test_fleet_without_main_pod_is_not_ready() -> None:
     assert cond(s, "Ready")["reason"] == "MainServerNotReady"
     failed = fleet_status(pod("f-main", False, "Failed"), [], {}, 1, None, NOW)
     assert cond(failed, "Degraded")["reason"] == "PodFailed"
+
+
+def test_status_patch_holds_only_changes() -> None:
+    d = Decision(GROUP, 1, History(), routes=ROUTES, members=20, servers=2)
+    first = conference_status(d, OBS, 7, None, NOW)
+    again = conference_status(d, OBS, 7, first, NOW.replace(minute=5))
+    assert status_patch(first, again) == {}
+    more = Decision(GROUP, 1, History(), routes=ROUTES, members=21, servers=2)
+    changed = status_patch(first, conference_status(more, OBS, 7, first, NOW))
+    assert set(changed) == {"members", "conditions"}
+    assert status_patch(None, first) == first

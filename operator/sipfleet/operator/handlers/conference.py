@@ -31,7 +31,7 @@ from sipfleet.operator.models import (
 from sipfleet.operator.observe import observe
 from sipfleet.operator.planner import PlanSpec, plan
 from sipfleet.operator.runtime import Runtime
-from sipfleet.operator.status import conference_status, problem_status
+from sipfleet.operator.status import conference_status, problem_status, status_patch
 
 
 class NotReady(Exception):
@@ -134,9 +134,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
                 ).apply(decision)
         except NotReady as exc:
             metrics.ERRORS.labels("prerequisites").inc()
-            patch.status.update(
-                problem_status(exc.reason, str(exc), meta.get("generation"), dict(status), now)
-            )
+            new = problem_status(exc.reason, str(exc), meta.get("generation"), dict(status), now)
+            patch.status.update(status_patch(status, new))
             return
         except (kubernetes.client.ApiException, AdminError, OSError) as exc:
             metrics.ERRORS.labels("observe").inc()
@@ -153,16 +152,15 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             }
         )
         post_events(body, outcome)
-        patch.status.update(
-            conference_status(
-                decision,
-                observed.observations,
-                meta.get("generation"),
-                dict(status),
-                now,
-                outcome.failures,
-            )
+        new = conference_status(
+            decision,
+            observed.observations,
+            meta.get("generation"),
+            dict(status),
+            now,
+            outcome.failures,
         )
+        patch.status.update(status_patch(status, new))
 
     @kopf.on.delete(GROUP, VERSION, CONFERENCE.plural, id="release", registry=registry)
     async def release(

@@ -16,7 +16,7 @@ from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipFleetSpec
 from sipfleet.operator.runtime import Runtime
-from sipfleet.operator.status import fleet_status
+from sipfleet.operator.status import fleet_status, status_patch
 
 
 def parse_spec(spec: Any) -> SipFleetSpec:
@@ -75,13 +75,12 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
         main = next((p for p in pods if p["metadata"]["name"] == podlib.main_pod_name(name)), None)
         nodes = [p for p in pods if podlib.node_index(p["metadata"]["name"]) is not None]
-        patch.status.update(
-            fleet_status(
-                main,
-                nodes,
-                rt.server_members.get((namespace, name), {}),
-                meta.get("generation"),
-                dict(status),
-                datetime.now(UTC),
-            )
+        new = fleet_status(
+            main,
+            nodes,
+            rt.server_members.get((namespace, name), {}),
+            meta.get("generation"),
+            dict(status),
+            datetime.now(UTC),
         )
+        patch.status.update(status_patch(status, new))
