@@ -326,3 +326,33 @@ async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFac
         assert bob_old.aor not in server.shards[GROUP].by_aor
     finally:
         node.close()
+
+
+async def test_refused_refer_fails_the_transfer(server: Node, ua: UAFactory) -> None:
+    bob = await ua("bob")
+    await bob.join(server)
+    job = server.start_transfer(
+        TransferRequest(GROUP, "sip:conf7-node9@127.0.0.9:5060", "refer", 10.0, count=1)
+    )
+    refer = await bob.request()
+    assert refer.method == "REFER"
+    assert refer.headers.get("Refer-To") == "<sip:conf7-node9@127.0.0.9:5060>"
+    bob.answer(refer, 603)
+    await asyncio.sleep(0.2)
+    assert server.transfer(job["id"]) | {"id": ""} == {
+        "id": "",
+        "group": GROUP,
+        "target": "sip:conf7-node9@127.0.0.9:5060",
+        "method": "refer",
+        "rate": 10.0,
+        "requested": 1,
+        "moved": 0,
+        "failed": 1,
+        "state": "failed",
+        "pending": 0,
+    }
+    assert [m.state for m in server.shards[GROUP].members.values()] == ["joined"]
+    failed = server.metrics.registry.get_sample_value(
+        "sipfleet_node_transfers_total", {"outcome": "failed"}
+    )
+    assert failed == 1

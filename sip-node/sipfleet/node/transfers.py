@@ -206,18 +206,20 @@ class Transfers:
         if item.state in FINAL:
             return
         self._finish(job, item, "moved")
-        job.moved += 1
         self._node.remove_member(item.shard, item.member, bye=True)
 
     def _fail(self, job: Job, item: Item) -> None:
         if item.state in FINAL:
             return
         self._finish(job, item, "failed")
-        job.failed += 1
         item.member.state = "joined"
 
     def _finish(self, job: Job, item: Item, outcome: str) -> None:
         item.state = outcome
+        if outcome == "moved":
+            job.moved += 1
+        else:
+            job.failed += 1
         if item.handle is not None:
             item.handle.cancel()
         # Late NOTIFYs about this REFER (say, the 200 sipfrag after the roster already
