@@ -236,6 +236,10 @@ class Members:
     def left(self) -> set[str]:
         return {parts[1] for parts in self.lines("LEFT")}
 
+    def byes(self) -> set[str]:
+        """Members a server sent BYE (a transfer's old dialog, or the group removed)."""
+        return {parts[1] for parts in self.lines("BYE")}
+
     def moved(self) -> set[str]:
         return {parts[1] for parts in self.lines("MOVED")}
 

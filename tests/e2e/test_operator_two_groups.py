@@ -59,6 +59,11 @@ def reached(group: Members, body: str, members: set[str]) -> bool:
     return group.received(body) >= members
 
 
+def only_beta_nodes(kube: Cluster) -> bool:
+    owners = {p["metadata"]["labels"].get("sipfleet.io/conference") for p in pods(kube, NS, "node")}
+    return owners == {"beta"}
+
+
 def test_two_conferences_share_the_main_server_and_keep_apart(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -120,6 +125,21 @@ def test_two_conferences_share_the_main_server_and_keep_apart(
             )
             others = [g for n, g in groups.items() if n != name]
             assert all(not g.received(body) for g in others), "a message crossed groups"
+
+        # Deleting alpha: its members get BYE, its node goes, beta is untouched.
+        alpha_members = groups["alpha"].joined()
+        cluster.kubectl("delete", "sipconference", "alpha", "-n", NS, "--timeout=60s")
+        assert groups["alpha"].byes() >= alpha_members
+        assert groups["beta"].byes() == set()
+        wait_for("alpha's node to go", partial(only_beta_nodes, cluster), timeout=30)
+        table = main_routes(cluster, ip)["groups"]
+        assert set(table) == {f"sip:{users['beta']}@{DOMAIN}"}
+        body = send_group_message(ip, tmp_path, "speaker-late", group_user=users["beta"])
+        wait_for(
+            "beta to still get messages",
+            partial(reached, groups["beta"], body, groups["beta"].joined()),
+            timeout=20,
+        )
     finally:
         for g in groups.values():
             g.stop()

@@ -140,10 +140,10 @@ class Executor:
         self.fleet_routes.set_group(group, entries)
         await self._push(reported)
 
-    async def withdraw(self, group: str) -> list[str]:
+    async def withdraw(self, group: str) -> None:
         """Undo the group: drop its routes, delete its shards (BYE), delete its nodes.
 
-        Returns the failures; the caller retries until there are none.
+        Failures land in ``outcome``; the caller retries until there are none.
         """
         reported = await self._reported()
         self.fleet_routes.drop_group(group)
@@ -159,7 +159,6 @@ class Executor:
         for pod in self.observed.node_pods:
             name = pod["metadata"]["name"]
             await self._delete(name, f"delete {name}: {group} released")
-        return self.outcome.failures
 
     async def _reported(self) -> dict[str, int]:
         """Servers we observed -> their routes generation; seeds after a restart."""
