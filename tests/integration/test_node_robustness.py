@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 
-from conftest import RFC4475, Fleet, NodeProc
+from node_harness import RFC4475, Fleet, NodeProc
 
 # First status line the server sends back for each torture message (None: no answer,
 # as for the responses in the set). Syntax errors get the core's status; valid

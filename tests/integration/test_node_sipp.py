@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Fleet, NodeProc, SippFactory, eventually, free_port
+from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
 
 GROUP = "sip:conf1@example.com"
 SENDER = {"send": "1"}  # member.xml: send the group MESSAGE instead of waiting for it

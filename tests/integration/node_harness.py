@@ -1,0 +1,275 @@
+"""Helpers for the sip-node integration tests: sipfleet-node processes and sipp peers.
+
+Servers listen on 127.0.0.x with free ports; sipp runs from 127.0.0.1. Every
+process is bounded in time and killed at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sipfleet.node.admin_client import AdminClient
+
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+SCENARIOS = Path(__file__).parent / "scenarios"
+NODE_BIN = Path(sys.executable).parent / "sipfleet-node"
+TOKEN = "integration-test-token"
+RFC4475 = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rfc4475"
+
+
+def free_port(host: str) -> int:
+    """A port free for both TCP and UDP on `host`."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+            return int(port)
+    raise RuntimeError(f"no free port on {host}")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+@dataclass
+class NodeProc:
+    name: str
+    host: str
+    sip_port: int
+    admin_port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.sip_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.admin_port}"
+
+    def client(self) -> AdminClient:
+        return AdminClient(self.admin_url, TOKEN)
+
+    async def metrics(self) -> dict[str, float]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.admin_url + "/metrics") as response,
+        ):
+            return parse_metrics(await response.text())
+
+    async def state(self) -> dict[str, object]:
+        async with self.client() as client:
+            return await client.state()
+
+    async def members(self, group: str) -> int:
+        state = await self.state()
+        shards = state["shards"]
+        assert isinstance(shards, list)
+        return sum(int(s["members"]) for s in shards if s["group"] == group)
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@dataclass
+class Fleet:
+    """Starts sipfleet-node processes for one test and stops them afterwards."""
+
+    tmp: Path
+    nodes: list[NodeProc] = field(default_factory=list)
+
+    @property
+    def token_file(self) -> Path:
+        path = self.tmp / "token"
+        if not path.exists():
+            path.write_text(TOKEN + "\n")
+        return path
+
+    async def start(self, name: str, host: str, role: str = "node", *extra: str) -> NodeProc:
+        sip_port, admin_port = free_port(host), free_port(host)
+        log = self.tmp / f"{name}.log"
+        proc = subprocess.Popen(
+            [
+                str(NODE_BIN),
+                "--role",
+                role,
+                "--name",
+                name,
+                "--domain",
+                "example.com",
+                "--listen",
+                host,
+                "--sip-port",
+                str(sip_port),
+                "--admin-port",
+                str(admin_port),
+                "--token-file",
+                str(self.token_file),
+                *extra,
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        node = NodeProc(name, host, sip_port, admin_port, proc, log)
+        self.nodes.append(node)
+        async with node.client() as client:
+            for _ in range(100):
+                if proc.poll() is not None:
+                    pytest.fail(f"{name} exited: {log.read_text()}")
+                if await client.ready():
+                    return node
+                await asyncio.sleep(0.1)
+        pytest.fail(f"{name} not ready after 10 s: {log.read_text()}")
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@dataclass
+class Sipp:
+    """One sipp process running a scenario from tests/integration/scenarios."""
+
+    scenario: str
+    target: str
+    service: str
+    who: str
+    tmp: Path
+    calls: int = 1
+    rate: float = 10.0
+    sets: dict[str, str] = field(default_factory=dict)  # -set name value (scenario [$name])
+    timeout: int = 60
+    keys: dict[str, str] = field(default_factory=dict)  # -key name value (scenario [name])
+    port: int = 0  # local SIP port; 0 = any free one
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Sipp:
+        port, media = self.port or free_port("127.0.0.1"), free_port("127.0.0.1")
+        keys = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
+        keys += [arg for name, value in self.sets.items() for arg in ("-set", name, value)]
+        base = self.tmp / f"sipp-{self.who}"
+        self._stat = base.with_suffix(".csv")
+        self._errors = base.with_suffix(".errors")
+        self._out = base.with_suffix(".out")
+        self.proc = subprocess.Popen(
+            [
+                SIPP,
+                *([self.target] if self.target else []),
+                "-sf",
+                str(SCENARIOS / self.scenario),
+                "-s",
+                self.service,
+                "-key",
+                "who",
+                self.who,
+                *keys,
+                "-m",
+                str(self.calls),
+                "-r",
+                str(self.rate),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-mp",
+                str(media),
+                "-nostdin",
+                "-timeout",
+                f"{self.timeout}s",
+                "-timeout_error",
+                "-trace_err",
+                "-error_file",
+                str(self._errors),
+                "-trace_stat",
+                "-stf",
+                str(self._stat),
+                "-fd",
+                "1",
+            ],
+            stdout=self._out.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+        )
+        return self
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + self.timeout + 10
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.proc.kill()
+            await asyncio.sleep(0.1)
+        return self.proc.returncode
+
+    def successful(self) -> int:
+        """Successful calls from sipp's own statistics file (written every second)."""
+        if not self._stat.exists():
+            return 0
+        with self._stat.open() as f:
+            rows = list(csv.reader(f, delimiter=";"))
+        if len(rows) < 2:
+            return 0
+        header, last = rows[0], rows[-1]
+        return int(last[header.index("SuccessfulCall(C)")])
+
+    async def wait_successful(self, count: int, timeout: float = 30.0) -> None:
+        async def done() -> bool:
+            return self.successful() >= count
+
+        await eventually(done, timeout, f"{count} successful calls of {self.who}")
+
+    def report(self) -> str:
+        errors = self._errors.read_text()[-3000:] if self._errors.exists() else ""
+        return f"{self.who}: rc={self.proc and self.proc.returncode}\n{errors}"
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+SippFactory = Callable[..., Sipp]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll an async predicate until it is true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
