@@ -271,6 +271,9 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.count <= 5000:
         parser.error("--count must be between 1 and 5000")
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the operator and
+    # the control plane are stopped by the context managers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         run(args)
     except BenchError as exc:
