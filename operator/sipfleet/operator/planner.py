@@ -175,6 +175,8 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         create_reason=(
             f"scale out by {create}: {members} members need {desired} nodes "
             f"at target load {spec.scaling.target_load:g}"
+            if create
+            else ""
         ),
         create_shards=placements(spec, hosts),
         routes=routes,
