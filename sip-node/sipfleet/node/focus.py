@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sipfleet.node.sip import Headers, SipRequest, SipUri
+from sipfleet.node.sip import Headers, SipRequest, SipUri, Via
 from sipfleet.node.sip.ids import new_branch
 from sipfleet.node.transport import Peer
 
@@ -21,10 +21,16 @@ MemberState = Literal["joined", "transferring"]
 @dataclass
 class PrebuiltRequest(SipRequest):
     """Adapter for the core's client transactions: a request whose wire form was
-    assembled from byte templates. `headers` holds only the top Via, which is all
-    the transaction layer reads from a non-INVITE request it sends."""
+    assembled from byte templates. Of the request, the transaction layer reads only
+    the method, the top Via (given here already parsed, so it is not parsed back
+    from text on the hot path) and the wire form."""
 
     wire: bytes = b""
+    top_via: Via | None = None
+
+    @property
+    def via(self) -> Via:
+        return self.top_via if self.top_via is not None else super().via
 
     def to_bytes(self) -> bytes:
         return self.wire
@@ -68,15 +74,15 @@ class Member:
         """An in-dialog request from the templates. `sent_by` is our host:port; `extra`
         holds further header lines (each ending in CRLF) without Content-Length."""
         self.local_cseq += 1
-        via = (
-            f"SIP/2.0/{(transport or self.peer.transport).upper()} {sent_by};branch={new_branch()}"
-        )
+        transport = (transport or self.peer.transport).upper()
+        branch = new_branch()
+        host, _, port = sent_by.rpartition(":")
+        via = Via(transport, host, int(port), {"branch": branch})
         wire = b"".join(
             (
                 method.encode(),
                 self.request_prefix,
-                via.encode(),
-                b"\r\n",
+                f"SIP/2.0/{transport} {sent_by};branch={branch}\r\n".encode(),
                 self.dialog_headers,
                 f"CSeq: {self.local_cseq} {method}\r\n".encode(),
                 extra,
@@ -84,7 +90,7 @@ class Member:
                 body,
             )
         )
-        return PrebuiltRequest(method, self.contact, Headers([("Via", via)]), wire=wire)
+        return PrebuiltRequest(method, self.contact, Headers(), wire=wire, top_via=via)
 
 
 @dataclass(eq=False, slots=True)
