@@ -32,6 +32,14 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m sipfleet.operator.crdgen --check
+	bash charts/sync-crds.sh --check
+
+# After changing the operator's models: regenerate crds/, the chart's copy and the reference.
+crds: venv
+	$(PY) -m sipfleet.operator.crdgen
+	bash charts/sync-crds.sh
+	$(PY) docs/gen_crd_reference.py
 
 test: setup lint
 	$(VENV)/bin/pytest -m "unit or integration or e2e"
