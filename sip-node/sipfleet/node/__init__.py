@@ -39,9 +39,10 @@ Operator-facing facts:
         any UA, sipp included, can take it as is).
     Server-to-server: SIP over TCP, MESSAGE (tree traffic: kind group|roster), REFER
         and NOTIFY (refer-to-server), each signed with `X-Sipfleet-Auth:
-        ts=..;nonce=..;mac=HMAC-SHA256(token, ts, nonce, method, Request-URI, Call-ID,
-        CSeq, X-Sipfleet-* headers, body)`; refused with 403 if missing, wrong, older
-        than 30 s or replayed. Peer server IPs (from the routes) are not rate limited.
+        ts=..;nonce=..;mac=HMAC-SHA256(token, ts, nonce, method, Request-URI, every
+        header but Via/Max-Forwards/Content-Length, body)`; refused with 403 if
+        missing, wrong, older than 30 s or replayed. Peer server IPs (from the
+        routes) are not rate limited.
     Rosters: after any membership change (coalesced for 50 ms) a server sends its
         member list up the tree; every server thus knows the whole group (conference
         state, redirect room, transfer confirmation).

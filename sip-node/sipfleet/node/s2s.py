@@ -27,15 +27,17 @@ KIND, GROUP, MSG_ID, ORIGIN, SENDER = (
 MEMBER = "X-Sipfleet-Member"
 
 
+# Left out of the MAC: what the transport may legitimately change (Via gets
+# received/rport, Max-Forwards counts down, Content-Length is rewritten) and the
+# signature itself.
+UNSIGNED = frozenset({"via", "max-forwards", "content-length", AUTH_HEADER.lower()})
+
+
 def signed_parts(request: SipRequest) -> list[bytes]:
-    """What the MAC covers: method, Request-URI, Call-ID, CSeq, the sipfleet headers, body."""
-    h = request.headers
-    own = sorted(
-        f"{name.lower()}:{value}"
-        for name, value in h
-        if name.lower().startswith(PREFIX) and name.lower() != AUTH_HEADER.lower()
-    )
-    head = [request.method, request.uri, h.get("Call-ID") or "", h.get("CSeq") or "", *own]
+    """What the MAC covers: method, Request-URI, every other header field in order
+    (name lower-cased), and the body."""
+    head = [request.method, request.uri]
+    head += [f"{n.lower()}:{v}" for n, v in request.headers if n.lower() not in UNSIGNED]
     return [p.encode("utf-8", "surrogateescape") for p in head] + [request.body]
 
 

@@ -1,8 +1,8 @@
 """Server-to-server authentication: HMAC-SHA256 with the shared token, timestamp and nonce.
 
 The header value is `ts=<unix seconds>;nonce=<hex>;mac=<hex>`; the MAC covers
-the timestamp, nonce and the caller's canonical parts of the message (method,
-Request-URI, Call-ID, CSeq, the sipfleet headers and the body). A receiver
+the timestamp, nonce and the caller's canonical parts of the message (see
+s2s.signed_parts). A receiver
 accepts a timestamp within `window` seconds and each nonce once.
 """
 

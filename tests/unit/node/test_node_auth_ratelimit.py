@@ -6,7 +6,7 @@ import pytest
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.s2s import is_s2s, sign_request, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier, sign
-from sipfleet.node.sip import Headers, SipRequest
+from sipfleet.node.sip import Headers, SipRequest, parse_message
 
 KEY = b"shared-token"
 PARTS = [b"MESSAGE", b"sip:c@h", b"body"]
@@ -40,26 +40,51 @@ def test_replay_refused() -> None:
         verifier.verify(header, PARTS, 1001.0)
 
 
-def test_signed_request_covers_sipfleet_headers_and_body() -> None:
-    request = SipRequest(
-        "MESSAGE",
+def _request() -> SipRequest:
+    return SipRequest(
+        "REFER",
         "sip:c-n1@127.0.0.11:5060",
         Headers(
             [
+                ("Via", "SIP/2.0/TCP 127.0.0.10:5060;branch=z9hG4bKabc"),
+                ("Max-Forwards", "70"),
                 ("Call-ID", "x"),
-                ("CSeq", "1 MESSAGE"),
-                ("X-Sipfleet-Group", "sip:c@example.com"),
+                ("CSeq", "1 REFER"),
+                ("Refer-To", "<sip:m@127.0.0.1>"),
+                ("X-Sipfleet-Member", "<sip:m@example.com>"),
             ]
         ),
-        b"hello",
+        b"",
     )
+
+
+def test_signed_request_survives_the_wire() -> None:
+    request = _request()
     assert is_s2s(request)
     sign_request(request, KEY, 1000.0)
-    verify_request(request, Verifier(KEY), 1000.0)
-    request.headers.set("X-Sipfleet-Group", "sip:other@example.com")
+    received = parse_message(request.to_bytes())
+    assert isinstance(received, SipRequest)
+    received.headers.set("Via", "SIP/2.0/TCP 127.0.0.10:5060;branch=z9hG4bKabc;received=x")
+    received.headers.set("Max-Forwards", "69")
+    verify_request(received, Verifier(KEY), 1000.0)
+    assert not is_s2s(SipRequest("MESSAGE", "sip:c@h", Headers([("Call-ID", "x")])))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Refer-To", "<sip:evil@127.0.0.1>"),
+        ("X-Sipfleet-Member", "<sip:other@example.com>"),
+        ("Call-ID", "y"),
+        ("CSeq", "2 REFER"),
+    ],
+)
+def test_tampering_with_any_signed_header_is_caught(name: str, value: str) -> None:
+    request = _request()
+    sign_request(request, KEY, 1000.0)
+    request.headers.set(name, value)
     with pytest.raises(AuthError, match="bad signature"):
         verify_request(request, Verifier(KEY), 1000.0)
-    assert not is_s2s(SipRequest("MESSAGE", "sip:c@h", Headers([("Call-ID", "x")])))
 
 
 def test_rate_limiter_burst_then_refill() -> None:
