@@ -121,13 +121,10 @@ class Observed:
     """One conference's world at one instant, plus what the executor needs to act."""
 
     observations: Observations
-    main_pod: Obj | None
     node_pods: tuple[Obj, ...]
     other_nodes: int
     urls: Mapping[str, str]
     states: Mapping[str, Mapping[str, Any]]
-    load: LoadReading
-    used_indices: frozenset[int]
 
 
 async def _maybe(aw: Awaitable[T]) -> T | None:
@@ -153,11 +150,7 @@ async def observe(
         (p for p in all_pods if p["metadata"]["name"] == podlib.main_pod_name(fleet)), None
     )
     fleet_nodes = [p for p in all_pods if podlib.node_index(p["metadata"]["name"]) is not None]
-    mine = tuple(
-        p
-        for p in fleet_nodes
-        if (p["metadata"].get("labels") or {}).get(podlib.LABEL_CONFERENCE) == conference
-    )
+    mine = tuple(p for p in fleet_nodes if podlib.conference_of(p) == conference)
     servers = ([main_pod] if main_pod else []) + list(mine)
     urls = {p["metadata"]["name"]: u for p in servers if (u := podlib.admin_url(p))}
     names = list(urls)
@@ -183,13 +176,8 @@ async def observe(
         observations=Observations(
             servers=tuple(observations), transfers=in_flight(listings, group, server_of_uri)
         ),
-        main_pod=main_pod,
         node_pods=mine,
         other_nodes=len(fleet_nodes) - len(mine),
         urls=urls,
         states=states,
-        load=load,
-        used_indices=frozenset(
-            i for p in fleet_nodes if (i := podlib.node_index(p["metadata"]["name"])) is not None
-        ),
     )

@@ -13,7 +13,6 @@ import pytest
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.executor import Executor
 from sipfleet.operator.kube import Kube
-from sipfleet.operator.loadsource import LoadReading
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
 from sipfleet.operator.planner import Decision, History, NodeAction, Observations, Route
@@ -98,7 +97,6 @@ class FakeRuntime(Runtime):
 def observed(admins: dict[str, FakeAdmin], node_pods: tuple[dict[str, Any], ...] = ()) -> Observed:
     return Observed(
         observations=Observations(()),
-        main_pod=None,
         node_pods=node_pods,
         other_nodes=0,
         urls={name: name for name in admins},
@@ -109,8 +107,6 @@ def observed(admins: dict[str, FakeAdmin], node_pods: tuple[dict[str, Any], ...]
             }
             for name, a in admins.items()
         },
-        load=LoadReading("scrape"),
-        used_indices=frozenset(),
     )
 
 
