@@ -56,7 +56,7 @@ def write_png(timeline: Timeline, path: Path, *, capacity: int | None = None) ->
             at_time[mark.t] = shift + 1
             ax.annotate(
                 mark_label(mark), (mark.t, 1.0), xycoords=("data", "axes fraction"),
-                xytext=(2 + LABEL_SHIFT * shift, -4), textcoords="offset points",
+                xytext=(2 + LABEL_SHIFT * shift, -16), textcoords="offset points",
                 rotation=90, va="top",
                 fontsize=7, color=color,
             )  # fmt: skip
@@ -64,8 +64,10 @@ def write_png(timeline: Timeline, path: Path, *, capacity: int | None = None) ->
             if i % 2:
                 ax.axvspan(start, end, color="0.94", zorder=0)
             ax.annotate(
-                name, ((start + end) / 2, 0.0), xycoords=("data", "axes fraction"),
-                xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8, color="0.3",
+                name, ((start + end) / 2, 1.0), xycoords=("data", "axes fraction"),
+                xytext=(0, -4), textcoords="offset points", ha="center", va="top",
+                fontsize=8, color="0.3", style="italic",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
             )  # fmt: skip
         ax.set_xlabel("seconds since the first member joined")
         ax.set_ylabel("members of the group (stacked by server)")

@@ -78,6 +78,7 @@ def write_summary(path: Path, summary: Summary, show: Show, png: Path | None) ->
         "redirects": stats.redirects,
         "transfers": stats.transfers,
         "full_retries": stats.full_retries,
+        "scaled_in_at": show.scaled_in_at,
         "chats": [{"body": b, "reached": got, "expected": want} for b, got, want in show.chats],
         "png": str(png) if png else None,
     }
@@ -171,9 +172,9 @@ def _report(show: Show, state_dir: Path, plot: bool, console: Console) -> int:
         png = write_png(
             show.observer.timeline, state_dir / PNG_NAME, capacity=manifests.MEMBERS_PER_SERVER
         )
-        console.print(f"timeline plot: {png.resolve()}")
+        console.print(f"timeline plot: {png.resolve()}", soft_wrap=True)
     json_path = write_summary(state_dir / SUMMARY_NAME, summary, show, png)
-    console.print(f"summary: {json_path.resolve()}")
+    console.print(f"summary: {json_path.resolve()}", soft_wrap=True)
     if not summary.scaled_out:
         console.print("[red]the fleet never used a second server: see demo/operator.log[/red]")
         return 1

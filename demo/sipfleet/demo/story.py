@@ -94,6 +94,7 @@ class Show:
     chats: list[tuple[str, int, int]] = field(default_factory=list)
     stats: CrowdStats = field(default_factory=CrowdStats)
     act: str = "starting"
+    scaled_in_at: float | None = None
     last: Snapshot | None = None
     _t0: float = 0.0
 
@@ -149,6 +150,11 @@ class Show:
         end = acts.total
         while self.now() < end and not (self.last and scaled_in(self.last)):
             await asyncio.sleep(TICK)
+        if self.last and scaled_in(self.last):
+            self.scaled_in_at = self.last.t
+            self._note("the fleet is back to the main server alone")
+        else:
+            self._note("time is up before the fleet scaled all the way in")
         await asyncio.sleep(2 * TICK)  # a last sample or two for the plot
 
     def _begin(self, act: str, short: str) -> None:

@@ -23,11 +23,12 @@ PLAIN_EVERY = 5.0
 NOTES = 8
 
 
-def counters(stats: CrowdStats, summary: Summary) -> str:
+def counters(stats: CrowdStats, summary: Summary, sep: str = "  |  ") -> str:
+    """Member-side counts, then the operator's Events (``sep`` between the two)."""
     return (
-        f"joined {stats.joined}  left {stats.left}  redirects (302) {stats.redirects}  "
-        f"transfers (REFER) {stats.transfers}  full, retried {stats.full_retries}  |  "
-        f"scale-outs {summary.scale_outs}  scale-ins {summary.scale_ins}  "
+        f"members: joined {stats.joined}  left {stats.left}  redirects (302) {stats.redirects}  "
+        f"transfers (REFER) {stats.transfers}  told 'full' (480) {stats.full_retries}{sep}"
+        f"operator: scale-outs {summary.scale_outs}  scale-ins {summary.scale_ins}  "
         f"nodes deleted {summary.nodes_deleted}"
     )
 
@@ -108,7 +109,7 @@ class View:
             f"{snap.conference_members} members",
         )
         parts: list[RenderableType] = [head, servers_table(snap, self.capacity)]
-        parts.append(Text(counters(stats, summary)))
+        parts.append(Text(counters(stats, summary, "\n")))
         if snap.decision:
             parts.append(Text(f"operator's last decision: {snap.decision}", style="dim"))
         parts.append(Text("\n".join(self.notes) or "(no events yet)", style="italic"))
@@ -130,7 +131,7 @@ def summary_table(summary: Summary, stats: CrowdStats, chats: list[tuple[str, in
         ("servers at the end", str(summary.final_servers)),
         ("redirects (302 followed)", str(stats.redirects)),
         ("transfers (REFER followed)", str(stats.transfers)),
-        ("joins retried on 'full'", str(stats.full_retries)),
+        ("join attempts told 'full' (480, retried)", str(stats.full_retries)),
         ("sessions ended by a server", str(stats.dropped)),
         ("scale-out / scale-in events", f"{summary.scale_outs} / {summary.scale_ins}"),
         ("nodes deleted", str(summary.nodes_deleted)),

@@ -44,6 +44,7 @@ def test_plain_line_lists_servers_and_counters() -> None:
     assert "demo-node-1 3 (Draining)" in line
     assert "demo-node-2 - (Starting)" in line
     assert "redirects (302) 3" in line and "transfers (REFER) 1" in line
+    assert "|  operator: scale-outs 0" in line
 
 
 def test_servers_table_shows_load_bars() -> None:
