@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -99,3 +100,34 @@ async def test_lost_race_on_write_is_not_leadership() -> None:
     assert await b.try_acquire_or_renew()
     assert stale is not None
     assert await store.replace_lease("ns", stale) is None
+
+
+class TickingClock(Clock):
+    """Advances one second per reading, so deadlines pass without real waiting."""
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+async def test_a_leader_that_cannot_renew_gives_up() -> None:
+    store, clock = LeaseStore(), TickingClock()
+    a = LeaderElector(store, "ns", "l", "a", lease_seconds=5, retry_seconds=0.001, clock=clock)  # type: ignore[arg-type]
+    assert await a.try_acquire_or_renew()
+    assert store.lease is not None
+    store.lease["spec"]["holderIdentity"] = "b"  # another replica took it meanwhile
+    lost: list[bool] = []
+    await a.hold(on_lost=lambda: lost.append(True))
+    assert lost == [True]
+
+
+async def test_a_renewing_leader_keeps_holding() -> None:
+    store, clock = LeaseStore(), TickingClock()
+    a = LeaderElector(store, "ns", "l", "a", lease_seconds=5, retry_seconds=0.001, clock=clock)  # type: ignore[arg-type]
+    assert await a.try_acquire_or_renew()
+    lost: list[bool] = []
+    task = asyncio.create_task(a.hold(on_lost=lambda: lost.append(True)))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert lost == []
+    assert store.lease is not None and store.lease["spec"]["holderIdentity"] == "a"
