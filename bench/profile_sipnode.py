@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(workdir / name, workdir.parent / f"sipnode-profile-{name}")
         shutil.rmtree(workdir, ignore_errors=True)
     text = "\n".join(lines) + "\n"
-    print(text)
     args.out.write_text(text)
+    print(text)
     print(f"written to {args.out}; collapsed stacks in {workdir.parent}/sipnode-profile-*.txt")
     return 0
 

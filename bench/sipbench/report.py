@@ -127,6 +127,17 @@ def render(report: Report) -> str:
                 f"{s.p(50):.0f} | {s.p(99):.0f} | {s.server_cpu:.0f} | {s.sipp_cpu:.0f} | "
                 f"{s.machine_busy:.0f} | {'yes' if s.passed else 'no'} |"
             )
+    for t in report.throughput:
+        if t.best is not None:
+            bound = (
+                "the server's CPU (one core is ~100%)"
+                if t.best.server_cpu >= 80
+                else "not the server's CPU: the load generator's pacing (sipp) or the machine"
+            )
+            out.append(
+                f"\nAt its best passing step {t.name} used {t.best.server_cpu:.0f}% of a core "
+                f"and sipp {t.best.sipp_cpu:.0f}%: the limit there is {bound}."
+            )
     out += ["", "## Fan-out: one MESSAGE to every member of one group", ""]
     out.append(
         "deliveries/s = members / (time from sending the group MESSAGE to the moment the "

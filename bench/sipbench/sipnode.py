@@ -79,56 +79,48 @@ def start(
 
     `wrapper` is an argv to run it under (a profiler, an interpreter with flags);
     `code_dir` replaces the installed sip-node folder (to measure a patched copy).
+    Other programs on the machine may grab the free ports we picked before sip-node
+    binds them: then it is started again on new ports (three attempts).
     """
     if not SIPFLEET_NODE.exists():
         raise BenchError(f"{SIPFLEET_NODE} is missing: install the project (make venv)")
-    token = secrets.token_hex(16)
-    token_file = procs.workdir / f"{name}.token"
-    token_file.write_text(token)
-    sip_port, admin_port = free_port(host), free_port(host, kind=socket.SOCK_STREAM)
-    argv = [
-        *(wrapper or []),
-        str(SIPFLEET_NODE),
-        "--role",
-        "main",
-        "--name",
-        "bench",
-        "--domain",
-        DOMAIN,
-        "--listen",
-        host,
-        "--sip-port",
-        str(sip_port),
-        "--admin-port",
-        str(admin_port),
-        "--token-file",
-        str(token_file),
-        "--rate-limit",
-        NO_LIMIT,
-        "--rate-burst",
-        NO_LIMIT,
-        "--log-level",
-        "WARNING",
-    ]
     env = None
     if code_dir is not None:
         if not (code_dir / "sipfleet" / "node" / "__init__.py").exists():
             raise BenchError(f"{code_dir} is not a sip-node folder (no sipfleet/node/__init__.py)")
         env = dict(os.environ, PYTHONPATH=str(code_dir.resolve()))
-    proc = procs.start(name, argv, env=env)
-    node = SipNode(proc, host, sip_port, admin_port, token)
+    token = secrets.token_hex(16)
+    token_file = procs.workdir / f"{name}.token"
+    token_file.write_text(token)
+    for _attempt in range(3):
+        sip_port, admin_port = free_port(host), free_port(host, kind=socket.SOCK_STREAM)
+        argv = [
+            *(wrapper or []), str(SIPFLEET_NODE), "--role", "main", "--name", "bench",
+            "--domain", DOMAIN, "--listen", host, "--sip-port", str(sip_port),
+            "--admin-port", str(admin_port), "--token-file", str(token_file),
+            "--rate-limit", NO_LIMIT, "--rate-burst", NO_LIMIT, "--log-level", "WARNING",
+        ]  # fmt: skip
+        proc = procs.start(name, argv, env=env)
+        if _wait_ready(proc, host, admin_port):
+            return SipNode(proc, host, sip_port, admin_port, token)
+        procs.stop(proc)
+        if "address already in use" not in procs.log_tail(name, 3):
+            break
+    raise BenchError(f"sip-node did not become ready\n{procs.log_tail(name)}")
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], host: str, admin_port: int) -> bool:
+    """True once /readyz answers 200; False if the process exits or 20 s pass."""
     deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"sip-node exited with {proc.returncode}\n{procs.log_tail(name)}")
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://{host}:{admin_port}/readyz", timeout=1) as r:
                 if r.status == 200:
-                    return node
+                    return True
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise BenchError(f"sip-node not ready within 20 s\n{procs.log_tail(name)}")
+    return False
 
 
 # A plain audio offer; sip-node answers it inactive (signalling-only conference).
