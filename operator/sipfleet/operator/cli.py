@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import kopf
+import kubernetes
 from sipfleet.operator import metrics
 from sipfleet.operator.handlers import register
 from sipfleet.operator.kube import Kube, api_client
@@ -260,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if opts.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not opts.verbose:  # one "Timer succeeded" line per object and tick is noise
+    if not opts.verbose:  # per-tick "Timer succeeded" and per-retry urllib3 lines are noise
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     if opts.metrics_port:
         try:
             metrics.serve(opts.metrics_port, opts.metrics_addr)
@@ -274,4 +276,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = asyncio.run(run(opts))
     except KeyboardInterrupt:
         code = 130
+    except kubernetes.config.ConfigException as exc:
+        sys.exit(
+            f"sipfleet-operator: no Kubernetes credentials ({exc}); pass --kubeconfig FILE, "
+            "set KUBECONFIG, or run in a Pod with a ServiceAccount"
+        )
     sys.exit(code)

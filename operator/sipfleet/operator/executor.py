@@ -22,10 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import kubernetes
 from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.operator import pods as podlib
-from sipfleet.operator.kube import Obj
+from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
 from sipfleet.operator.planner import Decision, Route
@@ -34,7 +33,7 @@ from sipfleet.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
 EventType = Literal["Normal", "Warning"]
-_FAILURES = (AdminError, kubernetes.client.ApiException, OSError)
+_FAILURES: tuple[type[Exception], ...] = (AdminError, *KUBE_ERRORS)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,16 @@ from typing import Any
 
 import kopf
 import kubernetes
+import urllib3
 
 Obj = dict[str, Any]
+
+KUBE_ERRORS: tuple[type[Exception], ...] = (
+    kubernetes.client.ApiException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+"""What a Kubernetes call raises when the API server refuses or cannot be reached."""
 
 
 def configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
@@ -179,4 +187,4 @@ class Kube:
             raise
 
 
-__all__ = ["Kube", "Obj", "api_client"]
+__all__ = ["KUBE_ERRORS", "Kube", "Obj", "api_client", "configuration", "connection_info"]

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import kubernetes
-from sipfleet.operator.kube import Kube, Obj
+from sipfleet.operator.kube import KUBE_ERRORS, Kube, Obj
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class LeaderElector:
     async def _round(self) -> bool:
         try:
             return await self.try_acquire_or_renew()
-        except (kubernetes.client.ApiException, OSError) as exc:
+        except KUBE_ERRORS as exc:
             log.warning("Lease %s/%s: election round failed: %s", self.namespace, self.name, exc)
             return False
 
@@ -140,5 +139,5 @@ class LeaderElector:
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 spec = {**lease["spec"], "holderIdentity": None}
                 await self.kube.replace_lease(self.namespace, {**lease, "spec": spec})
-        except (kubernetes.client.ApiException, OSError) as exc:
+        except KUBE_ERRORS as exc:
             log.warning("Could not release Lease %s/%s: %s", self.namespace, self.name, exc)

@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-import kubernetes
 from sipfleet.node.admin_client import AdminError
 from sipfleet.operator import control, metrics
 from sipfleet.operator.executor import Outcome
+from sipfleet.operator.kube import KUBE_ERRORS
 from sipfleet.operator.models import CONFERENCE, GROUP, VERSION
 from sipfleet.operator.runtime import Runtime
 from sipfleet.operator.status import conference_status, problem_status, status_patch
 
-_TRANSIENT = (kubernetes.client.ApiException, AdminError, OSError)
+_TRANSIENT: tuple[type[Exception], ...] = (AdminError, *KUBE_ERRORS)
 
 
 def post_events(body: kopf.Body, outcome: Outcome) -> None:
