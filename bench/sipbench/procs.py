@@ -100,12 +100,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def exit_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so `with Procs(...)` cleans up on it too."""
+    """Turn SIGTERM and SIGINT into KeyboardInterrupt so `with Procs(...)` cleans up.
+
+    SIGINT too: a program started in the background by a non-interactive shell
+    inherits SIGINT ignored, and Python then installs no handler of its own.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
