@@ -171,7 +171,7 @@ class Crowd:
                 continue
             if response.status in (480, 486, 503):
                 self.stats.full_retries += 1
-                await asyncio.sleep(_retry_after(response))
+                await asyncio.sleep(retry_after(response))
                 uri, hops = self._group_target(), 0
                 continue
             if response.status < 300:
@@ -248,7 +248,9 @@ class Crowd:
                 member.dialog = None
                 self.stats.dropped += 1
                 self._on_event(f"{member.name} was sent BYE by its server")
-        elif request.method == "REFER" and current:
+        elif request.method == "REFER" and not current:
+            ctx.respond(403, reason="Already Moved")  # a REFER on a dialog we left
+        elif request.method == "REFER":
             refer_to = NameAddr.parse(request.headers.get("Refer-To") or "")
             ctx.respond(202, [("Refer-Sub", "false")])
             self._spawn(self._move(member, refer_to.uri.split("?", 1)[0]))
@@ -276,7 +278,8 @@ class Crowd:
                                        timeout)  # fmt: skip
 
 
-def _retry_after(response: SipResponse) -> float:
+def retry_after(response: SipResponse) -> float:
+    """Seconds to wait before joining again after a "full" answer (bounded)."""
     text = (response.headers.get("Retry-After") or "").split(";", 1)[0].strip()
     seconds = float(text) if text.isdigit() else 1.0
     return min(max(seconds, 0.2), MAX_RETRY_AFTER)

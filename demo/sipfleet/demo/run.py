@@ -193,6 +193,13 @@ def _cleanup(
     """Delete the demo's objects (with the operator still running, for its finalizers),
     stop the operator, and bring the cluster down if the demo brought it up."""
     signal.setitimer(signal.ITIMER_REAL, 0)  # the cleanup itself is not cut short
+
+    def patience(signum: int, frame: FrameType | None) -> None:
+        say("still cleaning up, so nothing is left running; this takes about 15 s")
+
+    old_int = signal.signal(signal.SIGINT, patience)
+    old_term = signal.signal(signal.SIGTERM, patience)
+    say("cleaning up: demo objects, the operator" + (", the cluster" if plane else ""))
     began = time.monotonic()
     try:
         if cluster is not None:
@@ -206,4 +213,6 @@ def _cleanup(
             operator.stop()
         if plane is not None:
             plane.down()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
         say(f"cleaned up in {time.monotonic() - began:.0f}s")
