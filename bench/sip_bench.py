@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "sl_send_reply; imc room preloaded from db_text (joining by `#join` MESSAGEs makes imc "
             "announce each join to every member: ~N^2/2 MESSAGEs for setup, so the benchmark "
             "writes the room's member table instead; the fan-out path is the same)",
-            "sip-node: one process, role main, uvloop if sip-node uses it; per-source rate limit "
+            "sip-node: one process, role main (its runner uses uvloop); per-source rate limit "
             "set out of reach; MESSAGE throughput goes to a group whose only member is the sender",
             "Members: one UDP receiver process (Python) answering 200 for all members "
             "(members differ by user part); imc reaches it through outbound_proxy, sip-node "

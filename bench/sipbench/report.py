@@ -29,6 +29,12 @@ class Throughput:
     def max_rate(self) -> float:
         return self.best.achieved if self.best else 0.0
 
+    @property
+    def peak(self) -> float:
+        """Highest achieved rate of any step with at most 1% failures, even one that
+        missed the pacing bar (less sensitive to sipp's pacing on a busy machine)."""
+        return max((s.achieved for s in self.steps if s.failure_ratio <= MAX_FAILURES), default=0)
+
 
 @dataclass
 class Report:
@@ -100,8 +106,9 @@ def render(report: Report) -> str:
     out += [
         "",
         "| server | max sustained MESSAGE/s | failures at max | p50 / p99 ms at max | "
-        "latency rate | p50 / p99 us | server CPU % at max | sipp CPU % at max |",
-        "|---|---|---|---|---|---|---|---|",
+        "latency rate | p50 / p99 us | server CPU % at max | sipp CPU % at max | "
+        "peak achieved/s at < 1% failures |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report.throughput:
         b = t.best
@@ -111,6 +118,7 @@ def render(report: Report) -> str:
             + f"{t.latency_rate}/s | {_ms(percentile(t.latency_us, 50))} / "
             f"{_ms(percentile(t.latency_us, 99))} | "
             + (f"{b.server_cpu:.0f} | {b.sipp_cpu:.0f} |" if b else "- | - |")
+            + f" {t.peak:,.0f} |"
         )
     for t in report.throughput:
         out += [
@@ -167,7 +175,8 @@ def render(report: Report) -> str:
         verdict = "met" if ratio >= THROUGHPUT_GOAL else "NOT met"
         out.append(
             f"- MESSAGE throughput: {_ratio(node_t.max_rate, kam_t.max_rate)} "
-            f"(goal >= {THROUGHPUT_GOAL}x at < 1% failures: {verdict})"
+            f"(goal >= {THROUGHPUT_GOAL}x at < 1% failures: {verdict}); by peak achieved/s "
+            f"at < 1% failures: {_ratio(node_t.peak, kam_t.peak)}"
         )
     node_f, kam_f = _fan(report.fanouts, "sip-node"), _fan(report.fanouts, "kamailio-imc")
     if node_f and kam_f:
