@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -16,6 +17,8 @@ from sipfleet.node.node import Node
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 0.5
+# How often survivors are frozen out of the collector's reach (see _freeze_survivors).
+GC_FREEZE_PERIOD = 1.0
 
 
 async def serve(config: Config, stop: asyncio.Event) -> int:
@@ -38,6 +41,7 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
         node.close()
         await runner.cleanup()
         return 1
+    freezer = asyncio.create_task(_freeze_survivors())
     lag = asyncio.create_task(sample_loop_lag(node.metrics.event_loop_lag))
     log.info(
         "%s (%s) SIP on %s udp+tcp, admin API on http://%s:%d",
@@ -51,12 +55,28 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
     log.info("stopping: no more joins")
     node.draining = True
     await asyncio.sleep(SHUTDOWN_GRACE)  # let in-flight responses and deliveries go out
-    lag.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await lag
+    for task in (lag, freezer):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     node.close()
     await runner.cleanup()
     return 0
+
+
+async def _freeze_survivors(period: float = GC_FREEZE_PERIOD) -> None:
+    """Move what survived so far (members, dialogs, lingering transactions) out of
+    the collector's reach, so a full collection scans only newer objects and its
+    pause no longer grows with group sizes and message rate.
+
+    Measured (bench/results/profile.md, finding 1): GC 12.1% -> 4.2% of sip-node's
+    CPU, full-collection pause 58 -> 14 ms, fan-out CPU per delivery -18%. Acyclic
+    objects are still freed by reference counting when they die; only reference
+    cycles that were alive at a freeze stay uncollected (the hot path makes none).
+    """
+    while True:
+        await asyncio.sleep(period)
+        gc.freeze()
 
 
 async def _main(config: Config) -> int:
