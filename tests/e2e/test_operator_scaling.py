@@ -62,32 +62,34 @@ def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     op = Operator(
         service_account_kubeconfig(cluster, workdir / "sa.kubeconfig"), NS, workdir / "operator.log"
     ).start()
-    apply(
-        cluster,
-        NS,
-        fleet("scale", minNodes=1, maxNodes=5, membersPerNode=20, treeFanout=2),
-        conference(
-            "conf",
-            "scale",
-            capacity={"membersPerServer": 20},
-            scaling={
-                "targetLoad": 0.5,
-                "cooldownSeconds": 2,
-                "scaleDownStabilizationSeconds": 5,
-                "maxNodesPerStep": 2,
-            },
-            transfer={"mode": "refer", "membersPerSecond": 20},
-        ),
-    )
-    ip = main_ip(cluster, NS, "scale")
-    wait_for("the group on the main server", lambda: status(cluster, NS, "conf").get("shards"))
-    leavers = Members(ip, workdir, "leaver", LEAVERS, leaver=True, period_ms=1000).start()
-    stayers = Members(ip, workdir, "stayer", STAYERS, leaver=False, period_ms=3000).start()
-    state = Grown(cluster, workdir, ip, leavers, stayers)
+    started: list[Members] = []
     try:
-        yield state
+        apply(
+            cluster,
+            NS,
+            fleet("scale", minNodes=1, maxNodes=5, membersPerNode=20, treeFanout=2),
+            conference(
+                "conf",
+                "scale",
+                capacity={"membersPerServer": 20},
+                scaling={
+                    "targetLoad": 0.5,
+                    "cooldownSeconds": 2,
+                    "scaleDownStabilizationSeconds": 5,
+                    "maxNodesPerStep": 2,
+                },
+                transfer={"mode": "refer", "membersPerSecond": 20},
+            ),
+        )
+        ip = main_ip(cluster, NS, "scale")
+        wait_for("the group on the main server", lambda: status(cluster, NS, "conf").get("shards"))
+        started.append(Members(ip, workdir, "leaver", LEAVERS, leaver=True, period_ms=1000).start())
+        started.append(
+            Members(ip, workdir, "stayer", STAYERS, leaver=False, period_ms=3000).start()
+        )
+        yield Grown(cluster, workdir, ip, started[0], started[1])
     finally:
-        for group in state.groups:
+        for group in started:
             group.stop()
         cluster.kubectl("delete", "sipconference", "conf", "-n", NS, "--timeout=30s", check=False)
         op.stop()
