@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="markdown report to write (default bench/results/latest.md)",
     )
     p.add_argument("--members", type=int, default=1000, help="fan-out group size (default 1000)")
-    p.add_argument("--reps", type=int, default=5, help="fan-out runs per server (default 5)")
+    p.add_argument("--reps", type=int, default=9, help="fan-out runs per server (default 9)")
     p.add_argument("--step-seconds", type=float, default=3.0, help="length of one rate step")
     p.add_argument("--start-rate", type=int, default=2000, help="first offered MESSAGE/s")
     p.add_argument("--ceiling", type=int, default=128000, help="highest offered MESSAGE/s")

@@ -74,6 +74,23 @@ def machine_lines() -> list[str]:
     ]
 
 
+def _limit(t: Throughput) -> str:
+    """Which resource stopped the rate search, judged from the steps above the best."""
+    assert t.best is not None
+    above = [s for s in t.steps if s.rate > t.best.rate]
+    busiest = max([t.best, *above], key=lambda s: s.server_cpu)
+    if busiest.server_cpu >= 85:
+        return (
+            f"the server's CPU is the limit (it reached {busiest.server_cpu:.0f}% of a core "
+            f"at {busiest.rate:,}/s offered)."
+        )
+    return (
+        f"not the server's CPU (at most {busiest.server_cpu:.0f}% of a core at or above the "
+        f"best step): the load generator's pacing (sipp {t.best.sipp_cpu:.0f}%) or the "
+        "machine's loopback UDP path."
+    )
+
+
 def _ms(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.0f}"
 
@@ -137,15 +154,7 @@ def render(report: Report) -> str:
             )
     for t in report.throughput:
         if t.best is not None:
-            bound = (
-                "the server's CPU (one core is ~100%)"
-                if t.best.server_cpu >= 80
-                else "not the server's CPU: the load generator's pacing (sipp) or the machine"
-            )
-            out.append(
-                f"\nAt its best passing step {t.name} used {t.best.server_cpu:.0f}% of a core "
-                f"and sipp {t.best.sipp_cpu:.0f}%: the limit there is {bound}."
-            )
+            out.append(f"\n{t.name}: {_limit(t)}")
     out += ["", "## Fan-out: one MESSAGE to every member of one group", ""]
     out.append(
         "deliveries/s = members / (time from sending the group MESSAGE to the moment the "
