@@ -54,6 +54,8 @@ POLICY = Policy(
 Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]
 """Gets every response of a client transaction; None once if it timed out."""
+Outgoing = tuple[SipRequest, Peer, ResponseCallback | None]
+"""A request to send in a new client transaction: to whom, and who gets the answers."""
 
 
 class Application(Protocol):
@@ -136,31 +138,50 @@ class SipStack:
 
     # ---- sending ---------------------------------------------------------------------
     def transmit(self, data: bytes, peer: Peer) -> None:
-        if peer.transport == "udp":
-            self._udp.send(data, peer.host, peer.port)
+        self._send(data, peer.transport == "udp", peer.host, peer.port)
+
+    def _send(self, data: bytes, udp: bool, host: str, port: int) -> None:
+        if udp:
+            self._udp.send(data, host, port)
         else:
-            self._tcp.send(peer.host, peer.port, data)
+            self._tcp.send(host, port, data)
 
     def send_request(
         self, request: SipRequest, peer: Peer, callback: ResponseCallback | None = None
     ) -> None:
         """Start a client transaction (the request's top Via carries a fresh branch)."""
-        tx_id, events = self.layer.send_request(
-            request, (peer.host, peer.port), peer.transport.upper(), self.now()
-        )
-        self.metrics.transactions.inc()
-        if callback is not None:
-            self._callbacks[tx_id] = callback
-        self.process(events)
+        self.send_requests([(request, peer, callback)])
+
+    def send_requests(self, batch: Iterable[Outgoing]) -> int:
+        """Start a client transaction for each (request, peer, callback) and send it
+        at once; returns how many. A fan-out passes all its deliveries here, so they
+        share one clock re-arm and one metrics update instead of one per delivery."""
+        now = self.now()
+        count = 0
+        for request, peer, callback in batch:
+            tx_id, events = self.layer.send_request(
+                request, (peer.host, peer.port), peer.transport.upper(), now
+            )
+            if callback is not None:
+                self._callbacks[tx_id] = callback
+            self._act(events)
+            count += 1
+        self.metrics.transactions.inc(count)
+        self.clock.rearm()
+        return count
 
     def process(self, events: list[Event]) -> None:
         """Act on the layer's events (also called by the clock)."""
+        self._act(events)
+        self.clock.rearm()
+
+    def _act(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Transmit):
                 if event.retransmission:
                     self.metrics.retransmissions.inc()
-                transport = "udp" if event.transport.upper() == "UDP" else "tcp"
-                self.transmit(event.data, Peer(transport, *event.destination))
+                host, port = event.destination
+                self._send(event.data, event.transport.upper() == "UDP", host, port)
             elif isinstance(event, RequestReceived):
                 self.metrics.transactions.inc()
                 self._deliver(event)
@@ -179,7 +200,6 @@ class SipStack:
                 callback = self._callbacks.pop(event.tx_id, None)
                 if callback is not None:
                     callback(None)
-        self.clock.rearm()
 
     def _deliver(self, event: RequestReceived) -> None:
         transport = "udp" if event.transport.upper() == "UDP" else "tcp"
