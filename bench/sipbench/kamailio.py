@@ -8,7 +8,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sipbench.probe import wait_sip_ready
+from sipbench import sipmsg
+from sipbench.fanout import MemberReceiver
+from sipbench.probe import UdpPeer, wait_sip_ready
 from sipbench.procs import BenchError, Procs
 
 CFG_DIR = Path(__file__).resolve().parent.parent / "kamailio"
@@ -130,3 +132,26 @@ def start_imc(
         },
     )
     return _start(procs, "kamailio-imc", cfg, host, port)
+
+
+def imc_join(receiver: MemberReceiver, host: str, port: int, room: ImcRoom, user: str) -> int:
+    """`user` joins `room` with the `#join` command; returns how many members imc
+    told about it ("*** user has joined the room"), as the receiver counted them."""
+    peer = UdpPeer(host)
+    try:
+        receiver.call({"cmd": "arm"}, 5.0)
+        # Everyone already in the room hears of the join: the preloaded members and the sender.
+        receiver.send({"cmd": "wait", "count": len(room.members) + 1, "timeout": 10.0})
+        req = sipmsg.request(
+            "MESSAGE", f"sip:{room.name}@{host}:{port}", local=peer.local,
+            from_uri=f"sip:{user}@{host}", to_uri=room.uri, call_id=f"join-{user}-{port}",
+            body=b"#join",
+        )  # fmt: skip
+        reply = peer.transact(req, (host, port), 5.0)
+        got = receiver.read(15.0)
+    finally:
+        peer.close()
+    code = sipmsg.status_code(reply) if reply else None
+    if code != 200:
+        raise BenchError(f"imc #join by {user} answered {code} (None = no answer)")
+    return int(got["count"])
