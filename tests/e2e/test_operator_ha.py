@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from operator_harness import (
     apply,
     conference,
     fleet,
+    free_port,
     install_operator_rbac,
     main_ip,
     node_names,
@@ -37,6 +40,13 @@ def holder(kube: Cluster) -> str | None:
     return name
 
 
+def alive(port: int) -> dict[str, object]:
+    """The operator's liveness answer (raises unless 200)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+        body: dict[str, object] = json.loads(resp.read())
+        return body
+
+
 def test_only_the_lease_holder_acts_and_a_standby_takes_over(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -44,9 +54,15 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
     cluster.kubectl("create", "namespace", NS)
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
     common = ("--peering", LEASE, "--lease-namespace", NS, "--lease-seconds", "6")
+    health = {ident: free_port(socket.SOCK_STREAM) for ident in ("alpha", "beta")}
     ops = {
-        ident: Operator(kubeconfig, NS, tmp_path / f"{ident}.log", (*common, "--identity", ident))
-        for ident in ("alpha", "beta")
+        ident: Operator(
+            kubeconfig,
+            NS,
+            tmp_path / f"{ident}.log",
+            (*common, "--identity", ident, "--liveness", f"http://127.0.0.1:{port}/healthz"),
+        )
+        for ident, port in health.items()
     }
     try:
         for op in ops.values():
@@ -69,6 +85,10 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
         assert ops[standby].metric(LEADER) == 0
         assert ops[leader].metric(LEADER) == 1
         assert holder(cluster) == leader
+        # Liveness answers on both replicas, and the standby's Lease loop is watched too.
+        for ident in ops:
+            body = alive(health[ident])
+            assert body["alive"] is True and set(body["ages"]) == {"loop", "lease"}  # type: ignore[arg-type]
 
         # The leader dies without releasing the Lease; the standby takes over and acts.
         ops[leader].kill()

@@ -113,7 +113,7 @@ def test_operator_deployment_is_ha_probed_and_restricted(default_docs: list[Mani
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     env = {e["name"]: e for e in container["env"]}
     # The operator elects a leader only when given a Lease name (peering).
     assert env["SIPFLEET_OPERATOR_PEERING"]["value"] == "sf-sipfleet-operator"

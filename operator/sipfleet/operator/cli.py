@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import kopf
 import kubernetes
-from sipfleet.operator import metrics
+from sipfleet.operator import health, metrics
 from sipfleet.operator.handlers import register
 from sipfleet.operator.kube import Kube, api_client
 from sipfleet.operator.leader import LeaderElector, default_identity
@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness",
         default=_env("LIVENESS"),
         metavar="URL",
-        help="kopf liveness endpoint, e.g. http://127.0.0.1:8081/healthz [env LIVENESS]",
+        help="serve liveness at this URL, e.g. http://127.0.0.1:8081/healthz, on every replica "
+        "(leader or standby): 200 while the event loop turns and the Lease loop completes "
+        "rounds, else 503 naming the stale one [env LIVENESS]",
     )
     p.add_argument(
         "--kubeconfig",
@@ -175,6 +177,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         parser.error("--all-namespaces and --namespace exclude each other")
     if args.lease_seconds < 5:
         parser.error(f"--lease-seconds {args.lease_seconds} is too short; use 5 or more")
+    if args.liveness:
+        try:
+            health.parse_endpoint(args.liveness)
+        except ValueError as exc:
+            parser.error(str(exc))
     lease_ns = args.lease_namespace or (namespaces[0] if namespaces else "default")
     return Options(
         namespaces=namespaces,
@@ -211,8 +218,26 @@ def kopf_settings() -> kopf.OperatorSettings:
     return s
 
 
+def lease_stale_seconds(lease_seconds: int) -> float:
+    """How long the Lease loop may go without a round before liveness fails.
+
+    Rounds come every lease/5 s; two leases without one means a call hangs.
+    """
+    return max(10.0, 2.0 * lease_seconds)
+
+
 async def run(opts: Options) -> int:
     """Run until stopped; the exit status for the process."""
+    beating = asyncio.create_task(health.beat_loop())
+    try:
+        return await _run(opts)
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+
+
+async def _run(opts: Options) -> int:
     kube = Kube(api_client(opts.kubeconfig))
     registry = kopf.OperatorRegistry()
     stop = asyncio.Event()
@@ -226,7 +251,9 @@ async def run(opts: Options) -> int:
             opts.identity,
             lease_seconds=opts.lease_seconds,
             retry_seconds=max(1.0, opts.lease_seconds / 5),
+            heartbeat=lambda: health.HEARTBEATS.beat("lease"),
         )
+        health.HEARTBEATS.expect("lease", lease_stale_seconds(opts.lease_seconds))
         await elector.acquire()
         holder = asyncio.create_task(elector.hold(on_lost=stop.set))
     metrics.LEADER.set(1)
@@ -238,7 +265,6 @@ async def run(opts: Options) -> int:
                 settings=kopf_settings(),
                 clusterwide=opts.all_namespaces,
                 namespaces=list(opts.namespaces),
-                liveness_endpoint=opts.liveness,
                 stop_flag=stop,
                 standalone=True,
             )
@@ -271,6 +297,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(
                 f"sipfleet-operator: cannot serve metrics on {opts.metrics_addr}:"
                 f"{opts.metrics_port}: {exc.strerror}; pick another --metrics-port"
+            )
+    if opts.liveness:
+        try:
+            health.serve(opts.liveness)
+        except OSError as exc:
+            sys.exit(
+                f"sipfleet-operator: cannot serve liveness at {opts.liveness}: {exc.strerror}; "
+                "pick another --liveness port"
             )
     try:
         code = asyncio.run(run(opts))

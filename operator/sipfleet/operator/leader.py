@@ -55,10 +55,13 @@ class LeaderElector:
         lease_seconds: int = 15,
         retry_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         self.kube, self.namespace, self.name, self.identity = kube, namespace, name, identity
         self.lease_seconds, self.retry_seconds = lease_seconds, retry_seconds
         self._clock = clock
+        self._heartbeat = heartbeat
+        """Called after every election round, won or not (the liveness probe's input)."""
         self._seen = _Seen()
 
     def _spec(self, transitions: int) -> Obj:
@@ -112,6 +115,8 @@ class LeaderElector:
         except KUBE_ERRORS as exc:
             log.warning("Lease %s/%s: election round failed: %s", self.namespace, self.name, exc)
             return False
+        finally:
+            self._heartbeat()
 
     async def acquire(self) -> None:
         """Block until this replica holds the Lease."""

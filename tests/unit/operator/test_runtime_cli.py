@@ -36,6 +36,7 @@ def test_command_line_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None
         (["-A", "--interval", "soon"], "not a number"),
         (["-A", "--metrics-port", "70000"], "outside 0..65535"),
         (["-A", "--lease-seconds", "1"], "too short"),
+        (["-A", "--liveness", "localhost:8081"], "http://ADDR:PORT/healthz"),
         (["-A", "-n", "x"], "not allowed with"),
     ],
 )
