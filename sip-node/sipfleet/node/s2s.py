@@ -52,7 +52,7 @@ def verify_request(request: SipRequest, verifier: Verifier, now: float) -> None:
 
 def is_s2s(request: SipRequest) -> bool:
     """Does the request claim to come from a peer server?"""
-    return any(name.lower().startswith(PREFIX) for name, _ in request.headers)
+    return request.headers.has_name_prefix(PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,6 +141,14 @@ class Headers:
         Contact, Require, ...), across all its fields, quotes and <> aware."""
         return [v for value in self.get_all(name) for v in split_commas(value)]
 
+    def has_name_prefix(self, prefix: str) -> bool:
+        """Does any field name start with `prefix` (give it in lower case)?"""
+        # A plain loop, not any(<generator>): 0.46 vs 1.5 us per MESSAGE (is_s2s).
+        for key, _, _ in self._items:  # noqa: SIM110
+            if key.startswith(prefix):
+                return True
+        return False
+
     def counts(self) -> dict[str, int]:
         """How many fields each header has, keyed by lower-case canonical name."""
         out: dict[str, int] = {}
