@@ -99,6 +99,15 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
         wait_for("the new leader to add a node", lambda: node_names(cluster, NS), timeout=30)
         assert ops[standby].metric(RECONCILES) > 0
         assert ops[standby].metric(LEADER) == 1
+        # The per-fleet gauges follow the SipFleet status.
+        sizes = {"namespace": NS, "fleet": "ha"}
+        wait_for(
+            "the fleet gauges to show the ready node",
+            lambda: ops[standby].metric("sipfleet_operator_fleet_ready_nodes", **sizes) == 1,
+            timeout=30,
+        )
+        assert ops[standby].metric("sipfleet_operator_fleet_nodes", **sizes) == 1
+        assert ops[standby].metric("sipfleet_operator_fleet_max_nodes", **sizes) == 2
     finally:
         cluster.kubectl("delete", "sipconference", "conf", "-n", NS, "--timeout=30s", check=False)
         for op in ops.values():

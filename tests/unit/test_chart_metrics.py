@@ -17,13 +17,6 @@ SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count"),
     "summary": ("", "_sum", "_count"),
 }
-# Per-fleet gauges the alerts need; the operator does not export them yet
-# (asked of the operator: set them from the SipFleet status it computes).
-REQUESTED = {
-    "sipfleet_operator_fleet_nodes",
-    "sipfleet_operator_fleet_ready_nodes",
-    "sipfleet_operator_fleet_max_nodes",
-}
 
 
 def _series(registry: CollectorRegistry) -> set[str]:
@@ -72,14 +65,6 @@ def test_promql_parses(expr: str) -> None:
 EXPORTED = _series(NodeMetrics().registry) | _series(operator_metrics.REGISTRY)
 
 
-@pytest.mark.parametrize(
-    "metric",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(reason="not exported by the operator yet"))
-        if m in REQUESTED
-        else m
-        for m in sorted(_queried())
-    ],
-)
+@pytest.mark.parametrize("metric", sorted(_queried()))
 def test_queried_metric_is_exported(metric: str) -> None:
     assert metric in EXPORTED, f"{metric} is queried by the chart but exported by nothing"

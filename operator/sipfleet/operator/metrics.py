@@ -6,6 +6,8 @@ collides with the default registry, and ``serve`` exposes exactly these.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -39,6 +41,39 @@ LEADER = Gauge(
     "1 while this replica acts (holds the Lease, or runs standalone), 0 while it stands by.",
     registry=REGISTRY,
 )
+FLEET_NODES = Gauge(
+    "sipfleet_operator_fleet_nodes",
+    "Node Pods of a fleet (main server not counted), from the SipFleet status.",
+    ["namespace", "fleet"],
+    registry=REGISTRY,
+)
+FLEET_READY_NODES = Gauge(
+    "sipfleet_operator_fleet_ready_nodes",
+    "Ready node Pods of a fleet, from the SipFleet status.",
+    ["namespace", "fleet"],
+    registry=REGISTRY,
+)
+FLEET_MAX_NODES = Gauge(
+    "sipfleet_operator_fleet_max_nodes",
+    "The fleet's spec.maxNodes.",
+    ["namespace", "fleet"],
+    registry=REGISTRY,
+)
+_FLEET_GAUGES = (FLEET_NODES, FLEET_READY_NODES, FLEET_MAX_NODES)
+
+
+def set_fleet(namespace: str, fleet: str, *, nodes: int, ready: int, max_nodes: int) -> None:
+    """Export one fleet's sizes (each pass of its reconcile timer)."""
+    FLEET_NODES.labels(namespace, fleet).set(nodes)
+    FLEET_READY_NODES.labels(namespace, fleet).set(ready)
+    FLEET_MAX_NODES.labels(namespace, fleet).set(max_nodes)
+
+
+def forget_fleet(namespace: str, fleet: str) -> None:
+    """Drop a deleted fleet's series, so its last sizes do not linger in alerts."""
+    for gauge in _FLEET_GAUGES:
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, fleet)
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:

@@ -84,3 +84,18 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             datetime.now(UTC),
         )
         patch.status.update(status_patch(status, new))
+        metrics.set_fleet(
+            namespace,
+            name,
+            nodes=new["nodeCount"],
+            ready=new["readyNodes"],
+            max_nodes=fleet_spec.max_nodes,
+        )
+
+    @kopf.on.delete(
+        GROUP, VERSION, FLEET.plural, id="forget-fleet", optional=True, registry=registry
+    )
+    def forget_fleet(namespace: str | None, name: str, **_: Any) -> None:
+        """No finalizer (optional): only the metrics forget the fleet."""
+        assert namespace is not None
+        metrics.forget_fleet(namespace, name)
