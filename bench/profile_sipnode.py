@@ -89,16 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.top,
             )
             rec = Recording(procs, node.proc.pid, workdir / "fanout.txt")
-            fan = fanout.measure(
-                "sip-node",
-                receiver,
-                (HOST, node.sip_port),
-                node.group_uri("bench"),
-                ready.sender_uri,
+            group = fanout.Group(
+                "sip-node", (HOST, node.sip_port), node.group_uri("bench"), ready.sender_uri,
                 len(members),
-                args.fanouts,
-                pause_s=0.1,
-            )
+            )  # fmt: skip
+            (fan,) = fanout.measure([group], receiver, args.fanouts, pause_s=0.1)
             prof = rec.stop()
             print(f"phase 2: {args.fanouts} fan-outs, median {fan.median_rate:.0f} deliveries/s")
             lines += section(

@@ -118,13 +118,8 @@ def throughput(
     return Throughput(name, steps, best, args.latency_rate, latency)
 
 
-def run_kamailio(
-    procs: Procs,
-    report: Report,
-    args: argparse.Namespace,
-    receiver: MemberReceiver,
-    members: list[str],
-) -> None:
+def run_kamailio(procs: Procs, report: Report, args: argparse.Namespace) -> None:
+    """MESSAGE throughput against the stateless-200 Kamailio."""
     port = free_port(HOST)
     proc = kamailio.start_stateless(procs, HOST, port, args.children)
     target = sipp.Target(
@@ -133,28 +128,28 @@ def run_kamailio(
     report.throughput.append(throughput("kamailio", target, args, procs.workdir))
     procs.stop(proc)
 
+
+def start_imc(
+    procs: Procs,
+    report: Report,
+    args: argparse.Namespace,
+    receiver: MemberReceiver,
+    members: list[str],
+) -> fanout.Group:
+    """Kamailio imc with the room: all but the last member preloaded, the last joins
+    with imc's #join command."""
     port = free_port(HOST)
-    # All but the last member are preloaded; the last joins with imc's #join command.
     room = kamailio.ImcRoom("bench", HOST, SENDER, members[:-1])
-    proc = kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
+    kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
     told = kamailio.imc_join(receiver, HOST, port, room, members[-1])
     report.notes.append(
         f"imc: {len(members) - 1} members preloaded, {members[-1]} joined by `#join` "
         f"(imc announced it to {told} members, the sender and the joiner included)"
     )
-    print(f"[fan-out] kamailio imc: {len(members)} members, {args.reps} runs", flush=True)
-    report.fanouts.append(
-        fanout.measure(
-            "kamailio-imc",
-            receiver,
-            (HOST, port),
-            f"sip:bench@{HOST}:{port}",
-            f"sip:{SENDER}@{HOST}",
-            len(members),
-            args.reps,
-        )
-    )
-    procs.stop(proc)
+    return fanout.Group(
+        "kamailio-imc", (HOST, port), f"sip:bench@{HOST}:{port}", f"sip:{SENDER}@{HOST}",
+        len(members),
+    )  # fmt: skip
 
 
 def run_sipnode(
@@ -163,7 +158,9 @@ def run_sipnode(
     args: argparse.Namespace,
     receiver: MemberReceiver,
     members: list[str],
-) -> None:
+) -> sipnode.Setup:
+    """sip-node with both groups joined; MESSAGE throughput against it. Left running
+    for the fan-out."""
     ready = sipnode.setup(procs, HOST, receiver, SENDER, members, code_dir=args.sip_node_dir)
     node = ready.node
     print(
@@ -175,26 +172,27 @@ def run_sipnode(
         "sip-node", HOST, node.sip_port, node.group_uri("solo"), ready.sender_uri, node.proc.pid
     )
     report.throughput.append(throughput("sip-node", target, args, procs.workdir))
-    print(f"[fan-out] sip-node: {len(members)} members, {args.reps} runs", flush=True)
+    return ready
+
+
+def run_fanouts(
+    report: Report,
+    args: argparse.Namespace,
+    receiver: MemberReceiver,
+    groups: list[fanout.Group],
+    node: sipnode.SipNode | None,
+) -> None:
+    names = ", ".join(g.name for g in groups)
+    print(f"[fan-out] {names}: {args.members} members, {args.reps} runs each", flush=True)
     retrans = "sipfleet_node_retransmissions_total"
-    before = node.metric(retrans)
-    report.fanouts.append(
-        fanout.measure(
-            "sip-node",
-            receiver,
-            (HOST, node.sip_port),
-            node.group_uri("bench"),
-            ready.sender_uri,
-            len(members),
-            args.reps,
+    before = node.metric(retrans) if node is not None else 0.0
+    report.fanouts += fanout.measure(groups, receiver, args.reps)
+    if node is not None:
+        report.notes.append(
+            f"sip-node retransmissions during its {args.reps} fan-outs: "
+            f"{node.metric(retrans) - before:.0f} (a 200 lost before sip-node read it, e.g. "
+            "its UDP receive buffer overflowed while it was still sending)"
         )
-    )
-    report.notes.append(
-        f"sip-node retransmissions during the {args.reps} fan-outs: "
-        f"{node.metric(retrans) - before:.0f} (a 200 lost before sip-node read it, e.g. "
-        "its UDP receive buffer overflowed while it was still sending)"
-    )
-    procs.stop(node.proc)
 
 
 def guarded(report: Report, what: str, fn: Callable[[], None]) -> None:
@@ -237,14 +235,29 @@ def main(argv: list[str] | None = None) -> int:
         with Procs(workdir) as procs:
             receiver = MemberReceiver(procs, HOST, free_port(HOST))
             report.receiver_capacity = fanout.receiver_capacity(receiver, args.members)
+            groups: list[fanout.Group] = []
+            ready: list[sipnode.Setup] = []
             if args.only != "sip-node":
+                guarded(report, "Kamailio throughput", lambda: run_kamailio(procs, report, args))
                 guarded(
-                    report, "Kamailio", lambda: run_kamailio(procs, report, args, receiver, members)
+                    report,
+                    "Kamailio imc",
+                    lambda: groups.append(start_imc(procs, report, args, receiver, members)),
                 )
             if args.only != "kamailio":
                 guarded(
-                    report, "sip-node", lambda: run_sipnode(procs, report, args, receiver, members)
+                    report,
+                    "sip-node",
+                    lambda: ready.append(run_sipnode(procs, report, args, receiver, members)),
                 )
+            for setup in ready:
+                node_group = fanout.Group(
+                    "sip-node", (HOST, setup.node.sip_port), setup.node.group_uri("bench"),
+                    setup.sender_uri, len(members),
+                )  # fmt: skip
+                groups.append(node_group)
+            node = ready[0].node if ready else None
+            guarded(report, "fan-out", lambda: run_fanouts(report, args, receiver, groups, node))
     except KeyboardInterrupt:
         print("interrupted: processes stopped", file=sys.stderr)
         return 130

@@ -96,54 +96,59 @@ class Fanout:
         return all(r.delivered == self.members for r in self.runs)
 
 
+@dataclass(frozen=True)
+class Group:
+    """A group to fan out to: the server, its group URI and the sending member."""
+
+    name: str
+    target: tuple[str, int]
+    group_uri: str
+    sender_uri: str
+    members: int
+
+
+def measure_once(group: Group, receiver: MemberReceiver, peer: UdpPeer, rep: int) -> FanoutRun:
+    """Send one group MESSAGE and wait until every member got it (or 20 s pass)."""
+    receiver.call({"cmd": "arm"}, 5.0)
+    req = sipmsg.request(
+        "MESSAGE", group.group_uri, local=peer.local, from_uri=group.sender_uri,
+        to_uri=group.group_uri, call_id=f"fanout-{group.name}-{rep}-{peer.local[1]}",
+        body=b"fan-out benchmark " + str(rep).encode(),
+    )  # fmt: skip
+    receiver.send({"cmd": "wait", "count": group.members, "timeout": 20.0})
+    t0 = time.monotonic_ns()
+    reply = peer.transact(req, group.target, 10.0)
+    t_reply = time.monotonic_ns()
+    got = receiver.read(25.0)
+    code = sipmsg.status_code(reply) if reply else None
+    if code is None or not 200 <= code < 300:
+        raise BenchError(f"{group.name}: group MESSAGE answered {code} (None = no answer)")
+    count = int(got["count"])
+    return FanoutRun(
+        delivered=count,
+        to_last_ms=(int(got["last_ns"]) - t0) / 1e6 if count else 0.0,
+        to_first_ms=(int(got["first_ns"]) - t0) / 1e6 if count else 0.0,
+        sender_200_ms=(t_reply - t0) / 1e6,
+    )
+
+
 def measure(
-    name: str,
-    receiver: MemberReceiver,
-    target: tuple[str, int],
-    group_uri: str,
-    sender_uri: str,
-    members: int,
-    reps: int,
-    *,
-    extra: str = "",
-    pause_s: float = 0.3,
-) -> Fanout:
-    """Send `reps` group MESSAGEs one at a time; each must reach `members` members."""
-    peer = UdpPeer(target[0])
-    runs: list[FanoutRun] = []
+    groups: list[Group], receiver: MemberReceiver, reps: int, pause_s: float = 0.3
+) -> list[Fanout]:
+    """`reps` fan-outs per group, the groups taking turns (imc, sip-node, imc, ...), so
+    that load from other work on the machine hits both alike."""
+    runs: dict[str, list[FanoutRun]] = {g.name: [] for g in groups}
+    peer = UdpPeer(groups[0].target[0]) if groups else None
     try:
         for rep in range(reps):
-            receiver.call({"cmd": "arm"}, 5.0)
-            req = sipmsg.request(
-                "MESSAGE",
-                group_uri,
-                local=peer.local,
-                from_uri=sender_uri,
-                to_uri=group_uri,
-                call_id=f"fanout-{name}-{rep}-{peer.local[1]}",
-                body=b"fan-out benchmark " + str(rep).encode(),
-                extra=extra,
-            )
-            receiver.send({"cmd": "wait", "count": members, "timeout": 20.0})
-            t0 = time.monotonic_ns()
-            reply = peer.transact(req, target, 10.0)
-            t_reply = time.monotonic_ns()
-            got = receiver.read(25.0)
-            code = sipmsg.status_code(reply) if reply else None
-            if code is None or not 200 <= code < 300:
-                raise BenchError(f"{name}: group MESSAGE answered {code} (None = no answer)")
-            runs.append(
-                FanoutRun(
-                    delivered=int(got["count"]),
-                    to_last_ms=(int(got["last_ns"]) - t0) / 1e6 if got["count"] else 0.0,
-                    to_first_ms=(int(got["first_ns"]) - t0) / 1e6 if got["count"] else 0.0,
-                    sender_200_ms=(t_reply - t0) / 1e6,
-                )
-            )
-            time.sleep(pause_s)  # let the server finish the members' transactions
+            for group in groups:
+                assert peer is not None
+                runs[group.name].append(measure_once(group, receiver, peer, rep))
+                time.sleep(pause_s)  # let the server finish the members' transactions
     finally:
-        peer.close()
-    return Fanout(name, members, runs)
+        if peer is not None:
+            peer.close()
+    return [Fanout(g.name, g.members, runs[g.name]) for g in groups]
 
 
 def receiver_capacity(receiver: MemberReceiver, count: int) -> float:
