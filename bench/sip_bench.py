@@ -9,9 +9,12 @@
    no deliveries, the closest equivalent of a stateless 200 that sip-node has.
    Reports the best sustained rate (< 1% failures), p50/p99 latency, CPU.
 2. Fan-out: one MESSAGE to a group of N members (default 1,000), against
-   Kamailio's imc module (room preloaded with the same members) and against a
-   sip-node group those members joined by INVITE. deliveries/s = N / (time from
-   send to the last member's 200).
+   Kamailio's imc module (room preloaded with the same members but the last,
+   who joins with #join) and against a sip-node group those members joined by
+   INVITE. deliveries/s = N / (time from send to the last member's 200).
+
+The two servers take turns, step by step and fan-out by fan-out, so that other
+work on a shared machine hits both alike.
 
 Everything listens on 127.0.0.1; every loop is bounded in count and time; all
 started processes are killed on exit, Ctrl-C or error.
@@ -93,40 +96,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def throughput(
-    name: str, target: sipp.Target, args: argparse.Namespace, workdir: Path
-) -> Throughput:
+def run_throughput(
+    targets: list[sipp.Target], args: argparse.Namespace, workdir: Path
+) -> list[Throughput]:
+    """Rate searches against every target, taking turns step by step; then the
+    fixed-rate latency run against each."""
     print(
-        f"[throughput] {name}: rate search from {args.start_rate}/s, "
-        f"{args.step_seconds:.1f} s steps, budget {args.budget:.0f} s",
+        f"[throughput] {', '.join(t.name for t in targets)}: rate search from "
+        f"{args.start_rate}/s, {args.step_seconds:.1f} s steps, the servers taking turns, "
+        f"budget {args.budget:.0f} s per server",
         flush=True,
     )
 
-    def step(rate: int) -> sipp.Step:
-        s = sipp.run_step(target, rate, args.step_seconds, workdir)
-        print(
-            f"  offered {rate:>7,}/s achieved {s.achieved:>9,.0f}/s failed {s.failed:>6} "
-            f"p50 {s.p(50):.0f} ms p99 {s.p(99):.0f} ms server CPU {s.server_cpu:.0f}% "
-            f"sipp CPU {s.sipp_cpu:.0f}% machine {s.machine_busy:.0f}% "
-            f"-> {'pass' if s.passed else 'FAIL'}",
-            flush=True,
-        )
-        return s
+    def stepper(target: sipp.Target) -> Callable[[int], sipp.Step]:
+        def step(rate: int) -> sipp.Step:
+            s = sipp.run_step(target, rate, args.step_seconds, workdir)
+            print(
+                f"  {target.name:<9} offered {rate:>7,}/s achieved {s.achieved:>9,.0f}/s "
+                f"failed {s.failed:>6} p50 {s.p(50):.0f} ms p99 {s.p(99):.0f} ms "
+                f"server CPU {s.server_cpu:.0f}% sipp CPU {s.sipp_cpu:.0f}% "
+                f"machine {s.machine_busy:.0f}% -> {'pass' if s.passed else 'FAIL'}",
+                flush=True,
+            )
+            return s
 
-    steps, best = sipp.search(step, args.start_rate, args.ceiling, args.budget)
-    latency = sipp.run_latency(target, args.latency_rate, 3.0, workdir)
-    return Throughput(name, steps, best, args.latency_rate, latency)
+        return step
+
+    searches = {
+        t.name: (sipp.RateSearch(args.start_rate, args.ceiling), stepper(t)) for t in targets
+    }
+    sipp.search_together(searches, args.budget * len(targets))
+    results = []
+    for t in targets:
+        search = searches[t.name][0]
+        latency = sipp.run_latency(t, args.latency_rate, 3.0, workdir)
+        results.append(Throughput(t.name, search.steps, search.good, args.latency_rate, latency))
+    return results
 
 
-def run_kamailio(procs: Procs, report: Report, args: argparse.Namespace) -> None:
-    """MESSAGE throughput against the stateless-200 Kamailio."""
+def start_stateless(procs: Procs, args: argparse.Namespace) -> tuple[int, sipp.Target]:
+    """The stateless-200 Kamailio: (its pid, the load target)."""
     port = free_port(HOST)
     proc = kamailio.start_stateless(procs, HOST, port, args.children)
     target = sipp.Target(
         "kamailio", HOST, port, f"sip:echo@{HOST}:{port}", f"sip:{SENDER}@{HOST}", proc.pid
     )
-    report.throughput.append(throughput("kamailio", target, args, procs.workdir))
-    procs.stop(proc)
+    return proc.pid, target
 
 
 def start_imc(
@@ -152,15 +167,14 @@ def start_imc(
     )  # fmt: skip
 
 
-def run_sipnode(
+def start_sipnode(
     procs: Procs,
     report: Report,
     args: argparse.Namespace,
     receiver: MemberReceiver,
     members: list[str],
-) -> sipnode.Setup:
-    """sip-node with both groups joined; MESSAGE throughput against it. Left running
-    for the fan-out."""
+) -> tuple[sipnode.Setup, sipp.Target]:
+    """sip-node with both groups joined, and the load target (the sender-only group)."""
     ready = sipnode.setup(procs, HOST, receiver, SENDER, members, code_dir=args.sip_node_dir)
     node = ready.node
     print(
@@ -171,8 +185,7 @@ def run_sipnode(
     target = sipp.Target(
         "sip-node", HOST, node.sip_port, node.group_uri("solo"), ready.sender_uri, node.proc.pid
     )
-    report.throughput.append(throughput("sip-node", target, args, procs.workdir))
-    return ready
+    return ready, target
 
 
 def run_fanouts(
@@ -235,20 +248,36 @@ def main(argv: list[str] | None = None) -> int:
         with Procs(workdir) as procs:
             receiver = MemberReceiver(procs, HOST, free_port(HOST))
             report.receiver_capacity = fanout.receiver_capacity(receiver, args.members)
-            groups: list[fanout.Group] = []
+            targets: list[sipp.Target] = []
+            stateless: list[int] = []
             ready: list[sipnode.Setup] = []
+
+            def kamailio_up() -> None:
+                pid, target = start_stateless(procs, args)
+                stateless.append(pid)
+                targets.append(target)
+
+            def sipnode_up() -> None:
+                setup, target = start_sipnode(procs, report, args, receiver, members)
+                ready.append(setup)
+                targets.append(target)
+
             if args.only != "sip-node":
-                guarded(report, "Kamailio throughput", lambda: run_kamailio(procs, report, args))
+                guarded(report, "Kamailio", kamailio_up)
+            if args.only != "kamailio":
+                guarded(report, "sip-node", sipnode_up)
+            guarded(
+                report,
+                "MESSAGE throughput",
+                lambda: report.throughput.extend(run_throughput(targets, args, procs.workdir)),
+            )
+            procs.stop_pid(*stateless)
+            groups: list[fanout.Group] = []
+            if args.only != "sip-node":
                 guarded(
                     report,
                     "Kamailio imc",
                     lambda: groups.append(start_imc(procs, report, args, receiver, members)),
-                )
-            if args.only != "kamailio":
-                guarded(
-                    report,
-                    "sip-node",
-                    lambda: ready.append(run_sipnode(procs, report, args, receiver, members)),
                 )
             for setup in ready:
                 node_group = fanout.Group(
@@ -257,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 groups.append(node_group)
             node = ready[0].node if ready else None
-            guarded(report, "fan-out", lambda: run_fanouts(report, args, receiver, groups, node))
+            if groups:
+                guarded(
+                    report, "fan-out", lambda: run_fanouts(report, args, receiver, groups, node)
+                )
     except KeyboardInterrupt:
         print("interrupted: processes stopped", file=sys.stderr)
         return 130

@@ -59,6 +59,12 @@ class Procs:
         _terminate(proc, grace)
         self._running = [(n, p) for n, p in self._running if p is not proc]
 
+    def stop_pid(self, *pids: int) -> None:
+        """Stop the processes started with these pids."""
+        for _name, proc in list(self._running):
+            if proc.pid in pids:
+                self.stop(proc)
+
     def log_tail(self, name: str, lines: int = 15) -> str:
         path = self.workdir / f"{name}.log"
         if not path.exists():

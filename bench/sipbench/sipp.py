@@ -173,46 +173,62 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
     )
 
 
-def search(
-    run: Callable[[int], Step], start: int, ceiling: int, budget_s: float, refine: int = 2
-) -> tuple[list[Step], Step | None]:
-    """Double the rate until a step fails, then bisect `refine` times; bounded by budget_s.
+class RateSearch:
+    """Double the rate until a step fails, then bisect `refine` times.
 
-    Returns every step and the best passing one (None if even the lowest failed).
+    `next_rate()` says what to offer next (None when done); `record(step)` feeds
+    the result back. Several searches can take turns step by step.
     """
+
+    def __init__(self, start: int, ceiling: int, refine: int = 2) -> None:
+        self.ceiling, self.refine = ceiling, refine
+        self.steps: list[Step] = []
+        self.good: Step | None = None
+        self.bad: Step | None = None
+        self._rate: int | None = start
+        self._bisecting = False
+
+    def next_rate(self) -> int | None:
+        return self._rate
+
+    def record(self, step: Step) -> None:
+        self.steps.append(step)
+        if step.passed:
+            self.good = step
+        else:
+            self.bad = step
+        if self._bisecting or (self.good is not None and self.bad is not None):
+            self._bisecting = True
+            self._rate = self._bisect()
+        elif step.passed:
+            self._rate = step.rate * 2 if step.rate * 2 <= self.ceiling else None
+        else:
+            # Even the start failed: walk down.
+            self._rate = step.rate // 2 if step.rate // 2 >= 50 else None
+
+    def _bisect(self) -> int | None:
+        assert self.good is not None and self.bad is not None
+        if self.refine <= 0:
+            return None
+        self.refine -= 1
+        mid = (self.good.rate + self.bad.rate) // 2 // 50 * 50
+        return mid if self.good.rate < mid < self.bad.rate else None
+
+
+def search_together(
+    searches: dict[str, tuple[RateSearch, Callable[[int], Step]]], budget_s: float
+) -> None:
+    """Advance the searches in turns, one step each, until all are done or the
+    budget is spent: other load on the machine then hits every server alike."""
     t_end = time.monotonic() + budget_s
-    steps: list[Step] = []
-    good: Step | None = None
-    bad: Step | None = None
-    rate = start
-    while time.monotonic() < t_end and rate <= ceiling:
-        step = run(rate)
-        steps.append(step)
-        if step.passed:
-            good = step
-            if bad is not None:
-                break
-            rate *= 2
-        else:
-            bad = step
-            if good is not None:
-                break
-            rate //= 2  # even the start failed: walk down
-            if rate < 50:
-                break
-    for _ in range(refine):
-        if good is None or bad is None or time.monotonic() >= t_end:
-            break
-        mid = (good.rate + bad.rate) // 2 // 50 * 50
-        if mid <= good.rate or mid >= bad.rate:
-            break
-        step = run(mid)
-        steps.append(step)
-        if step.passed:
-            good = step
-        else:
-            bad = step
-    return steps, good
+    while time.monotonic() < t_end:
+        active = [(srch, run) for srch, run in searches.values() if srch.next_rate() is not None]
+        if not active:
+            return
+        for srch, run in active:
+            rate = srch.next_rate()
+            if rate is not None and time.monotonic() < t_end:
+                srch.record(run(rate))
 
 
 _STAMP = re.compile(rb"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6})$", re.M)
