@@ -29,7 +29,7 @@ from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import inactive_answer
-from sipfleet.node.sip import SipRequest, SipResponse, SipUri
+from sipfleet.node.sip import SipRequest, SipResponse
 from sipfleet.node.sip.ids import new_call_id, new_tag
 from sipfleet.node.stack import (
     Outgoing,
@@ -220,14 +220,15 @@ class Node:
         tag = request.to_tag
         return None if tag is None else self._dialogs.get((request.call_id, tag))
 
-    def resolve(self, uri: str) -> tuple[str, Shard | None]:
-        user = SipUri.parse(uri).user or ""
+    def resolve(self, request: SipRequest) -> tuple[str, Shard | None]:
+        """The group a request is addressed to, and this server's shard of it if any."""
+        user = request.request_uri.user or ""
         shard = self._by_user.get(user)
         if shard is not None:
             return shard.group, shard
         group = self._groups_by_user.get(user)
         if group is None:
-            raise LookupError(uri)
+            raise LookupError(request.uri)
         return group, self.shards.get(group)
 
     def _on_invite(self, ctx: RequestContext) -> None:
@@ -240,7 +241,7 @@ class Node:
                 self._answer_invite(ctx, found[0], found[1].local_tag)
             return
         try:
-            group, shard = self.resolve(request.uri)
+            group, shard = self.resolve(request)
         except LookupError:
             ctx.respond(404, reason="No Such Group")
             return
@@ -323,7 +324,7 @@ class Node:
             shard, sender = found[0], found[1].aor
         else:
             try:
-                group, shard_or_none = self.resolve(request.uri)
+                group, shard_or_none = self.resolve(request)
             except LookupError:
                 ctx.respond(404, reason="No Such Group")
                 return

@@ -64,7 +64,7 @@ class Subscriptions:
                 return
         else:
             try:
-                group, _ = self._node.resolve(request.uri)
+                group, _ = self._node.resolve(request)
             except LookupError:
                 ctx.respond(404, reason="No Such Group")
                 return

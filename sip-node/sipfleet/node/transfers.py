@@ -240,7 +240,7 @@ class Transfers:
         """A peer server asks us to take over a member: INVITE it with Replaces."""
         request, node = ctx.request, self._node
         try:
-            _, shard = node.resolve(request.uri)
+            _, shard = node.resolve(request)
             refer_to = NameAddr.parse(request.headers.get("Refer-To") or "")
             aor = NameAddr.parse(request.headers.get(MEMBER) or "").uri
         except LookupError:

@@ -9,6 +9,7 @@ from typing import TypeVar, cast
 from .errors import SipParseError
 from .fields import NameAddr, Via, parse_cseq
 from .scan import split_commas
+from .uri import SipUri
 
 COMPACT_FORMS = {
     "i": "Call-ID",
@@ -297,6 +298,12 @@ class _Message:
             raise SipParseError(f"bad Max-Forwards {value[:20]!r} (want 0-255)")
         return int(value)
 
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the top Via (e.g. stamped with received/rport), keeping it parsed."""
+        rest = self.headers.get_list("Via")[1:]
+        self.headers.set("Via", ", ".join([str(via), *rest]))
+        self._cache["via"] = (self.headers.get("Via"), via)
+
     def _head_lines(self, start: str) -> list[str]:
         lines = [start]
         lines += [f"{n}: {v}" for k, n, v in self.headers._items if k != "content-length"]
@@ -321,6 +328,11 @@ class SipRequest(_Message):
     _cache: dict[str, tuple[object, object]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    @property
+    def request_uri(self) -> SipUri:
+        """The Request-URI parsed (SipParseError when it is not a valid SIP URI)."""
+        return self._parsed("uri", self.uri, SipUri.parse)
 
     def to_bytes(self) -> bytes:
         """Wire form; Content-Length is always written from the body."""

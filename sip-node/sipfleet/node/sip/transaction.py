@@ -146,9 +146,7 @@ def _stamp_via(request: SipRequest, source: Address) -> None:
     if "rport" in params and params["rport"] is None:
         params["rport"] = str(source[1])
     if params != via.params:
-        stamped = Via(via.transport, via.host, via.port, params, via.protocol)
-        rest = request.headers.get_list("Via")[1:]
-        request.headers.set("Via", ", ".join([str(stamped), *rest]))
+        request.replace_top_via(Via(via.transport, via.host, via.port, params, via.protocol))
 
 
 def _server_key(request: SipRequest) -> str:

@@ -15,7 +15,6 @@ from .ids import MAGIC_COOKIE
 from .message import SipRequest, SipResponse
 from .response import make_response
 from .scan import split_commas
-from .uri import SipUri
 
 KNOWN_METHODS = frozenset(
     {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE"}
@@ -116,7 +115,7 @@ def _semantic_error(
     request: SipRequest, policy: Policy, allow: list[tuple[str, str]]
 ) -> _Answer | None:
     try:
-        uri = SipUri.parse(request.uri)
+        uri = request.request_uri
     except SipParseError as exc:
         return (exc.status, [_warning(exc.reason)])
     if uri.headers:
