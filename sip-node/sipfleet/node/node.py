@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import inactive_answer
 from sipfleet.node.sip import SipRequest, SipResponse
-from sipfleet.node.sip.ids import new_call_id, new_tag
+from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
 from sipfleet.node.stack import (
     Outgoing,
     RequestContext,
@@ -339,7 +338,7 @@ class Node:
         envelope = Envelope(
             "group",
             shard.group,
-            secrets.token_hex(12),
+            random_hex(12),
             self.name,
             sender,
             content_type,
