@@ -1,0 +1,1 @@
+"""Helpers of the operator benchmarks (operator_reaction.py, transfer_rate.py)."""
