@@ -35,7 +35,12 @@ class Timers:
     trying: float = 0.2
 
 
-@dataclass(frozen=True)
+# Events are read-only by convention, not frozen: a frozen dataclass's __init__
+# sets each field through object.__setattr__ (0.51 vs 0.14 us per event, timeit),
+# and every MESSAGE answered and every fan-out delivery makes two events.
+
+
+@dataclass(slots=True)
 class Transmit:
     """Send `data` to `destination` over `transport`."""
 
@@ -45,7 +50,7 @@ class Transmit:
     retransmission: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new server transaction `tx_id`; answer it with `respond(tx_id, ...)`.
     For CANCEL, `cancels` is the INVITE server transaction it matches (None:
@@ -58,7 +63,7 @@ class RequestReceived:
     cancels: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AckReceived:
     """An ACK for a 2xx (it belongs to the dialog, not a transaction).
     `tx_id` is the INVITE server transaction whose 2xx it confirms, if known."""
@@ -69,7 +74,7 @@ class AckReceived:
     tx_id: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for client transaction `tx_id` (retransmitted 2xx to an
     INVITE are passed up too: the TU must ACK each)."""
@@ -79,7 +84,7 @@ class ResponseReceived:
     request: SipRequest
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TransactionTimedOut:
     """Client: Timer B/F fired (treat as 408). Server: Timer H fired (no ACK
     for a final non-2xx), or Timer L fired with the 2xx never ACKed (the TU
