@@ -337,7 +337,7 @@ async def bench(args: argparse.Namespace, cluster: Cluster, procs: Procs) -> lis
             break
         try:
             sample = await runner.run(i, ns)
-        except BenchError as err:
+        except (BenchError, AdminError, OSError) as err:
             print(f"run {i}: FAILED: {err}", flush=True)
             continue
         print(f"run {i}: {sample.reaction:.2f}s  {sample.row()}", flush=True)
