@@ -29,7 +29,7 @@ class NodeMetrics:
         self.fanout_seconds = Histogram(
             p + "fanout_seconds",
             "Time from a group MESSAGE arriving to its local deliveries "
-            "being handed to the transport",
+            "being handed to the transport (messages with at least one local recipient)",
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )

@@ -545,10 +545,12 @@ class Node:
         if shard is None:
             return
         started = time.perf_counter()
+        recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
+        if not recipients:
+            return  # nothing to send or to time (4-5 us of batch and metrics saved)
         extra = (
             f"{SENDER_HEADER}: <{envelope.sender}>\r\nContent-Type: {envelope.content_type}\r\n"
         ).encode()
-        recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
         transferring = sum(m.state == "transferring" for m in recipients)
         if transferring:
             self.metrics.duplicates.inc(transferring)
