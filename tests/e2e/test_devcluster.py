@@ -11,36 +11,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from kube_support import find_json, wait_for
 from sipfleet.devcluster import procs
 from sipfleet.devcluster.binaries import KUBE_VERSION
 from sipfleet.devcluster.cluster import Cluster
 
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def get_json(cluster: Cluster, *args: str) -> Any:
-    result = cluster.kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
 
 def pods_of(cluster: Cluster, app: str) -> list[dict[str, Any]]:
-    listing = get_json(cluster, "pods", "-l", f"app={app}")
+    listing = find_json(cluster, "pods", "-l", f"app={app}")
     return list(listing["items"]) if listing else []
 
 
@@ -97,7 +79,7 @@ def test_crd_is_served_and_validates(cluster: Cluster) -> None:
         "the Widget to be created",
         lambda: cluster.kubectl("apply", "-f", "-", input=good, check=False).returncode == 0,
     )
-    assert get_json(cluster, "widget", "w1")["spec"] == {"size": 3}
+    assert find_json(cluster, "widget", "w1")["spec"] == {"size": 3}
     bad = good.replace("w1", "w2").replace("size: 3", "size: 0")
     rejected = cluster.kubectl("apply", "-f", "-", input=bad, check=False)
     assert rejected.returncode != 0
@@ -154,7 +136,7 @@ def test_deployment_runs_ready_and_is_garbage_collected(cluster: Cluster) -> Non
     cluster.kubectl("delete", "deployment", "web", "--wait=true", "--timeout=30s")
     wait_for(
         "the ReplicaSet to be collected",
-        lambda: not get_json(cluster, "rs", "-l", "app=web")["items"],
+        lambda: not find_json(cluster, "rs", "-l", "app=web")["items"],
     )
     wait_for("the Pod to be collected", lambda: not pods_of(cluster, "web"))
     wait_for("the process to exit", lambda: not Path(f"/proc/{pid}/cmdline").exists() or None)
@@ -178,7 +160,7 @@ def job_pod(name: str, account: str, argv: list[str]) -> str:
 
 
 def _finished(cluster: Cluster, name: str) -> dict[str, Any] | None:
-    pod = get_json(cluster, "pod", name)
+    pod = find_json(cluster, "pod", name)
     if pod and pod["status"].get("phase") in ("Succeeded", "Failed"):
         return dict(pod)
     return None
@@ -328,7 +310,7 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
     cluster.kubectl("apply", "-f", "-", input=LIVENESS_POD)
 
     def restarted() -> dict[str, Any] | None:
-        pod = get_json(cluster, "pod", "liveness")
+        pod = find_json(cluster, "pod", "liveness")
         statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
         return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
 
@@ -336,7 +318,7 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
     last = status["lastState"]["terminated"]
     assert last["exitCode"] == 143  # SIGTERM
     assert "liveness probe failed" in last["message"]
-    events = get_json(cluster, "events", "--field-selector=involvedObject.name=liveness")
+    events = find_json(cluster, "events", "--field-selector=involvedObject.name=liveness")
     reasons = {e["reason"] for e in events["items"]}
     assert {"Scheduled", "Started", "Unhealthy", "Killing"} <= reasons
     cluster.kubectl("delete", "pod", "liveness", "--timeout=30s")
@@ -367,17 +349,17 @@ def test_deletion_escalates_to_sigkill_after_the_grace_period(cluster: Cluster) 
     pod = wait_for(
         "the stubborn pod to run",
         lambda: (
-            (p := get_json(cluster, "pod", "stubborn"))
+            (p := find_json(cluster, "pod", "stubborn"))
             and "ready" in container_log(cluster, p, "main")
             and p
         ),
     )
-    pid = pid_of(get_json(cluster, "pod", "stubborn"))
+    pid = pid_of(find_json(cluster, "pod", "stubborn"))
     began = time.monotonic()
     cluster.kubectl("delete", "pod", "stubborn", "--wait=false")
     time.sleep(1.0)
     assert Path(f"/proc/{pid}/cmdline").exists(), "SIGTERM is ignored: still alive within grace"
-    wait_for("the pod object to go", lambda: get_json(cluster, "pod", "stubborn") is None or None)
+    wait_for("the pod object to go", lambda: find_json(cluster, "pod", "stubborn") is None or None)
     wait_for("the process to be killed", lambda: not Path(f"/proc/{pid}/cmdline").exists() or None)
     assert 1.5 < time.monotonic() - began < 15
     assert pod["status"]["podIP"].startswith("127.0.0.")

@@ -9,14 +9,13 @@ Security Standard, so the API server refuses operator Pods that fall short.
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chart_support import CHART, REPO, chart_cluster, run_helm
+from kube_support import get_json, wait_for
 from sipfleet.devcluster.cluster import Cluster
 
 RELEASE = "sfh"
@@ -28,27 +27,9 @@ LEASE = f"{RELEASE}-sipfleet-operator"
 # Objects every namespace gets from the control plane itself.
 NAMESPACE_DEFAULTS = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
 
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.5)
-
 
 def helm(kube: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run_helm("--kubeconfig", str(kube.kubeconfig), *args, check=check)
-
-
-def get_json(kube: Cluster, *args: str) -> Any:
-    """``kubectl get -o json``, decoded."""
-    return json.loads(kube.kubectl("get", "-o", "json", *args).stdout)
 
 
 def namespace(kube: Cluster, name: str, *labels: str) -> None:
