@@ -87,17 +87,15 @@ def dev_cluster(state_dir: Path, keep: bool) -> Iterator[Path]:
         text=True,
         timeout=300,
     )
+    down = [sipfleet, "dev", "down", "--state-dir", str(state_dir)]
     if up.returncode != 0:
+        subprocess.run(down, capture_output=True, timeout=120)  # what did start
         raise BenchError(f"sipfleet dev up failed:\n{up.stdout}{up.stderr}")
     try:
         yield state_dir / "kubeconfig"
     finally:
         if not keep:
-            subprocess.run(
-                [sipfleet, "dev", "down", "--state-dir", str(state_dir)],
-                capture_output=True,
-                timeout=120,
-            )
+            subprocess.run(down, capture_output=True, timeout=120)
 
 
 def manifests(count: int) -> tuple[str, list[str]]:
@@ -141,8 +139,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def reconciles(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
+    """Conference passes so far; -1 while the metrics server does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return -1.0
     total = 0.0
     for line in text.splitlines():
         if line.startswith("sipfleet_operator_reconciles_total") and "SipConference" in line:
@@ -188,10 +190,13 @@ def operator(kubeconfig: Path, metrics_port: int, log: Path) -> Iterator[subproc
             yield proc
         finally:
             if proc.poll() is None:
+                stop = time.monotonic()
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
                     proc.wait(timeout=20)
+                    print(f"operator exited {time.monotonic() - stop:.1f}s after SIGTERM")
                 except subprocess.TimeoutExpired:
+                    print("operator still running 20s after SIGTERM; killed")
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
 
@@ -214,6 +219,11 @@ def run(args: argparse.Namespace) -> None:
         for batch in batches:
             kube.run("apply", "-n", NAMESPACE, "-f", "-", input=batch)
         print(f"created {args.count} SipConferences in {time.monotonic() - started:.1f}s")
+        if statused(kube):
+            raise BenchError(
+                f"conferences in {state_dir} already carry a status from an earlier run; "
+                "pass a fresh --state-dir"
+            )
         port = free_port()
         log = state_dir / "operator-bench.log"
         with operator(kubeconfig, port, log) as proc:
@@ -241,6 +251,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"  phases: {phases(kube)}")
             print(f"  operator peak RSS during resync: {peak:.0f} MiB")
 
+            wait_until("the operator's metrics", lambda: reconciles(port) >= 0, 30)
             r0, c0, s0 = reconciles(port), cpu_seconds(proc.pid), time.monotonic()
             end = s0 + args.settle
             while time.monotonic() < end:

@@ -239,6 +239,13 @@ async def run(opts: Options) -> int:
 
 async def _run(opts: Options) -> int:
     kube = Kube(api_client(opts.kubeconfig))
+    try:
+        return await _act(opts, kube)
+    finally:
+        kube.close()
+
+
+async def _act(opts: Options, kube: Kube) -> int:
     registry = kopf.OperatorRegistry()
     stop = asyncio.Event()
     elector: LeaderElector | None = None

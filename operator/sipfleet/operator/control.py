@@ -13,36 +13,37 @@ from typing import Any
 import pydantic
 from sipfleet.operator import metrics
 from sipfleet.operator import pods as podlib
+from sipfleet.operator.errors import NotReady
 from sipfleet.operator.executor import Executor, Outcome
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
-from sipfleet.operator.observe import Observed, observe
+from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 
 
-class NotReady(Exception):
-    """A prerequisite is missing; ``reason`` goes into the Degraded condition."""
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """A fleet, its admin token and its servers, shared by its conferences' passes."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    body: Obj
+    spec: SipFleetSpec
+    token: str
+    view: FleetView
 
 
 @dataclass(frozen=True)
 class Context:
-    """The conference joined with its fleet and the fleet's admin token."""
+    """The conference joined with its fleet snapshot."""
 
     namespace: str
     name: str
     spec: SipConferenceSpec
-    fleet_body: Obj
-    fleet_spec: SipFleetSpec
-    token: str
+    snapshot: FleetSnapshot
 
     @property
     def fleet(self) -> str:
-        return str(self.fleet_body["metadata"]["name"])
+        return str(self.snapshot.body["metadata"]["name"])
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,8 @@ class Pass:
     outcome: Outcome
 
 
-async def load_context(rt: Runtime, namespace: str, name: str, spec: Any) -> Context:
-    """Parse the spec, fetch the fleet and its token; NotReady says what is missing."""
-    try:
-        conf = SipConferenceSpec.model_validate(dict(spec))
-    except pydantic.ValidationError as exc:
-        raise NotReady("InvalidSpec", f"invalid SipConference spec: {exc}") from exc
-    fleet_name = conf.fleet_ref.name
+async def fetch_fleet(rt: Runtime, namespace: str, fleet_name: str) -> FleetSnapshot:
+    """Read the fleet, its token and its servers; NotReady says what is missing."""
     fleet_body = await rt.kube.read_custom(GROUP, VERSION, namespace, FLEET.plural, fleet_name)
     if fleet_body is None:
         raise NotReady("FleetNotFound", f"SipFleet {namespace}/{fleet_name} does not exist")
@@ -76,32 +72,44 @@ async def load_context(rt: Runtime, namespace: str, name: str, spec: Any) -> Con
         token = podlib.secret_token(secret)
     except ValueError as exc:
         raise NotReady("TokenInvalid", str(exc)) from exc
-    return Context(namespace, name, conf, fleet_body, fleet_spec, token)
+    scrape = not fleet_spec.metrics.prometheus_url
+    view = await view_fleet(rt, namespace, fleet_name, token, scrape=scrape)
+    rt.server_members[(namespace, fleet_name)] = view.members_per_server()
+    return FleetSnapshot(fleet_body, fleet_spec, token, view)
+
+
+async def load_context(
+    rt: Runtime, namespace: str, name: str, spec: Any, *, not_before: float = 0.0
+) -> Context:
+    """Parse the spec and join the fleet snapshot (no older than ``not_before``)."""
+    try:
+        conf = SipConferenceSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as exc:
+        raise NotReady("InvalidSpec", f"invalid SipConference spec: {exc}") from exc
+    fleet = conf.fleet_ref.name
+    snapshot = await rt.snapshots.get(
+        (namespace, fleet), lambda: fetch_fleet(rt, namespace, fleet), not_before=not_before
+    )
+    return Context(namespace, name, conf, snapshot)
 
 
 async def _observe(rt: Runtime, ctx: Context) -> Observed:
-    return await observe(
-        rt,
-        ctx.namespace,
-        ctx.fleet,
-        ctx.name,
-        ctx.spec.uri,
-        ctx.token,
-        rt.load_source(ctx.fleet_spec.metrics),
-    )
+    source = rt.load_source(ctx.snapshot.spec.metrics)
+    return await observe(ctx.snapshot.view, ctx.name, ctx.spec.uri, source)
 
 
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:
-    return Executor(
-        rt, ctx.namespace, ctx.fleet_body, ctx.fleet_spec, ctx.name, ctx.token, observed
-    )
+    snap = ctx.snapshot
+    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed)
 
 
 async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> Pass:
     """Observe, plan with the remembered History, apply; record metrics."""
     with metrics.DECISION_SECONDS.time():
         observed = await _observe(rt, ctx)
-        spec = PlanSpec.from_resources(ctx.spec, ctx.fleet_spec, other_nodes=observed.other_nodes)
+        spec = PlanSpec.from_resources(
+            ctx.spec, ctx.snapshot.spec, other_nodes=observed.other_nodes
+        )
         decision = plan(spec, observed.observations, memory.history, time.time())
         memory.history = decision.history
         outcome = await _executor(rt, ctx, observed).apply(decision)
@@ -109,12 +117,8 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         metrics.DECISIONS.labels(decision.kind).inc()
     if outcome.failures:
         metrics.ERRORS.labels("apply").inc(len(outcome.failures))
-    rt.server_members.setdefault((ctx.namespace, ctx.fleet), {}).update(
-        {
-            server: sum(int(s.get("members", 0)) for s in state.get("shards", []))
-            for server, state in observed.states.items()
-        }
-    )
+    if decision.has_actions:
+        memory.changed_at = time.monotonic()  # the next pass needs a view taken after this
     return Pass(observed, decision, outcome)
 
 

@@ -110,7 +110,8 @@ class Executor:
         if decision.transfers:
             await self._transfers(decision)
         for action in decision.delete:
-            await self._delete(action.server, action.reason)
+            if not await self._still_busy(action.server):
+                await self._delete(action.server, action.reason)
         if decision.create_nodes:
             await self._create_nodes(decision.create_nodes, decision.create_reason)
         return self.outcome
@@ -135,18 +136,20 @@ class Executor:
         main = podlib.main_pod_name(self.fleet)
         if not entries or entries[0].server != main:
             return
-        reported = await self._reported()
         self.fleet_routes.set_group(group, entries)
-        await self._push(reported)
+        async with self.rt.route_lock((self.namespace, self.fleet)):
+            await self._seed_from_servers()
+            await self._push()
 
     async def withdraw(self, group: str) -> None:
         """Undo the group: drop its routes, delete its shards (BYE), delete its nodes.
 
         Failures land in ``outcome``; the caller retries until there are none.
         """
-        reported = await self._reported()
-        self.fleet_routes.drop_group(group)
-        await self._push(reported)
+        async with self.rt.route_lock((self.namespace, self.fleet)):
+            await self._seed_from_servers()
+            self.fleet_routes.drop_group(group)
+            await self._push()
         for server, state in sorted(self.observed.states.items()):
             if any(s.get("group") == group for s in state.get("shards", [])):
                 try:
@@ -159,19 +162,23 @@ class Executor:
             name = pod["metadata"]["name"]
             await self._delete(name, f"delete {name}: {group} released")
 
-    async def _reported(self) -> dict[str, int]:
-        """Servers we observed -> their routes generation; seeds after a restart."""
-        reported = {
+    def _reported(self) -> dict[str, int]:
+        """Servers we observed -> their routes generation."""
+        return {
             name: int(state.get("routes_generation", 0))
             for name, state in self.observed.states.items()
         }
-        await self._seed_from_servers(self.fleet_routes, reported)
-        return reported
 
-    async def _push(self, reported: Mapping[str, int]) -> None:
-        """Push every changed table with one new generation."""
+    async def _push(self) -> None:
+        """Push every changed table with one new generation (under the fleet's route lock).
+
+        Passes of one fleet queue on that lock while a push is in flight; the
+        next one pushes every group set meanwhile, the rest find nothing stale.
+        """
         routes = self.fleet_routes
-        stale = routes.stale_servers(reported)
+        reported = self._reported()
+        version = routes.version
+        stale = routes.stale_servers(reported, self.observed.taken)
         if not stale:
             return
         generation = next_generation(time.time(), reported.values(), routes.generation)
@@ -182,16 +189,17 @@ class Executor:
             except _FAILURES as exc:
                 self.outcome.failed("RoutesFailed", f"push routes to {server}: {exc}")
                 continue
-            routes.mark_pushed(server, generation, table)
+            routes.mark_pushed(server, generation, table, version=version, at=time.monotonic())
         log.debug("routes generation %d pushed to %s", generation, ", ".join(sorted(stale)))
 
-    async def _seed_from_servers(self, routes: FleetRoutes, reported: Mapping[str, int]) -> None:
+    async def _seed_from_servers(self) -> None:
         """After a restart, learn other conferences' groups from the servers' own tables.
 
         Otherwise the first push to the main server would drop every group
         whose SipConference has not yet had a pass in this process.
         """
-        for server in sorted(reported):
+        routes = self.fleet_routes
+        for server in sorted(self.observed.states):
             if server in routes.pushed or server in routes.seeded:
                 continue
             try:
@@ -227,6 +235,27 @@ class Executor:
             started.append(f"{t.reason} (id {answer.get('id')}, {t.rate:g}/s)")
         if started:
             self.outcome.did("Transfer", "; ".join(started))
+
+    async def _still_busy(self, server: str) -> bool:
+        """Ask a node about to be deleted once more: members or a running transfer?
+
+        The plan may rest on a fleet snapshot up to two TTLs old; deleting is
+        the one step that cannot be undone, so it gets a fresh look. An
+        unreachable node counts as not busy (it cannot serve anyone).
+        """
+        if server not in self.observed.urls:
+            return False
+        client = self._client(server)
+        try:
+            state, transfers = await client.state(), await client.transfers()
+        except _FAILURES:
+            return False
+        busy = any(int(s.get("members", 0)) > 0 for s in state.get("shards", [])) or any(
+            t.get("state") == "running" for t in transfers
+        )
+        if busy:
+            log.info("not deleting %s yet: it still has members or a running transfer", server)
+        return busy
 
     async def _delete(self, server: str, reason: str) -> None:
         try:

@@ -10,11 +10,14 @@ count as success: every caller is an idempotent reconciler.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import kopf
 import kubernetes
 import urllib3
@@ -49,8 +52,21 @@ def configuration(kubeconfig: str | None = None) -> kubernetes.client.Configurat
     return cfg
 
 
+KUBE_THREADS = 8
+"""Worker threads for Kubernetes calls, and the size of the client's connection pool.
+
+One connection per thread: urllib3 warns "connection pool is full" and
+drops connections when more threads than pooled connections call at once.
+"""
+REQUEST_TIMEOUT = (5.0, 20.0)
+"""(connect, read) seconds per Kubernetes call: a stuck call ends, so a worker
+thread is never held forever and the process stops promptly on SIGTERM."""
+
+
 def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    return kubernetes.client.ApiClient(configuration(kubeconfig))
+    cfg = configuration(kubeconfig)
+    cfg.connection_pool_maxsize = KUBE_THREADS
+    return kubernetes.client.ApiClient(cfg)
 
 
 def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
@@ -74,19 +90,49 @@ def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
     )
 
 
+KOPF_CONNECTIONS = 16
+"""kopf's own connections to the API server (watch streams, patches, Events).
+
+kopf's default session has no limit: at startup 1,000 conferences' timers
+patch at once, opening as many TLS connections; the API server times out
+and the process keeps the memory of the burst (hundreds of MB). Queuing on
+a bounded pool finishes sooner and stays small.
+"""
+
+
+def kopf_session(kubeconfig: str | None = None) -> kopf.AiohttpSession:
+    """kopf's credentials (see ``connection_info``) in a session with a bounded pool.
+
+    Must be called on the event loop; kopf closes the session on re-login or exit.
+    """
+    info = connection_info(kubeconfig)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+    )
+    return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
+
+
 class Kube:
     """The few Kubernetes calls the operator makes (see operator/deploy/rbac.yaml)."""
 
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self._pool = ThreadPoolExecutor(KUBE_THREADS, thread_name_prefix="kube")
         self._core = kubernetes.client.CoreV1Api(client)
         self._coord = kubernetes.client.CoordinationV1Api(client)
         self._custom = kubernetes.client.CustomObjectsApi(client)
 
-    @staticmethod
-    async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
-        resp = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        call = functools.partial(
+            fn, *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
+        )
+        resp = await asyncio.get_running_loop().run_in_executor(self._pool, call)
         data: Obj = json.loads(resp.data)
         return data
+
+    def close(self) -> None:
+        """Stop the worker threads (calls in flight end by their timeout)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _get_or_none(self, fn: Callable[..., Any], *args: Any) -> Obj | None:
         try:
@@ -187,4 +233,12 @@ class Kube:
             raise
 
 
-__all__ = ["KUBE_ERRORS", "Kube", "Obj", "api_client", "configuration", "connection_info"]
+__all__ = [
+    "KUBE_ERRORS",
+    "Kube",
+    "Obj",
+    "api_client",
+    "configuration",
+    "connection_info",
+    "kopf_session",
+]

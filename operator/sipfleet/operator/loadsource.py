@@ -106,18 +106,24 @@ def parse_prometheus_vector(payload: Any) -> dict[str, int]:
     return members
 
 
-def parse_node_metrics(text: str, group: str) -> int | None:
-    """Members of ``group`` in one node's Prometheus text exposition; None if absent."""
+def parse_node_members(text: str) -> dict[str, int]:
+    """group -> members in one node's Prometheus text exposition."""
+    out: dict[str, int] = {}
     try:
         for family in text_string_to_metric_families(text):
             if family.name != MEMBERS_METRIC:
                 continue
             for sample in family.samples:
-                if sample.name == MEMBERS_METRIC and sample.labels.get("group") == group:
-                    return round(sample.value)
+                if sample.name == MEMBERS_METRIC and "group" in sample.labels:
+                    out[sample.labels["group"]] = round(sample.value)
     except ValueError as exc:
         raise LoadSourceError(f"unparseable /metrics text: {exc}") from exc
-    return None
+    return out
+
+
+def parse_node_metrics(text: str, group: str) -> int | None:
+    """Members of ``group`` in one node's Prometheus text exposition; None if absent."""
+    return parse_node_members(text).get(group)
 
 
 def _reading(source: str, found: Mapping[str, int], expected: Iterable[str]) -> LoadReading:
@@ -175,7 +181,7 @@ class ScrapeLoadSource:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def _scrape(self, base_url: str, group: str) -> int | None:
+    async def _scrape(self, base_url: str) -> dict[str, int] | None:
         try:
             async with self._session.get(
                 base_url.rstrip("/") + "/metrics", timeout=self._timeout
@@ -183,12 +189,27 @@ class ScrapeLoadSource:
                 if resp.status != 200:
                     return None
                 text = await resp.text()
-            return parse_node_metrics(text, group)
+            return parse_node_members(text)
         except (aiohttp.ClientError, TimeoutError, LoadSourceError):
             return None
 
-    async def read(self, group: str, servers: Mapping[str, str]) -> LoadReading:
+    async def read_all(self, servers: Mapping[str, str]) -> dict[str, dict[str, int]]:
+        """server -> group -> members, for every server that could be scraped.
+
+        One scrape per server serves every group it hosts (see FleetView).
+        """
         names = list(servers)
-        counts = await asyncio.gather(*(self._scrape(servers[n], group) for n in names))
-        found = {n: c for n, c in zip(names, counts, strict=True) if c is not None}
-        return _reading(self.name, found, names)
+        found = await asyncio.gather(*(self._scrape(servers[n]) for n in names))
+        return {n: by for n, by in zip(names, found, strict=True) if by is not None}
+
+    async def read(self, group: str, servers: Mapping[str, str]) -> LoadReading:
+        return scraped_reading(await self.read_all(servers), group, servers)
+
+
+def scraped_reading(
+    scraped: Mapping[str, Mapping[str, int]], group: str, servers: Iterable[str]
+) -> LoadReading:
+    """A group's reading from ``read_all``'s answer; a scraped server without the group's
+    sample is missing, as is one that could not be scraped."""
+    found = {n: by[group] for n, by in scraped.items() if group in by}
+    return _reading(ScrapeLoadSource.name, found, servers)

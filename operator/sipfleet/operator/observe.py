@@ -13,6 +13,7 @@ never make a node with members look empty and deletable.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import Any, TypeVar, cast
 from sipfleet.node.admin_client import AdminError
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import Obj
-from sipfleet.operator.loadsource import LoadReading, LoadSource
+from sipfleet.operator.loadsource import LoadReading, LoadSource, ScrapeLoadSource, scraped_reading
 from sipfleet.operator.planner import (
     Freshness,
     InFlightTransfer,
@@ -50,30 +51,32 @@ def pod_phase(pod: Mapping[str, Any]) -> PodPhase:
     return cast(PodPhase, phase if phase in _PHASES else "Unknown")
 
 
-def shard_of(state: Mapping[str, Any] | None, group: str) -> Shard | None:
-    """The group's shard in a ``/v1/state`` answer."""
-    for shard in (state or {}).get("shards", []):
-        if shard.get("group") == group:
-            return Shard(
-                uri=str(shard["uri"]),
-                members=int(shard.get("members", 0)),
-                capacity=int(shard.get("capacity", 0)),
-            )
-    return None
+def shards_by_group(state: Mapping[str, Any] | None) -> dict[str, Shard]:
+    """group -> its shard, from a ``/v1/state`` answer."""
+    out = {}
+    for sh in (state or {}).get("shards", []):
+        out[str(sh.get("group"))] = Shard(
+            uri=str(sh["uri"]),
+            members=int(sh.get("members", 0)),
+            capacity=int(sh.get("capacity", 0)),
+        )
+    return out
 
 
 def server_observation(
     pod: Mapping[str, Any],
     role: Role,
     state: Mapping[str, Any] | None,
-    group: str,
+    shard: Shard | None,
     load: LoadReading,
 ) -> ServerObservation:
-    """One server as the planner sees it; see the module docstring for members."""
+    """One server as the planner sees it; ``shard`` is the group's (``shard_of``).
+
+    See the module docstring for how members are chosen.
+    """
     name = pod["metadata"]["name"]
     labels = pod["metadata"].get("labels") or {}
     draining = labels.get(podlib.LABEL_DRAINING) == "true" or bool((state or {}).get("draining"))
-    shard = shard_of(state, group)
     metrics: Freshness
     if state is None:
         metrics = "missing"
@@ -117,6 +120,72 @@ def in_flight(
 
 
 @dataclass(frozen=True)
+class FleetView:
+    """A fleet's servers at one instant, fetched once and shared by its conferences.
+
+    Indexed by group, so one conference's pass costs O(its servers), not
+    O(every group of the fleet): the main server hosts all of them.
+    """
+
+    taken: float
+    """time.monotonic() when the fetch began: everything in it is at least this fresh."""
+    main_pod: Obj | None
+    node_pods: tuple[Obj, ...]
+    urls: Mapping[str, str]
+    states: Mapping[str, Mapping[str, Any]]
+    """/v1/state of every server that answered."""
+    shards: Mapping[str, Mapping[str, Shard]]
+    """server -> group -> its shard there."""
+    transfers: Mapping[str, Mapping[str, tuple[Mapping[str, Any], ...]]]
+    """group -> source server -> that server's transfers of the group."""
+    scraped: Mapping[str, Mapping[str, int]] | None
+    """server -> group -> members from its /metrics (None: Prometheus is the source)."""
+
+    def members_per_server(self) -> dict[str, int]:
+        return {s: sum(sh.members for sh in by.values()) for s, by in self.shards.items()}
+
+
+async def view_fleet(
+    rt: Runtime, namespace: str, fleet: str, token: str, *, scrape: bool
+) -> FleetView:
+    """List the fleet's Pods and ask every server its state and transfers (and /metrics)."""
+    taken = time.monotonic()
+    all_pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(fleet))
+    main_pod = next(
+        (p for p in all_pods if p["metadata"]["name"] == podlib.main_pod_name(fleet)), None
+    )
+    nodes = tuple(p for p in all_pods if podlib.node_index(p["metadata"]["name"]) is not None)
+    servers = ([main_pod] if main_pod else []) + list(nodes)
+    urls = {p["metadata"]["name"]: u for p in servers if (u := podlib.admin_url(p))}
+    names = list(urls)
+    clients = [rt.admin(urls[n], token) for n in names]
+    states_l, transfers_l = await asyncio.gather(
+        asyncio.gather(*(_maybe(c.state()) for c in clients)),
+        asyncio.gather(*(_maybe(c.transfers()) for c in clients)),
+    )
+    states = {n: s for n, s in zip(names, states_l, strict=True) if isinstance(s, dict)}
+    shards = {n: shards_by_group(st) for n, st in states.items()}
+    transfers: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for n, listing in zip(names, transfers_l, strict=True):
+        for t in listing if isinstance(listing, list) else ():
+            transfers.setdefault(str(t.get("group")), {}).setdefault(n, []).append(t)
+    scraped = None
+    if scrape:
+        hosting = {n: urls[n] for n, by in shards.items() if by}
+        scraped = await ScrapeLoadSource(rt.session).read_all(hosting)
+    return FleetView(
+        taken=taken,
+        main_pod=main_pod,
+        node_pods=nodes,
+        urls=urls,
+        states=states,
+        shards=shards,
+        transfers={g: {n: tuple(ts) for n, ts in by.items()} for g, by in transfers.items()},
+        scraped=scraped,
+    )
+
+
+@dataclass(frozen=True)
 class Observed:
     """One conference's world at one instant, plus what the executor needs to act."""
 
@@ -125,6 +194,8 @@ class Observed:
     other_nodes: int
     urls: Mapping[str, str]
     states: Mapping[str, Mapping[str, Any]]
+    taken: float
+    """When the underlying FleetView was fetched (time.monotonic())."""
 
 
 async def _maybe(aw: Awaitable[T]) -> T | None:
@@ -136,48 +207,42 @@ async def _maybe(aw: Awaitable[T]) -> T | None:
 
 
 async def observe(
-    rt: Runtime,
-    namespace: str,
-    fleet: str,
-    conference: str,
-    group: str,
-    token: str,
-    load_source: LoadSource,
+    view: FleetView, conference: str, group: str, load_source: LoadSource | None
 ) -> Observed:
-    """List the fleet's Pods, ask each server its state and transfers, read the load."""
-    all_pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(fleet))
-    main_pod = next(
-        (p for p in all_pods if p["metadata"]["name"] == podlib.main_pod_name(fleet)), None
-    )
-    fleet_nodes = [p for p in all_pods if podlib.node_index(p["metadata"]["name"]) is not None]
-    mine = tuple(p for p in fleet_nodes if podlib.conference_of(p) == conference)
+    """One conference's servers (main + its nodes) from the fleet view, plus the load.
+
+    ``load_source`` None reads the view's scraped /metrics.
+    """
+    main_pod = view.main_pod
+    mine = tuple(p for p in view.node_pods if podlib.conference_of(p) == conference)
     servers = ([main_pod] if main_pod else []) + list(mine)
-    urls = {p["metadata"]["name"]: u for p in servers if (u := podlib.admin_url(p))}
-    names = list(urls)
-    clients = [rt.admin(urls[n], token) for n in names]
-    states_l, transfers_l = await asyncio.gather(
-        asyncio.gather(*(_maybe(c.state()) for c in clients)),
-        asyncio.gather(*(_maybe(c.transfers()) for c in clients)),
-    )
-    states = {n: s for n, s in zip(names, states_l, strict=True) if isinstance(s, dict)}
-    hosting = {n: urls[n] for n in states if shard_of(states[n], group) is not None}
-    load = await load_source.read(group, hosting)
+    urls = {n: view.urls[n] for p in servers if (n := p["metadata"]["name"]) in view.urls}
+    states = {n: view.states[n] for n in urls if n in view.states}
+    group_shards = {n: sh for n in states if (sh := view.shards[n].get(group)) is not None}
+    hosting = {n: urls[n] for n in group_shards}
+    if load_source is None:
+        load = scraped_reading(view.scraped or {}, group, hosting)
+    else:
+        load = await load_source.read(group, hosting)
     observations = [
         server_observation(
-            p, "main" if p is main_pod else "node", states.get(p["metadata"]["name"]), group, load
+            p,
+            "main" if p is main_pod else "node",
+            states.get(p["metadata"]["name"]),
+            group_shards.get(p["metadata"]["name"]),
+            load,
         )
         for p in servers
     ]
-    server_of_uri = {
-        sh.uri: n for n, st in states.items() if (sh := shard_of(st, group)) is not None
-    }
-    listings = {n: t for n, t in zip(names, transfers_l, strict=True) if isinstance(t, list)}
+    server_of_uri = {sh.uri: n for n, sh in group_shards.items()}
+    listings = {n: ts for n, ts in view.transfers.get(group, {}).items() if n in urls}
     return Observed(
         observations=Observations(
             servers=tuple(observations), transfers=in_flight(listings, group, server_of_uri)
         ),
         node_pods=mine,
-        other_nodes=len(fleet_nodes) - len(mine),
+        other_nodes=len(view.node_pods) - len(mine),
         urls=urls,
         states=states,
+        taken=view.taken,
     )

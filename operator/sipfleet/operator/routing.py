@@ -13,6 +13,7 @@ clock still moves forward.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -58,52 +59,97 @@ def tables_by_server(groups: Mapping[str, GroupRoutes]) -> dict[str, Table]:
 
 
 @dataclass
+class Pushed:
+    """What a server last accepted from us."""
+
+    generation: int
+    table: Table
+    version: int
+    """``FleetRoutes.version`` the table was composed from."""
+    at: float
+    """time.monotonic() when the server accepted it."""
+
+
+@dataclass
 class FleetRoutes:
     """The latest route entries of every group of one fleet, and what was pushed.
 
-    ``pushed`` remembers per server the table and generation last accepted, so
-    a pass pushes only to servers whose table changed or who lost it (a
-    restarted server reports a lower generation than we pushed).
+    ``version`` grows with every real change of ``groups``, so a pass whose
+    group did not change finds in O(servers) that nothing needs a push, and
+    the per-server tables are composed once per version, not once per pass.
+    ``pushed`` remembers per server the table and generation last accepted,
+    so only servers whose table changed, or who lost it (a restarted server
+    reports a lower generation than we pushed), get a push.
     """
 
     groups: dict[str, GroupRoutes] = field(default_factory=dict)
-    pushed: dict[str, tuple[int, Table]] = field(default_factory=dict)
+    pushed: dict[str, Pushed] = field(default_factory=dict)
     seeded: set[str] = field(default_factory=set)
     """Servers whose own table was read back after a restart."""
     generation: int = 0
     """The last generation pushed to any server of the fleet."""
+    version: int = 0
+    _tables: tuple[int, dict[str, Table]] | None = None
 
     def set_group(self, group: str, entries: Sequence[RouteEntry]) -> None:
-        if entries:
-            self.groups[group] = tuple(entries)
-        else:
-            self.groups.pop(group, None)
+        new = tuple(entries)
+        if not new:
+            self.drop_group(group)
+        elif self.groups.get(group) != new:
+            self.groups[group] = new
+            self.version += 1
 
     def seed(self, group: str, entries: Sequence[RouteEntry]) -> None:
         """Take a group's entries read back from a server unless a fresher copy is known."""
         if group not in self.groups and entries:
-            self.groups[group] = tuple(entries)
+            self.set_group(group, entries)
 
-    def stale_servers(self, reported: Mapping[str, int]) -> dict[str, Table]:
+    def drop_group(self, group: str) -> None:
+        if self.groups.pop(group, None) is not None:
+            self.version += 1
+
+    def tables(self) -> dict[str, Table]:
+        """Each server's whole table for the current version (cached)."""
+        if self._tables is None or self._tables[0] != self.version:
+            self._tables = (self.version, tables_by_server(self.groups))
+        return self._tables[1]
+
+    def stale_servers(
+        self, reported: Mapping[str, int], taken: float = math.inf
+    ) -> dict[str, Table]:
         """Servers (among ``reported`` name -> routes_generation) needing a push.
 
-        A server hosting none of our groups any more gets an empty table only
-        if we had pushed it one before.
+        ``taken`` is when ``reported`` was observed: a generation read before
+        our last push was accepted is not a sign of a restart. A server
+        hosting none of our groups any more gets an empty table only if we
+        had pushed it one before.
         """
-        want = tables_by_server(self.groups)
         out: dict[str, Table] = {}
         for server, generation in reported.items():
-            table = want.get(server, {})
             last = self.pushed.get(server)
+            lost = last is not None and generation < last.generation and taken >= last.at
+            if last is not None and last.version == self.version and not lost:
+                continue
+            table = self.tables().get(server, {})
             if last is None:
                 if table:
                     out[server] = table
-            elif last[1] != table or generation < last[0]:
+            elif lost or last.table != table:
                 out[server] = table
+            else:
+                last.version = self.version  # its table did not change
         return out
 
-    def mark_pushed(self, server: str, generation: int, table: Table) -> None:
-        self.pushed[server] = (generation, table)
-
-    def drop_group(self, group: str) -> None:
-        self.groups.pop(group, None)
+    def mark_pushed(
+        self,
+        server: str,
+        generation: int,
+        table: Table,
+        *,
+        version: int | None = None,
+        at: float = 0.0,
+    ) -> None:
+        """Record an accepted push of ``table`` (composed at ``version``, default current)."""
+        self.pushed[server] = Pushed(
+            generation, table, self.version if version is None else version, at
+        )

@@ -12,19 +12,27 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from sipfleet.node.admin_client import AdminClient
+from sipfleet.operator.errors import NotReady
 from sipfleet.operator.kube import Kube
-from sipfleet.operator.loadsource import LoadSource, PrometheusLoadSource, ScrapeLoadSource
+from sipfleet.operator.loadsource import LoadSource, PrometheusLoadSource
 from sipfleet.operator.models import MetricsSpec
 from sipfleet.operator.planner import History
 from sipfleet.operator.routing import FleetRoutes
+from sipfleet.operator.snapshot import SharedFetch
 
 FleetKey = tuple[str, str]
 """(namespace, fleet name)."""
 
 ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=5.0, connect=2.0)
+
+
+def snapshot_ttl(interval: float) -> float:
+    """How long a fleet snapshot serves passes: half the period, at most 1 s."""
+    return min(1.0, interval / 2)
 
 
 @dataclass
@@ -33,6 +41,8 @@ class ConferenceMemory:
 
     history: History = field(default_factory=History)
     last_pass: float | None = None
+    changed_at: float = 0.0
+    """time.monotonic() after the last pass that acted: later passes need a newer view."""
 
 
 @dataclass
@@ -45,7 +55,14 @@ class Runtime:
     conferences: dict[str, ConferenceMemory] = field(default_factory=dict)
     server_members: dict[FleetKey, dict[str, int]] = field(default_factory=dict)
     """Latest members per server (all groups), for the SipFleet status."""
+    snapshots: SharedFetch[FleetKey, Any] = field(init=False)
+    """Per-fleet snapshots (control.FleetSnapshot) shared by the fleet's conferences."""
     _pod_locks: dict[FleetKey, asyncio.Lock] = field(default_factory=dict)
+    _route_locks: dict[FleetKey, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Half the period: each pass sees a view younger than the pass interval.
+        self.snapshots = SharedFetch(snapshot_ttl(self.interval), keep_errors=(NotReady,))
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -59,22 +76,26 @@ class Runtime:
         """An admin client on the shared session (nothing to close)."""
         return AdminClient(base_url, token, session=self.session)
 
-    def load_source(self, spec: MetricsSpec) -> LoadSource:
-        """Prometheus when the fleet names one, else direct scraping."""
-        if spec.prometheus_url:
-            return PrometheusLoadSource(
-                spec.prometheus_url,
-                self.session,
-                freshness_seconds=spec.stale_after_seconds,
-                members_query=spec.queries.members,
-            )
-        return ScrapeLoadSource(self.session)
+    def load_source(self, spec: MetricsSpec) -> LoadSource | None:
+        """Prometheus when the fleet names one; None: the fleet view's scraped /metrics."""
+        if not spec.prometheus_url:
+            return None
+        return PrometheusLoadSource(
+            spec.prometheus_url,
+            self.session,
+            freshness_seconds=spec.stale_after_seconds,
+            members_query=spec.queries.members,
+        )
 
     def fleet_routes(self, key: FleetKey) -> FleetRoutes:
         return self.routes.setdefault(key, FleetRoutes())
 
     def memory(self, uid: str) -> ConferenceMemory:
         return self.conferences.setdefault(uid, ConferenceMemory())
+
+    def route_lock(self, key: FleetKey) -> asyncio.Lock:
+        """Serialises route pushes in a fleet; a waiter usually finds its change pushed."""
+        return self._route_locks.setdefault(key, asyncio.Lock())
 
     def pod_lock(self, key: FleetKey) -> asyncio.Lock:
         """Serialises node Pod creation in a fleet, so two conferences never pick one name."""

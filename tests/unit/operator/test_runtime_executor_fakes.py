@@ -7,6 +7,7 @@ its root, and picks node names no other conference holds.
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import pytest
@@ -66,6 +67,15 @@ class FakeAdmin:
         self.puts: list[int] = []
         self.deleted_shards: list[str] = []
         self.drained = False
+        self.members = 0
+        self.running: list[dict[str, Any]] = []
+
+    async def state(self) -> dict[str, Any]:
+        shards = [{"group": A, "members": self.members}] if self.members else []
+        return {"routes_generation": self.generation, "shards": shards}
+
+    async def transfers(self) -> list[dict[str, Any]]:
+        return self.running
 
     async def routes(self) -> dict[str, Any]:
         return {"generation": self.generation, "groups": self.groups}
@@ -107,6 +117,7 @@ def observed(admins: dict[str, FakeAdmin], node_pods: tuple[dict[str, Any], ...]
             }
             for name, a in admins.items()
         },
+        taken=time.monotonic(),
     )
 
 
@@ -194,6 +205,25 @@ async def test_deleted_node_leaves_the_routes_and_its_pod_goes() -> None:
     )
     assert [e["server"] for e in admins["f-main"].groups[A]] == ["f-main"]
     assert kube.deleted == ["f-node-1"]
+
+
+@pytest.mark.parametrize("busy", ["members", "transfer"])
+async def test_a_node_found_busy_at_the_last_moment_is_not_deleted(busy: str) -> None:
+    """The plan may rest on a snapshot from before a member arrived."""
+    kube = FakeKube()
+    spec = podlib.server_pod_spec("f", SPEC, "node", "conf-a")
+    kube.pods["f-node-1"] = podlib.server_pod(FLEET_BODY, "f-node-1", "node", spec, 1)
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(kube, admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    if busy == "members":
+        admins["f-node-1"].members = 1
+    else:
+        admins["f-node-1"].running = [{"group": A, "state": "running"}]
+    await executor(rt, "conf-a", observed(admins)).apply(
+        decision(A, "f-main", "f-node-1", delete=(NodeAction("f-node-1", "empty"),))
+    )
+    assert kube.deleted == []
 
 
 async def test_withdraw_removes_routes_shards_and_nodes() -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import kopf
 import pytest
 import yaml
-from sipfleet.operator.kube import configuration, connection_info
+from sipfleet.operator.kube import (
+    KOPF_CONNECTIONS,
+    KUBE_THREADS,
+    api_client,
+    configuration,
+    connection_info,
+    kopf_session,
+)
 
 
 def write_kubeconfig(path: Path, user: dict[str, str]) -> Path:
@@ -45,3 +52,20 @@ def test_kubeconfig_env_is_read_at_call_time(
 def test_missing_kubeconfig_is_a_login_error(tmp_path: Path) -> None:
     with pytest.raises(kopf.LoginError, match="no usable kubeconfig"):
         connection_info(str(tmp_path / "absent"))
+
+
+async def test_kopf_session_has_a_bounded_pool_and_the_same_credentials(tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "kc", {"token": "abc.def"})
+    ctx = kopf_session(str(path))
+    try:
+        assert ctx.server == "https://127.0.0.1:6443"
+        assert ctx.aiohttp_session.connector is not None
+        assert ctx.aiohttp_session.connector.limit == KOPF_CONNECTIONS > 0
+        assert ctx.aiohttp_session.headers["Authorization"] == "Bearer abc.def"
+    finally:
+        await ctx.aiohttp_session.close()
+
+
+def test_client_pool_matches_its_threads(tmp_path: Path) -> None:
+    client = api_client(str(write_kubeconfig(tmp_path / "kc", {"token": "t"})))
+    assert client.configuration.connection_pool_maxsize == KUBE_THREADS

@@ -6,7 +6,13 @@ from typing import Any
 
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.loadsource import LoadReading
-from sipfleet.operator.observe import created_at, in_flight, server_observation, shard_of
+from sipfleet.operator.observe import (
+    created_at,
+    in_flight,
+    server_observation,
+    shards_by_group,
+)
+from sipfleet.operator.planner import ServerObservation
 
 GROUP = "sip:conf3@example.com"
 
@@ -37,57 +43,61 @@ def state(members: int | None, *, draining: bool = False) -> dict[str, Any]:
     return {"name": "n", "draining": draining, "routes_generation": 4, "shards": shards}
 
 
-def test_shard_of_finds_the_group() -> None:
-    s = shard_of(state(5), GROUP)
-    assert s is not None and (s.uri, s.members, s.capacity) == ("sip:conf3-x@127.0.0.11", 5, 20)
-    assert shard_of(state(5), "sip:other@example.com") is None
-    assert shard_of(None, GROUP) is None
+def observe_one(
+    p: dict[str, Any], role: str, st: dict[str, Any] | None, load: LoadReading
+) -> ServerObservation:
+    return server_observation(p, role, st, shards_by_group(st).get(GROUP), load)  # type: ignore[arg-type]
+
+
+def test_shards_by_group_finds_the_group() -> None:
+    s = shards_by_group(state(5))[GROUP]
+    assert (s.uri, s.members, s.capacity) == ("sip:conf3-x@127.0.0.11", 5, 20)
+    assert "sip:other@example.com" not in shards_by_group(state(5))
+    assert shards_by_group(None) == {}
 
 
 def test_fresh_load_sample_gives_the_members() -> None:
     load = LoadReading("prometheus", {"n1": 9})
-    obs = server_observation(pod("n1"), "node", state(5), GROUP, load)
+    obs = observe_one(pod("n1"), "node", state(5), load)
     assert obs.metrics == "fresh" and obs.members == 9 and obs.ready
     assert obs.created_at == created_at(pod("n1")) > 0
 
 
 def test_missing_sample_falls_back_to_state_and_says_missing() -> None:
     load = LoadReading("scrape", {}, frozenset({"n1"}))
-    obs = server_observation(pod("n1"), "node", state(5), GROUP, load)
+    obs = observe_one(pod("n1"), "node", state(5), load)
     assert obs.metrics == "missing" and obs.members == 5
 
 
 def test_failed_source_marks_stale() -> None:
     load = LoadReading("prometheus", {}, frozenset({"n1"}), error="connection refused")
-    obs = server_observation(pod("n1"), "node", state(5), GROUP, load)
+    obs = observe_one(pod("n1"), "node", state(5), load)
     assert obs.metrics == "stale"
 
 
 def test_server_without_the_group_is_fresh_and_empty() -> None:
-    obs = server_observation(pod("n1"), "node", state(None), GROUP, LoadReading("scrape"))
+    obs = observe_one(pod("n1"), "node", state(None), LoadReading("scrape"))
     assert obs.metrics == "fresh" and obs.shard is None and obs.members == 0
 
 
 def test_unreachable_server_is_not_ready_and_missing() -> None:
-    obs = server_observation(pod("n1"), "node", None, GROUP, LoadReading("scrape"))
+    obs = observe_one(pod("n1"), "node", None, LoadReading("scrape"))
     assert not obs.ready and obs.metrics == "missing" and obs.shard is None
 
 
 def test_draining_node_never_looks_emptier_than_its_state() -> None:
     load = LoadReading("prometheus", {"n1": 0})
     labelled = pod("n1", labels={podlib.LABEL_DRAINING: "true"})
-    obs = server_observation(labelled, "node", state(3), GROUP, load)
+    obs = observe_one(labelled, "node", state(3), load)
     assert obs.draining and obs.members == 3
-    reported = server_observation(pod("n1"), "node", state(2, draining=True), GROUP, load)
+    reported = observe_one(pod("n1"), "node", state(2, draining=True), load)
     assert reported.draining and reported.members == 2
 
 
 def test_pending_pod_phase_passes_through() -> None:
-    obs = server_observation(
-        pod("n1", ready=False, phase="Pending"), "node", None, GROUP, LoadReading("scrape")
-    )
+    obs = observe_one(pod("n1", ready=False, phase="Pending"), "node", None, LoadReading("scrape"))
     assert obs.phase == "Pending" and obs.alive
-    odd = server_observation(pod("n1", phase="Weird"), "node", None, GROUP, LoadReading("s"))
+    odd = observe_one(pod("n1", phase="Weird"), "node", None, LoadReading("s"))
     assert odd.phase == "Unknown"
 
 

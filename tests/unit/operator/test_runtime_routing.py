@@ -80,6 +80,39 @@ def test_dropping_a_group_empties_tables_only_where_we_pushed() -> None:
     assert fr.stale_servers({"main": 10, "n1": 10, "never": 0}) == {"main": {}, "n1": {}}
 
 
+def test_a_generation_read_before_our_push_is_not_a_restart() -> None:
+    """A shared fleet view may predate the push; only a later view proves a lost table."""
+    fr = FleetRoutes()
+    fr.set_group(A, entries("main", "n1"))
+    for server, table in fr.stale_servers({"main": 0, "n1": 0}).items():
+        fr.mark_pushed(server, 10, table, at=50.0)
+    assert fr.stale_servers({"main": 4, "n1": 4}, taken=49.0) == {}
+    assert set(fr.stale_servers({"main": 10, "n1": 4}, taken=51.0)) == {"n1"}
+
+
+def test_a_repeated_or_other_servers_change_is_not_pushed() -> None:
+    fr = FleetRoutes()
+    fr.set_group(A, entries("main", "n1"))
+    fr.set_group(B, entries("main"))
+    for server, table in fr.stale_servers({"main": 0, "n1": 0}).items():
+        fr.mark_pushed(server, 10, table)
+    version = fr.version
+    fr.set_group(A, entries("main", "n1"))  # the same entries: no new version
+    assert fr.version == version
+    fr.set_group(B, entries("main", "n9"))  # n1's table is unchanged
+    assert set(fr.stale_servers({"main": 10, "n1": 10, "n9": 0})) == {"main", "n9"}
+
+
+def test_a_table_composed_before_a_concurrent_change_stays_stale() -> None:
+    fr = FleetRoutes()
+    fr.set_group(A, entries("main"))
+    version = fr.version
+    stale = fr.stale_servers({"main": 0})
+    fr.set_group(B, entries("main"))  # arrives while the push is in flight
+    fr.mark_pushed("main", 10, stale["main"], version=version)
+    assert set(fr.stale_servers({"main": 10})["main"]) == {A, B}
+
+
 def test_seed_never_overrides_known_entries() -> None:
     fr = FleetRoutes()
     fr.set_group(A, entries("main", "n1"))

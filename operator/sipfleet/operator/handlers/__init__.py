@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 from sipfleet.operator.handlers import conference, fleet
-from sipfleet.operator.kube import connection_info
+from sipfleet.operator.kube import kopf_session
 from sipfleet.operator.runtime import Runtime
 
 
@@ -14,12 +14,13 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Register every handler; the control-loop interval comes from ``rt``.
 
     An explicit registry has none of kopf's default activities, so the login
-    is registered here too: the same credentials as the operator's own client.
+    is registered here too: the same credentials as the operator's own client, in a
+    session with a bounded connection pool (see ``kube.kopf_session``).
     """
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(rt.kubeconfig)
+    async def login(**_: Any) -> kopf.AiohttpSession:
+        return kopf_session(rt.kubeconfig)
 
     fleet.register(registry, rt)
     conference.register(registry, rt)

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from sipfleet.node.admin_client import AdminError
 from sipfleet.operator import control, metrics
+from sipfleet.operator.errors import NotReady
 from sipfleet.operator.executor import Outcome
 from sipfleet.operator.kube import KUBE_ERRORS
 from sipfleet.operator.models import CONFERENCE, GROUP, VERSION
@@ -34,6 +35,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         CONFERENCE.plural,
         id="control-loop",
         interval=rt.interval,
+        sharp=True,  # on the interval grid: the period does not grow by the pass's duration
         registry=registry,
     )
     async def control_loop(
@@ -57,9 +59,11 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         metrics.RECONCILES.labels(CONFERENCE.kind).inc()
         now = datetime.now(UTC)
         try:
-            ctx = await control.load_context(rt, namespace, name, spec)
+            ctx = await control.load_context(
+                rt, namespace, name, spec, not_before=memory.changed_at
+            )
             done = await control.control_pass(rt, ctx, memory)
-        except control.NotReady as exc:
+        except NotReady as exc:
             metrics.ERRORS.labels("prerequisites").inc()
             new = problem_status(exc.reason, str(exc), meta.get("generation"), dict(status), now)
             patch.status.update(status_patch(status, new))
@@ -90,9 +94,9 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     ) -> None:
         """Withdraw the group before the object goes; retried until nothing fails."""
         assert namespace is not None  # SipConference is namespaced
-        try:
-            ctx = await control.load_context(rt, namespace, name, spec)
-        except control.NotReady as exc:
+        try:  # a fresh view: what to withdraw must be complete
+            ctx = await control.load_context(rt, namespace, name, spec, not_before=time.monotonic())
+        except NotReady as exc:
             kopf.event(body, type="Normal", reason="Released", message=f"nothing to release: {exc}")
             rt.conferences.pop(uid, None)
             return
