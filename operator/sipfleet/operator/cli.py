@@ -247,9 +247,8 @@ async def _run(opts: Options) -> int:
 
 async def _act(opts: Options, kube: Kube) -> int:
     registry = kopf.OperatorRegistry()
-    stop = asyncio.Event()
+    lost = asyncio.Event()
     elector: LeaderElector | None = None
-    holder: asyncio.Task[None] | None = None
     if opts.peering:
         elector = LeaderElector(
             kube,
@@ -262,19 +261,31 @@ async def _act(opts: Options, kube: Kube) -> int:
         )
         health.HEARTBEATS.expect("lease", lease_stale_seconds(opts.lease_seconds))
         await elector.acquire()
-        holder = asyncio.create_task(elector.hold(on_lost=stop.set))
     metrics.LEADER.set(1)
     async with Runtime.open(kube, interval=opts.interval, kubeconfig=opts.kubeconfig) as rt:
         register(registry, rt)
-        try:
-            await kopf.operator(
+        # A lost Lease cancels kopf. (kopf's stop_flag would do too, but its waiter
+        # task then holds up every SIGTERM exit by kopf's 5 s grace for hung tasks.)
+        acting = asyncio.create_task(
+            kopf.operator(
                 registry=registry,
                 settings=kopf_settings(),
                 clusterwide=opts.all_namespaces,
                 namespaces=list(opts.namespaces),
-                stop_flag=stop,
                 standalone=True,
             )
+        )
+
+        def on_lost() -> None:
+            lost.set()
+            acting.cancel()
+
+        holder = asyncio.create_task(elector.hold(on_lost=on_lost)) if elector else None
+        try:
+            await acting
+        except asyncio.CancelledError:
+            if not lost.is_set():
+                raise
         finally:
             metrics.LEADER.set(0)
             if holder is not None:
@@ -282,7 +293,7 @@ async def _act(opts: Options, kube: Kube) -> int:
                 with contextlib.suppress(asyncio.CancelledError):
                     await holder
     if elector is not None:
-        if stop.is_set():
+        if lost.is_set():
             return EXIT_LOST_LEASE
         await elector.release()
     return 0

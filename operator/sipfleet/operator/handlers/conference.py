@@ -5,6 +5,7 @@ The handlers only wire kopf to control.py (the pass) and status.py.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,17 @@ def post_events(body: kopf.Body, outcome: Outcome) -> None:
     """Post the pass's Events (kopf.event: kopf.info would obey the posting level)."""
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def due(elapsed: float, interval: float, tick: float) -> bool:
+    """Whether a pass is due on this timer tick.
+
+    The timer ticks every ``tick`` (--interval) seconds; a conference's
+    ``interval`` rounds up to whole ticks. Half a tick of slack absorbs a
+    late tick (a busy loop), which must not cost a whole period.
+    """
+    ticks = max(1, math.ceil(interval / tick - 1e-9))
+    return elapsed >= ticks * tick - tick / 2
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
@@ -53,7 +65,9 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         assert namespace is not None  # SipConference is namespaced
         memory = rt.memory(uid)
         interval = float((spec.get("scaling") or {}).get("intervalSeconds", rt.interval))
-        if memory.last_pass is not None and time.monotonic() - memory.last_pass < interval - 0.2:
+        if memory.last_pass is not None and not due(
+            time.monotonic() - memory.last_pass, interval, rt.interval
+        ):
             return
         memory.last_pass = time.monotonic()
         metrics.RECONCILES.labels(CONFERENCE.kind).inc()
