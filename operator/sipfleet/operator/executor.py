@@ -101,10 +101,17 @@ class Executor:
         return self.rt.admin(self.observed.urls[server], self.token)
 
     async def apply(self, decision: Decision) -> Outcome:
-        deleting = [a.server for a in decision.delete]
+        entries = route_entries(decision.routes, [a.server for a in decision.delete])
         for placement in decision.create_shards:
-            await self._ensure_shard(placement.server, placement.group, placement.capacity)
-        await self.push_routes(decision.group, route_entries(decision.routes, deleting))
+            created = await self._ensure_shard(
+                placement.server, placement.group, placement.capacity
+            )
+            # Route a new shard in the pass that created it: leaving it to the
+            # next observation cost a whole interval of scale-out reaction time
+            # (bench/operator_reaction.py).
+            if created and all(e.server != created.server for e in entries):
+                entries.append(created)
+        await self.push_routes(decision.group, entries)
         for action in decision.drain:
             await self._drain(action.server, action.reason)
         if decision.transfers:
@@ -116,15 +123,18 @@ class Executor:
             await self._create_nodes(decision.create_nodes, decision.create_reason)
         return self.outcome
 
-    async def _ensure_shard(self, server: str, group: str, capacity: int) -> None:
+    async def _ensure_shard(self, server: str, group: str, capacity: int) -> RouteEntry | None:
+        """Create the group's shard on ``server``; its routing entry, or None on failure."""
         if server not in self.observed.urls:
-            return
+            return None
         try:
             shard = await self._client(server).ensure_shard(group, capacity)
         except _FAILURES as exc:
             self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
-            return
+            return None
         self.outcome.did("ShardCreated", f"{group} on {server} at {shard.get('uri')}")
+        free = max(0, int(shard.get("capacity", capacity)) - int(shard.get("members", 0)))
+        return RouteEntry(server, str(shard["uri"]), "active", free)
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.

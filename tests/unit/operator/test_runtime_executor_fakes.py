@@ -16,7 +16,14 @@ from sipfleet.operator.executor import Executor
 from sipfleet.operator.kube import Kube
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
-from sipfleet.operator.planner import Decision, History, NodeAction, Observations, Route
+from sipfleet.operator.planner import (
+    Decision,
+    History,
+    NodeAction,
+    Observations,
+    Route,
+    ShardPlacement,
+)
 from sipfleet.operator.runtime import Runtime
 
 A = "sip:a@example.com"
@@ -85,6 +92,9 @@ class FakeAdmin:
         self.generation, self.groups = generation, groups
         self.puts.append(generation)
         return {"generation": generation}
+
+    async def ensure_shard(self, group: str, capacity: int) -> dict[str, Any]:
+        return {"group": group, "uri": f"sip:new@{group}", "capacity": capacity, "members": 0}
 
     async def delete_shard(self, group: str) -> dict[str, Any]:
         self.deleted_shards.append(group)
@@ -156,6 +166,19 @@ async def test_a_server_that_lost_its_table_gets_it_again() -> None:
     await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
     assert set(admins["f-node-1"].groups) == {A}
     assert len(admins["f-main"].puts) == 1
+
+
+async def test_a_new_shard_is_routed_in_the_pass_that_creates_it() -> None:
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    place = ShardPlacement("f-node-1", A, 10, "node ready")
+    await executor(rt, "conf-a", observed(admins)).apply(
+        decision(A, "f-main", create_shards=(place,))
+    )
+    entries = admins["f-main"].groups[A]
+    assert [e["server"] for e in entries] == ["f-main", "f-node-1"]
+    new = {"server": "f-node-1", "uri": f"sip:new@{A}", "state": "active", "free": 10}
+    assert entries[1] == new
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
