@@ -22,7 +22,7 @@ import kopf
 import kubernetes
 from sipfleet.operator import health, metrics
 from sipfleet.operator.handlers import register
-from sipfleet.operator.kube import Kube, api_client
+from sipfleet.operator.kube import Kube, api_client, watch_streams
 from sipfleet.operator.leader import LeaderElector, default_identity
 from sipfleet.operator.runtime import Runtime
 
@@ -263,7 +263,7 @@ async def _act(opts: Options, kube: Kube) -> int:
         await elector.acquire()
     metrics.LEADER.set(1)
     async with Runtime.open(kube, interval=opts.interval, kubeconfig=opts.kubeconfig) as rt:
-        register(registry, rt)
+        register(registry, rt, streams=watch_streams(len(opts.namespaces)))
         # A lost Lease cancels kopf. (kopf's stop_flag would do too, but its waiter
         # task then holds up every SIGTERM exit by kopf's 5 s grace for hung tasks.)
         acting = asyncio.create_task(

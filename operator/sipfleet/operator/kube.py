@@ -91,7 +91,10 @@ def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
 
 
 KOPF_CONNECTIONS = 16
-"""kopf's own connections to the API server (watch streams, patches, Events).
+"""kopf's connections to the API server for requests (patches, Events), on top
+of one per watch stream: a stream holds its connection while it runs, so a pool
+no larger than the streams starves every patch (seen: ten watched namespaces,
+20 streams, a pool of 16, and the operator did nothing for minutes).
 
 kopf's default session has no limit: at startup 1,000 conferences' timers
 patch at once, opening as many TLS connections; the API server times out
@@ -100,14 +103,21 @@ a bounded pool finishes sooner and stays small.
 """
 
 
-def kopf_session(kubeconfig: str | None = None) -> kopf.AiohttpSession:
-    """kopf's credentials (see ``connection_info``) in a session with a bounded pool.
+def watch_streams(namespaces: int, resources: int = 2) -> int:
+    """The watch streams kopf keeps open: one per resource and namespace (or one
+    per resource cluster-wide, ``namespaces=0``), plus its CRD and namespace observers."""
+    return resources * max(1, namespaces) + 2
+
+
+def kopf_session(kubeconfig: str | None = None, *, streams: int = 0) -> kopf.AiohttpSession:
+    """kopf's credentials (see ``connection_info``) in a session with a bounded pool:
+    ``KOPF_CONNECTIONS`` for requests plus one for each of ``streams`` watch streams.
 
     Must be called on the event loop; kopf closes the session on re-login or exit.
     """
     info = connection_info(kubeconfig)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS, ssl=info.as_ssl_context()),
+        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS + streams, ssl=info.as_ssl_context()),
         headers=info.as_http_headers(),
     )
     return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
@@ -241,4 +251,5 @@ __all__ = [
     "configuration",
     "connection_info",
     "kopf_session",
+    "watch_streams",
 ]

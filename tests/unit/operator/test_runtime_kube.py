@@ -14,6 +14,7 @@ from sipfleet.operator.kube import (
     configuration,
     connection_info,
     kopf_session,
+    watch_streams,
 )
 
 
@@ -56,11 +57,12 @@ def test_missing_kubeconfig_is_a_login_error(tmp_path: Path) -> None:
 
 async def test_kopf_session_has_a_bounded_pool_and_the_same_credentials(tmp_path: Path) -> None:
     path = write_kubeconfig(tmp_path / "kc", {"token": "abc.def"})
-    ctx = kopf_session(str(path))
+    ctx = kopf_session(str(path), streams=watch_streams(10))
     try:
         assert ctx.server == "https://127.0.0.1:6443"
         assert ctx.aiohttp_session.connector is not None
-        assert ctx.aiohttp_session.connector.limit == KOPF_CONNECTIONS > 0
+        # ten namespaces x two resources + two observers, and room for requests
+        assert ctx.aiohttp_session.connector.limit == 22 + KOPF_CONNECTIONS
         assert ctx.aiohttp_session.headers["Authorization"] == "Bearer abc.def"
     finally:
         await ctx.aiohttp_session.close()

@@ -10,17 +10,18 @@ from sipfleet.operator.kube import kopf_session
 from sipfleet.operator.runtime import Runtime
 
 
-def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+def register(registry: kopf.OperatorRegistry, rt: Runtime, *, streams: int) -> None:
     """Register every handler; the control-loop interval comes from ``rt``.
 
     An explicit registry has none of kopf's default activities, so the login
     is registered here too: the same credentials as the operator's own client, in a
-    session with a bounded connection pool (see ``kube.kopf_session``).
+    session with a bounded connection pool sized for ``streams`` watch streams
+    (see ``kube.kopf_session``).
     """
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.AiohttpSession:
-        return kopf_session(rt.kubeconfig)
+        return kopf_session(rt.kubeconfig, streams=streams)
 
     fleet.register(registry, rt)
     conference.register(registry, rt)
