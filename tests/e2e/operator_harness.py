@@ -10,8 +10,6 @@ Members are sipp processes; each logs JOINED/RECV/MOVED/LEFT lines
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -22,16 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from sipfleet.demo import kubeside
 from sipfleet.devcluster.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
-RBAC = REPO / "operator" / "deploy" / "rbac.yaml"
-CRDS = REPO / "crds"
 RESIDENT = Path(__file__).parent / "scenarios" / "resident.xml"
 SENDER = REPO / "tests" / "integration" / "scenarios" / "member.xml"
-OPERATOR_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "sipfleet-operator"
-SA_NAMESPACE = "sipfleet-system"
-SA_NAME = "sipfleet-operator"
 GROUP_USER = "conf"
 DOMAIN = "example.com"
 GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
@@ -67,59 +61,38 @@ def get_json(kube: Cluster, *args: str) -> Any:
 
 def install_operator_rbac(kube: Cluster) -> None:
     """CRDs, the operator's namespace and RBAC (idempotent across modules)."""
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    kube.kubectl("create", "namespace", SA_NAMESPACE, check=False)
-    kube.kubectl("apply", "-f", str(RBAC))
-    for crd in ("sipfleets.sipfleet.io", "sipconferences.sipfleet.io"):
-        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    kubeside.install(kube, namespaces=())
 
 
-def service_account_kubeconfig(kube: Cluster, path: Path) -> Path:
-    """A kubeconfig that authenticates as the operator's ServiceAccount only."""
-    token = kube.kubectl(
-        "create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=2h"
-    ).stdout.strip()
-    admin = yaml.safe_load(kube.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": SA_NAME, "user": {"token": token}}],
-        "contexts": [{"name": SA_NAME, "context": {"cluster": cluster["name"], "user": SA_NAME}}],
-        "current-context": SA_NAME,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+service_account_kubeconfig = kubeside.service_account_kubeconfig
+"""A kubeconfig that authenticates as the operator's ServiceAccount only."""
 
 
 @dataclass
 class Operator:
-    """One sipfleet-operator process."""
+    """One sipfleet-operator process (kubeside.OperatorProcess) with its metrics port."""
 
     kubeconfig: Path
     namespace: str
     log: Path
     args: tuple[str, ...] = ()
     metrics_port: int = field(default_factory=lambda: free_port(socket.SOCK_STREAM))
-    proc: subprocess.Popen[bytes] | None = None
+    process: kubeside.OperatorProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.process = kubeside.OperatorProcess(
+            self.kubeconfig,
+            self.log,
+            namespace=self.namespace,
+            args=("--metrics-port", str(self.metrics_port), *self.args),
+        )
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc
 
     def start(self) -> Operator:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    str(OPERATOR_BIN),
-                    "--namespace",
-                    self.namespace,
-                    "--kubeconfig",
-                    str(self.kubeconfig),
-                    "--metrics-port",
-                    str(self.metrics_port),
-                    *self.args,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.process.start()
         return self
 
     def kill(self) -> None:
@@ -129,12 +102,7 @@ class Operator:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.process.stop()
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the operator's /metrics (0 when absent or unreachable)."""

@@ -42,15 +42,15 @@ def kubectl(cluster: Cluster, *args: str, input: str | None = None, timeout: flo
         raise DemoError(f"kubectl {' '.join(args)}: no answer within {timeout:g}s") from err
 
 
-def install(cluster: Cluster) -> None:
-    """CRDs (generated from the operator's models), the operator's RBAC, the namespace."""
+def install(cluster: Cluster, *, namespaces: tuple[str, ...] = (manifests.NAMESPACE,)) -> None:
+    """CRDs (generated from the operator's models), the operator's RBAC, ``namespaces``."""
     if not RBAC.is_file():
         raise DemoError(f"{RBAC} is missing: run the demo from a sipfleet source checkout")
     crds = "---\n".join(crdgen.rendered().values())
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", "-", input=crds)
     for crd in CRDS:
         kubectl(cluster, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
-    for namespace in (SA_NAMESPACE, manifests.NAMESPACE):
+    for namespace in (SA_NAMESPACE, *namespaces):
         kubectl(cluster, "apply", "-f", "-", input=_namespace(namespace))
     kubectl(cluster, "apply", "-f", str(RBAC))
 
@@ -85,11 +85,13 @@ def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
 
 @dataclass
 class OperatorProcess:
-    """One ``sipfleet-operator`` process watching the demo namespace."""
+    """One ``sipfleet-operator`` process watching one namespace (the demo's by default)."""
 
     kubeconfig: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    namespace: str = manifests.NAMESPACE
+    args: tuple[str, ...] = ("--interval", "1")
 
     def start(self) -> OperatorProcess:
         if not OPERATOR_BIN.exists():
@@ -99,11 +101,10 @@ class OperatorProcess:
                 [
                     str(OPERATOR_BIN),
                     "--namespace",
-                    manifests.NAMESPACE,
+                    self.namespace,
                     "--kubeconfig",
                     str(self.kubeconfig),
-                    "--interval",
-                    "1",
+                    *self.args,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
