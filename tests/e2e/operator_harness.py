@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import yaml
+from kube_support import get_json, wait_for
 from sipfleet.demo import kubeside
 from sipfleet.devcluster.cluster import Cluster
 
@@ -30,22 +29,6 @@ GROUP_USER = "conf"
 DOMAIN = "example.com"
 GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
 
-T = TypeVar("T")
-
-
-def wait_for(
-    what: str, probe: Callable[[], T | None], timeout: float = 60.0, step: float = 0.5
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
-
 
 def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
     """A port on 127.0.0.1 free right now (UDP for sipp by default)."""
@@ -53,10 +36,6 @@ def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def get_json(kube: Cluster, *args: str) -> Any:
-    return json.loads(kube.kubectl("get", "-o", "json", *args).stdout)
 
 
 def install_operator_rbac(kube: Cluster) -> None:
