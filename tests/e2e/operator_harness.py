@@ -38,13 +38,12 @@ def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
         return port
 
 
-def install_operator_rbac(kube: Cluster) -> None:
-    """CRDs, the operator's namespace and RBAC (idempotent across modules)."""
-    kubeside.install(kube, namespaces=())
-
-
-service_account_kubeconfig = kubeside.service_account_kubeconfig
-"""A kubeconfig that authenticates as the operator's ServiceAccount only."""
+def operator_namespace(kube: Cluster, namespace: str, workdir: Path) -> Path:
+    """CRDs and RBAC installed, ``namespace`` created: the operator's ServiceAccount
+    kubeconfig, so every test that runs an operator also proves the RBAC rules."""
+    kubeside.install(kube, namespaces=())  # idempotent across test modules
+    kube.kubectl("create", "namespace", namespace)
+    return kubeside.service_account_kubeconfig(kube, workdir / "sa.kubeconfig")
 
 
 @dataclass

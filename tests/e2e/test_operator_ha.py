@@ -14,10 +14,9 @@ from operator_harness import (
     conference,
     fleet,
     free_port,
-    install_operator_rbac,
     main_ip,
     node_names,
-    service_account_kubeconfig,
+    operator_namespace,
     status,
     wait_for,
 )
@@ -50,9 +49,7 @@ def alive(port: int) -> dict[str, object]:
 def test_only_the_lease_holder_acts_and_a_standby_takes_over(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    install_operator_rbac(cluster)
-    cluster.kubectl("create", "namespace", NS)
-    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
+    kubeconfig = operator_namespace(cluster, NS, tmp_path)
     common = ("--peering", LEASE, "--lease-namespace", NS, "--lease-seconds", "6")
     health = {ident: free_port(socket.SOCK_STREAM) for ident in ("alpha", "beta")}
     ops = {

@@ -29,12 +29,11 @@ from operator_harness import (
     events,
     fleet,
     free_port,
-    install_operator_rbac,
     main_ip,
     node_names,
+    operator_namespace,
     pods,
     send_group_message,
-    service_account_kubeconfig,
     status,
     wait_for,
 )
@@ -142,13 +141,7 @@ def prometheus(cluster: Cluster, tmp_path: Path) -> Iterator[Prometheus]:
 def test_scaling_follows_promql_and_stops_scale_in_without_metrics(
     cluster: Cluster, tmp_path: Path, prometheus: Prometheus
 ) -> None:
-    install_operator_rbac(cluster)
-    cluster.kubectl("create", "namespace", NS)
-    op = Operator(
-        service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig"),
-        NS,
-        tmp_path / "operator.log",
-    ).start()
+    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log").start()
     groups: list[Members] = []
     try:
         apply(

@@ -16,12 +16,11 @@ from operator_harness import (
     conference,
     events,
     fleet,
-    install_operator_rbac,
     main_ip,
     node_names,
+    operator_namespace,
     pods,
     send_group_message,
-    service_account_kubeconfig,
     status,
     wait_for,
 )
@@ -34,9 +33,7 @@ MEMBERS = 30
 def test_killed_operator_converges_without_duplicates_or_losses(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    install_operator_rbac(cluster)
-    cluster.kubectl("create", "namespace", NS)
-    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
+    kubeconfig = operator_namespace(cluster, NS, tmp_path)
     first = Operator(kubeconfig, NS, tmp_path / "operator-1.log").start()
     second = Operator(kubeconfig, NS, tmp_path / "operator-2.log")
     members: Members | None = None

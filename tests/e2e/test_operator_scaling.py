@@ -25,11 +25,10 @@ from operator_harness import (
     events,
     everyone,
     fleet,
-    install_operator_rbac,
     main_ip,
     node_names,
+    operator_namespace,
     send_group_message,
-    service_account_kubeconfig,
     status,
     wait_for,
 )
@@ -57,11 +56,7 @@ class Grown:
 def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grown]:
     """59 resident members joined through the main server's URI, one per ~0.75 s."""
     workdir = tmp_path_factory.mktemp("op-scale")
-    install_operator_rbac(cluster)
-    cluster.kubectl("create", "namespace", NS)
-    op = Operator(
-        service_account_kubeconfig(cluster, workdir / "sa.kubeconfig"), NS, workdir / "operator.log"
-    ).start()
+    op = Operator(operator_namespace(cluster, NS, workdir), NS, workdir / "operator.log").start()
     started: list[Members] = []
     try:
         apply(

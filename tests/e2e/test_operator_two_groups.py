@@ -23,11 +23,10 @@ from operator_harness import (
     conference,
     fleet,
     get_json,
-    install_operator_rbac,
     main_ip,
+    operator_namespace,
     pods,
     send_group_message,
-    service_account_kubeconfig,
     status,
     wait_for,
 )
@@ -67,13 +66,7 @@ def only_beta_nodes(kube: Cluster) -> bool:
 def test_two_conferences_share_the_main_server_and_keep_apart(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    install_operator_rbac(cluster)
-    cluster.kubectl("create", "namespace", NS)
-    op = Operator(
-        service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig"),
-        NS,
-        tmp_path / "operator.log",
-    ).start()
+    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log").start()
     scaling = {"targetLoad": 0.5, "cooldownSeconds": 1}
     users = {"alpha": "conf-alpha", "beta": "conf-beta"}
     groups: dict[str, Members] = {}
