@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests and the demo use: real SIP peers
-# (sipp, sipsak, Kamailio), Prometheus, and shellcheck (used by actionlint). Skips apt when all are present.
+# Install the Debian packages the tests, benchmarks and demo use: real SIP
+# peers (sipp; Kamailio for bench/), Prometheus, and shellcheck (used by
+# actionlint). Skips apt when all are present.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
-command -v sipsak >/dev/null || need+=(sipsak)
 command -v kamailio >/dev/null || need+=(kamailio)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v shellcheck >/dev/null || need+=(shellcheck)
