@@ -57,9 +57,12 @@ def retry(
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> Iterator[Cluster]:
     cluster.kubectl("apply", "-f", str(ROOT / "crds"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
-        "crd/sipfleets.sipfleet.io", "crd/sipconferences.sipfleet.io",
+    retry(  # a fresh API server's discovery may not list the new CRDs at once
+        "waiting for the CRDs to be established",
+        lambda: cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s",
+            "crd/sipfleets.sipfleet.io", "crd/sipconferences.sipfleet.io", check=False,
+        ),
     )  # fmt: skip
     cluster.kubectl("create", "namespace", NAMESPACE)
     retry(

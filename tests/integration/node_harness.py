@@ -29,19 +29,40 @@ TOKEN = "integration-test-token"
 RFC4475 = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rfc4475"
 
 
-def free_port(host: str) -> int:
-    """A port free for both TCP and UDP on `host`."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+def free_ports(host: str, count: int) -> list[int]:
+    """`count` distinct ports, each free for both TCP and UDP on `host`.
+
+    Every socket stays bound until all ports are picked: picking them one at a
+    time once handed a node the same SIP and admin port.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        for _ in range(50 * count):
+            if len(ports) == count:
+                return ports
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(tcp)
             tcp.bind((host, 0))
             port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-            return int(port)
-    raise RuntimeError(f"no free port on {host}")
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(udp)
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
+            ports.append(int(port))
+    finally:
+        for sock in held:
+            sock.close()
+    if len(ports) == count:
+        return ports
+    raise RuntimeError(f"no {count} free ports on {host}")
+
+
+def free_port(host: str) -> int:
+    """A port free for both TCP and UDP on `host`."""
+    return free_ports(host, 1)[0]
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -117,7 +138,7 @@ class Fleet:
         return path
 
     async def start(self, name: str, host: str, role: str = "node", *extra: str) -> NodeProc:
-        sip_port, admin_port = free_port(host), free_port(host)
+        sip_port, admin_port = free_ports(host, 2)
         log = self.tmp / f"{name}.log"
         proc = subprocess.Popen(
             [
@@ -175,7 +196,8 @@ class Sipp:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Sipp:
-        port, media = self.port or free_port("127.0.0.1"), free_port("127.0.0.1")
+        picked, media = free_ports("127.0.0.1", 2)
+        port = self.port or picked
         keys = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
         keys += [arg for name, value in self.sets.items() for arg in ("-set", name, value)]
         base = self.tmp / f"sipp-{self.who}"

@@ -13,6 +13,13 @@ from sipfleet.devcluster.binaries import Binaries
 from sipfleet.devcluster.controlplane import ControlPlane
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call; its message ends with what kubectl said on stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} kubectl said: {str(self.stderr or '').strip()}"
+
+
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: Path
@@ -34,12 +41,18 @@ class Cluster:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this cluster (text mode, output captured)."""
-        return subprocess.run(
+        """Run the real kubectl against this cluster (text mode, output captured).
+
+        With ``check``, a failure raises `KubectlError`, whose message carries
+        kubectl's stderr (a bare CalledProcessError would hide why it failed).
+        """
+        result = subprocess.run(
             [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,
-            check=check,
             timeout=timeout,
         )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
+        return result
