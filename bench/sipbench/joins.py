@@ -63,19 +63,23 @@ class Pending:
         # Unique per batch: the same member joining a second group is a new dialog.
         return f"join-{id(self):x}-{user}@{self.local[0]}"
 
-    def _invite(self, user: str) -> bytes:
-        me = f"sip:{user}@{self.local[0]}:{self.local[1]}"
+    def _request(self, method: str, user: str, **extra: Any) -> bytes:
+        """One of the member's join dialog requests (INVITE, then its ACK)."""
         return sipmsg.request(
-            "INVITE",
+            method,
             self.group_uri,
             local=self.local,
-            from_uri=me,
+            from_uri=f"sip:{user}@{self.local[0]}:{self.local[1]}",
             to_uri=self.group_uri,
             call_id=self._call_id(user),
             from_tag=f"t-{user}",
-            contact=me,
-            body=self.body,
-            content_type=self.content_type,
+            **extra,
+        )
+
+    def _invite(self, user: str) -> bytes:
+        contact = f"sip:{user}@{self.local[0]}:{self.local[1]}"
+        return self._request(
+            "INVITE", user, contact=contact, body=self.body, content_type=self.content_type
         )
 
     def on_response(self, data: bytes, sock: socket.socket, addr: tuple[str, int]) -> None:
@@ -94,18 +98,7 @@ class Pending:
     def _ack(self, response: bytes, user: str, sock: socket.socket) -> None:
         to = (sipmsg.header(response, b"to") or b"").decode()
         to_tag = to.split(";tag=", 1)[1].split(";", 1)[0] if ";tag=" in to else ""
-        me = f"sip:{user}@{self.local[0]}:{self.local[1]}"
-        ack = sipmsg.request(
-            "ACK",
-            self.group_uri,
-            local=self.local,
-            from_uri=me,
-            to_uri=self.group_uri,
-            call_id=self._call_id(user),
-            from_tag=f"t-{user}",
-            to_tag=to_tag,
-        )
-        sock.sendto(ack, self.target)
+        sock.sendto(self._request("ACK", user, to_tag=to_tag), self.target)
 
     def step(self, sock: socket.socket) -> dict[str, Any] | None:
         now = time.monotonic()
