@@ -39,6 +39,7 @@ def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
         "controller_manager": "kube-controller-manager",
         "kubelet": "kubelet",
     }
+    needed = []
     for field, owner in owners.items():
         current = getattr(ports, field)
         if _alive(layout, owner) is not None and current:
@@ -51,7 +52,13 @@ def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
                 )
             setattr(ports, field, api_port)
         elif not current or not procs.port_is_free(current):
-            setattr(ports, field, procs.free_port())
+            needed.append(field)
+    kept = [getattr(ports, field) for field in owners if field not in needed]
+    fresh = procs.free_ports(len(needed), exclude=kept)
+    if len(fresh) < len(needed):
+        raise DevClusterError("no free TCP ports left on 127.0.0.1 between 20000 and 32767")
+    for field, port in zip(needed, fresh, strict=True):
+        setattr(ports, field, port)
     layout.state_file.write_text(json.dumps({"ports": ports.__dict__, "node": NODE_NAME}))
     return ports
 

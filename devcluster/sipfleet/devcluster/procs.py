@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -174,11 +175,36 @@ def processes_under(directory: Path) -> list[int]:
     return sorted(found)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_PORT_RANGE = range(20000, 32768)
+"""Where control-plane ports are picked: below Linux's ephemeral range (32768
+and up), from which every outgoing connection takes its local port, so a
+kubectl or kopf connection cannot grab a port between our pick and the bind
+(seen: the API server of one cluster failing with "address already in use")."""
+
+
+def free_ports(count: int, exclude: Collection[int] = ()) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that are free right now, none in `exclude`.
+
+    Each candidate stays bound until all are picked, so no port is handed out twice.
+    """
+    held: list[socket.socket] = []
+    try:
+        for port in random.sample(_PORT_RANGE, len(_PORT_RANGE)):
+            if len(held) == count:
+                break
+            if port in exclude:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def port_is_free(port: int) -> bool:
