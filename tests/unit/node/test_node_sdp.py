@@ -2,9 +2,11 @@
 
 PJSIP_OFFER and BARESIP_OFFER were captured from pjsua2-python 2.15.1 and
 baresip 1.0.0 (Debian) calling a UDP socket with their default settings (the
-c=/o= address is what they picked on this host). LINPHONE_OFFER is liblinphone
-5's default audio offer as it logs it (opus, speex, G.711, G.729 annexb and
-three telephone-event rates, AVPF feedback and RTCP-XR attributes).
+c=/o= address is what they picked on this host). LINPHONE_OFFER is written
+from liblinphone's default audio codecs and attributes (opus, speex, G.711,
+G.729 annexb, three telephone-event rates, rtcp-fb and rtcp-xr), not captured:
+linphonec would not open a UDP listening point here. The real linphone-daemon
+joins in tests/integration/ua.
 """
 
 from __future__ import annotations
