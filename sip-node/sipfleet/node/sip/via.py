@@ -76,10 +76,10 @@ def response_route(via: Via, source: Address, transport: str) -> ResponseRoute:
       source address itself, or `stamp_via` would have added `received`).
     """
     transport = transport.upper()
-    port = via.port or default_port(via.transport)
     host = address_of(via.received or via.host)
     if is_reliable(transport):
-        return ResponseRoute(transport, source, (host, port))
+        return ResponseRoute(transport, source, (host, via.port or default_port(transport)))
+    port = via.port or 5060
     maddr = via.params.get("maddr")
     if maddr:
         return ResponseRoute(transport, (address_of(maddr), port))
