@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sipfleet.node.sdp import MediaSession
-from sipfleet.node.sip import Headers, SipRequest, SipUri, Via
+from sipfleet.node.sip import Headers, SipRequest, SipUri, Via, address_of, format_hostport
 from sipfleet.node.sip.ids import new_branch
 from sipfleet.node.transport import Peer
 
@@ -142,11 +142,12 @@ def user_of(uri: str) -> str:
 
 def shard_uri(group_uri: str, server: str, host: str, port: int) -> str:
     """The shard URI this server gives a group: `sip:<group user>-<server>@host:port`."""
-    return f"sip:{user_of(group_uri)}-{server}@{host}:{port}"
+    return f"sip:{user_of(group_uri)}-{server}@{format_hostport(host, port)}"
 
 
 def peer_of(uri: str, default_transport: str = "udp") -> Peer:
     """Where to send requests for a SIP URI (host:port, ;transport= honoured)."""
     parsed = SipUri.parse(uri)
     transport = (parsed.params.get("transport") or default_transport).lower()
-    return Peer("tcp" if transport == "tcp" else "udp", parsed.host, parsed.port or 5060)
+    host = address_of(parsed.host)
+    return Peer("tcp" if transport == "tcp" else "udp", host, parsed.port or 5060)

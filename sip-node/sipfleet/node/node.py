@@ -29,8 +29,9 @@ from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import SDP_TYPE, SdpError
-from sipfleet.node.sip import SipRequest, SipResponse
+from sipfleet.node.sip import SipRequest, SipResponse, format_hostport
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
+from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
     Outgoing,
     RequestContext,
@@ -115,7 +116,7 @@ class Node:
 
     @property
     def sent_by(self) -> str:
-        return f"{self.host}:{self.port}"
+        return format_hostport(self.host, self.port)
 
     @property
     def server_uri(self) -> str:
@@ -156,6 +157,7 @@ class Node:
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
         for member in list(shard.members.values()):
+            self.metrics.members_removed.labels("shard_deleted").inc()
             self.remove_member(shard, member, bye=True)
         del self.shards[group]
         self._by_user.pop(user_of(shard.uri), None)
@@ -211,6 +213,7 @@ class Node:
         """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
         for shard, member in list(self._dialogs.values()):
             if member.call_id == request.call_id and member.remote_tag == request.from_tag:
+                self.metrics.members_removed.labels("unacked").inc()
                 self.remove_member(shard, member, bye=True)
 
     def handle_request(self, ctx: RequestContext) -> None:
@@ -269,10 +272,15 @@ class Node:
         )
         if isinstance(decision, Join):
             assert shard is not None
+            try:
+                target = self.stack.target_of(contact.uri, ctx.peer)
+            except UnreachableTarget as exc:
+                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
+                return
             member = Member(
                 aor,
                 contact.uri,
-                peer_of(contact.uri, ctx.peer.transport),
+                target,
                 request.call_id,
                 request.from_tag or "",
                 new_tag(),
@@ -299,14 +307,14 @@ class Node:
             return False
         try:
             if request.body:
-                body = member.media.answer(request.body, self.host)
+                body = member.media.answer(request.body, self.stack.local_host(ctx.peer))
             else:
-                body = member.media.offer(self.host)
+                body = member.media.offer(self.stack.local_host(ctx.peer))
         except SdpError as exc:
             ctx.respond(488, [("Warning", f'399 sipfleet "bad SDP offer: {exc}"')])
             return False
         headers = [
-            ("Contact", f"<{shard.uri}>"),
+            ("Contact", f"<{self.stack.local_uri(user_of(shard.uri), ctx.peer)}>"),
             ("Allow", ALLOW),
             ("Supported", "replaces, norefersub"),
             ("Content-Type", SDP_TYPE),
@@ -320,6 +328,7 @@ class Node:
             ctx.respond(481)
             return
         ctx.respond(200)
+        self.metrics.members_removed.labels("bye_received").inc()
         self.remove_member(found[0], found[1], bye=False)
 
     def _on_options(self, ctx: RequestContext) -> None:
@@ -604,7 +613,12 @@ class Node:
             if response is None or response.status >= 300:
                 self.metrics.delivery_failures.inc()
             if response is None or response.status in (408, 481):
-                self.remove_member(shard, member, bye=False)  # the dialog is gone (12.2.1.2)
+                # The dialog is gone (12.2.1.2); a BYE tells a member that is only
+                # slow, so its phone does not keep showing a call that is over.
+                timed_out = response is None or response.status == 408
+                reason = "delivery_timeout" if timed_out else "dialog_gone"
+                self.metrics.members_removed.labels(reason).inc()
+                self.remove_member(shard, member, bye=timed_out)
 
         return done
 

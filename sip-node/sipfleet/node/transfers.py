@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sipfleet.node.admin_api import Conflict, TransferRequest
-from sipfleet.node.focus import Member, Shard, peer_of
+from sipfleet.node.focus import Member, Shard, peer_of, user_of
 from sipfleet.node.s2s import MEMBER
 from sipfleet.node.sdp import SdpError
 from sipfleet.node.sip import Headers, NameAddr, SipParseError, SipRequest, SipResponse, SipUri
@@ -156,7 +156,7 @@ class Transfers:
             self._by_call[item.call_id] = (job, item)
             extra = (
                 f"Refer-To: <{target}>\r\nReferred-By: <{item.shard.uri}>\r\n"
-                f"Contact: <{item.shard.uri}>\r\n"
+                f"Contact: <{self._node.stack.local_uri(user_of(item.shard.uri), member.peer)}>\r\n"
             ).encode()
             self._node.send_in_dialog(member, "REFER", extra, callback=answered)
             return
@@ -303,7 +303,7 @@ class Transfers:
                 ("To", f"<{aor}>"),
                 ("Call-ID", call_id),
                 ("CSeq", "1 INVITE"),
-                ("Contact", f"<{shard.uri}>"),
+                ("Contact", f"<{node.stack.local_uri(user_of(shard.uri), peer)}>"),
                 ("Replaces", str(replaces)),
                 ("Supported", "replaces"),
                 ("Allow", "INVITE, ACK, BYE, MESSAGE, NOTIFY, OPTIONS"),
