@@ -490,3 +490,29 @@ async def test_a_bad_answer_in_the_ack_keeps_the_member(server: Node, ua: UAFact
     alice.send(server, "OPTIONS", f"sip:conf7@{server.sent_by}")
     assert (await alice.final()).status == 200
     assert list(server.shards[GROUP].members.values()) == [member]
+
+
+async def test_accept_in_a_message_out_of_dialog_switches_to_cpim(
+    server: Node, ua: UAFactory
+) -> None:
+    """baresip and linphone chat out of dialog, from the AOR that joined: their
+    MESSAGE's Accept tells the focus what they render, as an INVITE's would."""
+    alice, bob = await ua("alice"), await ua("bob")
+    await alice.join(server)
+    await bob.join(server)
+    assert (await _deliver(server, alice, bob, b"one")).body == b"alice: one"
+    bob.send(
+        server,
+        "MESSAGE",
+        GROUP,
+        in_dialog=False,
+        body=b"I read CPIM",
+        ctype="text/plain",
+        extra="Accept: message/cpim, text/plain",
+        call_id="b-2",
+    )
+    assert (await bob.final()).status == 200
+    alice.answer(await alice.request())
+    delivered = await _deliver(server, alice, bob, b"two")
+    assert delivered.headers.get("Content-Type") == "message/cpim"
+    assert unwrap_cpim(delivered.body).body == b"two"
