@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sipfleet.node.config import Config, ConfigError
 from sipfleet.node.presentation import (
     SenderDisplay,
@@ -87,3 +91,32 @@ def test_display_name_is_a_safe_quoted_string() -> None:
 def test_config_refuses_an_unknown_mode() -> None:
     with pytest.raises(ConfigError, match="sender display 'loud'"):
         Config("main", "m", "example.com", "127.0.0.1", 0, 0, "t", sender_display="loud")  # type: ignore[arg-type]
+
+
+# The user part of a SIP URI (RFC 3261 25.1: unreserved and user-unreserved characters);
+# the sender is always the URI of a request that parsed.
+USERS = st.text(
+    alphabet=string.ascii_letters + string.digits + "-_.!~*'()&=+$,?/%", min_size=1, max_size=80
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=USERS, body=st.binary(max_size=300), mode=st.sampled_from(list(SenderDisplay)))
+def test_every_presentation_keeps_the_message_and_names_the_sender(
+    user: str, body: bytes, mode: SenderDisplay
+) -> None:
+    sender = f"sip:{user}@example.org"
+    name = sender_name(sender)
+    for accepts in (False, True):
+        shown = present(mode, sender, GROUP, "text/plain", body).to(accepts)
+        assert shown.extra.startswith(f"X-Sipfleet-Sender: <{sender}>\r\n".encode())
+        content_type = shown.extra.split(b"Content-Type: ")[1].split(b"\r\n")[0]
+        if content_type == b"message/cpim":
+            message = unwrap_cpim(shown.body)
+            assert message.body == body and NameAddr.parse(message.from_).uri == sender
+        elif shown.from_display:
+            parsed = NameAddr.parse(shown.from_display.decode() + "<sip:f@h>")
+            assert parsed.display == "".join(c for c in name if c >= " " and c != "\x7f")
+            assert shown.body == body
+        else:
+            assert shown.body == f"{name}: ".encode() + body
