@@ -426,10 +426,11 @@ class Node:
         callback: ResponseCallback | None,
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
-        request = member.request(method, self.sent_by, extra, body)
+        sent_by = self.stack.sent_by(member.peer)
+        request = member.request(method, sent_by, extra, body)
         peer = route_for_size(len(request.wire), member.peer)
         if peer is not member.peer:
-            request = member.request(method, self.sent_by, extra, body, peer.transport)
+            request = member.request(method, sent_by, extra, body, peer.transport)
         return request, peer, callback
 
     def group_members(self, group: str) -> set[str]:

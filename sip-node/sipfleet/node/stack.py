@@ -232,6 +232,11 @@ class SipStack:
         family = address_family(peer.host)
         return self.host if family is None else self._hosts.get(family, self.host)
 
+    def sent_by(self, peer: Peer) -> str:
+        """The Via sent-by for requests to `peer`: our address in its family and
+        our port (RFC 3261 18.1.1), IPv6 bracketed."""
+        return format_hostport(self.local_host(peer), self.port)
+
     def local_uri(self, user: str, peer: Peer) -> str:
         """`sip:user@host:port` as `peer` reaches this server: our address in its
         family (IPv6 bracketed, RFC 3261 25.1) and `;transport=tcp` when it uses

@@ -293,7 +293,7 @@ class Transfers:
         self, shard: Shard, aor: str, contact: str, replaces: Replaces, report: Any
     ) -> None:
         node, peer, tag = self._node, peer_of(contact), new_tag()
-        via = f"SIP/2.0/{peer.transport.upper()} {node.sent_by};branch={new_branch()}"
+        via = f"SIP/2.0/{peer.transport.upper()} {node.stack.sent_by(peer)};branch={new_branch()}"
         call_id = new_call_id(node.host)
         headers = Headers(
             [
@@ -342,5 +342,5 @@ class Transfers:
             body = inactive_answer(response.body, self._node.host, 1)
             extra = b"Content-Type: application/sdp\r\n"
         member.local_cseq = 0  # the ACK carries the INVITE's CSeq number (1)
-        ack = member.request("ACK", self._node.sent_by, extra, body)
+        ack = member.request("ACK", self._node.stack.sent_by(member.peer), extra, body)
         self._node.stack.transmit(ack.wire, member.peer)
