@@ -391,3 +391,37 @@ async def test_tcp_total_cap() -> None:
             writer.close()
     finally:
         s.close()
+
+
+async def test_tcp_peer_that_does_not_read_is_cut_off() -> None:
+    limits = TcpLimits(max_write_buffer=64 << 10)
+    s = SipStack(HOST, 0, App(), NodeMetrics(), RateLimiter(1000, 1000), limits)
+    await s.start()
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        # While connecting, queued data is bounded too.
+        with pytest.raises(SendError, match="queued"):
+            s._tcp.send("127.0.0.1", port, b"x" * (65 << 10))
+        s._tcp.send("127.0.0.1", port, b"x" * 1000)
+        await asyncio.sleep(0.2)
+        chunk = b"y" * (256 << 10)
+        with pytest.raises(SendError, match="not reading"):
+            for _ in range(400):  # at most 100 MiB: the kernel buffers fill long before
+                s._tcp.send("127.0.0.1", port, chunk)
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        assert (
+            s.metrics.registry.get_sample_value(
+                "sipfleet_node_tcp_closed_total", {"reason": "write_buffer"}
+            )
+            == 1
+        )
+    finally:
+        server.close()
+        s.close()
