@@ -169,7 +169,7 @@ async def test_ipv6_member_joins_and_gets_messages(node: Node) -> None:
     alice.send(v4, "MESSAGE", f"sip:conf9-main@127.0.0.1:{node.port}", body=b"hi v6")
     assert isinstance(await alice.next(), SipResponse)
     delivered = await bob.next()
-    assert isinstance(delivered, SipRequest) and delivered.body == b"hi v6"
+    assert isinstance(delivered, SipRequest) and delivered.body.endswith(b"hi v6")
     assert delivered.via.sent_by == f"[::1]:{node.port}"
     bob.answer(delivered, v6)
     with pytest.raises(TimeoutError):  # the 200 to the INVITE was ACKed: no retransmission
@@ -199,7 +199,7 @@ async def test_localhost_contact_is_the_loopback_address(node: Node) -> None:
     alice.send(server, "MESSAGE", f"sip:conf9-main@127.0.0.1:{node.port}", body=b"to localhost")
     await alice.next()
     delivered = await dave.next()
-    assert isinstance(delivered, SipRequest) and delivered.body == b"to localhost"
+    assert isinstance(delivered, SipRequest) and delivered.body.endswith(b"to localhost")
     for m in (alice, dave):
         m.transport.close()  # type: ignore[union-attr]
 
@@ -213,7 +213,7 @@ async def test_large_message_reaches_a_udp_only_member(node: Node) -> None:
     alice.send(server, "MESSAGE", f"sip:conf9-main@127.0.0.1:{node.port}", body=body)
     await alice.next()
     delivered = await erin.next()
-    assert isinstance(delivered, SipRequest) and delivered.body == body
+    assert isinstance(delivered, SipRequest) and delivered.body.endswith(body)
     assert delivered.via.transport == "UDP"
     erin.answer(delivered, server)
     await asyncio.sleep(0.3)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sipfleet.node.admin_api import Conflict, TransferRequest
 from sipfleet.node.focus import Member, Shard, peer_of, user_of
 from sipfleet.node.s2s import MEMBER
-from sipfleet.node.sdp import inactive_answer
+from sipfleet.node.sdp import SdpError
 from sipfleet.node.sip import Headers, NameAddr, SipParseError, SipRequest, SipResponse, SipUri
 from sipfleet.node.sip.ids import new_branch, new_call_id, new_tag
 from sipfleet.node.sip.replaces import Replaces, refer_target, replaces_in
@@ -339,8 +339,11 @@ class Transfers:
         """ACK a 2xx (sent outside any transaction); answer an offer made in the 2xx."""
         body, extra = b"", b""
         if response.body and "sdp" in (response.headers.get("Content-Type") or ""):
-            body = inactive_answer(response.body, self._node.host, 1)
-            extra = b"Content-Type: application/sdp\r\n"
+            try:
+                body = member.media.answer(response.body, self._node.stack.local_host(member.peer))
+                extra = b"Content-Type: application/sdp\r\n"
+            except SdpError:
+                pass  # an offer that does not parse has no answer; the focus carries no media
         member.local_cseq = 0  # the ACK carries the INVITE's CSeq number (1)
         ack = member.request("ACK", self._node.stack.sent_by(member.peer), extra, body)
         self._node.stack.transmit(ack.wire, member.peer)
