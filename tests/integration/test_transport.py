@@ -425,3 +425,42 @@ async def test_tcp_peer_that_does_not_read_is_cut_off() -> None:
     finally:
         server.close()
         s.close()
+
+
+async def test_tcp_response_after_the_connection_closed_goes_to_the_sent_by_port() -> None:
+    """RFC 3261 18.2.2: the response goes on the request's connection; that one
+    gone, on a new connection to received at the sent-by port."""
+    pending: list[RequestContext] = []
+
+    class Later(App):
+        def handle_request(self, ctx: RequestContext) -> None:
+            pending.append(ctx)
+
+    s = SipStack(HOST, 0, Later(), NodeMetrics(), RateLimiter(1000, 1000))
+    await s.start()
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.put_nowait(await reader.readline())
+        writer.close()
+
+    server = await asyncio.start_server(listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = OPTIONS.format(
+            host=f"{HOST}:{s.port}", sent_by=f"127.0.0.1:{port}", n="gone", rport=""
+        ).replace("UDP", "TCP")
+        _, writer = await asyncio.open_connection(HOST, s.port)
+        writer.write(request.encode())
+        await writer.drain()
+        for _ in range(40):
+            if pending:
+                break
+            await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.sleep(0.3)  # the server has seen the connection close
+        pending[0].respond(200)
+        assert await asyncio.wait_for(got.get(), 3) == b"SIP/2.0 200 OK\r\n"
+    finally:
+        server.close()
+        s.close()

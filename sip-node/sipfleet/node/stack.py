@@ -271,15 +271,18 @@ class SipStack:
             self.metrics.transport_errors.labels("none").inc()
             log.info("could not send to %s: %s", peer, exc)
 
-    def _send(self, data: bytes, udp: bool, host: str, port: int, tx_id: str = "") -> None:
-        """Raises SendError when the message cannot be handed to the network."""
+    def _send(
+        self, data: bytes, udp: bool, host: str, port: int, tx_id: str = "", connect: bool = True
+    ) -> None:
+        """Raises SendError when the message cannot be handed to the network (or,
+        with `connect` False, when there is no open TCP connection to host:port)."""
         if udp:
             endpoint = self._udp.get(address_family(host) or 0)
             if endpoint is None:
                 raise SendError(f"no UDP socket can send to {host!r}")
             endpoint.send(data, host, port)
         else:
-            self._tcp.send(host, port, data, tx_id)
+            self._tcp.send(host, port, data, tx_id, connect=connect)
 
     def send_request(
         self, request: SipRequest, peer: Peer, callback: ResponseCallback | None = None
@@ -337,18 +340,33 @@ class SipStack:
             if isinstance(event, Transmit):
                 if event.retransmission:
                     self.metrics.retransmissions.inc()
-                host, port = event.destination
-                try:
-                    udp = event.transport.upper() == "UDP"
-                    self._send(event.data, udp, host, port, event.tx_id)
-                except SendError as exc:
-                    log.info("send to %s:%s failed: %s", host, port, exc)
+                if not self._transmit_event(event):
                     queue += self._transport_error(event.tx_id)
                 continue
             try:
                 self._dispatch(event)
             except Exception:
                 log.exception("error handling %s", type(event).__name__)
+
+    def _transmit_event(self, event: Transmit) -> bool:
+        """Send it; a response over TCP whose connection is gone goes on a new one
+        to its fallback address (RFC 3261 18.2.2). False if it could not be sent."""
+        udp = event.transport.upper() == "UDP"
+        host, port = event.destination
+        try:
+            self._send(event.data, udp, host, port, event.tx_id, event.fallback is None)
+            return True
+        except SendError as exc:
+            if event.fallback is None:
+                log.info("send to %s:%s failed: %s", host, port, exc)
+                return False
+        host, port = event.fallback
+        try:
+            self._send(event.data, udp, host, port, event.tx_id)
+            return True
+        except SendError as exc:
+            log.info("send to %s:%s failed: %s", host, port, exc)
+            return False
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):

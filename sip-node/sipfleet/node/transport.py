@@ -238,13 +238,18 @@ class TcpPool:
         """Protocol factory for the listening sockets."""
         return TcpConnection(self, outbound=False)
 
-    def send(self, host: str, port: int, data: bytes, tx_id: str = "") -> None:
-        """Send on the connection to (host, port), opening one if there is none.
+    def send(
+        self, host: str, port: int, data: bytes, tx_id: str = "", *, connect: bool = True
+    ) -> None:
+        """Send on the connection to (host, port), opening one if there is none
+        (unless `connect` is False: then SendError).
         Raises SendError at once when it cannot be sent; a connect that fails
         later is reported to the receiver's `on_send_failed` with the transactions
         whose data was waiting for it."""
         conn = self._by_addr.get((host, port))
         if conn is None:
+            if not connect:
+                raise SendError(f"no open TCP connection to {host}:{port}")
             if self._closed:
                 raise SendError("the TCP pool is closed")
             if address_family(host) is None:
