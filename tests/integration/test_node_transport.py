@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
-from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, parse_message
+from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, Timers, parse_message
 
 GROUP = "sip:conf9@example.com"
 
@@ -221,4 +221,27 @@ async def test_large_message_reaches_a_udp_only_member(node: Node) -> None:
     assert metric(node, "sipfleet_node_delivery_failures_total") == 0
     assert len(node.shards[GROUP].members) == 2  # nobody removed
     for m in (alice, erin):
+        m.transport.close()  # type: ignore[union-attr]
+
+
+async def test_member_that_never_answers_is_removed_with_a_bye_and_counted(node: Node) -> None:
+    """Issue 8 item 3: no member is removed silently. Timer F (64*T1, here 3.2 s)
+    ends the delivery with a 408; the member is sent a BYE and the removal counted."""
+    node.stack.layer.timers = Timers(t1=0.05, t2=0.4, t4=0.5)
+    alice, frank = await udp_member("alice"), await udp_member("frank")
+    server = ("127.0.0.1", node.port)
+    assert (await alice.join(server)).status == 200
+    assert (await frank.join(server)).status == 200
+    alice.send(server, "MESSAGE", f"sip:conf9-main@127.0.0.1:{node.port}", body=b"anyone?")
+    await alice.next()
+    methods = []
+    while "BYE" not in methods:  # retransmissions of the MESSAGE, then the BYE
+        request = await frank.next(timeout=5.0)
+        assert isinstance(request, SipRequest)
+        methods.append(request.method)
+    assert set(methods) == {"MESSAGE", "BYE"} and methods.count("MESSAGE") > 1
+    assert metric(node, "sipfleet_node_members_removed_total", reason="delivery_timeout") == 1
+    assert metric(node, "sipfleet_node_delivery_failures_total") == 1
+    assert len(node.shards[GROUP].members) == 1
+    for m in (alice, frank):
         m.transport.close()  # type: ignore[union-attr]
