@@ -464,3 +464,21 @@ async def test_tcp_response_after_the_connection_closed_goes_to_the_sent_by_port
     finally:
         server.close()
         s.close()
+
+
+async def test_ipv6_configured_server_serves_ipv4_on_its_twin() -> None:
+    s = SipStack("::1", 0, App(), NodeMetrics(), RateLimiter(1000, 1000))
+    await s.start()
+    try:
+        v4 = await sink("127.0.0.1")
+        request = OPTIONS.format(
+            host=f"[::1]:{s.port}", sent_by=f"127.0.0.1:{v4.port}", n="v4", rport=""
+        )
+        assert v4.transport is not None
+        v4.transport.sendto(request.encode(), ("127.0.0.1", s.port))
+        response = await v4.next()
+        assert isinstance(response, SipResponse) and response.status == 200
+        assert s.local_uri("u", Peer("udp", "127.0.0.1", 1)) == f"sip:u@127.0.0.1:{s.port}"
+        assert s.sent_by(Peer("udp", "::1", 1)) == f"[::1]:{s.port}"
+    finally:
+        s.close()

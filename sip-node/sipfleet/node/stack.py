@@ -201,9 +201,15 @@ class SipStack:
         family = address_family(host)
         assert family is not None  # Config only takes IP addresses
         endpoint = UdpEndpoint(self, family)
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: endpoint, local_addr=(host, self.port), family=family
-        )
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:  # IPv4 goes to its own socket, as with TCP
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await self._loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
         try:
             if self.port == 0:
                 self.port = transport.get_extra_info("sockname")[1]
