@@ -253,6 +253,17 @@ class SipStack:
         suffix = ";transport=tcp" if peer.transport == "tcp" else ""
         return f"sip:{user}@{hostport}{suffix}"
 
+    def uri_for(self, uri: str, peer: Peer) -> str:
+        """`uri` (a SIP URI of this fleet, e.g. a Refer-To target) as `peer` must use
+        it: `;transport=tcp` added when `peer` reaches us over TCP and the URI names
+        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. Raises
+        SipParseError for a URI that does not parse."""
+        parsed = SipUri.parse(uri)
+        if peer.transport != "tcp" or "transport" in parsed.params:
+            return uri
+        parsed.params["transport"] = "tcp"
+        return str(parsed)
+
     def target_of(self, uri: str, via: Peer) -> Peer:
         """Where to send requests for a Contact (or other) URI that `via` gave us
         (RFC 3263 4 without DNS, see `sip.target.request_target`); the default

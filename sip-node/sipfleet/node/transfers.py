@@ -155,7 +155,8 @@ class Transfers:
             item.call_id = member.call_id
             self._by_call[item.call_id] = (job, item)
             extra = (
-                f"Refer-To: <{target}>\r\nReferred-By: <{item.shard.uri}>\r\n"
+                f"Refer-To: <{self._node.stack.uri_for(target, member.peer)}>\r\n"
+                f"Referred-By: <{item.shard.uri}>\r\n"
                 f"Contact: <{self._node.stack.local_uri(user_of(item.shard.uri), member.peer)}>\r\n"
             ).encode()
             self._node.send_in_dialog(member, "REFER", extra, callback=answered)

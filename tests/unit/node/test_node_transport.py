@@ -52,3 +52,17 @@ def test_reply_address_follows_the_via_or_the_source() -> None:
     assert reply_address(_answer(None), source) == source
     tcp = Peer("tcp", "127.0.0.1", 40000)
     assert reply_address(_answer("SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bK1"), tcp) == tcp
+
+
+async def test_uri_for_adds_tcp_only_for_tcp_peers() -> None:
+    from sipfleet.node.metrics import NodeMetrics
+    from sipfleet.node.ratelimit import RateLimiter
+    from sipfleet.node.stack import SipStack
+
+    stack = SipStack("127.0.0.1", 0, None, NodeMetrics(), RateLimiter(1, 1))  # type: ignore[arg-type]
+    target = "sip:conf3-n1@10.0.0.7:5060"
+    assert stack.uri_for(target, Peer("udp", "127.0.0.1", 1)) == target
+    tcp = Peer("tcp", "127.0.0.1", 1)
+    assert stack.uri_for(target, tcp) == target + ";transport=tcp"
+    assert stack.uri_for(target + ";transport=udp", tcp) == target + ";transport=udp"
+    assert stack.uri_for("sip:a@[::1]:5070", tcp) == "sip:a@[::1]:5070;transport=tcp"
