@@ -16,6 +16,7 @@ and callback carries on. The transaction clock is re-armed after every call.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -63,6 +64,7 @@ from sipfleet.node.transport import (
 log = logging.getLogger(__name__)
 
 UDP_MAX_REQUEST = 1300
+PORT_ATTEMPTS = 5  # with port 0, tries to find a port free on both UDP and TCP
 SYNTAX_ERRORS = frozenset({400, 413, 414, 416, 505})
 # Bodies this server takes: SDP offers on INVITE, chat payloads on MESSAGE, sipfrag on
 # NOTIFY; anything else is answered 415 (RFC 3261 8.2.3, RFC 4475 3.3.7).
@@ -190,14 +192,22 @@ class SipStack:
         """Listen on UDP and TCP at `host` (raises OSError if that fails), then at
         its twin of the other address family on the same port when it can."""
         primary, *twins = listen_hosts(self.host)
-        await self._listen(primary)
+        for attempt in range(PORT_ATTEMPTS if self.port == 0 else 1):
+            try:
+                await self._listen(primary, 0 if attempt else self.port)
+                break
+            except OSError as exc:
+                # Port 0: the UDP port the kernel picked may be taken on TCP; pick again.
+                if exc.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                    raise
         for twin in twins:
             try:
-                await self._listen(twin)
+                await self._listen(twin, self.port)
             except OSError as exc:
                 log.info("not listening on %s (%s): members must use %s", twin, exc, primary)
 
-    async def _listen(self, host: str) -> None:
+    async def _listen(self, host: str, port: int) -> None:
+        """UDP and TCP at host:port (port 0: a free one, then kept in `self.port`)."""
         family = address_family(host)
         assert family is not None  # Config only takes IP addresses
         endpoint = UdpEndpoint(self, family)
@@ -205,20 +215,20 @@ class SipStack:
         try:
             if family == socket.AF_INET6:  # IPv4 goes to its own socket, as with TCP
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host, self.port))
+            sock.bind((host, port))
         except OSError:
             sock.close()
             raise
         transport, _ = await self._loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        port = transport.get_extra_info("sockname")[1]
         try:
-            if self.port == 0:
-                self.port = transport.get_extra_info("sockname")[1]
             server = await self._loop.create_server(
-                self._tcp.inbound, host, self.port, family=family, reuse_address=True
+                self._tcp.inbound, host, port, family=family, reuse_address=True
             )
         except OSError:
             transport.close()
             raise
+        self.port = port
         self._tcp_servers.append(server)
         self._udp[family], self._hosts[family] = endpoint, host
 
