@@ -181,6 +181,7 @@ class SipStack:
         self.clock = LayerClock(self._loop, self.layer, self.process)
         self._udp: dict[int, UdpEndpoint] = {}  # by address family
         self._hosts: dict[int, str] = {}  # our address per family
+        self._sent_by: dict[int | None, str] = {}  # Via sent-by per family, once listening
         self._tcp = TcpPool(self._loop, self, metrics, tcp_limits)
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
@@ -250,8 +251,13 @@ class SipStack:
 
     def sent_by(self, peer: Peer) -> str:
         """The Via sent-by for requests to `peer`: our address in its family and
-        our port (RFC 3261 18.1.1), IPv6 bracketed."""
-        return format_hostport(self.local_host(peer), self.port)
+        our port (RFC 3261 18.1.1), IPv6 bracketed. (Once per fan-out delivery,
+        so kept ready per family.)"""
+        sent_by = self._sent_by.get(address_family(peer.host))
+        if sent_by is None:
+            sent_by = format_hostport(self.local_host(peer), self.port)
+            self._sent_by[address_family(peer.host)] = sent_by
+        return sent_by
 
     def local_uri(self, user: str, peer: Peer) -> str:
         """`sip:user@host:port` as `peer` reaches this server: our address in its
