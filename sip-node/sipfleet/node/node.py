@@ -451,12 +451,11 @@ class Node:
         from_display: bytes = b"",
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
-        request = member.request(method, self.sent_by, extra, body, None, from_display)
+        sent_by = self.stack.sent_by(member.peer)
+        request = member.request(method, sent_by, extra, body, None, from_display)
         peer = route_for_size(len(request.wire), member.peer)
         if peer is not member.peer:
-            request = member.request(
-                method, self.sent_by, extra, body, peer.transport, from_display
-            )
+            request = member.request(method, sent_by, extra, body, peer.transport, from_display)
         return request, peer, callback
 
     def group_members(self, group: str) -> set[str]:
