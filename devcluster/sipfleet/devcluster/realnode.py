@@ -1,0 +1,266 @@
+"""The real node: containerd + runc, CNI bridge, the kubelet, kube-proxy,
+kube-scheduler and CoreDNS, next to the control plane of controlplane.py.
+
+`RealNode.files` writes the configs; `RealNode.argv` gives each process's
+command line (started and recorded like the control plane's); `images`
+loads the local images into containerd; `cleanup` undoes on the host what
+the node did there (pods, mounts, cgroups, kube-proxy's tables, the host
+network of hostnet.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sipfleet.devcluster import hostnet, nodeconfig, ociarchive
+from sipfleet.devcluster.binaries import NodeBinaries, cache_root
+from sipfleet.devcluster.layout import Layout, Ports
+from sipfleet.devcluster.pki import PKI
+
+NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "kube-proxy")
+KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class RealNodeError(RuntimeError):
+    """The real node cannot start here; the message says why."""
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """Paths and commands of the real node of one state dir."""
+
+    layout: Layout
+    bins: NodeBinaries
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def containerd_dir(self) -> Path:
+        return self.layout.node / "containerd"
+
+    @property
+    def containerd_sock(self) -> Path:
+        return self.containerd_dir / "containerd.sock"
+
+    @property
+    def kubelet_dir(self) -> Path:
+        return self.layout.node / "kubelet"
+
+    @property
+    def host_record(self) -> Path:
+        return self.layout.node / "host" / "net.json"
+
+    @property
+    def network(self) -> hostnet.HostNetwork:
+        return hostnet.HostNetwork(self.host_record)
+
+    # -- files and command lines -------------------------------------------------
+    def files(self, creds: PKI, ports: Ports) -> None:
+        """Write containerd's, the CNI's, the kubelet's and kube-proxy's configs."""
+        cdir = self.containerd_dir
+        (cdir / "net.d").mkdir(parents=True, exist_ok=True)
+        (cdir / "config.toml").write_text(nodeconfig.containerd_toml(cdir, self.bins))
+        for host in nodeconfig.REGISTRIES:
+            hosts = cdir / "certs.d" / host / "hosts.toml"
+            hosts.parent.mkdir(parents=True, exist_ok=True)
+            hosts.write_text(nodeconfig.registry_hosts_toml(host))
+        (cdir / "net.d" / "10-sipfleet.conflist").write_text(
+            nodeconfig.cni_conflist(self.layout.node / "cni" / "ipam")
+        )
+        self.kubelet_dir.mkdir(parents=True, exist_ok=True)
+        (self.kubelet_dir / "config.json").write_text(
+            nodeconfig.kubelet_config(
+                root=self.layout.node,
+                containerd_sock=self.containerd_sock,
+                ca=creds.ca.cert,
+                cert=creds.serving.cert,
+                key=creds.serving.key,
+                port=ports.kubelet,
+                healthz_port=ports.kubelet_healthz,
+            )
+        )
+        (self.layout.node / "kube-proxy.json").write_text(
+            nodeconfig.kube_proxy_config(
+                self.layout.component_kubeconfig("kube-proxy"),
+                ports.proxy_healthz,
+                ports.proxy_metrics,
+            )
+        )
+
+    def env(self) -> dict[str, str]:
+        """PATH with containerd's shim, runc and the host tools (nft, ip, mount)."""
+        tools = "/usr/sbin:/usr/bin:/sbin:/bin"
+        path = f"{self.bins.containerd_bin_dir}:{self.bins.runc.parent}:{tools}"
+        return {**os.environ, "PATH": path}
+
+    def argv(self, component: str, creds: PKI, ports: Ports, node_name: str) -> list[str]:
+        """The command line of one of `NODE_COMPONENTS`."""
+        if component == "containerd":
+            return [str(self.bins.containerd), "--config", str(self.containerd_dir / "config.toml")]
+        if component == "kubelet":
+            return [
+                str(self.bins.kubelet),
+                f"--config={self.kubelet_dir / 'config.json'}",
+                f"--kubeconfig={self.layout.component_kubeconfig('kubelet')}",
+                f"--root-dir={self.kubelet_dir / 'root'}",
+                f"--hostname-override={node_name}",
+                f"--node-ip={hostnet.NODE_IP}",
+                "--v=1",
+            ]
+        if component == "kube-proxy":
+            return [
+                str(self.bins.kube_proxy),
+                f"--config={self.layout.node / 'kube-proxy.json'}",
+                f"--hostname-override={node_name}",
+                "--v=1",
+            ]
+        if component == "kube-scheduler":
+            kcfg = self.layout.component_kubeconfig("kube-scheduler")
+            return [
+                str(self.bins.kube_scheduler),
+                f"--kubeconfig={kcfg}",
+                f"--authentication-kubeconfig={kcfg}",
+                f"--authorization-kubeconfig={kcfg}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports.scheduler}",
+                f"--tls-cert-file={creds.serving.cert}",
+                f"--tls-private-key-file={creds.serving.key}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ]
+        raise ValueError(f"not a node component: {component}")
+
+    # -- images ----------------------------------------------------------------
+    def ctr(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        """Run ctr against this node's containerd, in the CRI's ``k8s.io`` namespace."""
+        return subprocess.run(
+            [str(self.bins.ctr), "--address", str(self.containerd_sock), "-n", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def image_refs(self) -> set[str]:
+        result = self.ctr("images", "ls", "-q")
+        return set(result.stdout.split()) if result.returncode == 0 else set()
+
+    def import_image(self, archive: Path, tag: str) -> bool:
+        """Import a docker-save archive unless `tag` is there already; True if imported.
+
+        Raises RealNodeError with ctr's message if the import fails.
+        """
+        full = tag if tag.count("/") >= 2 or "." in tag.split("/")[0] else f"docker.io/{tag}"
+        if full in self.image_refs():
+            return False
+        result = self.ctr("images", "import", str(archive))
+        if result.returncode != 0:
+            raise RealNodeError(f"ctr images import {archive}: {result.stderr.strip()}")
+        return True
+
+    def system_images(self) -> list[tuple[Path, str]]:
+        """The pause and CoreDNS images: one binary each, archives cached by content."""
+        out: list[tuple[Path, str]] = []
+        for tag, binary, inside, user in (
+            (nodeconfig.PAUSE_IMAGE, self.bins.pause, "/pause", "65535"),
+            (nodeconfig.COREDNS_IMAGE, self.bins.coredns, "/coredns", "65534"),
+        ):
+            digest = ociarchive.sha256_file(binary)[:16]
+            cache = cache_root() / "images" / f"{tag.split('/')[-1].replace(':', '-')}-{digest}"
+            archive = cache / "image.tar"
+            if not archive.is_file():
+                layer = ociarchive.layer_from_files(cache / "layer.tar", {inside: binary})
+                ociarchive.write_archive(
+                    archive, tag, [layer], ociarchive.ImageConfig(entrypoint=[inside], user=user)
+                )
+            out.append((archive, tag))
+        return out
+
+    # -- teardown --------------------------------------------------------------
+    def remove_pods(self) -> int:
+        """Stop and remove every pod sandbox (containers, netns, CNI addresses)."""
+        if not self.containerd_sock.exists():
+            return 0
+        crictl = [str(self.bins.crictl), "-r", f"unix://{self.containerd_sock}", "--timeout", "30s"]
+        listed = subprocess.run(
+            [*crictl, "pods", "-q"], capture_output=True, text=True, check=False, timeout=60
+        )
+        ids = listed.stdout.split()
+        if ids:
+            subprocess.run(
+                [*crictl, "rmp", "-f", *ids],
+                capture_output=True,
+                check=False,
+                timeout=120,
+                env=self.env(),
+            )
+        return len(ids)
+
+    def cleanup(self) -> list[str]:
+        """Undo on the host what the node did; return a line per thing removed."""
+        done: list[str] = []
+        for family, table in KUBE_PROXY_TABLES:
+            listed = subprocess.run(["nft", "list", "table", family, table], capture_output=True)
+            if listed.returncode == 0:
+                subprocess.run(["nft", "delete", "table", family, table], check=False)
+                done.append(f"nftables table {family} {table}")
+        unmounted = unmount_under(self.layout.node)
+        if unmounted:
+            done.append(f"{unmounted} mounts under {self.layout.node}")
+        removed = remove_cgroups("kubepods")
+        if removed:
+            done.append(f"{removed} kubepods cgroups")
+        for cached in Path("/var/lib/cni/results").glob(f"{nodeconfig.CNI_NETWORK}-*"):
+            cached.unlink(missing_ok=True)
+        done += self.network.down()
+        return done
+
+
+def unmount_under(root: Path) -> int:
+    """Lazily unmount every mount point under `root`, deepest first; return how many."""
+    prefix = str(root.resolve()) + "/"
+    points: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    count = 0
+    for point in sorted(set(points), key=len, reverse=True):
+        if subprocess.run(["umount", "-l", point], capture_output=True).returncode == 0:
+            count += 1
+    return count
+
+
+def remove_cgroups(name: str) -> int:
+    """Remove the (empty) cgroup `name` and its children in every v1 hierarchy."""
+    count = 0
+    for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else ():
+        top = hierarchy / name
+        if not top.is_dir():
+            continue
+        for deadline_try in range(20):
+            dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts))
+            for d in [*reversed(dirs), top]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+                    count += 1
+            if not top.exists() or deadline_try == 19:
+                break
+            time.sleep(0.1)
+    return count
+
+
+def require_root() -> None:
+    """The real node changes the host's network and cgroups: root only."""
+    if os.geteuid() != 0:
+        raise RealNodeError("the real node needs root (network interfaces, cgroups, mounts)")
+    for tool in ("ip", "nft", "umount"):
+        if shutil.which(tool) is None:
+            raise RealNodeError(f"{tool} is not installed; run scripts/install-system-deps.sh")
