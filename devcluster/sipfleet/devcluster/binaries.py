@@ -132,6 +132,12 @@ def find_build_script() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def source_checkout() -> Path | None:
+    """The sipfleet checkout this package runs from (None when installed from a wheel)."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "pyproject.toml").is_file() and (root / "images").is_dir() else None
+
+
 def build() -> None:
     """Run the build script (minutes, once); raise BinariesError if it cannot."""
     script = find_build_script()

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sipfleet.devcluster import binaries, components, hostnet, kubeconfig, nodeconfig, pki, procs
+from sipfleet.devcluster import (
+    binaries,
+    components,
+    hostnet,
+    imagebuild,
+    kubeconfig,
+    nodeconfig,
+    pki,
+    procs,
+)
 from sipfleet.devcluster.adminhttp import HTTPClient, plain_get
 from sipfleet.devcluster.components import KUBE_PROXY_RBAC, KUBELET_RBAC, NODE_NAME
 from sipfleet.devcluster.layout import Layout, Ports, load_node_kind, load_ports
@@ -308,11 +317,16 @@ class ControlPlane:
         for component in ("kube-scheduler", "containerd"):
             self._start(component, real.argv(component, creds, ports, NODE_NAME), env=env)
         self._wait("containerd", lambda: real.ctr("version").returncode == 0, 30, "containerd")
+        repo = binaries.source_checkout()
         try:
-            for archive, tag in real.system_images():
+            images = real.system_images()
+            if repo is not None:
+                images += imagebuild.build(repo, out=self.out)
+            for archive, tag in images:
+                t0 = time.monotonic()
                 if real.import_image(archive, tag):
-                    self.out(f"imported {tag}")
-        except RealNodeError as err:
+                    self.out(f"imported {tag} in {time.monotonic() - t0:.1f}s")
+        except (RealNodeError, imagebuild.ImageBuildError) as err:
             raise DevClusterError(str(err)) from err
         self._start("kubelet", real.argv("kubelet", creds, ports, NODE_NAME), env=env)
         self._start("kube-proxy", real.argv("kube-proxy", creds, ports, NODE_NAME), env=env)

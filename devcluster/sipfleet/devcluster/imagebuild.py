@@ -91,8 +91,11 @@ def _base_layer(repo: Path, out: Path, log: Path) -> Path:
     hooks = [
         f'cp {ca} "$1/tmp/build-ca.crt"',
         f'chroot "$1" python3 -m venv {VENV}',
-        f'chroot "$1" env -u PIP_FIND_LINKS PIP_CERT=/tmp/build-ca.crt PIP_NO_CACHE_DIR=1 '
-        f"PIP_DISABLE_PIP_VERSION_CHECK=1 {VENV}/bin/pip install -q {reqs}",
+        # A clean environment: the host's CA variables name files the chroot lacks.
+        f'chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 '
+        "PIP_CERT=/tmp/build-ca.crt REQUESTS_CA_BUNDLE=/tmp/build-ca.crt "
+        "SSL_CERT_FILE=/tmp/build-ca.crt PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
+        f"{VENV}/bin/pip install -q {reqs}",
         f'chroot "$1" {VENV}/bin/pip uninstall -q --yes pip setuptools',
         'rm -f "$1/tmp/build-ca.crt"',
         f'chroot "$1" groupadd --system --gid {UID} sipfleet',

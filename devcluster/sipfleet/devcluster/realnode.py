@@ -11,6 +11,7 @@ network of hostnet.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -151,17 +152,29 @@ class RealNode:
         result = self.ctr("images", "ls", "-q")
         return set(result.stdout.split()) if result.returncode == 0 else set()
 
-    def import_image(self, archive: Path, tag: str) -> bool:
-        """Import a docker-save archive unless `tag` is there already; True if imported.
+    @property
+    def imported_record(self) -> Path:
+        """tag -> archive last imported (an archive's path names its content)."""
+        return self.layout.node / "images.json"
 
-        Raises RealNodeError with ctr's message if the import fails.
+    def import_image(self, archive: Path, tag: str) -> bool:
+        """Import a docker-save archive unless this very archive is `tag` already.
+
+        Returns True if it imported. Raises RealNodeError with ctr's message
+        if the import fails.
         """
         full = tag if tag.count("/") >= 2 or "." in tag.split("/")[0] else f"docker.io/{tag}"
-        if full in self.image_refs():
+        try:
+            imported = json.loads(self.imported_record.read_text())
+        except (OSError, ValueError):
+            imported = {}
+        if imported.get(tag) == str(archive) and full in self.image_refs():
             return False
         result = self.ctr("images", "import", str(archive))
         if result.returncode != 0:
             raise RealNodeError(f"ctr images import {archive}: {result.stderr.strip()}")
+        imported[tag] = str(archive)
+        self.imported_record.write_text(json.dumps(imported, indent=1))
         return True
 
     def system_images(self) -> list[tuple[Path, str]]:
