@@ -18,7 +18,6 @@ from sipfleet.devcluster import binaries, hostnet, procs
 from sipfleet.devcluster.cluster import Cluster
 from sipfleet.devcluster.controlplane import ControlPlane
 
-
 E2E_NODE = "SIPFLEET_E2E_NODE"
 """``real`` makes `cluster` the real node too (the whole suite on it); default ``process``."""
 
