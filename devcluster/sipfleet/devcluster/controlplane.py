@@ -321,11 +321,11 @@ class ControlPlane:
         try:
             images = real.system_images()
             if repo is not None:
-                images += imagebuild.build(repo, out=self.out)
-            for archive, tag in images:
+                images.append(imagebuild.build(repo, out=self.out))
+            for archive, tags in images:
                 t0 = time.monotonic()
-                if real.import_image(archive, tag):
-                    self.out(f"imported {tag} in {time.monotonic() - t0:.1f}s")
+                if real.import_image(archive, tags):
+                    self.out(f"imported {', '.join(tags)} in {time.monotonic() - t0:.1f}s")
         except (RealNodeError, imagebuild.ImageBuildError) as err:
             raise DevClusterError(str(err)) from err
         self._start("kubelet", real.argv("kubelet", creds, ports, NODE_NAME), env=env)

@@ -156,8 +156,8 @@ def app_key(files: dict[str, Path | bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build(repo: Path, out: Callable[[str], None] = print) -> list[tuple[Path, str]]:
-    """Build (or take from the cache) both images; return (archive, tag) pairs.
+def build(repo: Path, out: Callable[[str], None] = print) -> tuple[Path, list[str]]:
+    """Build (or take from the cache) both images in one archive; return it and the tags.
 
     Raises ImageBuildError if a layer cannot be built.
     """
@@ -171,17 +171,17 @@ def build(repo: Path, out: Callable[[str], None] = print) -> list[tuple[Path, st
     app = app_dir / "layer.tar"
     if not app.is_file():
         ociarchive.layer_from_files(app, files, mode=0o755)
-    built = []
-    for spec in IMAGES:
-        archive = app_dir / f"{spec.tag.split('/')[-1].split(':')[0]}.tar"
-        if not archive.is_file():
-            config = ociarchive.ImageConfig(
+    archive = app_dir / "images.tar"
+    if not archive.is_file():
+        configs = {
+            spec.tag: ociarchive.ImageConfig(
                 entrypoint=[f"{VENV}/bin/{spec.entrypoint}"],
                 user=f"{UID}:{UID}",
                 env=RUNTIME_ENV,
                 working_dir="/tmp",
                 exposed_ports=spec.ports,
             )
-            ociarchive.write_archive(archive, spec.tag, [base, app], config)
-        built.append((archive, spec.tag))
-    return built
+            for spec in IMAGES
+        }
+        ociarchive.write_archive(archive, configs, [base, app])
+    return archive, [spec.tag for spec in IMAGES]

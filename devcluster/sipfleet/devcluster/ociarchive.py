@@ -68,12 +68,7 @@ def layer_from_files(out: Path, files: Mapping[str, Path | bytes], mode: int = 0
     return out
 
 
-def write_archive(out: Path, tag: str, layers: Sequence[Path], config: ImageConfig) -> Path:
-    """Write the archive of image `tag` (e.g. ``sipfleet/node:0.1.0``) from layer tars.
-
-    Raises OSError if a layer cannot be read or `out` written.
-    """
-    diff_ids = [sha256_file(layer) for layer in layers]
+def _config_json(config: ImageConfig, diff_ids: Sequence[str]) -> bytes:
     image_config = {
         "architecture": "amd64",
         "os": "linux",
@@ -87,22 +82,35 @@ def write_archive(out: Path, tag: str, layers: Sequence[Path], config: ImageConf
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
         "history": [{"created_by": f"sipfleet layer {d[:12]}"} for d in diff_ids],
     }
-    config_bytes = json.dumps(image_config, sort_keys=True).encode()
-    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
-    manifest = [
-        {
-            "Config": config_name,
-            "RepoTags": [tag],
-            "Layers": [f"{d}/layer.tar" for d in diff_ids],
-        }
-    ]
+    return json.dumps(image_config, sort_keys=True).encode()
+
+
+def write_archive(out: Path, images: Mapping[str, ImageConfig], layers: Sequence[Path]) -> Path:
+    """Write one archive holding every image of `images` (tag, e.g.
+    ``sipfleet/node:0.1.0`` -> config), all on the same layer tars.
+
+    Shared layers are stored once. Raises OSError if a layer cannot be read
+    or `out` written.
+    """
+    diff_ids = [sha256_file(layer) for layer in layers]
+    entries: list[tuple[str, bytes]] = []
+    manifest = []
+    for tag, config in images.items():
+        config_bytes = _config_json(config, diff_ids)
+        config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+        entries.append((config_name, config_bytes))
+        manifest.append(
+            {
+                "Config": config_name,
+                "RepoTags": [tag],
+                "Layers": [f"{d}/layer.tar" for d in diff_ids],
+            }
+        )
+    entries.append(("manifest.json", json.dumps(manifest).encode()))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in (
-            (config_name, config_bytes),
-            ("manifest.json", json.dumps(manifest).encode()),
-        ):
+        for name, data in entries:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,29 +158,29 @@ class RealNode:
         """tag -> archive last imported (an archive's path names its content)."""
         return self.layout.node / "images.json"
 
-    def import_image(self, archive: Path, tag: str) -> bool:
-        """Import a docker-save archive unless this very archive is `tag` already.
+    def import_image(self, archive: Path, tags: Sequence[str]) -> bool:
+        """Import a docker-save archive unless this very archive gave all `tags` already.
 
         Returns True if it imported. Raises RealNodeError with ctr's message
         if the import fails.
         """
-        full = tag if tag.count("/") >= 2 or "." in tag.split("/")[0] else f"docker.io/{tag}"
         try:
             imported = json.loads(self.imported_record.read_text())
         except (OSError, ValueError):
             imported = {}
-        if imported.get(tag) == str(archive) and full in self.image_refs():
+        refs = self.image_refs()
+        if all(imported.get(t) == str(archive) and _full_ref(t) in refs for t in tags):
             return False
         result = self.ctr("images", "import", str(archive))
         if result.returncode != 0:
             raise RealNodeError(f"ctr images import {archive}: {result.stderr.strip()}")
-        imported[tag] = str(archive)
+        imported.update({t: str(archive) for t in tags})
         self.imported_record.write_text(json.dumps(imported, indent=1))
         return True
 
-    def system_images(self) -> list[tuple[Path, str]]:
+    def system_images(self) -> list[tuple[Path, list[str]]]:
         """The pause and CoreDNS images: one binary each, archives cached by content."""
-        out: list[tuple[Path, str]] = []
+        out: list[tuple[Path, list[str]]] = []
         for tag, binary, inside, user in (
             (nodeconfig.PAUSE_IMAGE, self.bins.pause, "/pause", "65535"),
             (nodeconfig.COREDNS_IMAGE, self.bins.coredns, "/coredns", "65534"),
@@ -189,10 +190,9 @@ class RealNode:
             archive = cache / "image.tar"
             if not archive.is_file():
                 layer = ociarchive.layer_from_files(cache / "layer.tar", {inside: binary})
-                ociarchive.write_archive(
-                    archive, tag, [layer], ociarchive.ImageConfig(entrypoint=[inside], user=user)
-                )
-            out.append((archive, tag))
+                config = ociarchive.ImageConfig(entrypoint=[inside], user=user)
+                ociarchive.write_archive(archive, {tag: config}, [layer])
+            out.append((archive, [tag]))
         return out
 
     # -- teardown --------------------------------------------------------------
@@ -233,6 +233,12 @@ class RealNode:
             cached.unlink(missing_ok=True)
         done += self.network.down()
         return done
+
+
+def _full_ref(tag: str) -> str:
+    """The name containerd stores `tag` under (``docker.io/`` added to a bare name)."""
+    first = tag.split("/")[0]
+    return tag if "/" in tag and ("." in first or ":" in first) else f"docker.io/{tag}"
 
 
 def unmount_under(root: Path) -> int:

@@ -83,9 +83,13 @@ def test_archive_is_docker_save_with_digests(tmp_path: Path) -> None:
     again = ociarchive.layer_from_files(tmp_path / "l2.tar", {"/bin/x": b"hello"})
     assert ociarchive.sha256_file(layer) == ociarchive.sha256_file(again)
     config = ociarchive.ImageConfig(entrypoint=["/bin/x"], user="1:1", env={"A": "b"})
-    archive = ociarchive.write_archive(tmp_path / "i.tar", "a/b:1", [layer], config)
+    other = ociarchive.ImageConfig(entrypoint=["/bin/y"])
+    images = {"a/b:1": config, "a/c:1": other}
+    archive = ociarchive.write_archive(tmp_path / "i.tar", images, [layer])
     with tarfile.open(archive) as tar:
-        (manifest,) = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        manifest, second = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        assert second["RepoTags"] == ["a/c:1"] and second["Layers"] == manifest["Layers"]
+        assert len([n for n in tar.getnames() if n.endswith("layer.tar")]) == 1
         image = json.load(tar.extractfile(manifest["Config"]))  # type: ignore[arg-type]
         (layer_name,) = manifest["Layers"]
         assert tar.getmember(layer_name).size == layer.stat().st_size
