@@ -33,6 +33,12 @@ state = "{root}/state"
 [ttrpc]
   address = "{root}/containerd.sock.ttrpc"
 
+# Nothing outside `root` (defaults: /opt/containerd, /var/run/nri/nri.sock).
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{root}/opt"
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]

@@ -26,6 +26,10 @@ from sipfleet.devcluster.layout import Layout, Ports
 from sipfleet.devcluster.pki import PKI
 
 NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "kube-proxy")
+# Host directories containerd and the CNI make whatever their config says
+# (shim sockets, network namespaces, the CNI result cache); `cleanup` removes
+# those that did not exist before the first `up`.
+HOST_DIRS = (Path("/run/containerd"), Path("/run/netns"), Path("/var/lib/cni"))
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -61,6 +65,17 @@ class RealNode:
     @property
     def network(self) -> hostnet.HostNetwork:
         return hostnet.HostNetwork(self.host_record)
+
+    @property
+    def dirs_record(self) -> Path:
+        return self.layout.node / "host" / "dirs.json"
+
+    def remember_host_dirs(self) -> None:
+        """Note which of `HOST_DIRS` exist now (once, before the first `up`)."""
+        if not self.dirs_record.is_file():
+            self.dirs_record.parent.mkdir(parents=True, exist_ok=True)
+            existing = [str(d) for d in HOST_DIRS if d.exists()]
+            self.dirs_record.write_text(json.dumps(existing))
 
     # -- files and command lines -------------------------------------------------
     def files(self, creds: PKI, ports: Ports) -> None:
@@ -232,6 +247,21 @@ class RealNode:
         for cached in Path("/var/lib/cni/results").glob(f"{nodeconfig.CNI_NETWORK}-*"):
             cached.unlink(missing_ok=True)
         done += self.network.down()
+        try:
+            existed = set(json.loads(self.dirs_record.read_text()))
+        except (OSError, ValueError):
+            existed = {str(d) for d in HOST_DIRS}
+        for d in HOST_DIRS:
+            if str(d) not in existed and d.is_dir():
+                # /run/netns may hold others' namespaces by now: only if empty.
+                if d.name == "netns":
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+                else:
+                    shutil.rmtree(d, ignore_errors=True)
+                if not d.exists():
+                    done.append(f"directory {d}")
+        self.dirs_record.unlink(missing_ok=True)
         return done
 
 
