@@ -227,7 +227,7 @@ class ControlPlane:
         ports = _choose_ports(self.layout, api_port, kind)
         creds = pki.ensure(self.layout.pki, NODE_NAME)
         if real is not None:
-            real.remember_host_dirs()
+            real.remember_host()
             real.network.up()
         server = f"https://{self.address}:{ports.apiserver}"
         for path, pair, user in (

@@ -30,6 +30,13 @@ NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "kube-proxy")
 # (shim sockets, network namespaces, the CNI result cache); `cleanup` removes
 # those that did not exist before the first `up`.
 HOST_DIRS = (Path("/run/containerd"), Path("/run/netns"), Path("/var/lib/cni"))
+# iptables(-nft) chains the kubelet makes in the host's tables, by table; the
+# filter ones are jumped to from INPUT and OUTPUT.
+KUBELET_CHAINS = {
+    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+    "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
+    "nat": ("KUBE-KUBELET-CANARY",),
+}
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -70,12 +77,12 @@ class RealNode:
     def dirs_record(self) -> Path:
         return self.layout.node / "host" / "dirs.json"
 
-    def remember_host_dirs(self) -> None:
-        """Note which of `HOST_DIRS` exist now (once, before the first `up`)."""
+    def remember_host(self) -> None:
+        """Note which of `HOST_DIRS` and nftables tables exist now (once, before the first `up`)."""
         if not self.dirs_record.is_file():
             self.dirs_record.parent.mkdir(parents=True, exist_ok=True)
             existing = [str(d) for d in HOST_DIRS if d.exists()]
-            self.dirs_record.write_text(json.dumps(existing))
+            self.dirs_record.write_text(json.dumps({"dirs": existing, "tables": nft_tables()}))
 
     # -- files and command lines -------------------------------------------------
     def files(self, creds: PKI, ports: Ports) -> None:
@@ -247,10 +254,19 @@ class RealNode:
         for cached in Path("/var/lib/cni/results").glob(f"{nodeconfig.CNI_NETWORK}-*"):
             cached.unlink(missing_ok=True)
         done += self.network.down()
+        removed_chains = remove_kubelet_chains()
+        if removed_chains:
+            done.append(f"{removed_chains} kubelet iptables chains")
         try:
-            existed = set(json.loads(self.dirs_record.read_text()))
-        except (OSError, ValueError):
-            existed = {str(d) for d in HOST_DIRS}
+            before = json.loads(self.dirs_record.read_text())
+            existed, tables = set(before["dirs"]), before["tables"]
+        except (OSError, ValueError, KeyError, TypeError):
+            existed, tables = {str(d) for d in HOST_DIRS}, None
+        if isinstance(tables, list):
+            for table in nft_tables():
+                if table not in tables and nft_table_is_empty(table):
+                    subprocess.run(["nft", "delete", "table", *table.split()], check=False)
+                    done.append(f"empty nftables table {table}")
         for d in HOST_DIRS:
             if str(d) not in existed and d.is_dir():
                 # /run/netns may hold others' namespaces by now: only if empty.
@@ -263,6 +279,49 @@ class RealNode:
                     done.append(f"directory {d}")
         self.dirs_record.unlink(missing_ok=True)
         return done
+
+
+def nft_tables() -> list[str]:
+    """The host's nftables tables as ``family name``."""
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
+    return [line.removeprefix("table ").strip() for line in out.stdout.splitlines() if line]
+
+
+def nft_table_is_empty(table: str) -> bool:
+    """No rules in `table` and no chains but base chains (those iptables-nft makes)."""
+    out = subprocess.run(
+        ["nft", "-j", "list", "table", *table.split()], capture_output=True, text=True, check=False
+    )
+    try:
+        items = json.loads(out.stdout)["nftables"]
+    except (ValueError, KeyError):
+        return False
+    for item in items:
+        if "rule" in item or "set" in item or "map" in item:
+            return False
+        if "chain" in item and "hook" not in item["chain"]:
+            return False
+    return True
+
+
+def remove_kubelet_chains() -> int:
+    """Delete `KUBELET_CHAINS` (and the jumps to them) with iptables and ip6tables."""
+    count = 0
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        for base in ("INPUT", "OUTPUT"):
+            for _ in range(10):
+                jump = [tool, "-t", "filter", "-D", base, "-j", "KUBE-FIREWALL"]
+                if subprocess.run(jump, capture_output=True).returncode != 0:
+                    break
+        for table, chains in KUBELET_CHAINS.items():
+            for chain in chains:
+                flushed = subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
+                if flushed.returncode == 0:
+                    subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
+                    count += 1
+    return count
 
 
 def _full_ref(tag: str) -> str:
