@@ -35,6 +35,20 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
     ),
     ("--rate-limit", "SIPFLEET_RATE_LIMIT", float, 500.0, "requests/s allowed per source IP"),
     ("--rate-burst", "SIPFLEET_RATE_BURST", float, 1000.0, "burst size of the per-source limit"),
+    (
+        "--shutdown-seconds",
+        "SIPFLEET_SHUTDOWN_SECONDS",
+        float,
+        30.0,
+        "after SIGTERM: seconds to move members away before exiting (the grace period)",
+    ),
+    (
+        "--drain-rate",
+        "SIPFLEET_DRAIN_RATE",
+        float,
+        50.0,
+        "after SIGTERM: members/s moved to the group's other servers",
+    ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
 
