@@ -103,9 +103,10 @@ a bounded pool finishes sooner and stays small.
 """
 
 
-def watch_streams(namespaces: int, resources: int = 2) -> int:
-    """The watch streams kopf keeps open: one per resource and namespace (or one
-    per resource cluster-wide, ``namespaces=0``), plus its CRD and namespace observers."""
+def watch_streams(namespaces: int, resources: int = 3) -> int:
+    """The watch streams kopf keeps open: one per resource (SipFleets,
+    SipConferences, server Pods) and namespace (or one per resource
+    cluster-wide, ``namespaces=0``), plus its CRD and namespace observers."""
     return resources * max(1, namespaces) + 2
 
 
