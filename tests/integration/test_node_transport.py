@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sipfleet.node.config import Config
@@ -15,6 +17,7 @@ from sipfleet.node.node import Node
 from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, Timers, parse_message
 
 GROUP = "sip:conf9@example.com"
+SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 class Member(asyncio.DatagramProtocol, asyncio.Protocol):
@@ -245,3 +248,44 @@ async def test_member_that_never_answers_is_removed_with_a_bye_and_counted(node:
     assert len(node.shards[GROUP].members) == 1
     for m in (alice, frank):
         m.transport.close()  # type: ignore[union-attr]
+
+
+SIPP = shutil.which("sipp")
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp is not installed (scripts/install-system-deps.sh)")
+@pytest.mark.parametrize(
+    ("local", "transport"), [("::1", "u1"), ("127.0.0.1", "t1"), ("::1", "t1")]
+)
+async def test_sipp_joins_acks_and_leaves(
+    node: Node, tmp_path: Path, local: str, transport: str
+) -> None:
+    """A peer nobody here wrote (sipp) ACKs and BYEs at the Contact of our 200:
+    bracketed for IPv6 (RFC 3261 25.1; baresip never ACKed an unbracketed one),
+    `;transport=tcp` over TCP."""
+    assert SIPP is not None
+    target = f"[{local}]:{node.port}" if ":" in local else f"{local}:{node.port}"
+    proc = await asyncio.create_subprocess_exec(
+        SIPP, target, "-sf", str(SCENARIOS / "join_ack_bye.xml"), "-s", "conf9",
+        "-i", local, "-p", "0", "-t", transport, "-m", "1", "-nostdin",
+        "-timeout", "15s", "-timeout_error", "-trace_err", "-error_file",
+        str(tmp_path / "sipp.errors"), "-trace_msg", "-message_file", str(tmp_path / "sipp.msg"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    for _ in range(100):  # joined within 10 s
+        if node.shards[GROUP].members:
+            break
+        await asyncio.sleep(0.1)
+    members = list(node.shards[GROUP].members.values())
+    assert members, "sipp never joined"
+    member = members[0]
+    assert member.peer.transport == ("tcp" if transport == "t1" else "udp")
+    code = await asyncio.wait_for(proc.wait(), 30)
+    messages = (tmp_path / "sipp.msg").read_text(errors="replace")
+    assert code == 0, messages[-3000:]
+    contact = f"sip:conf9-main@{target}" + (";transport=tcp" if transport == "t1" else "")
+    assert f"ACK {contact} SIP/2.0" in messages
+    assert not node.shards[GROUP].members  # left by BYE
+    # The 200 was ACKed: never retransmitted, the member never dropped as unacked.
+    assert metric(node, "sipfleet_node_retransmissions_total") == 0
+    assert metric(node, "sipfleet_node_members_removed_total", reason="bye_received") == 1
