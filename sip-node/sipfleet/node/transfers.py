@@ -212,7 +212,7 @@ class Transfers:
         if item.state in FINAL:
             return
         self._finish(job, item, "moved")
-        self._node.remove_member(item.shard, item.member, bye=True)
+        self._node.remove_member(item.shard, item.member, bye=True, reason="transferred")
 
     def _fail(self, job: Job, item: Item) -> None:
         if item.state in FINAL:
