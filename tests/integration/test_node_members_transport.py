@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
+from sipfleet.node.routes import RouteEntry
 from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, Timers, parse_message
 
 GROUP = "sip:conf9@example.com"
@@ -295,3 +296,31 @@ async def test_sipp_joins_acks_and_leaves(
     # The 200 was ACKed: never retransmitted, the member never dropped as unacked.
     assert metric(node, "sipfleet_node_retransmissions_total") == 0
     assert metric(node, "sipfleet_node_members_removed_total", reason="bye_received") == 1
+
+
+async def test_redirect_for_a_tcp_member_names_tcp(node: Node) -> None:
+    """The 302's Contact for a member on TCP says ;transport=tcp, so a TCP-only
+    phone can follow it (RFC 3261 19.1.1); over UDP it is unchanged."""
+    node.ensure_shard(GROUP, 0)  # full here
+    other = "sip:conf9-n1@127.0.0.1:5999"
+    node.put_routes(
+        1,
+        {
+            GROUP: (
+                RouteEntry("main", f"sip:conf9-main@127.0.0.1:{node.port}", "active", 0),
+                RouteEntry("n1", other, "active", 5),
+            )
+        },
+    )
+    loop = asyncio.get_running_loop()
+    _, tcp = await loop.create_connection(lambda: Member("tom"), "127.0.0.1", node.port)
+    tcp.tcp = True
+    response = await tcp.join(("127.0.0.1", node.port))
+    assert response.status == 302 and response.contact is not None
+    assert response.contact.uri == other + ";transport=tcp"
+    udp = await udp_member("uma")
+    response = await udp.join(("127.0.0.1", node.port))
+    assert response.status == 302 and response.contact is not None
+    assert response.contact.uri == other
+    for m in (tcp, udp):
+        m.transport.close()  # type: ignore[union-attr]

@@ -290,7 +290,7 @@ class Node:
         elif isinstance(decision, Redirect):
             self.reservations.reserve(decision.uri, aor, now)
             self.metrics.redirects.labels(group).inc()
-            ctx.respond(302, [("Contact", f"<{decision.uri}>")])
+            ctx.respond(302, [("Contact", f"<{self.stack.uri_for(decision.uri, ctx.peer)}>")])
         else:
             ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
 
