@@ -286,10 +286,15 @@ class SipStack:
     def uri_for(self, uri: str, peer: Peer) -> str:
         """`uri` (a SIP URI of this fleet, e.g. a Refer-To target) as `peer` must use
         it: `;transport=tcp` added when `peer` reaches us over TCP and the URI names
-        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. Raises
-        SipParseError for a URI that does not parse."""
-        parsed = SipUri.parse(uri)
-        if peer.transport != "tcp" or "transport" in parsed.params:
+        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. A URI that
+        does not parse as SIP is returned as it is."""
+        if peer.transport != "tcp":
+            return uri
+        try:
+            parsed = SipUri.parse(uri)
+        except SipParseError:
+            return uri
+        if "transport" in parsed.params or parsed.scheme != "sip":
             return uri
         parsed.params["transport"] = "tcp"
         return str(parsed)
