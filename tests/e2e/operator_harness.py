@@ -30,12 +30,21 @@ DOMAIN = "example.com"
 GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
 
 
-def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
-    """A port on 127.0.0.1 free right now (UDP for sipp by default)."""
+def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """A port on `host` free right now (UDP for sipp by default)."""
     with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def local_ip_towards(ip: str) -> str:
+    """The host's source address towards `ip`: 127.0.0.1 for the process
+    kubelet's 127.0.0.x pods, the pod bridge's address for the real node's."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((ip, 5060))
+        local: str = s.getsockname()[0]
+        return local
 
 
 def operator_namespace(kube: Cluster, namespace: str, workdir: Path) -> Path:
@@ -123,6 +132,7 @@ class Members:
         return self.workdir / f"{self.who}.log"
 
     def start(self) -> Members:
+        local = local_ip_towards(self.main_ip)
         self.proc = subprocess.Popen(
             [
                 "sipp",
@@ -138,9 +148,9 @@ class Members:
                 "leaver",
                 "1" if self.leaver else "0",
                 "-i",
-                "127.0.0.1",
+                local,
                 "-p",
-                str(free_port()),
+                str(free_port(host=local)),
                 "-m",
                 str(self.count),
                 "-r",
@@ -200,6 +210,7 @@ def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = 
 
     Returns the body the others should log (member.xml sends "hello from <who>1").
     """
+    local = local_ip_towards(main_ip)
     result = subprocess.run(
         [
             "sipp",
@@ -215,9 +226,9 @@ def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = 
             "send",
             "1",
             "-i",
-            "127.0.0.1",
+            local,
             "-p",
-            str(free_port()),
+            str(free_port(host=local)),
             "-m",
             "1",
             "-nostdin",
