@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from kube_support import get_json, wait_for
 from sipfleet.demo import kubeside
-from sipfleet.devcluster.cluster import Cluster
+from sipfleet.devcluster.cluster import Cluster, host_address_towards
 
 REPO = Path(__file__).resolve().parents[2]
 RESIDENT = Path(__file__).parent / "scenarios" / "resident.xml"
@@ -36,15 +36,6 @@ def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM, host: str = "127.0.0.
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def local_ip_towards(ip: str) -> str:
-    """The host's source address towards `ip`: 127.0.0.1 for the process
-    kubelet's 127.0.0.x pods, the pod bridge's address for the real node's."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((ip, 5060))
-        local: str = s.getsockname()[0]
-        return local
 
 
 def operator_namespace(kube: Cluster, namespace: str, workdir: Path) -> Path:
@@ -132,7 +123,7 @@ class Members:
         return self.workdir / f"{self.who}.log"
 
     def start(self) -> Members:
-        local = local_ip_towards(self.main_ip)
+        local = host_address_towards(self.main_ip)
         self.proc = subprocess.Popen(
             [
                 "sipp",
@@ -210,7 +201,7 @@ def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = 
 
     Returns the body the others should log (member.xml sends "hello from <who>1").
     """
-    local = local_ip_towards(main_ip)
+    local = host_address_towards(main_ip)
     result = subprocess.run(
         [
             "sipp",
