@@ -27,6 +27,7 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
     "job-controller",
+    "disruption-controller",  # PodDisruptionBudget status: the eviction API needs it
 )
 # The local kubelet also schedules (pods/binding) and mints pod tokens; RBAC
 # grants it exactly what it calls, on top of the Node authorizer.

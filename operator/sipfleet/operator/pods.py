@@ -136,6 +136,10 @@ class ServerPodSpec:
     sip_port: int = SIP_PORT
     admin_port: int = ADMIN_PORT
     tree_fanout: int = 8
+    grace_seconds: int = 30
+    """terminationGracePeriodSeconds, also the server's graceful-exit budget."""
+    drain_rate: int = 50
+    """Members/s the server moves away on SIGTERM."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
@@ -163,6 +167,8 @@ def server_pod_spec(
         sip_port=ports[0],
         admin_port=ports[1],
         tree_fanout=spec.tree_fanout,
+        grace_seconds=spec.grace_period_seconds(),
+        drain_rate=spec.disruption.members_per_second,
         extra_env={e.name: e.value for e in tpl.env},
         resources={k: v for k, v in tpl.resources.to_k8s().items() if v} if role == "node" else {},
         pod_labels={LABEL_CONFERENCE: conference} if conference else {},
@@ -199,6 +205,8 @@ def server_pod(
         {"name": "SIPFLEET_ADMIN_PORT", "value": str(spec.admin_port)},
         {"name": "SIPFLEET_TOKEN_FILE", "value": f"{TOKEN_MOUNT}/{TOKEN_KEY}"},
         {"name": "SIPFLEET_TREE_FANOUT", "value": str(spec.tree_fanout)},
+        {"name": "SIPFLEET_SHUTDOWN_SECONDS", "value": str(spec.grace_seconds)},
+        {"name": "SIPFLEET_DRAIN_RATE", "value": str(spec.drain_rate)},
         *({"name": k, "value": v} for k, v in sorted(spec.extra_env.items())),
     ]
     container: Obj = {
@@ -239,7 +247,7 @@ def server_pod(
         },
         "spec": {
             "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 5,
+            "terminationGracePeriodSeconds": spec.grace_seconds,
             "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
             "containers": [container],
             "volumes": [
@@ -250,9 +258,15 @@ def server_pod(
     }
 
 
-def pod_ready(pod: Mapping[str, Any]) -> bool:
-    """True when the Pod is Running with condition Ready=True and not being deleted."""
-    if pod.get("metadata", {}).get("deletionTimestamp"):
+def terminating(pod: Mapping[str, Any]) -> bool:
+    """Kubernetes is stopping the Pod (deletionTimestamp set: delete, eviction, drain)."""
+    return bool(pod.get("metadata", {}).get("deletionTimestamp"))
+
+
+def pod_ready(pod: Mapping[str, Any], *, stopping_too: bool = False) -> bool:
+    """True when the Pod is Running with condition Ready=True and (unless
+    ``stopping_too``) not being deleted."""
+    if terminating(pod) and not stopping_too:
         return False
     status = pod.get("status") or {}
     if status.get("phase") != "Running":
