@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests, benchmarks and demo use: real SIP
-# peers (sipp; Kamailio for bench/), Prometheus, and shellcheck (used by
+# peers (sipp; Kamailio for bench/ and as the edge proxy of the UA tests;
+# baresip and linphone-daemon as real phones), Prometheus, and shellcheck (used by
 # actionlint). Skips apt when all are present.
 set -euo pipefail
 need=()
@@ -8,6 +9,9 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v kamailio >/dev/null || need+=(kamailio)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# Real SIP phones for tests/integration/ua: baresip and liblinphone's linphone-daemon.
+command -v baresip >/dev/null || need+=(baresip)
+command -v linphone-daemon >/dev/null || need+=(linphone-cli)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "install-system-deps: missing ${need[*]} and no apt-get here; install them with your package manager" >&2

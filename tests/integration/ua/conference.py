@@ -1,0 +1,69 @@
+"""Set-ups of sip-node servers for the real-UA tests (servers from node_harness.Fleet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from node_harness import Fleet, NodeProc, eventually
+
+GROUP = "sip:conf1@example.com"
+USER = "conf1"
+
+
+@dataclass
+class Conference:
+    """The group on `main` (and on `node1` when two servers are set up)."""
+
+    main: NodeProc
+    node: NodeProc | None = None
+    node_uri: str = ""
+
+    def uri(self, server: NodeProc | None = None, transport: str = "") -> str:
+        """The group URI a phone dials at `server` (default main)."""
+        where = server or self.main
+        host = f"[{where.host}]" if ":" in where.host else where.host
+        params = f";transport={transport}" if transport else ""
+        return f"sip:{USER}@{host}:{where.sip_port}{params}"
+
+    async def members(self, server: NodeProc | None = None) -> int:
+        return await (server or self.main).members(GROUP)
+
+    async def wait_members(self, count: int, server: NodeProc | None = None) -> None:
+        where = server or self.main
+
+        async def check() -> bool:
+            return await where.members(GROUP) == count
+
+        await eventually(check, 10, f"{count} members on {where.name}")
+
+
+async def one_server(fleet: Fleet, capacity: int = 10, host: str = "127.0.0.2") -> Conference:
+    """The group on a main server only."""
+    main = await fleet.start("main", host, "main")
+    async with main.client() as client:
+        await client.ensure_shard(GROUP, capacity)
+    return Conference(main)
+
+
+async def two_servers(fleet: Fleet, *, drain_main: bool = False) -> Conference:
+    """The group on main and node1, both in the route table; `drain_main` makes main
+    redirect every join to node1 (302, RFC 3261 8.1.3.4)."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    shards = []
+    for server in (main, node):
+        async with server.client() as client:
+            shards.append(await client.ensure_shard(GROUP, 10))
+    table = {
+        GROUP: [
+            {"server": s.name, "uri": str(shard["uri"]), "state": "active", "free": 10}
+            for s, shard in zip((main, node), shards, strict=True)
+        ]
+    }
+    for server in (main, node):
+        async with server.client() as client:
+            await client.put_routes(1, table)
+    if drain_main:
+        async with main.client() as client:
+            await client.drain()
+    return Conference(main, node, str(shards[1]["uri"]))
