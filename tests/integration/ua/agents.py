@@ -215,6 +215,7 @@ module aubridge.so
 module_app account.so
 module_app contact.so
 module_app menu.so
+module stdio.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:{ctrl}
 audio_player aubridge,nil
@@ -263,7 +264,7 @@ class BaresipAgent(Agent):
         (confdir / "contacts").write_text(f'"group" <{self.chat_uri}>\n' if self.chat_uri else "")
         self.proc = await asyncio.create_subprocess_exec(
             BARESIP, "-f", str(confdir), "-s",
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,  # kept open: the stdio UI quits on EOF
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
