@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
+from agents import Agent
 from node_harness import Fleet, NodeProc, eventually
 
 GROUP = "sip:conf1@example.com"
@@ -67,3 +70,28 @@ async def two_servers(fleet: Fleet, *, drain_main: bool = False) -> Conference:
         async with main.client() as client:
             await client.drain()
     return Conference(main, node, str(shards[1]["uri"]))
+
+
+async def transfer(conf: Conference, method: str) -> dict[str, object]:
+    """Move every member of main to node1 with `method`; the finished job."""
+    async with conf.main.client() as client:
+        job = await client.start_transfer(GROUP, conf.node_uri, count=1, method=method, rate=10)
+        deadline = time.monotonic() + 15
+        while job["state"] == "running" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            job = await client.transfer(str(job["id"]))
+    return job
+
+
+async def only_on(conf: Conference, server: NodeProc, agent: Agent) -> None:
+    """The phone is a member of `server` alone and its call there stays up."""
+    other = conf.main if server is conf.node else conf.node
+
+    async def moved() -> bool:
+        return await server.members(GROUP) == 1 and await other.members(GROUP) == 0  # type: ignore[union-attr]
+
+    await eventually(moved, 10, f"{agent.kind} a member of {server.name} only")
+    live = agent.calls("confirmed")
+    await asyncio.sleep(3)
+    assert await server.members(GROUP) == 1, "the phone left the new server"
+    assert len(agent.calls("confirmed")) == len(live)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -9,6 +10,28 @@ import pytest
 from agents import KINDS, Agent, PhoneFactory, missing
 from edge import Kamailio
 from node_harness import free_ports
+
+
+def sip_port(ip: str, also_next: bool) -> int:
+    """A port free for UDP and TCP on `ip`; `also_next`: port + 1 free for TCP too
+    (baresip's sip_listen also binds SIP over TLS there)."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    for _ in range(100):
+        with (
+            socket.socket(family, socket.SOCK_STREAM) as tcp,
+            socket.socket(family, socket.SOCK_DGRAM) as udp,
+            socket.socket(family, socket.SOCK_STREAM) as tls,
+        ):
+            tcp.bind((ip, 0))
+            port = int(tcp.getsockname()[1])
+            try:
+                udp.bind((ip, port))
+                if also_next:
+                    tls.bind((ip, port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free SIP port on {ip}")
 
 
 @pytest.fixture
@@ -29,7 +52,8 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         why = missing(kind)
         if why:
             pytest.skip(why)
-        port, ctrl = free_ports("127.0.0.1", 2)  # also free on ::1 in practice
+        port = sip_port(ip, also_next=kind == "baresip")
+        ctrl = free_ports("127.0.0.1", 1)[0]
         options: dict[str, object] = {}
         if kind == "baresip":
             options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
