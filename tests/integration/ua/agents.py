@@ -123,7 +123,9 @@ class Agent:
         """The call reaching `state`; fails at once if it ends first."""
 
         def match(event: Event) -> bool:
-            if event["event"] == "call" and event["state"] == "disconnected" != state:
+            if (event["event"] == "call" and event["state"] == "disconnected" != state) or event[
+                "event"
+            ] in ("error", "exit"):
                 pytest.fail(f"{self.kind} {self.name}: call ended before {state}: {event}")
             return event["event"] == "call" and event["state"] == state
 

@@ -204,8 +204,6 @@ def main() -> None:
     name = f'"{args.display}" ' if args.display else ""
     acfg.idUri = f"{name}<sip:{args.user}@{host}:{port}>"
     acfg.sipConfig.contactUriParams = "" if "udp" in ports else ";transport=tcp"
-    if ipv6:
-        acfg.natConfig.contactUseSrcPort = False
     acfg.mediaConfig.transportConfig.boundAddress = args.ip
     agent = Agent()
     agent.create(acfg)
