@@ -438,10 +438,13 @@ class LinphoneAgent(Agent):
             if kind == "call-state-changed":
                 state = LINPHONE_STATES.get(event.get("Event", ""), event.get("Event", ""))
                 self._emit({"event": "call", "state": state, "raw": event, "reason": ""})
-            elif kind == "receiving-message" or ("From" in event and "Text" in event):
+            elif kind == "message-received":
+                # The daemon prints the sender's address and the text in quotes.
+                body = event.get("Content", "")
+                body = body[1:-1] if len(body) >= 2 and body[0] == body[-1] == '"' else body
                 self._emit(
                     {"event": "message", "shown": event.get("From", ""),
-                     "from": event.get("From", ""), "body": event.get("Text", ""), "raw": event}
+                     "from": event.get("From", ""), "body": body, "raw": event}
                 )  # fmt: skip
             else:
                 self._emit({"event": kind, "raw": event})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass
 
@@ -40,12 +41,35 @@ class Conference:
         await eventually(check, 10, f"{count} members on {where.name}")
 
 
-async def one_server(fleet: Fleet, capacity: int = 10, host: str = "127.0.0.2") -> Conference:
-    """The group on a main server only."""
-    main = await fleet.start("main", host, "main")
+async def one_server(
+    fleet: Fleet, capacity: int = 10, host: str = "127.0.0.2", *, default_port: bool = False
+) -> Conference:
+    """The group on a main server only. `default_port`: the server listens on 5060 of a
+    loopback address of its own, for linphone-daemon, whose `message` command drops the
+    port of the address it is given and always sends to 5060."""
+    if default_port:
+        host = loopback_with_free_5060()
+        main = await fleet.start("main", host, "main", "--sip-port", "5060")  # last one wins
+        main.sip_port = 5060
+    else:
+        main = await fleet.start("main", host, "main")
     async with main.client() as client:
         await client.ensure_shard(GROUP, capacity)
     return Conference(main)
+
+
+def loopback_with_free_5060() -> str:
+    """A 127.0.50.x address whose SIP port 5060 is free for UDP and TCP."""
+    for last in range(1, 255):
+        host = f"127.0.50.{last}"
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind((host, 5060))
+                udp.bind((host, 5060))
+            except OSError:
+                continue
+            return host
+    raise RuntimeError("no 127.0.50.x address with port 5060 free")
 
 
 async def two_servers(fleet: Fleet, *, drain_main: bool = False) -> Conference:

@@ -55,7 +55,7 @@ async def test_receiver_shows_sender(fleet: Fleet, phone: PhoneFactory, kind: st
 async def test_each_ua_chat_reaches_the_group(fleet: Fleet, phone: PhoneFactory, kind: str) -> None:
     """Each UA chats its own way (pjsua2 in the dialog, baresip and linphone out of
     dialog from the AOR that joined); a baresip member gets the text."""
-    conf = await one_server(fleet)
+    conf = await one_server(fleet, default_port=kind == "linphone")
     reader = await joined(phone, conf, "baresip", "rita")
     writer = await joined(phone, conf, kind, "wendy")
     await conf.wait_members(2)
