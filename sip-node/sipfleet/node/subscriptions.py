@@ -87,7 +87,10 @@ class Subscriptions:
         sub.expires = expires
         ctx.respond(
             200,
-            [("Expires", str(expires)), ("Contact", f"<{self._node.server_uri}>")],
+            [
+                ("Expires", str(expires)),
+                ("Contact", f"<{self._node.stack.local_uri(self._node.name, ctx.peer)}>"),
+            ],
             to_tag=sub.dialog.local_tag,
         )
         self._notify(sub, full=True)
@@ -132,7 +135,7 @@ class Subscriptions:
         extra = (
             f"Event: conference\r\nSubscription-State: {state}\r\n"
             f"Content-Type: {CONFERENCE_INFO_TYPE}\r\n"
-            f"Contact: <{self._node.server_uri}>\r\n"
+            f"Contact: <{self._node.stack.local_uri(self._node.name, sub.dialog.peer)}>\r\n"
         ).encode()
 
         def done(response: SipResponse | None) -> None:
