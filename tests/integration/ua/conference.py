@@ -42,17 +42,24 @@ class Conference:
 
 
 async def one_server(
-    fleet: Fleet, capacity: int = 10, host: str = "127.0.0.2", *, default_port: bool = False
+    fleet: Fleet,
+    capacity: int = 10,
+    host: str = "127.0.0.2",
+    *,
+    default_port: bool = False,
+    sender_display: str = "auto",
 ) -> Conference:
     """The group on a main server only. `default_port`: the server listens on 5060 of a
     loopback address of its own, for linphone-daemon, whose `message` command drops the
-    port of the address it is given and always sends to 5060."""
+    port of the address it is given and always sends to 5060. `sender_display`: how
+    members' phones are shown who wrote a group message (sipfleet-node --sender-display)."""
+    mode = ("--sender-display", sender_display)
     if default_port:
         host = loopback_with_free_5060()
-        main = await fleet.start("main", host, "main", "--sip-port", "5060")  # last one wins
+        main = await fleet.start("main", host, "main", *mode, "--sip-port", "5060")  # last wins
         main.sip_port = 5060
     else:
-        main = await fleet.start("main", host, "main")
+        main = await fleet.start("main", host, "main", *mode)
     async with main.client() as client:
         await client.ensure_shard(GROUP, capacity)
     return Conference(main)
@@ -115,7 +122,5 @@ async def only_on(conf: Conference, server: NodeProc, agent: Agent) -> None:
         return await server.members(GROUP) == 1 and await other.members(GROUP) == 0  # type: ignore[union-attr]
 
     await eventually(moved, 10, f"{agent.kind} a member of {server.name} only")
-    live = agent.calls("confirmed")
     await asyncio.sleep(3)
-    assert await server.members(GROUP) == 1, "the phone left the new server"
-    assert len(agent.calls("confirmed")) == len(live)
+    assert await server.members(GROUP) == 1, f"{agent.kind} left {server.name} (hung up)"

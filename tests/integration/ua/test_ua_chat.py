@@ -1,8 +1,9 @@
-"""Group chat with real phones: each UA's way of chatting reaches the others, and each
-receiving UA shows who wrote the message (issue 8 item 5)."""
+"""Group chat with real phones: each UA's way of chatting reaches the others, and what
+each receiving UA shows of the sender under each --sender-display mode (issue 8 item 5)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -11,13 +12,6 @@ from conference import Conference, one_server
 from node_harness import Fleet
 
 pytestmark = pytest.mark.integration
-
-SDP = "issue 8 item 1: the answer to a dynamic-first offer lacks its a=rtpmap"
-SENDER = "issue 8 item 5: phones show the group URI, not who wrote the message"
-
-
-def xfail(kind: str, *reasons: str) -> object:
-    return pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason="; ".join(reasons)))
 
 
 async def joined(phone: PhoneFactory, conf: Conference, kind: str, name: str) -> Agent:
@@ -28,30 +22,58 @@ async def joined(phone: PhoneFactory, conf: Conference, kind: str, name: str) ->
     return agent
 
 
-def shows_sender(event: dict[str, object], name: str) -> bool:
-    """The receiving UA surfaces the sender: in what it shows as the sender, or in the
-    text it shows (a 'Name: text' prefix), by user part or display name."""
-    surfaced = f"{event['shown']}\n{event['body']}".lower()
-    return name in surfaced or f"{name} q" in surfaced
+# What each phone surfaces of a group message from "wendy" under each --sender-display
+# mode (docs/user-agents.md). "prefix": the text reads "wendy: <text>". "hidden": the
+# text arrives but nothing the phone shows names wendy. "raw-cpim": the phone shows the
+# whole message/cpim body (RFC 3862 headers and all). "refused": the phone answers 4xx
+# and shows nothing (baresip 415: no message/cpim; liblinphone 488: it rejects the CPIM
+# body) and stays a member.
+SHOWN = {
+    ("auto", "pjsua2"): "prefix",
+    ("auto", "baresip"): "prefix",
+    ("auto", "linphone"): "prefix",
+    ("prefix", "pjsua2"): "prefix",
+    ("prefix", "baresip"): "prefix",
+    ("prefix", "linphone"): "prefix",
+    ("display-name", "pjsua2"): "hidden",
+    ("display-name", "baresip"): "hidden",
+    ("display-name", "linphone"): "hidden",
+    ("cpim", "pjsua2"): "raw-cpim",
+    ("cpim", "baresip"): "refused",
+    ("cpim", "linphone"): "refused",
+}
 
 
-@pytest.mark.parametrize(
-    "kind", [xfail("pjsua2", SDP, SENDER), xfail("baresip", SENDER), xfail("linphone", SDP, SENDER)]
-)
-async def test_receiver_shows_sender(fleet: Fleet, phone: PhoneFactory, kind: str) -> None:
-    """baresip writes to the group; the receiving phone shows the text and who wrote it."""
-    conf = await one_server(fleet)
+@pytest.mark.parametrize("mode", ["auto", "prefix", "display-name", "cpim"])
+@pytest.mark.parametrize("kind", ["pjsua2", "baresip", "linphone"])
+async def test_sender_shown(fleet: Fleet, phone: PhoneFactory, kind: str, mode: str) -> None:
+    """baresip writes to the group; what the receiving phone shows of the sender is
+    the row of SHOWN for the server's --sender-display mode."""
+    conf = await one_server(fleet, sender_display=mode)
     reader = await joined(phone, conf, kind, "rita")
     writer = await joined(phone, conf, "baresip", "wendy")
     await conf.wait_members(2)
     text = f"hi-{secrets.token_hex(4)}"
     await writer.send_message(conf.uri(), text)
-    got = await reader.wait_message(text)
-    assert shows_sender(got, "wendy"), got
+    expected = SHOWN[(mode, kind)]
+    if expected == "refused":
+        await asyncio.sleep(2)
+        assert not [e for e in reader.messages() if text in e["body"]], reader.messages()
+    else:
+        got = await reader.wait_message(text)
+        surfaced = f"{got['shown']}\n{got['body']}".lower()
+        if expected == "prefix":
+            assert got["body"] == f"wendy: {text}", got
+        elif expected == "hidden":
+            assert got["body"] == text and "wendy" not in surfaced, got
+        else:
+            assert got["body"].startswith('From: "wendy" <sip:wendy@'), got
+            assert got["ctype"] == "message/cpim" and got["body"].endswith(text), got
     assert not reader.calls("disconnected")
+    assert await conf.members() == 2, "a phone that refused a message is still a member"
 
 
-@pytest.mark.parametrize("kind", ["baresip", xfail("pjsua2", SDP), xfail("linphone", SDP)])
+@pytest.mark.parametrize("kind", ["baresip", "pjsua2", "linphone"])
 async def test_each_ua_chat_reaches_the_group(fleet: Fleet, phone: PhoneFactory, kind: str) -> None:
     """Each UA chats its own way (pjsua2 in the dialog, baresip and linphone out of
     dialog from the AOR that joined); a baresip member gets the text."""

@@ -9,12 +9,7 @@ from node_harness import Fleet
 
 pytestmark = pytest.mark.integration
 
-SDP_FAULT = "issue 8 item 1: the answer to a dynamic-first offer lacks its a=rtpmap"
-ALL = [
-    pytest.param("pjsua2", marks=pytest.mark.xfail(strict=True, reason=SDP_FAULT)),
-    "baresip",
-    pytest.param("linphone", marks=pytest.mark.xfail(strict=True, reason=SDP_FAULT)),
-]
+ALL = ["pjsua2", "baresip", "linphone"]
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -29,10 +24,6 @@ async def test_join_with_default_offer(fleet: Fleet, phone: PhoneFactory, kind: 
     assert await conf.members() == 1
 
 
-LATE_FAULT = "issue 8 item 1: the 200 to an INVITE without SDP carries no offer"
-
-
-@pytest.mark.xfail(strict=True, reason=LATE_FAULT)
 async def test_late_offer_join(fleet: Fleet, phone: PhoneFactory) -> None:
     """RFC 3264 5 / RFC 3261 13.2.1: an INVITE without SDP gets the offer in the 200
     and the answer comes in the ACK; PJSIP ends the call with 406 when there is none."""
