@@ -7,7 +7,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from agents import Agent
+from agent import Agent
 from node_harness import Fleet, NodeProc, eventually
 
 GROUP = "sip:conf1@example.com"

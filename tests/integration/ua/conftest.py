@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from agents import KINDS, Agent, PhoneFactory, missing
+from agent import Agent, PhoneFactory
+from agents import KINDS, missing
 from edge import Kamailio
 from node_harness import free_ports
 

@@ -7,7 +7,7 @@ import asyncio
 import secrets
 
 import pytest
-from agents import Agent, PhoneFactory
+from agent import Agent, PhoneFactory
 from conference import Conference, one_server
 from node_harness import Fleet
 

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 
 import pytest
-from agents import PhoneFactory
+from agent import PhoneFactory
 from conference import one_server, only_on, transfer, two_servers
 from edge import Kamailio
 from node_harness import Fleet

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from agents import PhoneFactory
+from agent import PhoneFactory
 from conference import one_server
 from node_harness import Fleet
 

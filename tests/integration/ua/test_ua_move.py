@@ -4,7 +4,7 @@ and an INVITE with Replaces from the new server (RFC 3891)."""
 from __future__ import annotations
 
 import pytest
-from agents import PhoneFactory
+from agent import PhoneFactory
 from conference import GROUP, only_on, transfer, two_servers
 from node_harness import Fleet
 

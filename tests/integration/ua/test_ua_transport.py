@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from agents import PhoneFactory
+from agent import PhoneFactory
 from conference import Conference, one_server
 from node_harness import Fleet
 
