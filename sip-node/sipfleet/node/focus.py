@@ -53,16 +53,16 @@ class Member:
     media: MediaSession = field(default_factory=MediaSession)  # the dialog's SDP state
     accepts_cpim: bool = False  # listed message/cpim in an Accept header
     request_prefix: bytes = b""
-    from_tail: bytes = b""
     dialog_headers: bytes = b""
+    from_rest: bytes = b""  # dialog_headers after "From: ", for a From with a display name
 
     def __post_init__(self) -> None:
         self.request_prefix = f" {self.contact} SIP/2.0\r\nVia: ".encode()
-        self.from_tail = f"<{self.local_uri}>;tag={self.local_tag}\r\n".encode()
-        self.dialog_headers = (
-            f"Max-Forwards: 70\r\n"
+        self.from_rest = (
+            f"<{self.local_uri}>;tag={self.local_tag}\r\nMax-Forwards: 70\r\n"
             f"To: <{self.aor}>;tag={self.remote_tag}\r\nCall-ID: {self.call_id}\r\n"
         ).encode()
+        self.dialog_headers = b"From: " + self.from_rest
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,10 +91,7 @@ class Member:
                 method.encode(),
                 self.request_prefix,
                 f"SIP/2.0/{transport} {sent_by};branch={branch}\r\n".encode(),
-                b"From: ",
-                from_display,
-                self.from_tail,
-                self.dialog_headers,
+                b"From: " + from_display + self.from_rest if from_display else self.dialog_headers,
                 f"CSeq: {self.local_cseq} {method}\r\n".encode(),
                 extra,
                 f"Content-Length: {len(body)}\r\n\r\n".encode(),

@@ -353,8 +353,6 @@ class Node:
                 ctx.respond(481)
                 return
             shard, sender = found[0], found[1].aor
-            if "Accept" in request.headers:
-                found[1].accepts_cpim = accepts_cpim(request.headers.get("Accept"))
         else:
             try:
                 group, shard_or_none = self.resolve(request)
@@ -366,6 +364,9 @@ class Node:
                 ctx.respond(403, reason="Not A Member")
                 return
             shard = shard_or_none
+        member = shard.by_aor.get(sender)  # the sender's own dialog, if it is on this server
+        if member is not None and "Accept" in request.headers:
+            member.accepts_cpim = accepts_cpim(request.headers.get("Accept"))
         ctx.respond(200)
         self.metrics.messages_in.inc()
         content_type = request.headers.get("Content-Type") or "text/plain"
@@ -450,12 +451,11 @@ class Node:
         from_display: bytes = b"",
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
-        request = member.request(method, self.sent_by, extra, body, None, from_display)
+        sent_by = self.stack.sent_by(member.peer)
+        request = member.request(method, sent_by, extra, body, None, from_display)
         peer = route_for_size(len(request.wire), member.peer)
         if peer is not member.peer:
-            request = member.request(
-                method, self.sent_by, extra, body, peer.transport, from_display
-            )
+            request = member.request(method, sent_by, extra, body, peer.transport, from_display)
         return request, peer, callback
 
     def group_members(self, group: str) -> set[str]:

@@ -9,10 +9,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sipfleet.node.focus import Member, peer_of
+from sipfleet.node.focus import Member
 from sipfleet.node.sip import SipResponse
 from sipfleet.node.sip.confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
 from sipfleet.node.sip.ids import new_tag
+from sipfleet.node.sip.target import UnreachableTarget
 
 if TYPE_CHECKING:
     from sipfleet.node.node import Node
@@ -72,10 +73,15 @@ class Subscriptions:
             if contact is None or not contact.uri.lower().startswith(("sip:", "sips:")):
                 ctx.respond(400, [("Warning", '399 sipfleet "SUBSCRIBE needs a SIP Contact"')])
                 return
+            try:
+                target = self._node.stack.target_of(contact.uri, ctx.peer)
+            except UnreachableTarget as exc:
+                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
+                return
             dialog = Member(
                 request.from_.uri,
                 contact.uri,
-                peer_of(contact.uri, ctx.peer.transport),
+                target,
                 request.call_id,
                 request.from_tag or "",
                 new_tag(),

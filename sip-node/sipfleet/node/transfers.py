@@ -155,7 +155,8 @@ class Transfers:
             item.call_id = member.call_id
             self._by_call[item.call_id] = (job, item)
             extra = (
-                f"Refer-To: <{target}>\r\nReferred-By: <{item.shard.uri}>\r\n"
+                f"Refer-To: <{self._node.stack.uri_for(target, member.peer)}>\r\n"
+                f"Referred-By: <{item.shard.uri}>\r\n"
                 f"Contact: <{self._node.stack.local_uri(user_of(item.shard.uri), member.peer)}>\r\n"
             ).encode()
             self._node.send_in_dialog(member, "REFER", extra, callback=answered)
@@ -293,7 +294,7 @@ class Transfers:
         self, shard: Shard, aor: str, contact: str, replaces: Replaces, report: Any
     ) -> None:
         node, peer, tag = self._node, peer_of(contact), new_tag()
-        via = f"SIP/2.0/{peer.transport.upper()} {node.sent_by};branch={new_branch()}"
+        via = f"SIP/2.0/{peer.transport.upper()} {node.stack.sent_by(peer)};branch={new_branch()}"
         call_id = new_call_id(node.host)
         headers = Headers(
             [
@@ -340,10 +341,10 @@ class Transfers:
         body, extra = b"", b""
         if response.body and "sdp" in (response.headers.get("Content-Type") or ""):
             try:
-                body = member.media.answer(response.body, self._node.host)
+                body = member.media.answer(response.body, self._node.stack.local_host(member.peer))
                 extra = b"Content-Type: application/sdp\r\n"
             except SdpError:
                 pass  # an offer that does not parse has no answer; the focus carries no media
         member.local_cseq = 0  # the ACK carries the INVITE's CSeq number (1)
-        ack = member.request("ACK", self._node.sent_by, extra, body)
+        ack = member.request("ACK", self._node.stack.sent_by(member.peer), extra, body)
         self._node.stack.transmit(ack.wire, member.peer)
