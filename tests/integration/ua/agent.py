@@ -114,6 +114,10 @@ class Agent:
             lambda e: e["event"] == "message" and body in e["body"], f"message {body!r}", timeout
         )
 
+    def call_shown(self) -> str:
+        """The phone's own words for its call's state now (what its user would see)."""
+        raise NotImplementedError
+
     async def stays_up(self, seconds: float) -> None:
         """Fail if any call ends within `seconds` (the UA hung up or was hung up on)."""
         await asyncio.sleep(seconds)

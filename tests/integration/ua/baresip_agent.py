@@ -145,6 +145,11 @@ class BaresipAgent(Agent):
         response = await self._command("message", text)
         assert response["ok"], response
 
+    def call_shown(self) -> str:
+        """The last call event baresip reported (e.g. CALL_ESTABLISHED)."""
+        calls = [e for e in self.events if e["event"] == "call"]
+        return str(calls[-1]["type"]) if calls else ""
+
     async def hangup(self) -> None:
         await self._command("hangup")
 

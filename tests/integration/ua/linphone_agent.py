@@ -37,6 +37,7 @@ class LinphoneAgent(Agent):
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _socket: Path | None = None
 
     async def start(self) -> None:
         home = self.workdir / f"linphone-{self.name}"
@@ -51,7 +52,7 @@ class LinphoneAgent(Agent):
             )
         )  # fmt: skip
         pipe = f"sipfleet-ua-{self.name}-{self.port}"
-        socket_path = Path("/tmp") / pipe
+        socket_path = self._socket = Path("/tmp") / pipe  # the daemon puts it in /tmp
         socket_path.unlink(missing_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
             LINPHONE, "--pipe", pipe, "--config", str(config), "--log", str(self.log),
@@ -123,6 +124,11 @@ class LinphoneAgent(Agent):
         response = await self.command(f"message {uri} {text}")
         assert response.get("Status") == "Ok", response
 
+    def call_shown(self) -> str:
+        """The last LinphoneCallState (e.g. LinphoneCallPausedByRemote for a=inactive)."""
+        calls = [e for e in self.events if e["event"] == "call"]
+        return str(calls[-1]["raw"].get("Event", "")) if calls else ""
+
     async def hangup(self) -> None:
         await self.command("terminate")
 
@@ -138,6 +144,8 @@ class LinphoneAgent(Agent):
         if self._writer is not None:
             self._writer.close()
         super().close()
+        if self._socket is not None:
+            self._socket.unlink(missing_ok=True)
 
 
 LINPHONE_STATES = {

@@ -71,6 +71,11 @@ class PjsuaAgent(Agent):
     async def send_message(self, uri: str, text: str) -> None:
         self._send(cmd="message", uri=uri, text=text, in_call=True)
 
+    def call_shown(self) -> str:
+        """The media status of the last call (e.g. "held by remote" for a=inactive)."""
+        media = [e for e in self.events if e["event"] == "media"]
+        return ", ".join(media[-1]["media"]) if media else ""
+
     async def hangup(self) -> None:
         self._send(cmd="hangup")
 

@@ -10,6 +10,12 @@ from node_harness import Fleet
 pytestmark = pytest.mark.integration
 
 ALL = ["pjsua2", "baresip", "linphone"]
+# What each phone shows for the focus's answer (a=inactive, docs/user-agents.md).
+SHOWN_STATE = {
+    "pjsua2": "held by remote",
+    "baresip": "CALL_ESTABLISHED",
+    "linphone": "LinphoneCallPausedByRemote",
+}
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -22,6 +28,7 @@ async def test_join_with_default_offer(fleet: Fleet, phone: PhoneFactory, kind: 
     await conf.wait_members(1)
     await agent.stays_up(4.0)
     assert await conf.members() == 1
+    assert agent.call_shown() == SHOWN_STATE[kind]
 
 
 async def test_late_offer_join(fleet: Fleet, phone: PhoneFactory) -> None:
