@@ -5,8 +5,9 @@ keeps every event it reports in `events`, and turns them into one vocabulary:
 
   {"event": "call", "state": "confirmed" | "disconnected" | "incoming" | ..., "reason": ..}
   {"event": "message", "shown": <what the UA displays as the sender>, "body": .., "from": ..}
-  {"event": "transfer", "target": ..}   the UA accepted a REFER
-  {"event": "redirect", "target": ..}   the UA followed a 3xx
+  {"event": "transfer", "target": ..}   the UA accepted a REFER (pjsua2)
+  {"event": "redirect", "target": ..}   the UA follows a 3xx (pjsua2)
+plus each UA's own events (kept for failure messages).
 
 All UAs run with their default codecs and SIP options: what the tests see is what a
 user of that phone would see. No registrar: the phones dial the group URI directly.

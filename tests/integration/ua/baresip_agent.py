@@ -103,8 +103,6 @@ class BaresipAgent(Agent):
                         {"event": "message", "shown": found["peer"], "from": found["peer"],
                          "body": found["body"]}
                     )  # fmt: skip
-                elif "transfer" in line.lower() and line.startswith("call:"):
-                    self._emit({"event": "transfer", "line": line})
         self._emit({"event": "exit"})
 
     async def _read_ctrl(self, reader: asyncio.StreamReader) -> None:

@@ -55,7 +55,7 @@ class Phone(pj.Call):  # type: ignore[misc]
     """A call that reports its state changes; kept alive in Agent.calls."""
 
     def __init__(self, agent: Agent, call_id: int = pj.PJSUA_INVALID_ID) -> None:
-        super().__init__(agent.account, call_id)
+        super().__init__(agent, call_id)
         self.agent = agent
         agent.calls.append(self)
 
@@ -99,11 +99,8 @@ class Agent(pj.Account):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[Phone] = []
-
-    @property
-    def account(self) -> Agent:
-        return self
+        self.calls: list[Phone] = []  # every call ever made or received, kept alive
+        self.buddies: list[pj.Buddy] = []  # out-of-dialog message targets, kept alive
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Phone(self, prm.callId)
@@ -155,7 +152,7 @@ class Agent(pj.Account):  # type: ignore[misc]
                 buddy = pj.Buddy()
                 buddy.create(self, buddy_cfg)
                 buddy.sendInstantMessage(send)
-                self.buddies = [*getattr(self, "buddies", []), buddy]
+                self.buddies.append(buddy)
         elif command["cmd"] == "hangup":
             for call in self.live():
                 call.hangup(pj.CallOpParam(True))
