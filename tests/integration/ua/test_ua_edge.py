@@ -82,3 +82,28 @@ async def test_refer_through_edge(
     await only_on(conf, conf.node, member)
     assert relayed(edge, "REFER", conf.main.host), edge.routed() + edge.routed("initial")
     assert not edge.unrouted()
+
+
+@pytest.mark.parametrize("kind", ALL[:1] + ALL[2:])
+async def test_tcp_phone_through_edge(
+    fleet: Fleet, phone: PhoneFactory, kamailio: EdgeFactory, kind: str
+) -> None:
+    """A TCP-only phone joins through the edge, which reaches the server over UDP and so
+    record-routes twice (RFC 3261 16.6 step 4, RFC 5658): the server's group MESSAGE
+    goes back through the edge, which relays it to the phone over TCP."""
+    conf = await one_server(fleet)
+    edge = kamailio(conf.main.host, conf.main.sip_port)
+    via_edge = f"sip:conf1@{edge.uri_host};transport=tcp"
+    member = await phone(kind, "tom", transports=("tcp",), chat_uri=via_edge)
+    await member.dial(via_edge)
+    await member.wait_call("confirmed")
+    writer = await phone("baresip", "walt", chat_uri=conf.uri())
+    await writer.dial(conf.uri())
+    await writer.wait_call("confirmed")
+    await conf.wait_members(2)
+    text = f"edge-tcp-{secrets.token_hex(4)}"
+    await writer.send_message(conf.uri(), text)
+    await member.wait_message(text)
+    assert relayed(edge, "MESSAGE", conf.main.host), edge.routed() + edge.routed("initial")
+    assert not edge.unrouted()
+    await member.stays_up(2.0)
