@@ -4,6 +4,7 @@ each receiving UA shows of the sender under each --sender-display mode (issue 8 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 
 import pytest
@@ -26,8 +27,9 @@ async def joined(phone: PhoneFactory, conf: Conference, kind: str, name: str) ->
 # mode (docs/user-agents.md). "prefix": the text reads "wendy: <text>". "hidden": the
 # text arrives but nothing the phone shows names wendy. "raw-cpim": the phone shows the
 # whole message/cpim body (RFC 3862 headers and all). "refused": the phone answers 4xx
-# and shows nothing (baresip 415: no message/cpim; liblinphone 488: it rejects the CPIM
-# body) and stays a member.
+# and shows nothing (baresip 415: no message/cpim; liblinphone 488: it rejects CPIM
+# whose From is not the SIP From, "[CPIM] Sender authentication failed") and stays a
+# member.
 SHOWN = {
     ("auto", "pjsua2"): "prefix",
     ("auto", "baresip"): "prefix",
@@ -44,8 +46,23 @@ SHOWN = {
 }
 
 
-@pytest.mark.parametrize("mode", ["auto", "prefix", "display-name", "cpim"])
-@pytest.mark.parametrize("kind", ["pjsua2", "baresip", "linphone"])
+# RFC 3862 From-header = "From" ": " [ Formal-name ] "<" URI ">" with
+# Formal-name = 1*( Token SP ) / String: a quoted name is followed directly by "<".
+CPIM_FROM = re.compile(r'^From: (?:(?:[^\s"<>]+ )+|"(?:[^"\\]|\\.)*")?<sip:wendy@[^>]+>$')
+CPIM_SYNTAX = (
+    "issue 8 item 5: the CPIM From is 'From: \"wendy\" <sip:..>', a space after the quoted "
+    "name that RFC 3862's ABNF does not allow (liblinphone: '[CPIM] Message is invalid')"
+)
+PARAMS = [
+    pytest.param(kind, mode, marks=pytest.mark.xfail(strict=True, reason=CPIM_SYNTAX))
+    if SHOWN[(mode, kind)] == "raw-cpim"
+    else (kind, mode)
+    for kind in ("pjsua2", "baresip", "linphone")
+    for mode in ("auto", "prefix", "display-name", "cpim")
+]
+
+
+@pytest.mark.parametrize(("kind", "mode"), PARAMS)
 async def test_sender_shown(fleet: Fleet, phone: PhoneFactory, kind: str, mode: str) -> None:
     """baresip writes to the group; what the receiving phone shows of the sender is
     the row of SHOWN for the server's --sender-display mode."""
@@ -67,7 +84,7 @@ async def test_sender_shown(fleet: Fleet, phone: PhoneFactory, kind: str, mode: 
         elif expected == "hidden":
             assert got["body"] == text and "wendy" not in surfaced, got
         else:
-            assert got["body"].startswith('From: "wendy" <sip:wendy@'), got
+            assert CPIM_FROM.match(got["body"].splitlines()[0]), got
             assert got["ctype"] == "message/cpim" and got["body"].endswith(text), got
     assert not reader.calls("disconnected")
     assert await conf.members() == 2, "a phone that refused a message is still a member"
