@@ -175,7 +175,6 @@ class SipStack:
     ) -> None:
         self.host, self.port, self.app = host, port, app
         self.metrics, self.limiter = metrics, limiter
-        self.exempt: frozenset[str] = frozenset()  # peer server IPs, not rate limited
         self._loop = asyncio.get_running_loop()
         self.layer = TransactionLayer()
         self.clock = LayerClock(self._loop, self.layer, self.process)
@@ -185,6 +184,15 @@ class SipStack:
         self._tcp = TcpPool(self._loop, self, metrics, tcp_limits)
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
+
+    @property
+    def exempt(self) -> frozenset[str]:
+        """Peer server addresses: not rate limited, nor held to the TCP per-source cap."""
+        return self._tcp.exempt
+
+    @exempt.setter
+    def exempt(self, hosts: frozenset[str]) -> None:
+        self._tcp.exempt = hosts
 
     def now(self) -> float:
         return self._loop.time()

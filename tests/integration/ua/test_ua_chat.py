@@ -49,14 +49,8 @@ SHOWN = {
 # RFC 3862 From-header = "From" ": " [ Formal-name ] "<" URI ">" with
 # Formal-name = 1*( Token SP ) / String: a quoted name is followed directly by "<".
 CPIM_FROM = re.compile(r'^From: (?:(?:[^\s"<>]+ )+|"(?:[^"\\]|\\.)*")?<sip:wendy@[^>]+>$')
-CPIM_SYNTAX = (
-    "issue 8 item 5: the CPIM From is 'From: \"wendy\" <sip:..>', a space after the quoted "
-    "name that RFC 3862's ABNF does not allow (liblinphone: '[CPIM] Message is invalid')"
-)
 PARAMS = [
-    pytest.param(kind, mode, marks=pytest.mark.xfail(strict=True, reason=CPIM_SYNTAX))
-    if SHOWN[(mode, kind)] == "raw-cpim"
-    else (kind, mode)
+    (kind, mode)
     for kind in ("pjsua2", "baresip", "linphone")
     for mode in ("auto", "prefix", "display-name", "cpim")
 ]
