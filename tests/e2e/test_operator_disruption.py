@@ -239,13 +239,14 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
         timeout=30,
     )
     first, first_ip, on_first = f.busiest_node()
+    second = next(n for n in f.ips() if "-node-" in n and n != first and _running(f, n))
     moves_before = len(f.members.moves())
     allowed, answer = evict(f.kube, NS, first)
     assert allowed, answer
 
     # While the first server stops, the budget refuses a second eviction.
-    second = next(n for n in f.ips() if "-node-" in n and n != first and _running(f, n))
     refused, answer = evict(f.kube, NS, second)
+    assert _exists(f, first), "the first server exited before the second eviction was tried"
     assert not refused, "a second server was evicted while the first was still stopping"
     assert "disruption budget" in answer, answer
 
@@ -253,18 +254,21 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
     # first server is gone and its replacement is Ready).
     started = time.monotonic()
     on_second: set[str] = set()
+    seen = ""
     second_ip = f.ips()[second]
     while True:
         on_second = {m for m, ip in f.members.locations().items() if ip == second_ip}
         moves_second = len(f.members.moves())
         allowed, answer = evict(f.kube, NS, second)
         if allowed:
+            budget = find_json(f.kube, "pdb", "dis-servers", "-n", NS) or {}
+            seen = f"{f.describe()}; budget spec {budget.get('spec')} status {budget.get('status')}"
             break
         assert "disruption budget" in answer, answer
         assert time.monotonic() - started < GRACE + 60, "the budget never allowed the 2nd"
         time.sleep(1)
     waited = time.monotonic() - started
-    assert not _exists(f, first), "the second eviction came before the first server was gone"
+    assert not _exists(f, first), f"the second eviction came before the first was gone: {seen}"
     wait_for("the second server to exit", lambda: not _exists(f, second), timeout=GRACE + 10)
     assert_moved_away(f, on_first, first_ip, moves_before)
     assert_moved_away(f, on_second, second_ip, moves_second)
@@ -279,3 +283,58 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
 
 def _exists(f: Fleet, name: str) -> bool:
     return find_json(f.kube, "pod", name, "-n", NS) is not None
+
+
+def test_a_node_template_change_rolls_every_node_one_at_a_time(grown: Fleet) -> None:
+    f = grown
+    settle(f)
+    before = {n: ip for n, ip in f.ips().items() if "-node-" in n}
+    old_uids = {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")}  # names are reused
+    moves_before = len(f.members.moves())
+    started = time.monotonic()
+    f.kube.kubectl(
+        "patch",
+        "sipfleet",
+        "dis",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"nodeTemplate":{"env":[{"name":"SIPFLEET_LOG_LEVEL","value":"INFO"}]}}}',
+    )
+    most_stopping = 0
+    sent = ""
+    while True:
+        found = pods(f.kube, NS)
+        stopping = [p for p in found if p["metadata"].get("deletionTimestamp")]
+        most_stopping = max(most_stopping, len(stopping))
+        if stopping and not sent:  # a group message while the first node moves its members
+            sent = send_group_message(f.main_ip, f.workdir, "during-rollout")
+        fleet_st = (find_json(f.kube, "sipfleet", "dis", "-n", NS) or {}).get("status") or {}
+        uids = {p["metadata"]["uid"] for p in found}
+        if not uids & old_uids and fleet_st.get("updatedNodes") == 3 and f.all_ready(4):
+            break
+        assert time.monotonic() - started < 180, f"rollout stuck: {f.describe()}; {fleet_st}"
+        time.sleep(0.5)
+    took = time.monotonic() - started
+    assert most_stopping == 1, f"{most_stopping} nodes were stopping at once (maxUnavailable 1)"
+    rolling = next(c for c in fleet_st["conditions"] if c["type"] == "Rolling")
+    assert rolling["status"] == "False", rolling
+    reasons = [r for r, _ in events(f.kube, NS)]
+    assert reasons.count("RollingUpdate") >= 3
+    assert not [m for r, m in events(f.kube, NS) if r == "MembersNotMoved"]
+    # Every member of an old node moved; nobody is left on a stopped server.
+    where = f.members.locations()
+    assert len(where) == MEMBERS
+    assert not set(where.values()) & set(before.values()) - set(f.ips().values())
+    moved = {m for m, _ in f.members.moves()[moves_before:]}
+    assert sent, "no node was ever seen stopping"
+    got_during = f.members.received(sent)
+    settle(f)
+    assert_everyone_gets(f, "after-rollout")
+    assert len(f.members.received(sent)) == MEMBERS, "a member missed the message sent mid-rollout"
+    print(
+        f"\nrollout of 3 nodes: {took:.1f}s, {len(moved)} members moved, at most "
+        f"{most_stopping} node stopping at once, 0 lost; mid-rollout message reached "
+        f"{len(got_during)}/{MEMBERS} at once"
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-from sipfleet.operator import metrics
+from sipfleet.operator import metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
 from sipfleet.operator.executor import Event, Executor, Outcome
@@ -95,8 +95,11 @@ async def load_context(
 
 
 async def _observe(rt: Runtime, ctx: Context) -> Observed:
-    source = rt.load_source(ctx.snapshot.spec.metrics)
-    return await observe(ctx.snapshot.view, ctx.name, ctx.spec.uri, source)
+    snap = ctx.snapshot
+    template = rollout.node_template_hash(snap.body, snap.spec)
+    return await observe(
+        snap.view, ctx.name, ctx.spec.uri, rt.load_source(snap.spec.metrics), template
+    )
 
 
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.operator import pods as podlib
+from sipfleet.operator import rollout
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
@@ -112,6 +113,8 @@ class Executor:
             if created and all(e.server != created.server for e in entries):
                 entries.append(created)
         await self.push_routes(decision.group, entries)
+        for action in decision.roll:  # graceful: the node moves its members, then exits
+            await self._delete(action.server, action.reason, event="RollingUpdate")
         for action in decision.drain:
             await self._drain(action.server, action.reason)
         if decision.transfers:
@@ -267,16 +270,17 @@ class Executor:
             log.info("not deleting %s yet: it still has members or a running transfer", server)
         return busy
 
-    async def _delete(self, server: str, reason: str) -> None:
+    async def _delete(self, server: str, reason: str, *, event: str = "NodeDeleted") -> None:
         try:
             await self.rt.kube.delete_pod(self.namespace, server)
         except _FAILURES as exc:
             self.outcome.failed("DeleteFailed", f"{reason}: {exc}")
             return
-        self.outcome.did("NodeDeleted", reason)
+        self.outcome.did(event, reason)
 
     async def _create_nodes(self, count: int, reason: str) -> None:
         spec = podlib.server_pod_spec(self.fleet, self.fleet_spec, "node", self.conference)
+        template = rollout.node_template_hash(self.fleet_body, self.fleet_spec)
         async with self.rt.pod_lock((self.namespace, self.fleet)):
             fleet_pods = await self.rt.kube.list_pods(
                 self.namespace, podlib.fleet_selector(self.fleet, "node")
@@ -288,6 +292,7 @@ class Executor:
             for index in free_indices(used, count):
                 name = podlib.node_pod_name(self.fleet, index)
                 body = podlib.server_pod(self.fleet_body, name, "node", spec, index)
+                body["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: template}
                 try:
                     await self._create(body)
                 except _FAILURES as exc:

@@ -254,6 +254,19 @@ class DisruptionPolicy(CrdModel):
     )
 
 
+class RolloutPolicy(CrdModel):
+    """How a change of the node template reaches running node Pods."""
+
+    max_unavailable: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Node Pods stopped at once to be replaced by Pods of the new template; "
+        "each moves its members away first (graceful exit) and its replacement starts at "
+        "once (surge = the same number).",
+    )
+
+
 class SipFleetSpec(CrdModel):
     """Desired state of a fleet: one main SIP server plus elastic nodes."""
 
@@ -286,6 +299,9 @@ class SipFleetSpec(CrdModel):
     metrics: MetricsSpec = _section(MetricsSpec, "Load source: Prometheus or direct scraping.")
     disruption: DisruptionPolicy = _section(
         DisruptionPolicy, "Graceful exit of a server Kubernetes stops: pace and grace period."
+    )
+    rollout: RolloutPolicy = _section(
+        RolloutPolicy, "Rolling update of node Pods when the node template changes."
     )
     admin_token_secret: str | None = Field(
         default=None,
@@ -370,6 +386,9 @@ class SipFleetStatus(CrdModel):
     )
     node_count: int = Field(default=0, ge=0, description="Number of node Pods (any state).")
     ready_nodes: int = Field(default=0, ge=0, description="Number of ready node Pods.")
+    updated_nodes: int = Field(
+        default=0, ge=0, description="Node Pods running the current node template."
+    )
 
 
 # --------------------------------------------------------------------------- SipConference
@@ -603,6 +622,9 @@ FLEET = Resource(
         PrinterColumn("Domain", "string", ".spec.mainServer.domain", "SIP domain.", 1),
         PrinterColumn("Nodes", "integer", ".status.nodeCount", "Node Pods."),
         PrinterColumn("Ready", "integer", ".status.readyNodes", "Ready node Pods."),
+        PrinterColumn(
+            "Updated", "integer", ".status.updatedNodes", "Nodes on the current template."
+        ),
         _AGE,
     ),
 )

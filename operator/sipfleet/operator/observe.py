@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 
 from sipfleet.node.admin_client import AdminError
 from sipfleet.operator import pods as podlib
+from sipfleet.operator import rollout
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.loadsource import (
     UNMOVED_METRIC,
@@ -75,8 +76,10 @@ def server_observation(
     state: Mapping[str, Any] | None,
     shard: Shard | None,
     load: LoadReading,
+    template: str | None = None,
 ) -> ServerObservation:
-    """One server as the planner sees it; ``shard`` is the group's (``shard_of``).
+    """One server as the planner sees it; ``shard`` is the group's (``shard_of``),
+    ``template`` the fleet's current node template digest (rollout.py).
 
     See the module docstring for how members are chosen.
     """
@@ -112,6 +115,7 @@ def server_observation(
         metrics=metrics,
         created_at=created_at(pod),
         terminating=stopping,
+        outdated=template is not None and role == "node" and rollout.outdated(pod, template),
     )
 
 
@@ -233,11 +237,16 @@ async def _maybe(aw: Awaitable[T]) -> T | None:
 
 
 async def observe(
-    view: FleetView, conference: str, group: str, load_source: LoadSource | None
+    view: FleetView,
+    conference: str,
+    group: str,
+    load_source: LoadSource | None,
+    template: str | None = None,
 ) -> Observed:
     """One conference's servers (main + its nodes) from the fleet view, plus the load.
 
-    ``load_source`` None reads the view's scraped /metrics.
+    ``load_source`` None reads the view's scraped /metrics; ``template`` is
+    the fleet's current node template digest (None: no rolling update).
     """
     main_pod = view.main_pod
     mine = tuple(p for p in view.node_pods if podlib.conference_of(p) == conference)
@@ -257,6 +266,7 @@ async def observe(
             states.get(p["metadata"]["name"]),
             group_shards.get(p["metadata"]["name"]),
             load,
+            template,
         )
         for p in servers
     ]

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sipfleet.operator import pods as podlib
+from sipfleet.operator import rollout
 from sipfleet.operator.conditions import Condition, merge_conditions, timestamp
 from sipfleet.operator.models import SipConferenceStatus, SipFleetStatus
 from sipfleet.operator.planner import Decision, Limit, Observations
@@ -145,9 +146,20 @@ def fleet_status(
     generation: int | None,
     previous: Mapping[str, Any] | None,
     now: datetime,
+    template: str | None = None,
 ) -> Status:
-    """The SipFleet status: main server, node Pods and their readiness."""
+    """The SipFleet status: main server, node Pods and their readiness.
+
+    ``template`` is the current node template digest (rollout.py): nodes
+    built from another are counted as not updated, and the ``Rolling``
+    condition is True until none is left, as a Deployment's progress.
+    """
     node_list = list(node_pods)
+    old = [
+        p["metadata"]["name"]
+        for p in node_list
+        if template is not None and rollout.outdated(p, template)
+    ]
     nodes = []
     for pod in sorted(node_list, key=lambda p: p["metadata"]["name"]):
         name = pod["metadata"]["name"]
@@ -180,6 +192,14 @@ def fleet_status(
         Condition("Degraded", "True", "PodFailed", f"failed pods: {', '.join(failed)}")
         if failed
         else Condition("Degraded", "False", "AsExpected", ""),
+        Condition(
+            "Rolling",
+            "True",
+            "RollingUpdate",
+            f"{len(nodes) - len(old)}/{len(nodes)} nodes updated; old template: {', '.join(old)}",
+        )
+        if old
+        else Condition("Rolling", "False", "AllNodesUpdated", f"{len(nodes)} nodes updated"),
     ]
     raw = {
         "observedGeneration": generation,
@@ -194,5 +214,6 @@ def fleet_status(
         "nodes": nodes,
         "nodeCount": len(nodes),
         "readyNodes": sum(1 for n in nodes if n["ready"]),
+        "updatedNodes": len(nodes) - len(old),
     }
     return SipFleetStatus.model_validate(raw).to_k8s()

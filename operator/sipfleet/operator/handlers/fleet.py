@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 import pydantic
-from sipfleet.operator import disruption, metrics
+from sipfleet.operator import disruption, metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipFleetSpec
@@ -51,11 +51,19 @@ async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> None:
     await rt.kube.ensure_pod(body["metadata"]["namespace"], pod)
 
 
-async def ensure_budget(rt: Runtime, body: Obj, pods: list[Obj]) -> None:
-    """Create or resize the fleet's PodDisruptionBudget (one server at a time)."""
-    await rt.kube.apply_pdb(
-        body["metadata"]["namespace"], disruption.pod_disruption_budget(body, pods)
-    )
+async def ensure_budget(rt: Runtime, body: Obj) -> None:
+    """Create or resize the fleet's PodDisruptionBudget (one server at a time).
+
+    The Pods are listed under the fleet's budget lock, so of two updates
+    racing (a Pod terminating, its replacement created) the one that lists
+    last also writes last: a stale count never overwrites a newer one.
+    """
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    async with rt.budget_lock((namespace, name)):
+        pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
+        budget = disruption.pod_disruption_budget(body, pods)
+        await rt.kube.apply_pdb(namespace, budget)
+        log.info("budget %s/%s: minAvailable %d", namespace, name, budget["spec"]["minAvailable"])
 
 
 async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
@@ -64,8 +72,7 @@ async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
         body = await rt.kube.read_custom(GROUP, VERSION, namespace, FLEET.plural, fleet)
         if body is None:
             return
-        pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(fleet))
-        await ensure_budget(rt, body, pods)
+        await ensure_budget(rt, body)
     except KUBE_ERRORS as exc:
         log.info("disruption budget of %s/%s not updated: %s", namespace, fleet, exc)
 
@@ -96,7 +103,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             kopf.event(body, type="Warning", reason="TokenInvalid", message=str(exc))
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
         try:
-            await ensure_budget(rt, obj, pods)
+            await ensure_budget(rt, obj)
         except KUBE_ERRORS as exc:
             metrics.ERRORS.labels("fleet").inc()
             kopf.event(body, type="Warning", reason="BudgetFailed", message=str(exc))
@@ -109,6 +116,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             meta.get("generation"),
             dict(status),
             datetime.now(UTC),
+            rollout.node_template_hash(obj, fleet_spec),
         )
         patch.status.update(status_patch(status, new))
         metrics.set_fleet(
