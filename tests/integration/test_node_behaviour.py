@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from sipfleet.node import transfers
 from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
@@ -356,3 +357,118 @@ async def test_refused_refer_fails_the_transfer(server: Node, ua: UAFactory) -> 
         "sipfleet_node_transfers_total", {"outcome": "failed"}
     )
     assert failed == 1
+
+
+async def test_requests_follow_the_route_set(server: Node, ua: UAFactory) -> None:
+    """Members behind a Record-Routing proxy get every in-dialog request through it
+    (RFC 3261 12.1.1, 12.2.1.1): loose router -> Route headers, Request-URI the
+    Contact; strict router -> Request-URI the router, the Contact last in Route. The
+    focus's Contact says isfocus and its requests keep the dialog's identities
+    (RFC 4579)."""
+    alice, bob, carol, proxy = [await ua(n) for n in ("alice", "bob", "carol", "proxy")]
+    loose = f"<sip:127.0.0.1:{proxy.port};lr>"
+    alice.send(server, "INVITE", GROUP, extra=f"Record-Route: {loose}")
+    joined = await alice.final()
+    assert joined.status == 200 and joined.headers.get("Record-Route") == loose
+    assert joined.contact is not None and "isfocus" in joined.contact.params
+    alice.peer_tag = joined.to_tag
+    strict = f"<sip:127.0.0.1:{proxy.port};maddr=127.0.0.1>"
+    bob.send(server, "INVITE", GROUP, extra=f"Record-Route: {strict}")
+    assert (await bob.final()).status == 200
+    await carol.join(server, uri=GROUP)  # the shard has room for two: a redirect
+    server.ensure_shard(GROUP, 3)
+    assert (await carol.join(server)).status == 200
+    carol.send(server, "MESSAGE", f"sip:conf7@{server.sent_by}", body=b"hi", ctype="text/plain")
+    assert (await carol.final()).status == 200
+    seen = {}
+    for _ in range(2):
+        request = await proxy.request()
+        assert request.method == "MESSAGE"
+        seen[request.call_id] = request
+        proxy.answer(request)
+    via_loose, via_strict = seen[alice.call_id], seen[bob.call_id]
+    assert via_loose.uri == f"sip:alice@127.0.0.1:{alice.port}"
+    assert via_loose.headers.get_list("Route") == [loose]
+    assert via_loose.from_.uri == GROUP and via_loose.to.uri == alice.aor  # as created
+    assert via_strict.uri == f"sip:127.0.0.1:{proxy.port};maddr=127.0.0.1"
+    assert via_strict.headers.get_list("Route") == [f"<sip:bob@127.0.0.1:{bob.port}>"]
+    with pytest.raises(TimeoutError):
+        await alice.receive(timeout=0.3)  # nothing straight to the member
+    # A conference subscription through the proxy: its NOTIFYs take the route too.
+    alice.send(
+        server,
+        "SUBSCRIBE",
+        GROUP,
+        in_dialog=False,
+        call_id="sub-1",
+        extra=f"Event: conference\r\nRecord-Route: {loose}",
+    )
+    assert (await alice.final()).status == 200
+    notify = await proxy.request()
+    assert notify.method == "NOTIFY" and notify.headers.get_list("Route") == [loose]
+    proxy.answer(notify)
+    await server.delete_shard(GROUP)  # BYE to every member, through the proxy
+    byes = {(await proxy.request()).method for _ in range(2)}
+    assert byes == {"BYE"}
+
+
+async def test_refer_to_server_falls_back_to_refer_without_replaces(
+    server: Node, ua: UAFactory
+) -> None:
+    """RFC 3891 6: only a member that announced Supported: replaces is INVITEd with
+    Replaces; the others are sent an in-dialog REFER to the target."""
+    bob = await ua("bob")
+    await bob.join(server)  # no Supported: replaces
+    target = "sip:conf7-node9@127.0.0.9:5060"
+    server.start_transfer(TransferRequest(GROUP, target, "refer-to-server", 10.0, count=1))
+    refer = await bob.request()
+    assert refer.method == "REFER" and refer.headers.get("Refer-To") == f"<{target}>"
+    assert refer.contact is not None and "isfocus" in refer.contact.params
+    bob.answer(refer, 603)
+
+
+async def test_ringing_replaces_invite_is_cancelled(
+    server: Node, ua: UAFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An INVITE with Replaces that only rings is CANCELled (RFC 3261 9.1), and the
+    transfer fails with the member kept on the old server."""
+    monkeypatch.setattr(transfers, "RING_TIMEOUT", 0.5)
+    node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
+    await node.start()
+    try:
+        target = str(node.ensure_shard(GROUP, 5)[0]["uri"])
+        table = {
+            GROUP: (
+                RouteEntry("main", server.shards[GROUP].uri, "active", 0),
+                RouteEntry("node1", target, "active", 5),
+            )
+        }
+        server.put_routes(1, table)
+        node.put_routes(1, table)
+        bob = await ua("bob")
+        bob.send(server, "INVITE", f"sip:conf7@{server.sent_by}", extra="Supported: replaces")
+        joined = await bob.final()
+        assert joined.status == 200
+        bob.peer_tag = joined.to_tag
+        bob.cseq -= 1
+        bob.send(server, "ACK", f"sip:conf7@{server.sent_by}")
+        job = server.start_transfer(
+            TransferRequest(GROUP, target, "refer-to-server", 10.0, count=1)
+        )
+        invite = await bob.request()
+        assert invite.method == "INVITE" and invite.headers.get("Replaces")
+        bob.answer(invite, 180)
+        cancel = await bob.request()
+        assert cancel.method == "CANCEL" and cancel.via.branch == invite.via.branch
+        bob.answer(cancel)
+        bob.answer(invite, 487)
+        ack = await bob.request()
+        assert ack.method == "ACK"
+        for _ in range(50):
+            if server.transfer(job["id"])["state"] != "running":
+                break
+            await asyncio.sleep(0.05)
+        assert server.transfer(job["id"])["failed"] == 1
+        assert [m.aor for m in server.shards[GROUP].members.values()] == [bob.aor]
+    finally:
+        node.close()

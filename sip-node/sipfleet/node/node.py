@@ -20,7 +20,16 @@ from typing import Any, ClassVar
 
 from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.config import Config
-from sipfleet.node.focus import Member, Shard, peer_of, shard_uri, user_of
+from sipfleet.node.focus import (
+    NO_FIELDS,
+    Member,
+    Shard,
+    focus_contact,
+    peer_of,
+    shard_uri,
+    supports_replaces,
+    user_of,
+)
 from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
@@ -29,7 +38,9 @@ from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import inactive_answer
 from sipfleet.node.sip import SipRequest, SipResponse
+from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
+from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.stack import (
     Outgoing,
     RequestContext,
@@ -201,7 +212,8 @@ class Node:
     def handle_unacked(self, request: SipRequest) -> None:
         """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
         for shard, member in list(self._dialogs.values()):
-            if member.call_id == request.call_id and member.remote_tag == request.from_tag:
+            dialog = member.dialog
+            if dialog.call_id == request.call_id and dialog.remote_tag == request.from_tag:
                 self.remove_member(shard, member, bye=True)
 
     def handle_request(self, ctx: RequestContext) -> None:
@@ -219,6 +231,20 @@ class Node:
         tag = request.to_tag
         return None if tag is None else self._dialogs.get((request.call_id, tag))
 
+    def _in_dialog_request(self, ctx: RequestContext) -> tuple[Shard, Member] | None:
+        """The member dialog an in-dialog request belongs to, its CSeq accounted for
+        and its target refresh applied (RFC 3261 12.2.2); None once answered (481
+        for no such dialog, 500 for a CSeq out of order)."""
+        found = self._dialog(ctx.request)
+        if found is None:
+            ctx.respond(481)
+            return None
+        status = found[1].dialog.receive(ctx.request)
+        if status is not None:
+            ctx.respond(status, reason="CSeq Out Of Order")
+            return None
+        return found
+
     def resolve(self, request: SipRequest) -> tuple[str, Shard | None]:
         """The group a request is addressed to, and this server's shard of it if any."""
         user = request.request_uri.user or ""
@@ -233,11 +259,9 @@ class Node:
     def _on_invite(self, ctx: RequestContext) -> None:
         request = ctx.request
         if request.to_tag is not None:
-            found = self._dialog(request)
-            if found is None:
-                ctx.respond(481)
-            else:
-                self._answer_invite(ctx, found[0], found[1].local_tag)
+            found = self._in_dialog_request(ctx)
+            if found is not None:  # a re-INVITE: it may have refreshed the remote target
+                self._answer_invite(ctx, found[0], found[1].dialog.local_tag)
             return
         try:
             group, shard = self.resolve(request)
@@ -260,17 +284,12 @@ class Node:
         )
         if isinstance(decision, Join):
             assert shard is not None
-            member = Member(
-                aor,
-                contact.uri,
-                peer_of(contact.uri, ctx.peer.transport),
-                request.call_id,
-                request.from_tag or "",
-                new_tag(),
-                shard.uri,
+            dialog = Dialog.as_uas(
+                request, new_tag(), focus_contact(shard.uri), transport=ctx.peer.transport
             )
+            member = Member(aor, dialog, ctx.peer.transport, supports_replaces(request))
             self.add_member(shard, member)
-            self._answer_invite(ctx, shard, member.local_tag)
+            self._answer_invite(ctx, shard, dialog.local_tag)
         elif isinstance(decision, Redirect):
             self.reservations.reserve(decision.uri, aor, now)
             self.metrics.redirects.labels(group).inc()
@@ -280,7 +299,7 @@ class Node:
 
     def _answer_invite(self, ctx: RequestContext, shard: Shard, local_tag: str) -> None:
         headers = [
-            ("Contact", f"<{shard.uri}>"),
+            ("Contact", focus_contact(shard.uri)),
             ("Allow", ALLOW),
             ("Supported", "replaces, norefersub"),
         ]
@@ -292,9 +311,8 @@ class Node:
         ctx.respond(200, headers, body, to_tag=local_tag)
 
     def _on_bye(self, ctx: RequestContext) -> None:
-        found = self._dialog(ctx.request)
+        found = self._in_dialog_request(ctx)
         if found is None:
-            ctx.respond(481)
             return
         ctx.respond(200)
         self.remove_member(found[0], found[1], bye=False)
@@ -316,9 +334,8 @@ class Node:
     def _on_message(self, ctx: RequestContext) -> None:
         request = ctx.request
         if request.to_tag is not None:
-            found = self._dialog(request)
+            found = self._in_dialog_request(ctx)
             if found is None:
-                ctx.respond(481)
                 return
             shard, sender = found[0], found[1].aor
         else:
@@ -400,24 +417,27 @@ class Node:
         self,
         member: Member,
         method: str,
-        extra: bytes = b"",
+        extra: HeaderBlock = NO_FIELDS,
         body: bytes = b"",
         callback: ResponseCallback | None = None,
-    ) -> None:
-        self.stack.send_request(*self._in_dialog(member, method, extra, body, callback))
+    ) -> str:
+        """Send a request in `member`'s dialog (through its route set); returns the
+        client transaction id."""
+        return self.stack.send_request(*self._in_dialog(member, method, extra, body, callback))
 
     def _in_dialog(
         self,
         member: Member,
         method: str,
-        extra: bytes,
+        extra: HeaderBlock,
         body: bytes,
         callback: ResponseCallback | None,
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
+        hop = member.peer
         request = member.request(method, self.sent_by, extra, body)
-        peer = route_for_size(len(request.wire), member.peer)
-        if peer is not member.peer:
+        peer = route_for_size(len(request.data), hop)
+        if peer is not hop:
             request = member.request(method, self.sent_by, extra, body, peer.transport)
         return request, peer, callback
 
@@ -548,9 +568,9 @@ class Node:
         recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
         if not recipients:
             return  # nothing to send or to time (4-5 us of batch and metrics saved)
-        extra = (
-            f"{SENDER_HEADER}: <{envelope.sender}>\r\nContent-Type: {envelope.content_type}\r\n"
-        ).encode()
+        extra = HeaderBlock(
+            [(SENDER_HEADER, f"<{envelope.sender}>"), ("Content-Type", envelope.content_type)]
+        )
         transferring = sum(m.state == "transferring" for m in recipients)
         if transferring:
             self.metrics.duplicates.inc(transferring)

@@ -9,10 +9,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sipfleet.node.focus import Member, peer_of
+from sipfleet.node.focus import Member
 from sipfleet.node.sip import SipResponse
 from sipfleet.node.sip.confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
+from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_tag
+from sipfleet.node.sip.message import HeaderBlock
 
 if TYPE_CHECKING:
     from sipfleet.node.node import Node
@@ -25,7 +27,7 @@ NOTIFY_DELAY = 0.05
 @dataclass(eq=False)
 class Subscription:
     group: str
-    dialog: Member
+    subscriber: Member
     expires: int
     version: int = 0
     known: frozenset[str] = frozenset()
@@ -62,6 +64,10 @@ class Subscriptions:
             if sub is None:
                 ctx.respond(481)
                 return
+            status = sub.subscriber.dialog.receive(request)  # CSeq order, target refresh
+            if status is not None:
+                ctx.respond(status, reason="CSeq Out Of Order")
+                return
         else:
             try:
                 group, _ = self._node.resolve(request)
@@ -72,23 +78,18 @@ class Subscriptions:
             if contact is None or not contact.uri.lower().startswith(("sip:", "sips:")):
                 ctx.respond(400, [("Warning", '399 sipfleet "SUBSCRIBE needs a SIP Contact"')])
                 return
-            dialog = Member(
-                request.from_.uri,
-                contact.uri,
-                peer_of(contact.uri, ctx.peer.transport),
-                request.call_id,
-                request.from_tag or "",
-                new_tag(),
-                group,
+            dialog = Dialog.as_uas(
+                request, new_tag(), f"<{self._node.server_uri}>", transport=ctx.peer.transport
             )
-            sub = Subscription(group, dialog, expires)
-            self._by_dialog[dialog.key] = sub
+            subscriber = Member(request.from_.uri, dialog, ctx.peer.transport)
+            sub = Subscription(group, subscriber, expires)
+            self._by_dialog[subscriber.key] = sub
             self._by_group.setdefault(group, set()).add(sub)
         sub.expires = expires
         ctx.respond(
             200,
             [("Expires", str(expires)), ("Contact", f"<{self._node.server_uri}>")],
-            to_tag=sub.dialog.local_tag,
+            to_tag=sub.subscriber.dialog.local_tag,
         )
         self._notify(sub, full=True)
         if sub.timer is not None:
@@ -129,22 +130,24 @@ class Subscriptions:
         )
         sub.known = members
         state = f"active;expires={sub.expires}" if sub.expires else "terminated;reason=timeout"
-        extra = (
-            f"Event: conference\r\nSubscription-State: {state}\r\n"
-            f"Content-Type: {CONFERENCE_INFO_TYPE}\r\n"
-            f"Contact: <{self._node.server_uri}>\r\n"
-        ).encode()
+        extra = HeaderBlock(
+            [
+                ("Event", "conference"),
+                ("Subscription-State", state),
+                ("Content-Type", CONFERENCE_INFO_TYPE),
+            ]
+        )
 
         def done(response: SipResponse | None) -> None:
             if response is None or response.status in (404, 405, 408, 481, 489, 501):
                 self._drop(sub)
 
-        self._node.send_in_dialog(sub.dialog, "NOTIFY", extra, body, done)
+        self._node.send_in_dialog(sub.subscriber, "NOTIFY", extra, body, done)
 
     def _drop(self, sub: Subscription) -> None:
         if sub.timer is not None:
             sub.timer.cancel()
-        self._by_dialog.pop(sub.dialog.key, None)
+        self._by_dialog.pop(sub.subscriber.key, None)
         subs = self._by_group.get(sub.group)
         if subs is not None:
             subs.discard(sub)

@@ -4,7 +4,11 @@
 shard; the member INVITEs the target and reports in NOTIFY message/sipfrag
 (none if it answers Refer-Sub: false, RFC 4488). `refer-to-server`: a signed
 REFER to the target server, which INVITEs the member with Replaces (RFC 3891)
-naming the member's dialog here, and reports back in NOTIFY.
+naming the member's dialog here, through the member's route set, and reports
+back in NOTIFY. Only members that announced `Supported: replaces` get such an
+INVITE; the others are sent the REFER instead (RFC 3891 6: a UA without
+Replaces would take it as a new call). An INVITE that rings without an answer
+is CANCELled after RING_TIMEOUT seconds (RFC 3261 9.1).
 
 A member is let go here (BYE) only once the target server's roster, which
 comes down the distribution tree, lists it: messages sent meanwhile are
@@ -17,15 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sipfleet.node.admin_api import Conflict, TransferRequest
-from sipfleet.node.focus import Member, Shard, peer_of
-from sipfleet.node.s2s import MEMBER
+from sipfleet.node.focus import Member, Shard, focus_contact, peer_of, supports_replaces
+from sipfleet.node.s2s import MEMBER, MEMBER_ROUTE
 from sipfleet.node.sdp import inactive_answer
-from sipfleet.node.sip import Headers, NameAddr, SipParseError, SipRequest, SipResponse, SipUri
-from sipfleet.node.sip.ids import new_branch, new_call_id, new_tag
+from sipfleet.node.sip import NameAddr, SipParseError, SipRequest, SipResponse, SipUri
+from sipfleet.node.sip.dialog import Dialog, new_request
+from sipfleet.node.sip.ids import new_call_id, new_tag
+from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.sip.replaces import Replaces, refer_target, replaces_in
 from sipfleet.node.sip.sipfrag import SIPFRAG_TYPE, build_sipfrag, parse_sipfrag, subscription_state
 
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 
 TRANSFER_TIMEOUT = 32.0
 CONFIRM_GRACE = 2.0
+RING_TIMEOUT = 20.0  # a Replaces INVITE ringing this long is CANCELled (< TRANSFER_TIMEOUT)
 FINAL = ("moved", "failed")
 
 
@@ -151,18 +159,18 @@ class Transfers:
             if response is None or response.status >= 300:
                 self._fail(job, item)
 
-        if job.request.method == "refer":
-            item.call_id = member.call_id
+        dialog = member.dialog
+        if job.request.method == "refer" or not member.supports_replaces:
+            item.call_id = dialog.call_id
             self._by_call[item.call_id] = (job, item)
-            extra = (
-                f"Refer-To: <{target}>\r\nReferred-By: <{item.shard.uri}>\r\n"
-                f"Contact: <{item.shard.uri}>\r\n"
-            ).encode()
+            extra = HeaderBlock(
+                [("Refer-To", f"<{target}>"), ("Referred-By", f"<{item.shard.uri}>")]
+            )
             self._node.send_in_dialog(member, "REFER", extra, callback=answered)
             return
         # RFC 3891: the tags as the member sees its dialog (its local tag is our remote one)
-        replaces = Replaces(member.call_id, member.remote_tag, member.local_tag)
-        refer_to = refer_target(member.contact, replaces)
+        replaces = Replaces(dialog.call_id, dialog.remote_tag, dialog.local_tag)
+        refer_to = refer_target(dialog.remote_target, replaces)
         item.call_id = new_call_id(self._node.host)
         self._by_call[item.call_id] = (job, item)
         headers = [
@@ -171,6 +179,8 @@ class Transfers:
             ("Referred-By", f"<{item.shard.uri}>"),
             ("Contact", f"<{self._node.server_uri}>"),
         ]
+        if dialog.route_set:
+            headers.append((MEMBER_ROUTE, ", ".join(dialog.route_set)))
         self._node.send_s2s("REFER", target, headers, b"", call_id=item.call_id, callback=answered)
 
     def on_notify(self, request: SipRequest) -> bool:
@@ -248,6 +258,7 @@ class Transfers:
             _, shard = node.resolve(request)
             refer_to = NameAddr.parse(request.headers.get("Refer-To") or "")
             aor = NameAddr.parse(request.headers.get(MEMBER) or "").uri
+            routes = request.headers.get_list(MEMBER_ROUTE)
         except LookupError:
             ctx.respond(404, reason="No Such Shard")
             return
@@ -287,60 +298,80 @@ class Transfers:
         if not shard.has_room or node.draining:
             report(480, "Temporarily Unavailable")
             return
-        self._invite_with_replaces(shard, aor, contact, replaces, report)
+        self._invite_with_replaces(shard, aor, contact, routes, replaces, report)
 
     def _invite_with_replaces(
-        self, shard: Shard, aor: str, contact: str, replaces: Replaces, report: Any
+        self,
+        shard: Shard,
+        aor: str,
+        contact: str,
+        routes: Sequence[str],
+        replaces: Replaces,
+        report: Any,
     ) -> None:
-        node, peer, tag = self._node, peer_of(contact), new_tag()
-        via = f"SIP/2.0/{peer.transport.upper()} {node.sent_by};branch={new_branch()}"
-        call_id = new_call_id(node.host)
-        headers = Headers(
-            [
-                ("Via", via),
-                ("Max-Forwards", "70"),
-                ("From", f"<{shard.uri}>;tag={tag}"),
-                ("To", f"<{aor}>"),
-                ("Call-ID", call_id),
-                ("CSeq", "1 INVITE"),
-                ("Contact", f"<{shard.uri}>"),
+        """INVITE the member with Replaces through its route set (RFC 3891 3, RFC
+        3261 8.1.2); CANCEL it if it rings RING_TIMEOUT seconds unanswered."""
+        node = self._node
+        first_hop = NameAddr.parse(routes[0]).uri if routes else contact
+        peer = peer_of(first_hop)
+        focus = focus_contact(shard.uri)
+        invite = new_request(
+            "INVITE",
+            contact,
+            from_=f"<{shard.uri}>;tag={new_tag()}",
+            to=f"<{aor}>",
+            call_id=new_call_id(node.host),
+            cseq=1,
+            sent_by=node.sent_by,
+            transport=peer.transport,
+            routes=routes,
+            headers=[
+                ("Contact", focus),
                 ("Replaces", str(replaces)),
                 ("Supported", "replaces"),
                 ("Allow", "INVITE, ACK, BYE, MESSAGE, NOTIFY, OPTIONS"),
-            ]
+            ],
         )
-        invite = SipRequest("INVITE", contact, headers)
+        ringing: list[asyncio.TimerHandle] = []
 
         def answered(response: SipResponse | None) -> None:
             if response is not None and response.status < 200:
+                if response.status > 100 and not ringing:
+                    loop = asyncio.get_running_loop()
+                    ringing.append(loop.call_later(RING_TIMEOUT, node.stack.cancel, tx_id))
                 return
+            for handle in ringing:
+                handle.cancel()
             if response is None or response.status >= 300:
                 status = 408 if response is None else response.status
                 report(status, "Request Timeout" if response is None else response.reason)
                 return
-            member_contact = (response.contact or NameAddr(contact)).uri
-            member = Member(
-                aor,
-                member_contact,
-                peer_of(member_contact, peer.transport),
-                call_id,
-                response.to_tag or "",
-                tag,
-                shard.uri,
-            )
+            try:
+                dialog = Dialog.as_uac(invite, response, focus)
+            except SipParseError:  # a 2xx without a Contact: no dialog to keep
+                report(502, "Bad Gateway")
+                return
+            member = Member(aor, dialog, peer.transport, supports_replaces(response))
             self._ack(member, response)
-            if (call_id, tag) not in shard.members:
+            if member.key not in shard.members:
                 node.add_member(shard, member)
                 report(200, "OK")
 
-        node.stack.send_request(invite, peer, answered)
+        tx_id = node.stack.send_request(invite, peer, answered)
 
     def _ack(self, member: Member, response: SipResponse) -> None:
-        """ACK a 2xx (sent outside any transaction); answer an offer made in the 2xx."""
-        body, extra = b"", b""
+        """ACK a 2xx (sent outside any transaction, RFC 3261 13.2.2.4) through the
+        route set; answer an offer made in the 2xx."""
+        body, fields = b"", []
         if response.body and "sdp" in (response.headers.get("Content-Type") or ""):
             body = inactive_answer(response.body, self._node.host, 1)
-            extra = b"Content-Type: application/sdp\r\n"
-        member.local_cseq = 0  # the ACK carries the INVITE's CSeq number (1)
-        ack = member.request("ACK", self._node.sent_by, extra, body)
-        self._node.stack.transmit(ack.wire, member.peer)
+            fields.append(("Content-Type", "application/sdp"))
+        dialog, peer = member.dialog, member.peer
+        ack = dialog.ack_with(
+            response.cseq[0],
+            sent_by=self._node.sent_by,
+            transport=peer.transport,
+            extra=HeaderBlock(fields),
+            body=body,
+        )
+        self._node.stack.transmit(ack.data, peer)

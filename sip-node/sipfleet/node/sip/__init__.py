@@ -59,7 +59,7 @@ Answering (response.py, validate.py)
     reason_phrase(status); new_tag(); new_branch(); new_call_id(host)
 
 Transactions (transaction.py) -- RFC 3261 17 + RFC 6026, virtual time
-    layer = TransactionLayer(Timers(t1=0.5, t2=4.0, t4=5.0, trying=0.2))
+    layer = TransactionLayer(Timers(t1=0.5, t2=4.0, t4=5.0, trying=0.2, c=181.0))
     layer.receive(message, source: (host, port), transport, now) -> list[Event]
     layer.respond(server_tx_id, response, now) -> list[Event]
     layer.send_request(request, destination, transport, now) -> (client_tx_id, list[Event])

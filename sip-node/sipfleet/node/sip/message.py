@@ -184,6 +184,20 @@ class Headers:
         new._items = list(self._items)
         return new
 
+    @classmethod
+    def joined(cls, *parts: HeaderBlock | tuple[str, str]) -> Headers:
+        """The fields of `parts` in order: blocks (whose names are not resolved
+        again) and single (name, value) fields."""
+        new = cls()
+        items = new._items
+        for part in parts:
+            if isinstance(part, HeaderBlock):
+                items += part.items
+            else:
+                key, name = _resolve(part[0])
+                items.append((key, name, part[1]))
+        return new
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
@@ -200,6 +214,26 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
+
+
+class HeaderBlock:
+    """Header fields resolved and serialised once, for reuse across many requests:
+    the dialog fast path (dialog.py) keeps one per dialog and a fan-out one per
+    group message, so a delivery neither re-resolves names nor re-formats lines."""
+
+    __slots__ = ("data", "items")
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        items: list[tuple[str, str, str]] = []
+        for name, value in fields:
+            key, canonical = _resolve(name)
+            items.append((key, canonical, value))
+        self.items = tuple(items)
+        self.data = "".join(f"{n}: {v}\r\n" for _, n, v in items).encode("utf-8", "surrogateescape")
+        """The fields' wire form, each line ending in CRLF."""
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 T = TypeVar("T")
@@ -358,6 +392,18 @@ class SipResponse(_Message):
 
 
 SipMessage = SipRequest | SipResponse
+
+
+@dataclass(slots=True)
+class Outbound:
+    """A request ready for a client transaction: the message, the branch of the
+    top Via it carries and its wire form, built together (Dialog.prepare) so the
+    transaction layer neither parses the Via back nor serialises the message again
+    (`TransactionLayer.send_prepared`). `data` equals `request.to_bytes()`."""
+
+    request: SipRequest
+    branch: str
+    data: bytes
 
 
 def to_bytes(message: SipMessage) -> bytes:
