@@ -26,7 +26,7 @@ SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = Path(__file__).parent / "scenarios"
 NODE_BIN = Path(sys.executable).parent / "sipfleet-node"
 TOKEN = "integration-test-token"
-RFC4475 = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rfc4475"
+RFC4475 = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
 
 
 def free_ports(host: str, count: int) -> list[int]:

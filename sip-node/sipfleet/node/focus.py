@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sipfleet.node.sdp import MediaSession
 from sipfleet.node.sip import SipMessage, SipParseError, SipUri
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.message import HeaderBlock, Outbound
@@ -32,6 +33,8 @@ class Member:
     transport: str = "udp"
     supports_replaces: bool = False
     state: MemberState = "joined"
+    media: MediaSession = field(default_factory=MediaSession)  # the dialog's SDP state
+    accepts_cpim: bool = False  # listed message/cpim in an Accept header
     _peer: tuple[str, Peer] | None = None
 
     @property
@@ -55,15 +58,19 @@ class Member:
         extra: HeaderBlock = NO_FIELDS,
         body: bytes = b"",
         transport: str | None = None,
+        from_display: str = "",
     ) -> Outbound:
         """The next request in the dialog (route set, identities and CSeq as RFC 3261
-        12.2.1.1 says). `sent_by` is our host:port; `extra` holds further fields."""
+        12.2.1.1 says). `sent_by` is our host:port; `extra` holds further fields;
+        `from_display` replaces the From display name (a display name may change
+        within a dialog, the URI and tag may not: RFC 3261 12.2.1.1)."""
         return self.dialog.prepare(
             method,
             sent_by=sent_by,
             transport=transport or self.peer.transport,
             extra=extra,
             body=body,
+            from_display=from_display,
         )
 
 

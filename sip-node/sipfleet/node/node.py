@@ -31,12 +31,13 @@ from sipfleet.node.focus import (
     user_of,
 )
 from sipfleet.node.metrics import NodeMetrics
+from sipfleet.node.presentation import accepts_cpim, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
 from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
-from sipfleet.node.sdp import inactive_answer
+from sipfleet.node.sdp import SDP_TYPE, SdpError
 from sipfleet.node.sip import SipRequest, SipResponse
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
@@ -55,7 +56,6 @@ from sipfleet.node.transport import Peer
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
-SENDER_HEADER = "X-Sipfleet-Sender"
 DIRECTION = "X-Sipfleet-Direction"
 ROSTER_DELAY = 0.05
 SEEN_IDS = 100_000
@@ -207,7 +207,16 @@ class Node:
 
     # ---- SIP requests ------------------------------------------------------------------
     def handle_ack(self, request: SipRequest) -> None:
-        """ACK for a 2xx: the core's transaction layer already stopped retransmitting."""
+        """ACK for a 2xx (the core already stopped retransmitting it): it carries the
+        answer when our 2xx made the offer (RFC 3264 5, RFC 3261 13.2.1). A missing or
+        bad answer is logged; the member stays, the focus carries no media anyway."""
+        found = self._dialog(request)
+        if found is None or found[1].media.pending is None:
+            return  # not ours, or an offer already settled (an ACK retransmission)
+        try:
+            found[1].media.accept_answer(request.body)
+        except SdpError as exc:
+            log.info("ACK from %s has no valid SDP answer: %s", found[1].aor, exc)
 
     def handle_unacked(self, request: SipRequest) -> None:
         """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
@@ -261,7 +270,7 @@ class Node:
         if request.to_tag is not None:
             found = self._in_dialog_request(ctx)
             if found is not None:  # a re-INVITE: it may have refreshed the remote target
-                self._answer_invite(ctx, found[0], found[1].dialog.local_tag)
+                self._answer_invite(ctx, found[0], found[1])
             return
         try:
             group, shard = self.resolve(request)
@@ -287,9 +296,15 @@ class Node:
             dialog = Dialog.as_uas(
                 request, new_tag(), focus_contact(shard.uri), transport=ctx.peer.transport
             )
-            member = Member(aor, dialog, ctx.peer.transport, supports_replaces(request))
-            self.add_member(shard, member)
-            self._answer_invite(ctx, shard, dialog.local_tag)
+            member = Member(
+                aor,
+                dialog,
+                ctx.peer.transport,
+                supports_replaces(request),
+                accepts_cpim=accepts_cpim(request.headers.get("Accept")),
+            )
+            if self._answer_invite(ctx, shard, member):
+                self.add_member(shard, member)
         elif isinstance(decision, Redirect):
             self.reservations.reserve(decision.uri, aor, now)
             self.metrics.redirects.labels(group).inc()
@@ -297,18 +312,31 @@ class Node:
         else:
             ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
 
-    def _answer_invite(self, ctx: RequestContext, shard: Shard, local_tag: str) -> None:
+    def _answer_invite(self, ctx: RequestContext, shard: Shard, member: Member) -> bool:
+        """200 with the SDP answer to the INVITE's offer, or with our offer when it had
+        none (RFC 3264 5 and 6); 415 for a body that is not SDP, 488 for an offer that
+        does not parse. True if 200."""
+        request = ctx.request
+        content_type = request.headers.get("Content-Type") or SDP_TYPE
+        if request.body and content_type.split(";", 1)[0].strip().lower() != SDP_TYPE:
+            ctx.respond(415, [("Accept", SDP_TYPE)])
+            return False
+        try:
+            if request.body:
+                body = member.media.answer(request.body, self.host)
+            else:
+                body = member.media.offer(self.host)
+        except SdpError as exc:
+            ctx.respond(488, [("Warning", f'399 sipfleet "bad SDP offer: {exc}"')])
+            return False
         headers = [
             ("Contact", focus_contact(shard.uri)),
             ("Allow", ALLOW),
             ("Supported", "replaces, norefersub"),
+            ("Content-Type", SDP_TYPE),
         ]
-        body = b""
-        content_type = (ctx.request.headers.get("Content-Type") or "").lower()
-        if ctx.request.body and content_type.startswith("application/sdp"):
-            body = inactive_answer(ctx.request.body, self.host, int(time.time()))
-            headers.append(("Content-Type", "application/sdp"))
-        ctx.respond(200, headers, body, to_tag=local_tag)
+        ctx.respond(200, headers, body, to_tag=member.dialog.local_tag)
+        return True
 
     def _on_bye(self, ctx: RequestContext) -> None:
         found = self._in_dialog_request(ctx)
@@ -338,6 +366,8 @@ class Node:
             if found is None:
                 return
             shard, sender = found[0], found[1].aor
+            if "Accept" in request.headers:
+                found[1].accepts_cpim = accepts_cpim(request.headers.get("Accept"))
         else:
             try:
                 group, shard_or_none = self.resolve(request)
@@ -432,13 +462,16 @@ class Node:
         extra: HeaderBlock,
         body: bytes,
         callback: ResponseCallback | None,
+        from_display: str = "",
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
         hop = member.peer
-        request = member.request(method, self.sent_by, extra, body)
+        request = member.request(method, self.sent_by, extra, body, None, from_display)
         peer = route_for_size(len(request.data), hop)
         if peer is not hop:
-            request = member.request(method, self.sent_by, extra, body, peer.transport)
+            request = member.request(
+                method, self.sent_by, extra, body, peer.transport, from_display
+            )
         return request, peer, callback
 
     def group_members(self, group: str) -> set[str]:
@@ -568,16 +601,23 @@ class Node:
         recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
         if not recipients:
             return  # nothing to send or to time (4-5 us of batch and metrics saved)
-        extra = HeaderBlock(
-            [(SENDER_HEADER, f"<{envelope.sender}>"), ("Content-Type", envelope.content_type)]
+        delivery = present(
+            self.config.sender_display,
+            envelope.sender,
+            envelope.group,
+            envelope.content_type,
+            envelope.body,
         )
         transferring = sum(m.state == "transferring" for m in recipients)
         if transferring:
             self.metrics.duplicates.inc(transferring)
         # One batch: the deliveries share one clock re-arm and one metrics update.
         delivered = self.stack.send_requests(
-            self._in_dialog(m, "MESSAGE", extra, envelope.body, self._delivery_result(shard, m))
+            self._in_dialog(
+                m, "MESSAGE", p.extra, p.body, self._delivery_result(shard, m), p.from_display
+            )
             for m in recipients
+            for p in (delivery.to(m.accepts_cpim),)
         )
         self.metrics.messages_out.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sipfleet.node.admin_api import Conflict, TransferRequest
 from sipfleet.node.focus import Member, Shard, focus_contact, peer_of, supports_replaces
 from sipfleet.node.s2s import MEMBER, MEMBER_ROUTE
-from sipfleet.node.sdp import inactive_answer
+from sipfleet.node.sdp import SDP_TYPE, SdpError
 from sipfleet.node.sip import NameAddr, SipParseError, SipRequest, SipResponse, SipUri
 from sipfleet.node.sip.dialog import Dialog, new_request
 from sipfleet.node.sip.ids import new_call_id, new_tag
@@ -364,8 +364,11 @@ class Transfers:
         route set; answer an offer made in the 2xx."""
         body, fields = b"", []
         if response.body and "sdp" in (response.headers.get("Content-Type") or ""):
-            body = inactive_answer(response.body, self._node.host, 1)
-            fields.append(("Content-Type", "application/sdp"))
+            try:
+                body = member.media.answer(response.body, self._node.host)
+                fields.append(("Content-Type", SDP_TYPE))
+            except SdpError:
+                pass  # an offer that does not parse has no answer; the focus carries no media
         dialog, peer = member.dialog, member.peer
         ack = dialog.ack_with(
             response.cseq[0],

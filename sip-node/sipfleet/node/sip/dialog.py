@@ -124,10 +124,26 @@ def _as_request_uri(uri: str) -> str:
     return str(parsed)
 
 
+def _bare(addr: NameAddr) -> NameAddr:
+    """`addr` without its display name."""
+    return NameAddr(addr.uri, None, addr.params)
+
+
 class _Block:
     """The fixed part of a dialog's requests for one remote target (12.2.1.1)."""
 
-    __slots__ = ("contact", "fields", "local_contact", "next_hop", "target", "uri", "uri_line")
+    __slots__ = (
+        "after_from",
+        "before_from",
+        "contact",
+        "display",
+        "from_tail",
+        "local_contact",
+        "next_hop",
+        "target",
+        "uri",
+        "uri_line",
+    )
 
     def __init__(self, dialog: Dialog) -> None:
         self.target = dialog.remote_target
@@ -146,14 +162,14 @@ class _Block:
             self.uri = dialog.remote_target
             self.next_hop = _route_uri(routes[0]) if routes else self.uri
         self.uri_line = f" {self.uri} SIP/2.0\r\nVia: ".encode()
-        self.fields = HeaderBlock(
-            [
-                ("Max-Forwards", "70"),
-                *(("Route", route) for route in routes),
-                ("From", f"{dialog.local_uri};tag={dialog.local_tag}"),
-                ("To", f"{dialog.remote_uri};tag={dialog.remote_tag}"),
-                ("Call-ID", dialog.call_id),
-            ]
+        self.before_from = HeaderBlock(
+            [("Max-Forwards", "70"), *(("Route", route) for route in routes)]
+        )
+        local = NameAddr.parse(dialog.local_uri)
+        self.display = "" if local.display is None else str(local)[: -len(str(_bare(local)))]
+        self.from_tail = f"{_bare(local)};tag={dialog.local_tag}"
+        self.after_from = HeaderBlock(
+            [("To", f"{dialog.remote_uri};tag={dialog.remote_tag}"), ("Call-ID", dialog.call_id)]
         )
 
 
@@ -264,12 +280,16 @@ class Dialog:
         transport: str = "UDP",
         extra: HeaderBlock = _NO_FIELDS,
         body: bytes = b"",
+        from_display: str = "",
     ) -> Outbound:
         """An in-dialog request with the next local CSeq, with its branch and wire
         form, for `TransactionLayer.send_prepared`. `extra` holds further fields
-        (Content-Type among them), built once when many requests share them."""
+        (Content-Type among them), built once when many requests share them.
+        `from_display` (e.g. `"alice" `, a quoted string and a space) replaces the
+        From display name for this request: only From's URI and tag are fixed by
+        the dialog (12.2.1.1)."""
         self.local_cseq += 1
-        return self._prepare(method, self.local_cseq, sent_by, transport, extra, body)
+        return self._prepare(method, self.local_cseq, sent_by, transport, extra, body, from_display)
 
     def ack(self, invite_cseq: int, *, sent_by: str, transport: str = "UDP") -> SipRequest:
         """The ACK for a 2xx to our INVITE with CSeq number `invite_cseq` (13.2.2.4)."""
@@ -285,7 +305,7 @@ class Dialog:
         body: bytes = b"",
     ) -> Outbound:
         """The ACK for a 2xx, carrying `body` (an SDP answer to an offer in the 2xx)."""
-        return self._prepare("ACK", invite_cseq, sent_by, transport, extra, body)
+        return self._prepare("ACK", invite_cseq, sent_by, transport, extra, body, "")
 
     def _fixed(self) -> _Block:
         block = self._block
@@ -305,13 +325,23 @@ class Dialog:
         transport: str,
         extra: HeaderBlock,
         body: bytes,
+        from_display: str,
     ) -> Outbound:
         block = self._fixed()
+        from_value = (from_display or block.display) + block.from_tail
         branch = new_branch()
         via = f"SIP/2.0/{transport.upper()} {sent_by};branch={branch};rport"
         cseq_value = f"{cseq} {method}"
         contact = block.contact if method in _TARGET_REFRESH else _NO_FIELDS
-        headers = Headers.joined(("Via", via), block.fields, ("CSeq", cseq_value), contact, extra)
+        headers = Headers.joined(
+            ("Via", via),
+            block.before_from,
+            ("From", from_value),
+            block.after_from,
+            ("CSeq", cseq_value),
+            contact,
+            extra,
+        )
         request = SipRequest(method, block.uri, headers, body)
         data = b"".join(
             (
@@ -319,7 +349,11 @@ class Dialog:
                 block.uri_line,
                 via.encode(),
                 b"\r\n",
-                block.fields.data,
+                block.before_from.data,
+                b"From: ",
+                from_value.encode("utf-8", "surrogateescape"),
+                b"\r\n",
+                block.after_from.data,
                 b"CSeq: ",
                 cseq_value.encode(),
                 b"\r\n",
