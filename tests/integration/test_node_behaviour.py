@@ -7,8 +7,8 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sipfleet.node import transfers
-from sipfleet.node.admin_api import TransferRequest
+from sipfleet.node import takeover
+from sipfleet.node.admin_types import TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
 from sipfleet.node.presentation import SenderDisplay
@@ -447,7 +447,7 @@ async def test_ringing_replaces_invite_is_cancelled(
 ) -> None:
     """An INVITE with Replaces that only rings is CANCELled (RFC 3261 9.1), and the
     transfer fails with the member kept on the old server."""
-    monkeypatch.setattr(transfers, "RING_TIMEOUT", 0.5)
+    monkeypatch.setattr(takeover, "RING_TIMEOUT", 0.5)
     node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
     await node.start()
     try:

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from sipfleet.node.admin_types import METHODS, Conflict, TransferRequest
 from sipfleet.node.metrics import CONTENT_TYPE, NodeMetrics
 from sipfleet.node.openapi import OPENAPI
 from sipfleet.node.routes import Groups, RoutesError, StaleGeneration, parse_routes
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-METHODS = ("refer", "refer-to-server")
-
-
-class Conflict(Exception):
-    """The request clashes with the server's state (HTTP 409)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferRequest:
-    group: str
-    target: str
-    method: str
-    rate: float
-    count: int | None = None
-    members: tuple[str, ...] | None = None
 
 
 class Control(Protocol):

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sipfleet.node.admin_api import TransferRequest
+from sipfleet.node.admin_types import TransferRequest
+from sipfleet.node.clock import CoreClock
 from sipfleet.node.config import Config
 from sipfleet.node.focus import (
     NO_FIELDS,
@@ -50,7 +51,16 @@ from sipfleet.node.stack import (
     route_for_size,
 )
 from sipfleet.node.subscriptions import Subscriptions
-from sipfleet.node.transfers import Transfers
+from sipfleet.node.takeover import Takeover
+from sipfleet.node.transfers import (
+    Finished,
+    Item,
+    Release,
+    SendRefer,
+    SendServerRefer,
+    TransferAction,
+    Transfers,
+)
 from sipfleet.node.transport import Peer
 
 log = logging.getLogger(__name__)
@@ -84,7 +94,9 @@ class Node:
         self.key = config.token.encode()
         self.verifier = Verifier(self.key)
         self.subs = Subscriptions(self)
-        self.jobs = Transfers(self)
+        self.jobs = Transfers(config.listen)
+        self.takeover = Takeover(self)
+        self._jobs_clock: CoreClock | None = None
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._by_user: dict[str, Shard] = {}
@@ -100,12 +112,17 @@ class Node:
             self.config.listen, self.config.sip_port, self, self.metrics, self._limiter
         )
         await stack.start()
+        loop = asyncio.get_running_loop()
+        self._jobs_clock = CoreClock(
+            loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
+        )
         self._stack = stack  # ready from here on
 
     def close(self) -> None:
         for handle in self._roster_due.values():
             handle.cancel()
-        self.jobs.close()
+        if self._jobs_clock is not None:
+            self._jobs_clock.close()
         self.subs.close()
         if self._stack is not None:
             self._stack.close()
@@ -187,13 +204,15 @@ class Node:
             self.schedule_roster(group)
 
     def start_transfer(self, request: TransferRequest) -> dict[str, Any]:
-        return self.jobs.start(request)
+        job = self.jobs.start(request, self.shards.get(request.group), self.now())
+        self._transfer([])  # arms the clock for the first REFER
+        return job
 
     def transfer(self, transfer_id: str) -> dict[str, Any]:
         return self.jobs.get(transfer_id)
 
     def transfers(self) -> list[dict[str, Any]]:
-        return self.jobs.list()
+        return self.jobs.all()
 
     def drain(self) -> dict[str, Any]:
         self.draining = True
@@ -403,10 +422,10 @@ class Node:
         self.subs.on_subscribe(ctx)
 
     def _on_notify(self, ctx: RequestContext) -> None:
-        if not self.jobs.on_notify(ctx.request):
-            ctx.respond(481)
-            return
-        ctx.respond(200)
+        request = ctx.request
+        matched, actions = self.jobs.on_notify(request.call_id, request.body, self.now())
+        ctx.respond(200 if matched else 481)
+        self._transfer(actions)
 
     def _on_refer(self, ctx: RequestContext) -> None:
         ctx.respond(403, reason="Only Servers May REFER Here")
@@ -422,6 +441,44 @@ class Node:
         "REFER": _on_refer,
     }
 
+    # ---- transfers (the logic is transfers.Transfers; this performs its actions) ---------
+    def now(self) -> float:
+        """The loop's monotonic clock (seconds), the time base of the group logic."""
+        return asyncio.get_running_loop().time()
+
+    def _transfer(self, actions: list[TransferAction]) -> None:
+        for action in actions:
+            if isinstance(action, SendRefer):
+                item = action.item
+                referred_by = f"<{item.shard.uri}>"
+                extra = HeaderBlock(
+                    [("Refer-To", f"<{action.target}>"), ("Referred-By", referred_by)]
+                )
+                self.send_in_dialog(item.member, "REFER", extra, callback=self._referred(item))
+            elif isinstance(action, SendServerRefer):
+                self.send_s2s(
+                    "REFER",
+                    action.target,
+                    [*action.headers, ("Contact", f"<{self.server_uri}>")],
+                    b"",
+                    call_id=action.call_id,
+                    callback=self._referred(action.item),
+                )
+            elif isinstance(action, Release):
+                self.remove_member(action.item.shard, action.item.member, bye=True)
+            elif isinstance(action, Finished):
+                self.metrics.transfers.labels(action.outcome).inc()
+        if self._jobs_clock is not None:
+            self._jobs_clock.rearm()
+
+    def _referred(self, item: Item) -> ResponseCallback:
+        def answered(response: SipResponse | None) -> None:
+            if response is None or response.status >= 200:
+                status = None if response is None else response.status
+                self._transfer(self.jobs.refer_answered(item, status, self.now()))
+
+        return answered
+
     # ---- members -----------------------------------------------------------------------
     def add_member(self, shard: Shard, member: Member) -> None:
         shard.add(member)
@@ -435,7 +492,7 @@ class Node:
         shard.remove(member)
         if bye:
             self.send_in_dialog(member, "BYE")
-        self.jobs.on_member_left(member)
+        self._transfer(self.jobs.on_member_left(member, self.now()))
         self._members_changed(shard)
 
     def _members_changed(self, shard: Shard) -> None:
@@ -576,7 +633,7 @@ class Node:
             ctx.respond(403, reason="Server Authentication Failed")
             return
         if request.method == "REFER":
-            self.jobs.on_server_refer(ctx)
+            self.takeover.on_server_refer(ctx)
         elif request.method == "NOTIFY":
             self._on_notify(ctx)
         elif request.method == "MESSAGE":
@@ -684,7 +741,7 @@ class Node:
             return
         self.remote.setdefault(envelope.group, {})[remote.server] = remote
         self.reservations.release_present(remote.uri, set(remote.members))
-        self.jobs.on_roster(remote.uri, remote.members)
+        self._transfer(self.jobs.on_roster(remote.uri, remote.members, self.now()))
         self.subs.changed(envelope.group)
 
     def _known_free(self, group: str) -> dict[str, int]:
