@@ -50,7 +50,13 @@ from sipfleet.node.stack import (
     SipStack,
     route_for_size,
 )
-from sipfleet.node.subscriptions import Subscriptions
+from sipfleet.node.subscriptions import (
+    Respond,
+    SendNotify,
+    Subscription,
+    SubscriptionAction,
+    Subscriptions,
+)
 from sipfleet.node.takeover import Takeover
 from sipfleet.node.transfers import (
     Finished,
@@ -93,7 +99,8 @@ class Node:
         self.reservations = Reservations()
         self.key = config.token.encode()
         self.verifier = Verifier(self.key)
-        self.subs = Subscriptions(self)
+        self.subs = Subscriptions()
+        self._subs_clock: CoreClock | None = None
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
         self._jobs_clock: CoreClock | None = None
@@ -116,14 +123,19 @@ class Node:
         self._jobs_clock = CoreClock(
             loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
         )
+        self._subs_clock = CoreClock(
+            loop,
+            self.subs.next_deadline,
+            lambda now: self._subscription(self.subs.tick(now, self.roster)),
+        )
         self._stack = stack  # ready from here on
 
     def close(self) -> None:
         for handle in self._roster_due.values():
             handle.cancel()
-        if self._jobs_clock is not None:
-            self._jobs_clock.close()
-        self.subs.close()
+        for clock in (self._jobs_clock, self._subs_clock):
+            if clock is not None:
+                clock.close()
         if self._stack is not None:
             self._stack.close()
 
@@ -419,7 +431,48 @@ class Node:
         return any(aor in r.members for r in self.remote.get(group, {}).values())
 
     def _on_subscribe(self, ctx: RequestContext) -> None:
-        self.subs.on_subscribe(ctx)
+        request, group = ctx.request, None
+        if request.to_tag is None:
+            try:
+                group = self.resolve(request)[0]
+            except LookupError:
+                group = None
+        actions = self.subs.on_subscribe(
+            request, group, f"<{self.server_uri}>", ctx.peer.transport, self.roster, self.now()
+        )
+        self._subscription(actions, ctx)
+
+    def roster(self, group: str) -> frozenset[str]:
+        """Every member of the group on every server, as far as this server knows."""
+        shard = self.shards.get(group)
+        members = set(shard.by_aor) if shard is not None else set()
+        for remote in self.remote.get(group, {}).values():
+            members |= remote.members
+        return frozenset(members)
+
+    def _subscription(
+        self, actions: list[SubscriptionAction], ctx: RequestContext | None = None
+    ) -> None:
+        """Perform what subscriptions.Subscriptions asked for."""
+        for action in actions:
+            if isinstance(action, Respond):
+                assert ctx is not None, "only on_subscribe answers"
+                ctx.respond(
+                    action.status, action.headers, to_tag=action.to_tag, reason=action.reason
+                )
+            elif isinstance(action, SendNotify):
+                sub = action.subscription
+                done = self._notified(sub)
+                self.send_in_dialog(sub.subscriber, "NOTIFY", action.extra, action.body, done)
+        if self._subs_clock is not None:
+            self._subs_clock.rearm()
+
+    def _notified(self, sub: Subscription) -> ResponseCallback:
+        def answered(response: SipResponse | None) -> None:
+            if response is None or response.status >= 200:
+                self.subs.notify_answered(sub, None if response is None else response.status)
+
+        return answered
 
     def _on_notify(self, ctx: RequestContext) -> None:
         request = ctx.request
@@ -498,7 +551,8 @@ class Node:
     def _members_changed(self, shard: Shard) -> None:
         self.metrics.members.labels(shard.group).set(len(shard.members))
         self.schedule_roster(shard.group)
-        self.subs.changed(shard.group)
+        self.subs.changed(shard.group, self.now())
+        self._subscription([])
 
     def send_in_dialog(
         self,
@@ -530,14 +584,6 @@ class Node:
                 method, self.sent_by, extra, body, peer.transport, from_display
             )
         return request, peer, callback
-
-    def group_members(self, group: str) -> set[str]:
-        """Every member of the group on every server, as far as this server knows."""
-        shard = self.shards.get(group)
-        members = set(shard.by_aor) if shard is not None else set()
-        for remote in self.remote.get(group, {}).values():
-            members |= remote.members
-        return members
 
     # ---- the distribution tree ---------------------------------------------------------
     def _position(self, group: str) -> tuple[RouteEntry | None, tuple[RouteEntry, ...]]:
@@ -742,7 +788,8 @@ class Node:
         self.remote.setdefault(envelope.group, {})[remote.server] = remote
         self.reservations.release_present(remote.uri, set(remote.members))
         self._transfer(self.jobs.on_roster(remote.uri, remote.members, self.now()))
-        self.subs.changed(envelope.group)
+        self.subs.changed(envelope.group, self.now())
+        self._subscription([])
 
     def _known_free(self, group: str) -> dict[str, int]:
         return {
