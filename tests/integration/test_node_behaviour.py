@@ -587,3 +587,30 @@ async def test_sender_display_modes(mode: SenderDisplay, ua: UAFactory) -> None:
             assert delivered.body == expected[2]
     finally:
         node.close()
+
+
+async def test_target_refresh_moves_delivery_and_bad_ones_are_refused(
+    server: Node, ua: UAFactory
+) -> None:
+    """A re-INVITE's Contact becomes the remote target (RFC 3261 12.2.2); one this
+    server cannot send to is refused 403 and the old target kept; a request whose
+    CSeq is not above the last one gets 500."""
+    alice, bob, moved = await ua("alice"), await ua("bob"), await ua("bob2")
+    await alice.join(server)
+    await bob.join(server)
+    uri = f"sip:conf7@{server.sent_by}"
+    bob.send(server, "INVITE", uri, contact="sip:bob@phone.invalid")
+    assert (await bob.final()).status == 403
+    bob.send(server, "INVITE", uri, contact=f"sip:bob@127.0.0.1:{moved.port}")
+    assert (await bob.final()).status == 200
+    bob.cseq -= 1
+    bob.send(server, "ACK", uri)
+    saved, bob.cseq = bob.cseq, 0
+    bob.send(server, "MESSAGE", uri, body=b"stale", ctype="text/plain")  # CSeq 1 again
+    assert (await bob.final()).status == 500  # out of order (12.2.2)
+    bob.cseq = saved
+    alice.send(server, "MESSAGE", uri, body=b"hi", ctype="text/plain")
+    assert (await alice.final()).status == 200
+    delivered = await moved.request()
+    assert delivered.method == "MESSAGE" and delivered.call_id == bob.call_id
+    moved.answer(delivered)

@@ -9,28 +9,32 @@ message's fields once per message, so a delivery costs a Via, a CSeq and a join.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sipfleet.node.sdp import MediaSession
-from sipfleet.node.sip import SipMessage, SipParseError, SipUri
+from sipfleet.node.sip import SipMessage, SipParseError, SipUri, address_of, format_hostport
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.message import HeaderBlock, Outbound
 from sipfleet.node.transport import Peer
 
 MemberState = Literal["joined", "transferring"]
 NO_FIELDS = HeaderBlock()
+Locate = Callable[[str], Peer]
+"""Where requests for a URI go (RFC 3263 4 without DNS), e.g. `SipStack.target_of` for
+the peer a dialog came from. Raises SipParseError or sip.target.UnreachableTarget."""
 
 
 @dataclass(eq=False, slots=True)
 class Member:
     """One dialog with a participant (also used for conference subscriptions).
-    `transport` is the one it reached us over, used when its next hop names none;
-    `supports_replaces` says whether it announced RFC 3891 support."""
+    `locate` maps the dialog's next hop to an address; `supports_replaces` says
+    whether it announced RFC 3891 support."""
 
     aor: str
     dialog: Dialog
-    transport: str = "udp"
+    locate: Locate
     supports_replaces: bool = False
     state: MemberState = "joined"
     media: MediaSession = field(default_factory=MediaSession)  # the dialog's SDP state
@@ -44,11 +48,12 @@ class Member:
     @property
     def peer(self) -> Peer:
         """Where requests in the dialog go: its first route, else its remote target
-        (RFC 3261 8.1.2, 12.2.1.1); follows target refreshes."""
+        (RFC 3261 8.1.2, 12.2.1.1); follows target refreshes. Raises like `locate`
+        (check a new remote target before it is taken)."""
         hop = self.dialog.next_hop
         cached = self._peer
         if cached is None or cached[0] is not hop:
-            cached = self._peer = (hop, peer_of(hop, self.transport))
+            cached = self._peer = (hop, self.locate(hop))
         return cached[1]
 
     def request(
@@ -115,7 +120,7 @@ def user_of(uri: str) -> str:
 
 def shard_uri(group_uri: str, server: str, host: str, port: int) -> str:
     """The shard URI this server gives a group: `sip:<group user>-<server>@host:port`."""
-    return f"sip:{user_of(group_uri)}-{server}@{host}:{port}"
+    return f"sip:{user_of(group_uri)}-{server}@{format_hostport(host, port)}"
 
 
 def peer_of(uri: str, default_transport: str = "udp") -> Peer:
@@ -123,7 +128,8 @@ def peer_of(uri: str, default_transport: str = "udp") -> Peer:
     Raises SipParseError for a URI that is not SIP."""
     parsed = SipUri.parse(uri)
     transport = (parsed.params.get("transport") or default_transport).lower()
-    return Peer("tcp" if transport == "tcp" else "udp", parsed.host, parsed.port or 5060)
+    host = address_of(parsed.host)
+    return Peer("tcp" if transport == "tcp" else "udp", host, parsed.port or 5060)
 
 
 def focus_contact(uri: str) -> str:

@@ -39,10 +39,11 @@ from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import SDP_TYPE, SdpError
-from sipfleet.node.sip import SipRequest, SipResponse
+from sipfleet.node.sip import SipParseError, SipRequest, SipResponse, format_hostport
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
 from sipfleet.node.sip.message import HeaderBlock
+from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
     Outgoing,
     RequestContext,
@@ -155,7 +156,7 @@ class Node:
 
     @property
     def sent_by(self) -> str:
-        return f"{self.host}:{self.port}"
+        return format_hostport(self.host, self.port)
 
     @property
     def server_uri(self) -> str:
@@ -196,6 +197,7 @@ class Node:
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
         for member in list(shard.members.values()):
+            self.metrics.members_removed.labels("shard_deleted").inc()
             self.remove_member(shard, member, bye=True)
         del self.shards[group]
         self._by_user.pop(user_of(shard.uri), None)
@@ -254,6 +256,7 @@ class Node:
         for shard, member in list(self._dialogs.values()):
             dialog = member.dialog
             if dialog.call_id == request.call_id and dialog.remote_tag == request.from_tag:
+                self.metrics.members_removed.labels("unacked").inc()
                 self.remove_member(shard, member, bye=True)
 
     def handle_request(self, ctx: RequestContext) -> None:
@@ -274,14 +277,24 @@ class Node:
     def _in_dialog_request(self, ctx: RequestContext) -> tuple[Shard, Member] | None:
         """The member dialog an in-dialog request belongs to, its CSeq accounted for
         and its target refresh applied (RFC 3261 12.2.2); None once answered (481
-        for no such dialog, 500 for a CSeq out of order)."""
+        for no such dialog, 500 for a CSeq out of order, 403 for a new remote
+        target this server cannot send to, which is then not taken)."""
         found = self._dialog(ctx.request)
         if found is None:
             ctx.respond(481)
             return None
-        status = found[1].dialog.receive(ctx.request)
+        member = found[1]
+        dialog = member.dialog
+        target = dialog.remote_target
+        status = dialog.receive(ctx.request)
         if status is not None:
             ctx.respond(status, reason="CSeq Out Of Order")
+            return None
+        try:
+            member.peer  # noqa: B018 -- a refreshed next hop must be reachable (RFC 3263 4)
+        except (UnreachableTarget, SipParseError) as exc:
+            dialog.remote_target = target
+            ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
             return None
         return found
 
@@ -324,16 +337,25 @@ class Node:
         )
         if isinstance(decision, Join):
             assert shard is not None
+            peer = ctx.peer
             dialog = Dialog.as_uas(
-                request, new_tag(), focus_contact(shard.uri), transport=ctx.peer.transport
+                request,
+                new_tag(),
+                focus_contact(self.stack.local_uri(user_of(shard.uri), peer)),
+                transport=peer.transport,
             )
             member = Member(
                 aor,
                 dialog,
-                ctx.peer.transport,
+                lambda uri: self.stack.target_of(uri, peer),
                 supports_replaces(request),
                 accepts_cpim=accepts_cpim(request.headers.get("Accept")),
             )
+            try:
+                member.peer  # noqa: B018 -- the next hop must be reachable (RFC 3263 4)
+            except (UnreachableTarget, SipParseError) as exc:
+                ctx.respond(403, [("Warning", f'399 sipfleet "next hop: {exc}"')])
+                return
             if self._answer_invite(ctx, shard, member):
                 self.add_member(shard, member)
         elif isinstance(decision, Redirect):
@@ -354,14 +376,14 @@ class Node:
             return False
         try:
             if request.body:
-                body = member.media.answer(request.body, self.host)
+                body = member.media.answer(request.body, self.stack.local_host(ctx.peer))
             else:
-                body = member.media.offer(self.host)
+                body = member.media.offer(self.stack.local_host(ctx.peer))
         except SdpError as exc:
             ctx.respond(488, [("Warning", f'399 sipfleet "bad SDP offer: {exc}"')])
             return False
         headers = [
-            ("Contact", focus_contact(shard.uri)),
+            ("Contact", member.dialog.local_contact or ""),
             ("Allow", ALLOW),
             ("Supported", "replaces, norefersub"),
             ("Content-Type", SDP_TYPE),
@@ -374,6 +396,7 @@ class Node:
         if found is None:
             return
         ctx.respond(200)
+        self.metrics.members_removed.labels("bye_received").inc()
         self.remove_member(found[0], found[1], bye=False)
 
     def _on_options(self, ctx: RequestContext) -> None:
@@ -437,8 +460,15 @@ class Node:
                 group = self.resolve(request)[0]
             except LookupError:
                 group = None
+        peer = ctx.peer
         actions = self.subs.on_subscribe(
-            request, group, f"<{self.server_uri}>", ctx.peer.transport, self.roster, self.now()
+            request,
+            group,
+            f"<{self.stack.local_uri(self.name, peer)}>",
+            lambda uri: self.stack.target_of(uri, peer),
+            peer.transport,
+            self.roster,
+            self.now(),
         )
         self._subscription(actions, ctx)
 
@@ -732,7 +762,12 @@ class Node:
             if response is None or response.status >= 300:
                 self.metrics.delivery_failures.inc()
             if response is None or response.status in (408, 481):
-                self.remove_member(shard, member, bye=False)  # the dialog is gone (12.2.1.2)
+                # The dialog is gone (12.2.1.2); a BYE tells a member that is only
+                # slow, so its phone does not keep showing a call that is over.
+                timed_out = response is None or response.status == 408
+                reason = "delivery_timeout" if timed_out else "dialog_gone"
+                self.metrics.members_removed.labels(reason).inc()
+                self.remove_member(shard, member, bye=timed_out)
 
         return done
 

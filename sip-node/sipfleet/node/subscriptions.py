@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sipfleet.node.focus import Member
+from sipfleet.node.focus import Locate, Member
 from sipfleet.node.schedule import Schedule
 from sipfleet.node.sip import SipRequest
 from sipfleet.node.sip.confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
@@ -88,13 +88,15 @@ class Subscriptions:
         request: SipRequest,
         group: str | None,
         local_contact: str,
+        locate: Locate,
         transport: str,
         roster: Roster,
         now: float,
     ) -> list[SubscriptionAction]:
         """A SUBSCRIBE (new, or a refresh in its dialog) that arrived over `transport`;
         `group` is the group its Request-URI names (None: no such group here).
-        `local_contact` is our Contact value. Answers 489 for another event, 400
+        `local_contact` is our Contact value; `locate` finds the subscriber's next
+        hop. Answers 489 for another event, 400
         for a bad Expires or Contact, 481 for an unknown dialog, 500 for a CSeq
         out of order, 404 for no group, 503 when MAX_SUBSCRIPTIONS are held; else
         200 and a full NOTIFY (Expires 0: a last NOTIFY, then it ends)."""
@@ -123,7 +125,7 @@ class Subscriptions:
             if len(self._by_dialog) >= MAX_SUBSCRIPTIONS:
                 return [Respond(503, (("Retry-After", str(RETRY_AFTER)),), reason="Too Many")]
             dialog = Dialog.as_uas(request, new_tag(), local_contact, transport=transport)
-            sub = Subscription(group, Member(request.from_.uri, dialog, transport), expires)
+            sub = Subscription(group, Member(request.from_.uri, dialog, locate), expires)
             self._by_dialog[sub.subscriber.key] = sub
             self._by_group.setdefault(group, set()).add(sub)
         sub.expires = expires

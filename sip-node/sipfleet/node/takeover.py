@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from sipfleet.node.focus import Member, Shard, focus_contact, peer_of, supports_replaces
+from sipfleet.node.focus import Member, Shard, focus_contact, peer_of, supports_replaces, user_of
 from sipfleet.node.s2s import MEMBER, MEMBER_ROUTE
 from sipfleet.node.sdp import SDP_TYPE, SdpError
 from sipfleet.node.sip import NameAddr, SipParseError, SipRequest, SipResponse, SipUri
@@ -126,7 +126,7 @@ class Takeover:
         node = self._host
         first_hop = NameAddr.parse(routes[0]).uri if routes else contact
         peer = peer_of(first_hop)
-        focus = focus_contact(shard.uri)
+        focus = focus_contact(node.stack.local_uri(user_of(shard.uri), peer))
         invite = new_request(
             "INVITE",
             contact,
@@ -163,7 +163,12 @@ class Takeover:
             except SipParseError:  # a 2xx without a Contact: no dialog to keep
                 report(502, "Bad Gateway")
                 return
-            member = Member(aor, dialog, peer.transport, supports_replaces(response))
+            member = Member(
+                aor,
+                dialog,
+                lambda uri: node.stack.target_of(uri, peer),
+                supports_replaces(response),
+            )
             self._ack(member, response)
             if member.key not in shard.members:
                 node.add_member(shard, member)

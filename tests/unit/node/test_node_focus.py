@@ -33,7 +33,7 @@ def member(routes: tuple[str, ...] = ()) -> Member:
         ),
     )
     dialog = Dialog.as_uas(invite, "ours", focus_contact("sip:conf3-main@127.0.0.10:5060"))
-    return Member("sip:alice@example.com", dialog, "udp", supports_replaces(invite))
+    return Member("sip:alice@example.com", dialog, peer_of, supports_replaces(invite))
 
 
 def sent(outbound: Outbound) -> SipRequest:

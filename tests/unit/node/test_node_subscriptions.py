@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from sipfleet.node import subscriptions as subs_module
+from sipfleet.node.focus import peer_of
 from sipfleet.node.sip import Headers, SipRequest
 from sipfleet.node.subscriptions import (
     MAX_EXPIRES,
@@ -67,7 +68,7 @@ def users(notify: SubscriptionAction) -> dict[str, str | None]:
 
 def test_full_then_coalesced_partial_then_expiry() -> None:
     core, roster = Subscriptions(), Roster()
-    answer, full = core.on_subscribe(subscribe(), GROUP, CONTACT, "udp", roster, 0.0)
+    answer, full = core.on_subscribe(subscribe(), GROUP, CONTACT, peer_of, "udp", roster, 0.0)
     assert isinstance(answer, Respond) and answer.status == 200 and answer.to_tag
     assert ("Expires", "600") in answer.headers and ("Contact", CONTACT) in answer.headers
     assert users(full) == {"sip:a@x": "full"}
@@ -92,36 +93,40 @@ def test_full_then_coalesced_partial_then_expiry() -> None:
 
 def test_refresh_order_and_ending_answers() -> None:
     core, roster = Subscriptions(), Roster()
-    answer, full = core.on_subscribe(subscribe(), GROUP, CONTACT, "udp", roster, 0.0)
+    answer, full = core.on_subscribe(subscribe(), GROUP, CONTACT, peer_of, "udp", roster, 0.0)
     assert isinstance(answer, Respond) and isinstance(full, SendNotify)
     tag = answer.to_tag
     refresh = subscribe(cseq=2, expires="99999", to_tag=tag)
-    again, _ = core.on_subscribe(refresh, None, CONTACT, "udp", roster, 10.0)
+    again, _ = core.on_subscribe(refresh, None, CONTACT, peer_of, "udp", roster, 10.0)
     assert isinstance(again, Respond) and ("Expires", str(MAX_EXPIRES)) in again.headers
     stale = subscribe(cseq=2, to_tag=tag)
-    assert core.on_subscribe(stale, None, CONTACT, "udp", roster, 11.0) == [
+    assert core.on_subscribe(stale, None, CONTACT, peer_of, "udp", roster, 11.0) == [
         Respond(500, reason="CSeq Out Of Order")
     ]
     core.notify_answered(full.subscription, 481)  # the subscriber forgot it
     assert len(core) == 0
     gone = subscribe(cseq=3, to_tag=tag)
-    assert core.on_subscribe(gone, None, CONTACT, "udp", roster, 12.0) == [Respond(481)]
+    assert core.on_subscribe(gone, None, CONTACT, peer_of, "udp", roster, 12.0) == [Respond(481)]
 
 
 def test_unsubscribe_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     core, roster = Subscriptions(), Roster()
-    _, last = core.on_subscribe(subscribe(expires="0"), GROUP, CONTACT, "udp", roster, 0.0)
+    _, last = core.on_subscribe(subscribe(expires="0"), GROUP, CONTACT, peer_of, "udp", roster, 0.0)
     assert isinstance(last, SendNotify) and len(core) == 0
     assert last.extra.items[1][2] == "terminated;reason=timeout"
-    (bad_event,) = core.on_subscribe(subscribe(event="presence"), GROUP, CONTACT, "udp", roster, 0)
+    (bad_event,) = core.on_subscribe(
+        subscribe(event="presence"), GROUP, CONTACT, peer_of, "udp", roster, 0
+    )
     assert isinstance(bad_event, Respond) and bad_event.status == 489
-    (bad_expires,) = core.on_subscribe(subscribe(expires="soon"), GROUP, CONTACT, "udp", roster, 0)
+    (bad_expires,) = core.on_subscribe(
+        subscribe(expires="soon"), GROUP, CONTACT, peer_of, "udp", roster, 0
+    )
     assert isinstance(bad_expires, Respond) and bad_expires.status == 400
-    (no_group,) = core.on_subscribe(subscribe(), None, CONTACT, "udp", roster, 0)
+    (no_group,) = core.on_subscribe(subscribe(), None, CONTACT, peer_of, "udp", roster, 0)
     assert isinstance(no_group, Respond) and no_group.status == 404
     monkeypatch.setattr(subs_module, "MAX_SUBSCRIPTIONS", 1)
-    core.on_subscribe(subscribe(), GROUP, CONTACT, "udp", roster, 0)
+    core.on_subscribe(subscribe(), GROUP, CONTACT, peer_of, "udp", roster, 0)
     second = subscribe()
     second.headers.set("Call-ID", "sub-2")
-    (full,) = core.on_subscribe(second, GROUP, CONTACT, "udp", roster, 0)
+    (full,) = core.on_subscribe(second, GROUP, CONTACT, peer_of, "udp", roster, 0)
     assert isinstance(full, Respond) and full.status == 503  # bounded

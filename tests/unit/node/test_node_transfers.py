@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sipfleet.node.admin_types import Conflict, TransferRequest
-from sipfleet.node.focus import Member, Shard
+from sipfleet.node.focus import Member, Shard, peer_of
 from sipfleet.node.s2s import MEMBER_ROUTE
 from sipfleet.node.sip import Dialog
 from sipfleet.node.sip.replaces import replaces_in
@@ -32,7 +32,7 @@ def shard(n: int, *, replaces: bool = False, routes: tuple[str, ...] = ()) -> Sh
             f"call-{i}", f"ours{i}", f"theirs{i}", f"<{GROUP}>", f"<sip:m{i}@x>",
             f"sip:m{i}@127.0.0.1:{6000 + i}", list(routes),
         )  # fmt: skip
-        s.add(Member(f"sip:m{i}@x", dialog, "udp", replaces))
+        s.add(Member(f"sip:m{i}@x", dialog, peer_of, replaces))
     return s
 
 
