@@ -1,26 +1,32 @@
-"""The group server: SIP request handling, shards, the distribution tree, the admin Control.
+"""The group server's shell: SIP request handling, shards and members, the admin Control.
 
-Flow of a group MESSAGE: the server a member is on hands it to the group's
-root (entry 0 of the routes), which sends it down the tree; every server
-forwards to its children and delivers to its own members. Message ids make
-forwarding loop-free and exactly-once per server. Roster updates (who is on
-which server) travel the same way, so every server knows the whole group.
+The group logic that has state over time is pure and lives elsewhere: the
+distribution tree and rosters (distribution.py), transfers (transfers.py) and
+conference subscriptions (subscriptions.py) take events and `now` and return
+actions, which this module performs (SIP requests through the stack, metrics)
+with one loop timer per logic (clock.py). Joining, leaving, redirecting and
+the fan-out to this server's members are still done here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sipfleet.node.admin_types import TransferRequest
 from sipfleet.node.clock import CoreClock
 from sipfleet.node.config import Config
+from sipfleet.node.distribution import (
+    Deliver,
+    Distribution,
+    Forward,
+    RosterChanged,
+    RosterDue,
+    TreeAction,
+)
 from sipfleet.node.focus import (
     NO_FIELDS,
     Member,
@@ -35,7 +41,7 @@ from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.presentation import accepts_cpim, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
-from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
+from sipfleet.node.routes import Groups, RouteEntry, RoutingTable
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import SDP_TYPE, SdpError
@@ -74,18 +80,6 @@ log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
 DIRECTION = "X-Sipfleet-Direction"
-ROSTER_DELAY = 0.05
-SEEN_IDS = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteShard:
-    """What a peer server last reported about its shard of a group."""
-
-    server: str
-    uri: str
-    capacity: int
-    members: frozenset[str]
 
 
 class Node:
@@ -95,7 +89,7 @@ class Node:
         self.metrics = metrics or NodeMetrics()
         self.routes = RoutingTable()
         self.shards: dict[str, Shard] = {}
-        self.remote: dict[str, dict[str, RemoteShard]] = {}
+        self.tree = Distribution(config.name, config.tree_fanout)
         self.draining = False
         self.reservations = Reservations()
         self.key = config.token.encode()
@@ -110,9 +104,7 @@ class Node:
         self._by_user: dict[str, Shard] = {}
         self._groups_by_user: dict[str, str] = {}
         self._dialogs: dict[tuple[str, str], tuple[Shard, Member]] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._roster_due: dict[str, asyncio.TimerHandle] = {}
-        self._roster_seq = 0
+        self._tree_clock: CoreClock | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,6 +116,9 @@ class Node:
         self._jobs_clock = CoreClock(
             loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
         )
+        self._tree_clock = CoreClock(
+            loop, self.tree.next_deadline, lambda now: self._tree(self.tree.tick(now))
+        )
         self._subs_clock = CoreClock(
             loop,
             self.subs.next_deadline,
@@ -132,9 +127,7 @@ class Node:
         self._stack = stack  # ready from here on
 
     def close(self) -> None:
-        for handle in self._roster_due.values():
-            handle.cancel()
-        for clock in (self._jobs_clock, self._subs_clock):
+        for clock in (self._jobs_clock, self._subs_clock, self._tree_clock):
             if clock is not None:
                 clock.close()
         if self._stack is not None:
@@ -204,7 +197,7 @@ class Node:
         self._index_groups()
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
-        self._send_roster(group, shard_gone=shard)
+        self._report_roster(group, shard_gone=shard)
         return shard.to_json(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
@@ -332,7 +325,7 @@ class Node:
             entries=self.routes.entries(group),
             self_name=self.name,
             reservations=self.reservations,
-            known_free=self._known_free(group),
+            known_free=self.tree.known_free(group),
             now=now,
         )
         if isinstance(decision, Join):
@@ -451,7 +444,7 @@ class Node:
         shard = self.shards.get(group)
         if shard is not None and aor in shard.by_aor:
             return True
-        return any(aor in r.members for r in self.remote.get(group, {}).values())
+        return aor in self.tree.remote_members(group)
 
     def _on_subscribe(self, ctx: RequestContext) -> None:
         request, group = ctx.request, None
@@ -475,10 +468,8 @@ class Node:
     def roster(self, group: str) -> frozenset[str]:
         """Every member of the group on every server, as far as this server knows."""
         shard = self.shards.get(group)
-        members = set(shard.by_aor) if shard is not None else set()
-        for remote in self.remote.get(group, {}).values():
-            members |= remote.members
-        return frozenset(members)
+        remote = self.tree.remote_members(group)
+        return remote if shard is None else remote | shard.by_aor.keys()
 
     def _subscription(
         self, actions: list[SubscriptionAction], ctx: RequestContext | None = None
@@ -615,34 +606,27 @@ class Node:
             )
         return request, peer, callback
 
-    # ---- the distribution tree ---------------------------------------------------------
-    def _position(self, group: str) -> tuple[RouteEntry | None, tuple[RouteEntry, ...]]:
-        """(root if it is another server, children) of this server in the group's tree."""
-        position = tree_position(self.routes.entries(group), self.name, self.config.tree_fanout)
-        if position is None:
-            return None, ()
-        root = None if position.root.server == self.name else position.root
-        return root, position.children
-
+    # ---- the distribution tree (distribution.Distribution; this does its I/O) -------------
     def _route_up(self, envelope: Envelope) -> None:
-        root, _ = self._position(envelope.group)
-        if root is None:
-            self._distribute(envelope)
-        else:
-            self._forward(envelope, root, "up")
+        self._tree(self.tree.route_up(envelope, self.routes.entries(envelope.group)))
 
-    def _distribute(self, envelope: Envelope) -> None:
-        if envelope.msg_id in self._seen:
-            return
-        self._seen[envelope.msg_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        for child in self._position(envelope.group)[1]:
-            self._forward(envelope, child, "down")
-        if envelope.kind == "group":
-            self._deliver_local(envelope)
-        else:
-            self._apply_roster(envelope)
+    def _tree(self, actions: list[TreeAction]) -> None:
+        """Perform what the tree logic asked for."""
+        for action in actions:
+            if isinstance(action, Forward):
+                self._forward(action.envelope, action.entry, action.direction)
+            elif isinstance(action, Deliver):
+                self._deliver_local(action.envelope)
+            elif isinstance(action, RosterChanged):
+                remote, now = action.remote, self.now()
+                self.reservations.release_present(remote.uri, set(remote.members))
+                self._transfer(self.jobs.on_roster(remote.uri, remote.members, now))
+                self.subs.changed(action.group, now)
+                self._subscription([])
+            elif isinstance(action, RosterDue):
+                self._report_roster(action.group)
+        if self._tree_clock is not None:
+            self._tree_clock.rearm()
 
     def _forward(self, envelope: Envelope, entry: RouteEntry, direction: str) -> None:
         self.metrics.forwarded.labels(direction, envelope.kind).inc()
@@ -722,7 +706,7 @@ class Node:
             if request.headers.get(DIRECTION) == "up":
                 self._route_up(envelope)
             else:
-                self._distribute(envelope)
+                self._tree(self.tree.distribute(envelope, self.routes.entries(envelope.group)))
         else:
             ctx.respond(405, [("Allow", "MESSAGE, REFER, NOTIFY")])
 
@@ -773,60 +757,18 @@ class Node:
 
     # ---- rosters -----------------------------------------------------------------------
     def schedule_roster(self, group: str) -> None:
-        if group in self._roster_due or self._stack is None:
+        """Our shard of the group changed: report it soon (coalesced)."""
+        if self._stack is None:
             return
-        loop = asyncio.get_running_loop()
-        self._roster_due[group] = loop.call_later(ROSTER_DELAY, self._send_roster, group)
+        self.tree.schedule_roster(group, self.now())
+        self._tree([])
 
-    def _send_roster(self, group: str, shard_gone: Shard | None = None) -> None:
-        handle = self._roster_due.pop(group, None)
-        if handle is not None:
-            handle.cancel()
+    def _report_roster(self, group: str, shard_gone: Shard | None = None) -> None:
+        """Send our shard's roster up the tree (a deleted shard reports no members)."""
         shard = self.shards.get(group) or shard_gone
         if shard is None:
             return
         alive = shard_gone is None
-        body = json.dumps(
-            {
-                "server": self.name,
-                "uri": shard.uri,
-                "capacity": shard.capacity if alive and not self.draining else 0,
-                "members": sorted(shard.by_aor) if alive else [],
-            }
-        ).encode()
-        self._roster_seq += 1
-        envelope = Envelope(
-            "roster",
-            group,
-            f"{self.name}.{self._roster_seq}.{new_tag()}",
-            self.name,
-            "",
-            "application/json",
-            body,
-        )
-        self._route_up(envelope)
-
-    def _apply_roster(self, envelope: Envelope) -> None:
-        if envelope.origin == self.name:
-            return
-        try:
-            data = json.loads(envelope.body)
-            remote = RemoteShard(
-                str(data["server"]),
-                str(data["uri"]),
-                int(data["capacity"]),
-                frozenset(str(m) for m in data["members"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            log.warning("bad roster from %s", envelope.origin)
-            return
-        self.remote.setdefault(envelope.group, {})[remote.server] = remote
-        self.reservations.release_present(remote.uri, set(remote.members))
-        self._transfer(self.jobs.on_roster(remote.uri, remote.members, self.now()))
-        self.subs.changed(envelope.group, self.now())
-        self._subscription([])
-
-    def _known_free(self, group: str) -> dict[str, int]:
-        return {
-            r.uri: max(0, r.capacity - len(r.members)) for r in self.remote.get(group, {}).values()
-        }
+        capacity = shard.capacity if alive and not self.draining else 0
+        members = list(shard.by_aor) if alive else []
+        self._route_up(self.tree.roster(group, shard.uri, capacity, members))
