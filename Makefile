@@ -1,6 +1,7 @@
 # sipfleet: the two commands a newcomer needs are `make demo` and `make test`.
 # Both set up everything they use on a fresh machine (apt packages, a venv,
-# the Kubernetes binaries built once into ~/.cache/sipfleet).
+# the Kubernetes binaries, containerd, CoreDNS and crictl built once into
+# ~/.cache/sipfleet).
 
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
@@ -53,7 +54,8 @@ test-integration: venv system-deps
 test-e2e: setup
 	$(VENV)/bin/pytest -m e2e
 
-demo: setup
+# The demo needs no chart test tools (test-tools).
+demo: system-deps venv kube-binaries
 	$(VENV)/bin/sipfleet demo --state-dir $(STATE)
 
 clean:

@@ -164,12 +164,13 @@ class Members:
         return self
 
     def lines(self, kind: str) -> list[list[str]]:
+        """The log lines of one kind (all of them for ""), split into words."""
         if not self.logfile.exists():
             return []
         return [
             line.split()
             for line in self.logfile.read_text(errors="replace").splitlines()
-            if line.startswith(kind + " ")
+            if line.startswith(kind + " ") or (not kind and line.strip())
         ]
 
     def joined(self) -> set[str]:
@@ -189,10 +190,27 @@ class Members:
     def moved(self) -> set[str]:
         return {parts[1] for parts in self.lines("MOVED")}
 
+    def moves(self) -> list[tuple[str, str]]:
+        """(member, server IP) of each MOVED line, in order."""
+        return [(p[1], _host(p[3])) for p in self.lines("MOVED")]
+
+    def locations(self) -> dict[str, str]:
+        """Member -> IP of the server it is on now (its last JOINED or MOVED line)."""
+        where: dict[str, str] = {}
+        for parts in self.lines(""):
+            if parts[0] in ("JOINED", "MOVED") and len(parts) >= 4:
+                where[parts[1]] = _host(parts[3])
+        return where
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def _host(uri: str) -> str:
+    """The host of a logged SIP URI (``sip:user@10.0.0.2:5060;x`` -> ``10.0.0.2``)."""
+    return uri.split("@", 1)[-1].split(":", 1)[0].split(";", 1)[0]
 
 
 def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = GROUP_USER) -> str:
@@ -292,6 +310,30 @@ def main_ip(kube: Cluster, namespace: str, fleet_name: str) -> str:
         return ip
 
     return wait_for("the main server to be ready", probe, timeout=60)
+
+
+def evict(kube: Cluster, namespace: str, pod: str) -> tuple[bool, str]:
+    """POST pods/eviction (as ``kubectl drain`` does): (allowed, kubectl's answer).
+
+    A PodDisruptionBudget that allows no disruption answers 429.
+    """
+    body = json.dumps(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": namespace},
+        }
+    )
+    result = kube.kubectl(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
+        "-f",
+        "-",
+        input=body,
+        check=False,
+    )
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
 
 
 def status(kube: Cluster, namespace: str, name: str) -> dict[str, Any]:

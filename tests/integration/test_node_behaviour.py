@@ -614,3 +614,49 @@ async def test_target_refresh_moves_delivery_and_bad_ones_are_refused(
     delivered = await moved.request()
     assert delivered.method == "MESSAGE" and delivered.call_id == bob.call_id
     moved.answer(delivered)
+
+
+async def test_a_bad_answer_in_the_ack_keeps_the_member(server: Node, ua: UAFactory) -> None:
+    """The focus has no media to lose: a broken answer is logged, the member stays."""
+    alice = await ua("alice")
+    alice.send(server, "INVITE", f"sip:conf7@{server.sent_by}")
+    joined = await alice.final()
+    assert joined.status == 200 and b"m=audio 9 RTP/AVP 0 8 101" in joined.body
+    alice.peer_tag, alice.cseq = joined.to_tag, alice.cseq - 1
+    video = ANSWER.replace(b"m=audio", b"m=video")  # not an answer to an audio offer
+    alice.send(server, "ACK", f"sip:conf7@{server.sent_by}", body=video, ctype="application/sdp")
+    (member,) = server.shards[GROUP].members.values()
+    for _ in range(50):
+        if member.media.pending is None:
+            break
+        await asyncio.sleep(0.01)
+    assert member.media.pending is None  # the offer is settled
+    alice.send(server, "OPTIONS", f"sip:conf7@{server.sent_by}")
+    assert (await alice.final()).status == 200
+    assert list(server.shards[GROUP].members.values()) == [member]
+
+
+async def test_accept_in_a_message_out_of_dialog_switches_to_cpim(
+    server: Node, ua: UAFactory
+) -> None:
+    """baresip and linphone chat out of dialog, from the AOR that joined: their
+    MESSAGE's Accept tells the focus what they render, as an INVITE's would."""
+    alice, bob = await ua("alice"), await ua("bob")
+    await alice.join(server)
+    await bob.join(server)
+    assert (await _deliver(server, alice, bob, b"one")).body == b"alice: one"
+    bob.send(
+        server,
+        "MESSAGE",
+        GROUP,
+        in_dialog=False,
+        body=b"I read CPIM",
+        ctype="text/plain",
+        extra="Accept: message/cpim, text/plain",
+        call_id="b-2",
+    )
+    assert (await bob.final()).status == 200
+    alice.answer(await alice.request())
+    delivered = await _deliver(server, alice, bob, b"two")
+    assert delivered.headers.get("Content-Type") == "message/cpim"
+    assert unwrap_cpim(delivered.body).body == b"two"

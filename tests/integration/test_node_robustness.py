@@ -1,11 +1,14 @@
-"""Hostile input over UDP: the RFC 4475 torture messages and a flooding source."""
+"""Hostile input: the RFC 4475 torture messages, a flooding source, TCP garbage and
+stalled TCP connections."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
+from pathlib import Path
 
 from node_harness import RFC4475, Fleet, NodeProc
 
@@ -213,3 +216,47 @@ async def test_tcp_requests_and_garbage(fleet: Fleet) -> None:
     await asyncio.sleep(0.3)
     assert first_lines(probe) == ["SIP/2.0 200 OK"]
     assert (await node.metrics())["sipfleet_node_parse_errors_total"] == 1
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_stalled_tcp_connections_are_bounded_and_closed(fleet: Fleet) -> None:
+    """Issue 8 item 8: 40 connections from one address, each stalled in the middle
+    of a large message. At most 32 per source are kept (the rest refused), each
+    holds at most the stream limit, and all are closed at the 10 s message
+    deadline, counted by reason."""
+    node = await fleet.start("main", "127.0.0.2", "main")
+    before = rss_kib(node.proc.pid)
+    head = (
+        f"MESSAGE sip:x@{node.target} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKs\r\n"
+        "Content-Length: 200000\r\n\r\n"
+    ).encode()
+    conns = []
+    for _ in range(40):
+        reader, writer = await asyncio.open_connection(node.host, node.sip_port)
+        writer.write(head + b"x" * 150_000)
+        conns.append((reader, writer))
+    await asyncio.sleep(1.0)
+    metrics = await node.metrics()
+    assert metrics['sipfleet_node_tcp_refused_total{reason="per_source"}'] == 8
+    assert metrics["sipfleet_node_tcp_connections"] == 32
+    # 32 kept x 150 KB held each, plus interpreter slack: far from unbounded.
+    assert rss_kib(node.proc.pid) - before < 32 * 1024
+    started = time.monotonic()
+
+    async def closed(reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+
+    await asyncio.wait_for(asyncio.gather(*(closed(r) for r, _ in conns)), 15.0)
+    assert time.monotonic() - started < 12.0
+    metrics = await node.metrics()
+    assert metrics['sipfleet_node_tcp_closed_total{reason="half_sent"}'] == 32
+    assert metrics["sipfleet_node_tcp_connections"] == 0
+    for _, writer in conns:
+        writer.close()

@@ -391,3 +391,94 @@ async def test_tcp_total_cap() -> None:
             writer.close()
     finally:
         s.close()
+
+
+async def test_tcp_peer_that_does_not_read_is_cut_off() -> None:
+    limits = TcpLimits(max_write_buffer=64 << 10)
+    s = SipStack(HOST, 0, App(), NodeMetrics(), RateLimiter(1000, 1000), limits)
+    await s.start()
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        # While connecting, queued data is bounded too.
+        with pytest.raises(SendError, match="queued"):
+            s._tcp.send("127.0.0.1", port, b"x" * (65 << 10))
+        s._tcp.send("127.0.0.1", port, b"x" * 1000)
+        await asyncio.sleep(0.2)
+        chunk = b"y" * (256 << 10)
+        with pytest.raises(SendError, match="not reading"):
+            for _ in range(400):  # at most 100 MiB: the kernel buffers fill long before
+                s._tcp.send("127.0.0.1", port, chunk)
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        assert (
+            s.metrics.registry.get_sample_value(
+                "sipfleet_node_tcp_closed_total", {"reason": "write_buffer"}
+            )
+            == 1
+        )
+    finally:
+        server.close()
+        s.close()
+
+
+async def test_tcp_response_after_the_connection_closed_goes_to_the_sent_by_port() -> None:
+    """RFC 3261 18.2.2: the response goes on the request's connection; that one
+    gone, on a new connection to received at the sent-by port."""
+    pending: list[RequestContext] = []
+
+    class Later(App):
+        def handle_request(self, ctx: RequestContext) -> None:
+            pending.append(ctx)
+
+    s = SipStack(HOST, 0, Later(), NodeMetrics(), RateLimiter(1000, 1000))
+    await s.start()
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.put_nowait(await reader.readline())
+        writer.close()
+
+    server = await asyncio.start_server(listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = OPTIONS.format(
+            host=f"{HOST}:{s.port}", sent_by=f"127.0.0.1:{port}", n="gone", rport=""
+        ).replace("UDP", "TCP")
+        _, writer = await asyncio.open_connection(HOST, s.port)
+        writer.write(request.encode())
+        await writer.drain()
+        for _ in range(40):
+            if pending:
+                break
+            await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.sleep(0.3)  # the server has seen the connection close
+        pending[0].respond(200)
+        assert await asyncio.wait_for(got.get(), 3) == b"SIP/2.0 200 OK\r\n"
+    finally:
+        server.close()
+        s.close()
+
+
+async def test_ipv6_configured_server_serves_ipv4_on_its_twin() -> None:
+    s = SipStack("::1", 0, App(), NodeMetrics(), RateLimiter(1000, 1000))
+    await s.start()
+    try:
+        v4 = await sink("127.0.0.1")
+        request = OPTIONS.format(
+            host=f"[::1]:{s.port}", sent_by=f"127.0.0.1:{v4.port}", n="v4", rport=""
+        )
+        assert v4.transport is not None
+        v4.transport.sendto(request.encode(), ("127.0.0.1", s.port))
+        response = await v4.next()
+        assert isinstance(response, SipResponse) and response.status == 200
+        assert s.local_uri("u", Peer("udp", "127.0.0.1", 1)) == f"sip:u@127.0.0.1:{s.port}"
+        assert s.sent_by(Peer("udp", "::1", 1)) == f"[::1]:{s.port}"
+    finally:
+        s.close()

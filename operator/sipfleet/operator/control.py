@@ -7,6 +7,7 @@ The kopf handlers in handlers/conference.py call these and write status.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import pydantic
 from sipfleet.operator import metrics
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
-from sipfleet.operator.executor import Executor, Outcome
+from sipfleet.operator.executor import Event, Executor, Outcome
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
@@ -113,6 +114,8 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         decision = plan(spec, observed.observations, memory.history, time.time())
         memory.history = decision.history
         outcome = await _executor(rt, ctx, observed).apply(decision)
+    found, memory.unmoved = unmoved_events(decision.group, observed.unmoved, memory.unmoved)
+    outcome.events.extend(found)
     if decision.kind != "steady":
         metrics.DECISIONS.labels(decision.kind).inc()
     if outcome.failures:
@@ -120,6 +123,45 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     if decision.has_actions:
         memory.changed_at = time.monotonic()  # the next pass needs a view taken after this
     return Pass(observed, decision, outcome)
+
+
+async def poke(rt: Runtime, memory: ConferenceMemory) -> Pass:
+    """A pass started by a Pod event: the conference as the timer last saw it,
+    on a fleet view taken now (the Pod just changed).
+
+    Status is left to the timer's next pass; NotReady and transient errors
+    propagate for the caller to log (the timer retries anyway).
+    """
+    assert memory.ref is not None and memory.spec is not None  # set by the timer's pass
+    meta = memory.ref["metadata"]
+    async with memory.lock:
+        ctx = await load_context(
+            rt, meta["namespace"], meta["name"], memory.spec, not_before=time.monotonic()
+        )
+        return await control_pass(rt, ctx, memory)
+
+
+def unmoved_events(
+    group: str, unmoved: Mapping[str, int], reported: Mapping[str, int]
+) -> tuple[list[Event], dict[str, int]]:
+    """Warning Events for members stopping servers could not move, each count once.
+
+    ``unmoved`` is this pass's server -> count (terminating servers only);
+    ``reported`` what earlier passes posted. Returns the new Events and what
+    to remember: counts of servers no longer stopping are forgotten, so a
+    later Pod of the same name reports afresh.
+    """
+    events = [
+        Event(
+            "Warning",
+            "MembersNotMoved",
+            f"{server} stopped before it could move {count} members of {group} to another "
+            "server; their sessions were ended with BYE",
+        )
+        for server, count in sorted(unmoved.items())
+        if count > reported.get(server, 0)
+    ]
+    return events, dict(unmoved)
 
 
 async def release(rt: Runtime, ctx: Context) -> Outcome:

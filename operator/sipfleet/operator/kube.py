@@ -103,9 +103,10 @@ a bounded pool finishes sooner and stays small.
 """
 
 
-def watch_streams(namespaces: int, resources: int = 2) -> int:
-    """The watch streams kopf keeps open: one per resource and namespace (or one
-    per resource cluster-wide, ``namespaces=0``), plus its CRD and namespace observers."""
+def watch_streams(namespaces: int, resources: int = 3) -> int:
+    """The watch streams kopf keeps open: one per resource (SipFleets,
+    SipConferences, server Pods) and namespace (or one per resource
+    cluster-wide, ``namespaces=0``), plus its CRD and namespace observers."""
     return resources * max(1, namespaces) + 2
 
 
@@ -131,6 +132,7 @@ class Kube:
         self._core = kubernetes.client.CoreV1Api(client)
         self._coord = kubernetes.client.CoordinationV1Api(client)
         self._custom = kubernetes.client.CustomObjectsApi(client)
+        self._policy = kubernetes.client.PolicyV1Api(client)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
         call = functools.partial(
@@ -202,6 +204,30 @@ class Kube:
         except kubernetes.client.ApiException as exc:
             if exc.status != 404:
                 raise
+
+    # PodDisruptionBudgets ------------------------------------------------------
+    async def apply_pdb(self, namespace: str, body: Obj) -> Obj:
+        """Create the budget, or patch its ``spec.minAvailable`` when it differs."""
+        name = body["metadata"]["name"]
+        current = await self._get_or_none(
+            self._policy.read_namespaced_pod_disruption_budget, name, namespace
+        )
+        if current is None:
+            return await self._create_or_existing(
+                self._policy.create_namespaced_pod_disruption_budget,
+                self._policy.read_namespaced_pod_disruption_budget,
+                namespace,
+                body,
+            )
+        wanted = body["spec"]["minAvailable"]
+        if (current.get("spec") or {}).get("minAvailable") == wanted:
+            return current
+        return await self._call(
+            self._policy.patch_namespaced_pod_disruption_budget,
+            name,
+            namespace,
+            {"spec": {"minAvailable": wanted}},
+        )
 
     # Custom resources ----------------------------------------------------------
     async def read_custom(

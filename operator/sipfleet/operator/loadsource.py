@@ -23,6 +23,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 MEMBERS_METRIC = "sipfleet_node_members"
+UNMOVED_METRIC = "sipfleet_node_unmoved_members"
+"""Counter: members a stopping server could not move before it exits."""
 
 
 class LoadSourceError(Exception):
@@ -106,15 +108,17 @@ def parse_prometheus_vector(payload: Any) -> dict[str, int]:
     return members
 
 
-def parse_node_members(text: str) -> dict[str, int]:
-    """group -> members in one node's Prometheus text exposition."""
+def parse_node_members(text: str, metric: str = MEMBERS_METRIC) -> dict[str, int]:
+    """group -> value of ``metric`` (a gauge, or a counter's total) in one node's
+    Prometheus text exposition; members by default."""
     out: dict[str, int] = {}
+    names = (metric, metric + "_total")
     try:
         for family in text_string_to_metric_families(text):
-            if family.name != MEMBERS_METRIC:
+            if family.name != metric:
                 continue
             for sample in family.samples:
-                if sample.name == MEMBERS_METRIC and "group" in sample.labels:
+                if sample.name in names and "group" in sample.labels:
                     out[sample.labels["group"]] = round(sample.value)
     except ValueError as exc:
         raise LoadSourceError(f"unparseable /metrics text: {exc}") from exc
@@ -181,7 +185,7 @@ class ScrapeLoadSource:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def _scrape(self, base_url: str) -> dict[str, int] | None:
+    async def _scrape(self, base_url: str, metric: str) -> dict[str, int] | None:
         try:
             async with self._session.get(
                 base_url.rstrip("/") + "/metrics", timeout=self._timeout
@@ -189,17 +193,19 @@ class ScrapeLoadSource:
                 if resp.status != 200:
                     return None
                 text = await resp.text()
-            return parse_node_members(text)
+            return parse_node_members(text, metric)
         except (aiohttp.ClientError, TimeoutError, LoadSourceError):
             return None
 
-    async def read_all(self, servers: Mapping[str, str]) -> dict[str, dict[str, int]]:
-        """server -> group -> members, for every server that could be scraped.
+    async def read_all(
+        self, servers: Mapping[str, str], metric: str = MEMBERS_METRIC
+    ) -> dict[str, dict[str, int]]:
+        """server -> group -> members (or ``metric``), for every server that could be scraped.
 
         One scrape per server serves every group it hosts (see FleetView).
         """
         names = list(servers)
-        found = await asyncio.gather(*(self._scrape(servers[n]) for n in names))
+        found = await asyncio.gather(*(self._scrape(servers[n], metric) for n in names))
         return {n: by for n, by in zip(names, found, strict=True) if by is not None}
 
     async def read(self, group: str, servers: Mapping[str, str]) -> LoadReading:

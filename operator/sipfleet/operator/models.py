@@ -229,6 +229,31 @@ class MetricsSpec(CrdModel):
     )
 
 
+GRACE_MARGIN_SECONDS = 15
+"""Added to the time a full server takes to move its members: a replacement
+server's start-up (its Pod scheduled, ready, routed), the last REFERs'
+round trips, and the exit's own reserve (sip-node runner.EXIT_RESERVE)."""
+
+
+class DisruptionPolicy(CrdModel):
+    """How a server leaves when Kubernetes stops it (delete, eviction, drain)."""
+
+    members_per_second: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Rate at which a stopping server moves its members to the group's "
+        "other servers (REFER), all its groups together.",
+    )
+    grace_period_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="terminationGracePeriodSeconds of server Pods. Default: membersPerNode / "
+        f"membersPerSecond rounded up, plus {GRACE_MARGIN_SECONDS} s.",
+    )
+
+
 class SipFleetSpec(CrdModel):
     """Desired state of a fleet: one main SIP server plus elastic nodes."""
 
@@ -259,12 +284,26 @@ class SipFleetSpec(CrdModel):
         description="Children per server in a group's distribution tree.",
     )
     metrics: MetricsSpec = _section(MetricsSpec, "Load source: Prometheus or direct scraping.")
+    disruption: DisruptionPolicy = _section(
+        DisruptionPolicy, "Graceful exit of a server Kubernetes stops: pace and grace period."
+    )
     admin_token_secret: str | None = Field(
         default=None,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
         description="Secret (key 'token') holding the admin API token; generated when absent.",
     )
+
+    def grace_period_seconds(self) -> int:
+        """Seconds a stopping server gets to move a full server's members away.
+
+        ``disruption.gracePeriodSeconds`` when set, else membersPerNode at
+        ``disruption.membersPerSecond`` rounded up plus ``GRACE_MARGIN_SECONDS``.
+        """
+        policy = self.disruption
+        if policy.grace_period_seconds is not None:
+            return policy.grace_period_seconds
+        return -(-self.members_per_node // policy.members_per_second) + GRACE_MARGIN_SECONDS
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Self:
@@ -302,6 +341,11 @@ class NodeStatus(CrdModel):
     ip: str | None = Field(default=None, description="Pod IP of the node.")
     ready: bool = Field(default=False, description="Whether the node is ready for SIP.")
     draining: bool = Field(default=False, description="Whether the node is being emptied.")
+    terminating: bool = Field(
+        default=False,
+        description="Whether Kubernetes is stopping the Pod (deletionTimestamp set): it "
+        "moves its members to other servers before it exits.",
+    )
     members: int = Field(default=0, ge=0, description="Members on the node, all groups.")
 
 

@@ -15,14 +15,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sipfleet.node.admin_client import AdminError
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import Obj
-from sipfleet.operator.loadsource import LoadReading, LoadSource, ScrapeLoadSource, scraped_reading
+from sipfleet.operator.loadsource import (
+    UNMOVED_METRIC,
+    LoadReading,
+    LoadSource,
+    ScrapeLoadSource,
+    scraped_reading,
+)
 from sipfleet.operator.planner import (
     Freshness,
     InFlightTransfer,
@@ -76,7 +82,12 @@ def server_observation(
     """
     name = pod["metadata"]["name"]
     labels = pod["metadata"].get("labels") or {}
-    draining = labels.get(podlib.LABEL_DRAINING) == "true" or bool((state or {}).get("draining"))
+    stopping = podlib.terminating(pod)
+    draining = (
+        stopping
+        or labels.get(podlib.LABEL_DRAINING) == "true"
+        or bool((state or {}).get("draining"))
+    )
     metrics: Freshness
     if state is None:
         metrics = "missing"
@@ -92,12 +103,15 @@ def server_observation(
     return ServerObservation(
         name=name,
         role=role,
-        ready=podlib.pod_ready(pod) and state is not None,
+        # A stopping server that still answers stays ready: it is routed as a
+        # draining leaf, so group messages reach its members until they moved.
+        ready=podlib.pod_ready(pod, stopping_too=True) and state is not None,
         phase=pod_phase(pod),
         draining=draining,
         shard=shard,
         metrics=metrics,
         created_at=created_at(pod),
+        terminating=stopping,
     )
 
 
@@ -140,9 +154,15 @@ class FleetView:
     """group -> source server -> that server's transfers of the group."""
     scraped: Mapping[str, Mapping[str, int]] | None
     """server -> group -> members from its /metrics (None: Prometheus is the source)."""
+    unmoved: Mapping[str, Mapping[str, int]]
+    """Terminating server -> group -> members its graceful exit could not move."""
 
     def members_per_server(self) -> dict[str, int]:
         return {s: sum(sh.members for sh in by.values()) for s, by in self.shards.items()}
+
+
+def _name(pod: Obj) -> str:
+    return str(pod["metadata"]["name"])
 
 
 async def view_fleet(
@@ -169,10 +189,13 @@ async def view_fleet(
     for n, listing in zip(names, transfers_l, strict=True):
         for t in listing if isinstance(listing, list) else ():
             transfers.setdefault(str(t.get("group")), {}).setdefault(n, []).append(t)
+    scraper = ScrapeLoadSource(rt.session)
     scraped = None
     if scrape:
         hosting = {n: urls[n] for n, by in shards.items() if by}
-        scraped = await ScrapeLoadSource(rt.session).read_all(hosting)
+        scraped = await scraper.read_all(hosting)
+    stopping = {n: urls[n] for p in servers if podlib.terminating(p) and (n := _name(p)) in urls}
+    unmoved = await scraper.read_all(stopping, UNMOVED_METRIC)
     return FleetView(
         taken=taken,
         main_pod=main_pod,
@@ -182,6 +205,7 @@ async def view_fleet(
         shards=shards,
         transfers={g: {n: tuple(ts) for n, ts in by.items()} for g, by in transfers.items()},
         scraped=scraped,
+        unmoved=unmoved,
     )
 
 
@@ -196,6 +220,8 @@ class Observed:
     states: Mapping[str, Mapping[str, Any]]
     taken: float
     """When the underlying FleetView was fetched (time.monotonic())."""
+    unmoved: Mapping[str, int] = field(default_factory=dict)
+    """Terminating server -> members of the group its graceful exit could not move."""
 
 
 async def _maybe(aw: Awaitable[T]) -> T | None:
@@ -245,4 +271,5 @@ async def observe(
         urls=urls,
         states=states,
         taken=view.taken,
+        unmoved={n: c for n, by in view.unmoved.items() if n in urls and (c := by.get(group, 0))},
     )

@@ -18,6 +18,11 @@ Safety rules the property tests pin down:
 - stale or missing metrics on a running server block every scale-in;
 - node Pods never exceed ``maxNodes``;
 - transfers only target ready, non-draining servers that host the group;
+- a terminating node (Kubernetes is stopping it) is not capacity: it is
+  replaced at once (no cooldown or stabilization window: the load did not
+  change), moves its own members (no transfer starts from it), stays in the
+  routes as a draining leaf while it answers, and does not count against
+  ``maxNodes`` (it is on its way out, as a Deployment's surge);
 - planning again after the executor applied a decision repeats nothing: it
   only finishes that decision's work (deleting the nodes it drained once they
   are empty, moving members onto the shards it created); a step still in
@@ -112,6 +117,30 @@ def _problems(
     return tuple(found)
 
 
+def _create_reason(
+    spec: PlanSpec,
+    create: int,
+    replacing: int,
+    leaving: list[ServerObservation],
+    members: int,
+    desired: int,
+) -> str:
+    """Why nodes are created: replacements for terminating nodes, then scale-out."""
+    if not create:
+        return ""
+    replaced = min(create, replacing)
+    parts = []
+    if replaced:
+        names = ", ".join(s.name for s in leaving)
+        parts.append(f"replace {replaced} terminating ({names})")
+    if create > replaced:
+        parts.append(f"scale out by {create - replaced}")
+    return (
+        f"{' and '.join(parts)}: {members} members need {desired} nodes "
+        f"at target load {spec.scaling.target_load:g}"
+    )
+
+
 def plan(spec: PlanSpec, observations: Observations, history: History, now: float) -> Decision:
     """Decide the next step for one conference. Pure: same inputs, same Decision."""
     main = observations.main
@@ -126,31 +155,45 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     active = [n for n in nodes if n.alive and not n.draining]
     starting = [n for n in active if not n.ready and now - n.created_at < STARTUP_GRACE_SECONDS]
     stuck = [n for n in active if not n.ready and n not in starting]
+    leaving = [n for n in nodes if n.terminating and n.alive]
+    # Nodes still starting may be the replacements an earlier pass created:
+    # they count first, so re-planning never replaces one node twice.
+    replace_count = max(0, min(len(leaving), desired - len(active)) - len(starting))
     delete = deletions(nodes, out, inc)
     gone = {a.server for a in delete}
-    draining = [n for n in nodes if n.draining and n.alive and n.name not in gone]
+    draining = [n for n in nodes if n.draining and n.alive and not n.terminating]
+    draining = [n for n in draining if n.name not in gone]
     step = scale_step(
-        spec, history, now, len(active), desired, (len(starting), len(draining)), stale
+        spec,
+        history,
+        now,
+        len(active) + replace_count,
+        desired,
+        (len(starting), len(draining)),
+        stale,
     )
     limited = set(limits | step.limits)
     notes = list(step.notes)
 
     create = 0
     drain: tuple[NodeAction, ...] = ()
-    if step.change > 0:
-        pods_after = len(nodes) - len(delete)
-        create = min(step.change, max(0, spec.node_budget - pods_after))
-        if create < step.change:
+    wanted = replace_count + max(0, step.change)
+    if wanted:
+        pods_after = sum(1 for n in nodes if not n.terminating) - len(delete)
+        create = min(wanted, max(0, spec.node_budget - pods_after))
+        if create < wanted:
             limited.add(Limit.MAX_NODES)
             notes.append(f"node budget {spec.node_budget} reached (draining nodes still count)")
-    elif step.change < 0:
+    if step.change < 0:
         victims = sorted(active, key=drain_order)[: -step.change]
         drain = tuple(
             NodeAction(v.name, f"drain {v.name} ({v.members} members): scale in to {desired}")
             for v in victims
         )
-    if create or drain:
+    if step.change and (create > replace_count or drain):
         history = replace(history, last_scale=now)
+    if leaving:
+        notes.append(f"{', '.join(n.name for n in leaving)} terminating: moving its members away")
 
     # From here on, plan against the world as it will be once drains and
     # deletions are applied: drained servers are sources, never targets.
@@ -172,12 +215,7 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         desired_nodes=desired,
         history=history,
         create_nodes=create,
-        create_reason=(
-            f"scale out by {create}: {members} members need {desired} nodes "
-            f"at target load {spec.scaling.target_load:g}"
-            if create
-            else ""
-        ),
+        create_reason=_create_reason(spec, create, replace_count, leaving, members, desired),
         create_shards=placements(spec, hosts),
         routes=routes,
         transfers=tuple(transfers),
@@ -190,4 +228,5 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         degraded=_problems(main, nodes, stale, stuck, now),
         pending_nodes=len(starting),
         draining_nodes=len(draining) + len(drain),
+        terminating_nodes=len(leaving),
     )

@@ -9,6 +9,7 @@ the fleet garbage-collects them.
 from __future__ import annotations
 
 import base64
+import copy
 import re
 import secrets
 from collections.abc import Mapping
@@ -29,6 +30,27 @@ TOKEN_KEY = "token"
 TOKEN_MOUNT = "/var/run/sipfleet/admin"
 SIP_PORT = 5060
 ADMIN_PORT = 8080
+SERVER_UID = 10001
+"""The node image's non-root user and group (images/Dockerfile, images/build.py)."""
+TMP_MOUNT = "/tmp"
+
+# The restricted Pod Security Standard: a namespace enforcing it admits only
+# Pods that say all of this; the root filesystem is read-only, so the server
+# gets a small /tmp emptyDir (its working directory in the image).
+POD_SECURITY_CONTEXT: Obj = {
+    "runAsNonRoot": True,
+    "runAsUser": SERVER_UID,
+    "runAsGroup": SERVER_UID,
+    "fsGroup": SERVER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: Obj = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 Role = Literal["main", "node"]
 
@@ -114,6 +136,10 @@ class ServerPodSpec:
     sip_port: int = SIP_PORT
     admin_port: int = ADMIN_PORT
     tree_fanout: int = 8
+    grace_seconds: int = 30
+    """terminationGracePeriodSeconds, also the server's graceful-exit budget."""
+    drain_rate: int = 50
+    """Members/s the server moves away on SIGTERM."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
@@ -141,6 +167,8 @@ def server_pod_spec(
         sip_port=ports[0],
         admin_port=ports[1],
         tree_fanout=spec.tree_fanout,
+        grace_seconds=spec.grace_period_seconds(),
+        drain_rate=spec.disruption.members_per_second,
         extra_env={e.name: e.value for e in tpl.env},
         resources={k: v for k, v in tpl.resources.to_k8s().items() if v} if role == "node" else {},
         pod_labels={LABEL_CONFERENCE: conference} if conference else {},
@@ -158,7 +186,12 @@ def server_pod(
     spec: ServerPodSpec,
     index: int | None = None,
 ) -> Obj:
-    """A server Pod manifest: sip-node configured through env, probed on /readyz."""
+    """A server Pod manifest: sip-node configured through env, probed on /readyz.
+
+    The Pod satisfies the restricted Pod Security Standard (non-root uid
+    `SERVER_UID`, read-only root filesystem, no capabilities, RuntimeDefault
+    seccomp), so a namespace enforcing that standard admits it.
+    """
     fleet = fleet_body["metadata"]["name"]
     labels = {**spec.pod_labels, LABEL_FLEET: fleet, LABEL_ROLE: role}
     if index is not None:
@@ -172,6 +205,8 @@ def server_pod(
         {"name": "SIPFLEET_ADMIN_PORT", "value": str(spec.admin_port)},
         {"name": "SIPFLEET_TOKEN_FILE", "value": f"{TOKEN_MOUNT}/{TOKEN_KEY}"},
         {"name": "SIPFLEET_TREE_FANOUT", "value": str(spec.tree_fanout)},
+        {"name": "SIPFLEET_SHUTDOWN_SECONDS", "value": str(spec.grace_seconds)},
+        {"name": "SIPFLEET_DRAIN_RATE", "value": str(spec.drain_rate)},
         *({"name": k, "value": v} for k, v in sorted(spec.extra_env.items())),
     ]
     container: Obj = {
@@ -193,7 +228,11 @@ def server_pod(
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "volumeMounts": [{"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True}],
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        "volumeMounts": [
+            {"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+        ],
     }
     if spec.resources:
         container["resources"] = dict(spec.resources)
@@ -208,16 +247,26 @@ def server_pod(
         },
         "spec": {
             "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 5,
+            "terminationGracePeriodSeconds": spec.grace_seconds,
+            "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
             "containers": [container],
-            "volumes": [{"name": "admin-token", "secret": {"secretName": spec.token_secret}}],
+            "volumes": [
+                {"name": "admin-token", "secret": {"secretName": spec.token_secret}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+            ],
         },
     }
 
 
-def pod_ready(pod: Mapping[str, Any]) -> bool:
-    """True when the Pod is Running with condition Ready=True and not being deleted."""
-    if pod.get("metadata", {}).get("deletionTimestamp"):
+def terminating(pod: Mapping[str, Any]) -> bool:
+    """Kubernetes is stopping the Pod (deletionTimestamp set: delete, eviction, drain)."""
+    return bool(pod.get("metadata", {}).get("deletionTimestamp"))
+
+
+def pod_ready(pod: Mapping[str, Any], *, stopping_too: bool = False) -> bool:
+    """True when the Pod is Running with condition Ready=True and (unless
+    ``stopping_too``) not being deleted."""
+    if terminating(pod) and not stopping_too:
         return False
     status = pod.get("status") or {}
     if status.get("phase") != "Running":

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from sipfleet.node.admin_client import AdminClient
 from sipfleet.operator.errors import NotReady
-from sipfleet.operator.kube import Kube
+from sipfleet.operator.kube import Kube, Obj
 from sipfleet.operator.loadsource import LoadSource, PrometheusLoadSource
 from sipfleet.operator.models import MetricsSpec
 from sipfleet.operator.planner import History
+from sipfleet.operator.podevents import PodTransitions
 from sipfleet.operator.routing import FleetRoutes
 from sipfleet.operator.snapshot import SharedFetch
 
@@ -43,6 +44,16 @@ class ConferenceMemory:
     last_pass: float | None = None
     changed_at: float = 0.0
     """time.monotonic() after the last pass that acted: later passes need a newer view."""
+    ref: Obj | None = None
+    """The SipConference's identity (apiVersion, kind, metadata) for Events, set by a pass."""
+    spec: Mapping[str, Any] | None = None
+    """Its spec as last seen by the timer; a Pod event's pass uses it."""
+    fleet: FleetKey | None = None
+    """(namespace, fleet name) it runs on, as last seen."""
+    unmoved: dict[str, int] = field(default_factory=dict)
+    """Stopping server -> members it could not move, as already posted in an Event."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Serialises this conference's passes (timer and Pod events)."""
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Runtime:
     kubeconfig: str | None = None
     routes: dict[FleetKey, FleetRoutes] = field(default_factory=dict)
     conferences: dict[str, ConferenceMemory] = field(default_factory=dict)
+    pod_transitions: PodTransitions = field(default_factory=PodTransitions)
     server_members: dict[FleetKey, dict[str, int]] = field(default_factory=dict)
     """Latest members per server (all groups), for the SipFleet status."""
     snapshots: SharedFetch[FleetKey, Any] = field(init=False)
@@ -92,6 +104,16 @@ class Runtime:
 
     def memory(self, uid: str) -> ConferenceMemory:
         return self.conferences.setdefault(uid, ConferenceMemory())
+
+    def serving(self, fleet: FleetKey, conference: str | None) -> list[ConferenceMemory]:
+        """Conferences on ``fleet`` seen by a pass: the one named, or all (None)."""
+        return [
+            m
+            for m in self.conferences.values()
+            if m.fleet == fleet
+            and m.ref is not None
+            and (conference is None or m.ref["metadata"]["name"] == conference)
+        ]
 
     def route_lock(self, key: FleetKey) -> asyncio.Lock:
         """Serialises route pushes in a fleet; a waiter usually finds its change pushed."""

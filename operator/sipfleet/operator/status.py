@@ -29,6 +29,8 @@ def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> S
 def _scaling(decision: Decision) -> Condition:
     if decision.create_nodes or decision.pending_nodes:
         reason = "ScalingOut"
+    elif decision.terminating_nodes:
+        reason = "ReplacingTerminating"
     elif decision.drain or decision.draining_nodes:
         reason = "ScalingIn"
     elif decision.transfers:
@@ -156,12 +158,13 @@ def fleet_status(
                 "ready": podlib.pod_ready(pod),
                 "draining": (pod["metadata"].get("labels") or {}).get(podlib.LABEL_DRAINING)
                 == "true",
+                "terminating": podlib.terminating(pod),
                 "members": members.get(name, 0),
             }
         )
     main_ready = main_pod is not None and podlib.pod_ready(main_pod)
-    pending = [n["name"] for n in nodes if not n["ready"]]
-    draining = [n["name"] for n in nodes if n["draining"]]
+    pending = [n["name"] for n in nodes if not (n["ready"] or n["terminating"])]
+    draining = [n["name"] for n in nodes if n["draining"] or n["terminating"]]
     failed = [
         p["metadata"]["name"]
         for p in [*([main_pod] if main_pod else []), *node_list]

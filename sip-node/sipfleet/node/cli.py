@@ -44,6 +44,20 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         "how members' phones see who wrote a group message: auto, cpim, display-name "
         "or prefix (docs/media-and-messages.md)",
     ),
+    (
+        "--shutdown-seconds",
+        "SIPFLEET_SHUTDOWN_SECONDS",
+        float,
+        30.0,
+        "after SIGTERM: seconds to move members away before exiting (the grace period)",
+    ),
+    (
+        "--drain-rate",
+        "SIPFLEET_DRAIN_RATE",
+        float,
+        50.0,
+        "after SIGTERM: members/s moved to the group's other servers",
+    ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
 

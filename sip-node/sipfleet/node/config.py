@@ -29,6 +29,10 @@ class Config:
     rate_burst: float = 1000.0
     rate_table_size: int = 10000
     sender_display: SenderDisplay = SenderDisplay.AUTO
+    shutdown_seconds: float = 30.0
+    """Graceful-exit budget after SIGTERM (the Pod's terminationGracePeriodSeconds)."""
+    drain_rate: float = 50.0
+    """Members/s moved to other servers during a graceful exit (the fleet's transfer rate)."""
 
     def __post_init__(self) -> None:
         if self.role not in ("main", "node"):
@@ -55,5 +59,9 @@ class Config:
                 f"sender display {self.sender_display!r} is not one of "
                 + ", ".join(m.value for m in SenderDisplay)
             )
+        if self.shutdown_seconds < 0:
+            raise ConfigError(f"shutdown budget {self.shutdown_seconds} s must not be negative")
+        if self.drain_rate <= 0:
+            raise ConfigError(f"drain rate {self.drain_rate} members/s must be > 0")
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")

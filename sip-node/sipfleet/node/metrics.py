@@ -70,6 +70,13 @@ class NodeMetrics:
             "Server-to-server requests refused for bad or missing authentication",
             registry=r,
         )
+        self.unmoved = Counter(
+            p + "unmoved_members",
+            "Members still here when a graceful exit (SIGTERM) ran out of time: "
+            "their sessions ended with BYE instead of moving to another server",
+            ["group"],
+            registry=r,
+        )
         self.delivery_failures = Counter(
             p + "delivery_failures",
             "MESSAGE deliveries that failed (error response or timeout)",

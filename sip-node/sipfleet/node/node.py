@@ -347,7 +347,7 @@ class Node:
             try:
                 member.peer  # noqa: B018 -- the next hop must be reachable (RFC 3263 4)
             except (UnreachableTarget, SipParseError) as exc:
-                ctx.respond(403, [("Warning", f'399 sipfleet "next hop: {exc}"')])
+                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
                 return
             if self._answer_invite(ctx, shard, member):
                 self.add_member(shard, member)
@@ -413,8 +413,6 @@ class Node:
             if found is None:
                 return
             shard, sender = found[0], found[1].aor
-            if "Accept" in request.headers:
-                found[1].accepts_cpim = accepts_cpim(request.headers.get("Accept"))
         else:
             try:
                 group, shard_or_none = self.resolve(request)
@@ -426,6 +424,9 @@ class Node:
                 ctx.respond(403, reason="Not A Member")
                 return
             shard = shard_or_none
+        member = shard.by_aor.get(sender)  # the sender's own dialog, if it is on this server
+        if member is not None and "Accept" in request.headers:
+            member.accepts_cpim = accepts_cpim(request.headers.get("Accept"))
         ctx.respond(200)
         self.metrics.messages_in.inc()
         content_type = request.headers.get("Content-Type") or "text/plain"
@@ -524,9 +525,9 @@ class Node:
         for action in actions:
             if isinstance(action, SendRefer):
                 item = action.item
-                referred_by = f"<{item.shard.uri}>"
+                refer_to = f"<{self.stack.uri_for(action.target, item.member.peer)}>"
                 extra = HeaderBlock(
-                    [("Refer-To", f"<{action.target}>"), ("Referred-By", referred_by)]
+                    [("Refer-To", refer_to), ("Referred-By", f"<{item.shard.uri}>")]
                 )
                 self.send_in_dialog(item.member, "REFER", extra, callback=self._referred(item))
             elif isinstance(action, SendServerRefer):
@@ -598,12 +599,11 @@ class Node:
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
         hop = member.peer
-        request = member.request(method, self.sent_by, extra, body, None, from_display)
+        sent_by = self.stack.sent_by(hop)
+        request = member.request(method, sent_by, extra, body, hop.transport, from_display)
         peer = route_for_size(len(request.data), hop)
         if peer is not hop:
-            request = member.request(
-                method, self.sent_by, extra, body, peer.transport, from_display
-            )
+            request = member.request(method, sent_by, extra, body, peer.transport, from_display)
         return request, peer, callback
 
     # ---- the distribution tree (distribution.Distribution; this does its I/O) -------------

@@ -1,4 +1,14 @@
-"""Process lifecycle: event loop, SIP listeners, admin API, graceful SIGTERM."""
+"""Process lifecycle: event loop, SIP listeners, admin API, graceful SIGTERM.
+
+SIGTERM (a Pod deleted, evicted, drained or rolled) starts a graceful exit
+(evacuation.py): no more joins, members moved to the group's other servers,
+exit when empty. Its budget is ``Config.shutdown_seconds`` (the Pod's
+terminationGracePeriodSeconds) minus ``EXIT_RESERVE``: after the deadline,
+members that could not be moved are counted, the count stays readable on
+/metrics for ``REPORT_SECONDS`` (the operator turns it into an Event), then
+their sessions end with BYE (RFC 3261 15.1) so their user agents know and can
+join again, and the process exits before the kubelet's SIGKILL.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +21,18 @@ import signal
 from aiohttp import web
 from sipfleet.node.admin_api import build_app
 from sipfleet.node.config import Config
+from sipfleet.node.evacuation import Evacuation
 from sipfleet.node.metrics import sample_loop_lag
 from sipfleet.node.node import Node
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 0.5
+"""Seconds for in-flight responses, deliveries and BYEs to go out before closing."""
+REPORT_SECONDS = 2.0
+"""Seconds the unmoved-members count stays on /metrics before the sessions end."""
+EXIT_RESERVE = REPORT_SECONDS + 2 * SHUTDOWN_GRACE
+"""Seconds of the shutdown budget kept for reporting and closing (before SIGKILL)."""
 # How often survivors are frozen out of the collector's reach (see _freeze_survivors).
 GC_FREEZE_PERIOD = 1.0
 
@@ -52,9 +68,7 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
         config.admin_port,
     )
     await stop.wait()
-    log.info("stopping: no more joins")
-    node.draining = True
-    await asyncio.sleep(SHUTDOWN_GRACE)  # let in-flight responses and deliveries go out
+    await _graceful_exit(node, config)
     for task in (lag, freezer):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -62,6 +76,28 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
     node.close()
     await runner.cleanup()
     return 0
+
+
+async def _graceful_exit(node: Node, config: Config) -> None:
+    """Move members away within the budget; count, report and BYE the rest."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(0.0, config.shutdown_seconds - EXIT_RESERVE)
+    members = sum(len(s.members) for s in node.shards.values())
+    log.info(
+        "stopping: no more joins; moving %d members at %g/s within %.1f s",
+        members,
+        config.drain_rate,
+        deadline - loop.time(),
+    )
+    left = await Evacuation(node, config.drain_rate, loop.time).run(deadline)
+    if left:
+        log.warning("graceful exit ran out of time: %d members not moved, ending them", left)
+        await asyncio.sleep(REPORT_SECONDS)  # the operator reads the count from /metrics
+        for group in list(node.shards):
+            await node.delete_shard(group)  # BYE each member, roster says the shard is gone
+    else:
+        log.info("graceful exit: every member moved")
+    await asyncio.sleep(SHUTDOWN_GRACE)  # let in-flight responses and deliveries go out
 
 
 async def _freeze_survivors(period: float = GC_FREEZE_PERIOD) -> None:

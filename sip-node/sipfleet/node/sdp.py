@@ -8,9 +8,10 @@ bytes in, bytes out, no I/O and no clock.
 - `answer_streams`: the answer's m= lines for an offer (RFC 3264 6): same
   number and order; each RTP stream keeps one codec of the offer (the
   offerer's first) with its `a=rtpmap`/`a=fmtp` lines, plus the offer's
-  `telephone-event` formats of that clock rate (RFC 4733 7.1.1); a stream
-  the focus cannot answer (port 0 in the offer, a non-RTP or secure profile,
-  no usable codec) is rejected with port 0.
+  `telephone-event` formats of that clock rate (RFC 4733 7.1.1), and an
+  a=crypto line for RTP/SAVP(F) (RFC 4568); a stream the focus cannot answer
+  (port 0 in the offer, not RTP, DTLS-SRTP, no usable codec or crypto suite)
+  is rejected with port 0.
 - `check_answer`: is an SDP a valid answer to an offer (RFC 3264 6)?
 - `MediaSession`: one dialog's SDP state. Its `o=` session id is fixed for
   the dialog and the version grows only when the description changes
@@ -20,6 +21,7 @@ bytes in, bytes out, no I/O and no clock.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 from dataclasses import dataclass, field, replace
@@ -27,6 +29,16 @@ from dataclasses import dataclass, field, replace
 SDP_TYPE = "application/sdp"
 DISCARD_PORT = 9  # RFC 863; an inactive stream's port is never sent to
 RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+SRTP_PROFILES = frozenset({"RTP/SAVP", "RTP/SAVPF"})  # keyed by a=crypto (RFC 4568)
+# SDES crypto suites (RFC 4568 6.2, RFC 6188, RFC 7714): master key + salt length, bytes.
+SRTP_KEY_LENGTHS = {
+    "AES_CM_128_HMAC_SHA1_80": 30,
+    "AES_CM_128_HMAC_SHA1_32": 30,
+    "AES_256_CM_HMAC_SHA1_80": 46,
+    "AES_256_CM_HMAC_SHA1_32": 46,
+    "AEAD_AES_128_GCM": 28,
+    "AEAD_AES_256_GCM": 44,
+}
 # Formats that are not codecs: they only make sense beside one (RFC 4733, 3389, 2198, 5109, 4588).
 AUXILIARY = frozenset({"telephone-event", "cn", "red", "ulpfec", "flexfec", "rtx"})
 # RFC 3551 tables 4 and 5: static payload types, as an rtpmap value.
@@ -81,8 +93,18 @@ class Media:
 
     @property
     def rtp(self) -> bool:
-        """Is this a plain RTP stream the focus can answer (RTP/AVP or RTP/AVPF)?"""
-        return self.proto.upper() in RTP_PROFILES
+        """Is this an RTP stream the focus can answer (RTP/AVP(F), or RTP/SAVP(F) keyed
+        with a=crypto)?"""
+        return self.proto.upper() in RTP_PROFILES | SRTP_PROFILES
+
+    def crypto(self) -> tuple[str, str] | None:
+        """(tag, suite) of the first a=crypto line with a suite the focus knows (RFC 4568)."""
+        for attr in self.attributes:
+            if attr.startswith("crypto:"):
+                tag, suite, *_ = (attr[len("crypto:") :] + " - -").split()
+                if tag.isdigit() and suite in SRTP_KEY_LENGTHS:
+                    return tag, suite
+        return None
 
     def rtpmap(self, fmt: str) -> str | None:
         """The rtpmap value of payload type `fmt` ("opus/48000/2"): its a=rtpmap, or the
@@ -256,16 +278,22 @@ def rejected(offered: Media) -> Media:
     return Media(offered.kind, 0, offered.proto, offered.formats)
 
 
-def answer_media(offered: Media) -> Media:
+def answer_media(offered: Media, srtp_key: bytes = b"") -> Media:
     """The answer to one offered m= line (RFC 3264 6.1).
 
-    An RTP/AVP(F) stream with a usable codec keeps the offer's first codec and the
-    offer's telephone-event formats at that codec's clock rate, each with its
-    a=rtpmap (required for dynamic types, RFC 3264 6.1) and a=fmtp lines, and is
-    marked inactive: the focus neither sends nor receives media. Anything else is
-    rejected with port 0.
+    An RTP stream with a usable codec keeps the offer's first codec and the offer's
+    telephone-event formats at that codec's clock rate, each with its a=rtpmap
+    (required for dynamic types, RFC 3264 6.1) and a=fmtp lines, and is marked
+    inactive: the focus neither sends nor receives media. A secure RTP stream
+    (RTP/SAVP(F)) also gets one a=crypto line answering the first offered suite
+    the focus knows, keyed with the start of `srtp_key` (RFC 4568 7.1.2; at least
+    46 bytes, random per dialog; never used, as no media flows). Anything else
+    (no codec, no known crypto suite or no key, not RTP, port 0) is rejected with
+    port 0.
     """
-    if offered.port == 0 or not offered.rtp:
+    secure = offered.proto.upper() in SRTP_PROFILES
+    crypto = offered.crypto() if secure else None
+    if offered.port == 0 or not offered.rtp or (secure and (crypto is None or not srtp_key)):
         return rejected(offered)
     maps = {f: m for f in offered.formats if (m := offered.rtpmap(f)) is not None}
     codec = next((f for f in maps if _encoding(maps[f])[0] not in AUXILIARY), None)
@@ -277,13 +305,18 @@ def answer_media(offered: Media) -> Media:
     for fmt in chosen:
         attributes.append(f"rtpmap:{fmt} {maps[fmt]}")
         attributes += offered.fmtp(fmt)
+    if crypto is not None:
+        tag, suite = crypto
+        key = base64.b64encode(srtp_key[: SRTP_KEY_LENGTHS[suite]]).decode()
+        attributes.append(f"crypto:{tag} {suite} inline:{key}")
     attributes.append("inactive")
     return Media(offered.kind, DISCARD_PORT, offered.proto, tuple(chosen), tuple(attributes))
 
 
-def answer_streams(offer: SessionDescription) -> tuple[Media, ...]:
-    """The answer's m= lines: one per offered m= line, same order (RFC 3264 6)."""
-    return tuple(answer_media(m) for m in offer.media)
+def answer_streams(offer: SessionDescription, srtp_key: bytes = b"") -> tuple[Media, ...]:
+    """The answer's m= lines: one per offered m= line, same order (RFC 3264 6);
+    `srtp_key` as for `answer_media`."""
+    return tuple(answer_media(m, srtp_key) for m in offer.media)
 
 
 def focus_offer_streams() -> tuple[Media, ...]:
@@ -340,6 +373,7 @@ class MediaSession:
     """
 
     session_id: int = field(default_factory=lambda: secrets.randbelow(2**62) + 1)
+    srtp_key: bytes = field(default_factory=lambda: secrets.token_bytes(46), repr=False)
     version: int = 0
     pending: SessionDescription | None = None
     _last: tuple[str, str, tuple[Media, ...]] | None = None
@@ -360,7 +394,7 @@ class MediaSession:
         """
         parsed = parse_sdp(offer)
         self.pending = None
-        return self._describe(host, parsed.timing, answer_streams(parsed))
+        return self._describe(host, parsed.timing, answer_streams(parsed, self.srtp_key))
 
     def offer(self, host: str) -> bytes:
         """Our offer, for a 2xx to an INVITE that carried none (RFC 3264 5, RFC 3261

@@ -16,6 +16,7 @@ and callback carries on. The transaction clock is re-armed after every call.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -64,6 +65,7 @@ from sipfleet.node.transport import (
 log = logging.getLogger(__name__)
 
 UDP_MAX_REQUEST = 1300
+PORT_ATTEMPTS = 5  # with port 0, tries to find a port free on both UDP and TCP
 SYNTAX_ERRORS = frozenset({400, 413, 414, 416, 505})
 # Bodies this server takes: SDP offers on INVITE, chat payloads on MESSAGE, sipfrag on
 # NOTIFY; anything else is answered 415 (RFC 3261 8.2.3, RFC 4475 3.3.7).
@@ -181,6 +183,7 @@ class SipStack:
         self.clock = LayerClock(self._loop, self.layer, self.process)
         self._udp: dict[int, UdpEndpoint] = {}  # by address family
         self._hosts: dict[int, str] = {}  # our address per family
+        self._sent_by: dict[int | None, str] = {}  # Via sent-by per family, once listening
         self._tcp = TcpPool(self._loop, self, metrics, tcp_limits)
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
@@ -192,29 +195,43 @@ class SipStack:
         """Listen on UDP and TCP at `host` (raises OSError if that fails), then at
         its twin of the other address family on the same port when it can."""
         primary, *twins = listen_hosts(self.host)
-        await self._listen(primary)
+        for attempt in range(PORT_ATTEMPTS if self.port == 0 else 1):
+            try:
+                await self._listen(primary, 0 if attempt else self.port)
+                break
+            except OSError as exc:
+                # Port 0: the UDP port the kernel picked may be taken on TCP; pick again.
+                if exc.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                    raise
         for twin in twins:
             try:
-                await self._listen(twin)
+                await self._listen(twin, self.port)
             except OSError as exc:
                 log.info("not listening on %s (%s): members must use %s", twin, exc, primary)
 
-    async def _listen(self, host: str) -> None:
+    async def _listen(self, host: str, port: int) -> None:
+        """UDP and TCP at host:port (port 0: a free one, then kept in `self.port`)."""
         family = address_family(host)
         assert family is not None  # Config only takes IP addresses
         endpoint = UdpEndpoint(self, family)
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: endpoint, local_addr=(host, self.port), family=family
-        )
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            if self.port == 0:
-                self.port = transport.get_extra_info("sockname")[1]
+            if family == socket.AF_INET6:  # IPv4 goes to its own socket, as with TCP
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await self._loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        port = transport.get_extra_info("sockname")[1]
+        try:
             server = await self._loop.create_server(
-                self._tcp.inbound, host, self.port, family=family, reuse_address=True
+                self._tcp.inbound, host, port, family=family, reuse_address=True
             )
         except OSError:
             transport.close()
             raise
+        self.port = port
         self._tcp_servers.append(server)
         self._udp[family], self._hosts[family] = endpoint, host
 
@@ -234,6 +251,16 @@ class SipStack:
         family = address_family(peer.host)
         return self.host if family is None else self._hosts.get(family, self.host)
 
+    def sent_by(self, peer: Peer) -> str:
+        """The Via sent-by for requests to `peer`: our address in its family and
+        our port (RFC 3261 18.1.1), IPv6 bracketed. (Once per fan-out delivery,
+        so kept ready per family.)"""
+        sent_by = self._sent_by.get(address_family(peer.host))
+        if sent_by is None:
+            sent_by = format_hostport(self.local_host(peer), self.port)
+            self._sent_by[address_family(peer.host)] = sent_by
+        return sent_by
+
     def local_uri(self, user: str, peer: Peer) -> str:
         """`sip:user@host:port` as `peer` reaches this server: our address in its
         family (IPv6 bracketed, RFC 3261 25.1) and `;transport=tcp` when it uses
@@ -243,6 +270,17 @@ class SipStack:
         hostport = format_hostport(self.local_host(peer), self.port)
         suffix = ";transport=tcp" if peer.transport == "tcp" else ""
         return f"sip:{user}@{hostport}{suffix}"
+
+    def uri_for(self, uri: str, peer: Peer) -> str:
+        """`uri` (a SIP URI of this fleet, e.g. a Refer-To target) as `peer` must use
+        it: `;transport=tcp` added when `peer` reaches us over TCP and the URI names
+        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. Raises
+        SipParseError for a URI that does not parse."""
+        parsed = SipUri.parse(uri)
+        if peer.transport != "tcp" or "transport" in parsed.params:
+            return uri
+        parsed.params["transport"] = "tcp"
+        return str(parsed)
 
     def target_of(self, uri: str, via: Peer) -> Peer:
         """Where to send requests for a Contact (or other) URI that `via` gave us
@@ -268,15 +306,18 @@ class SipStack:
             self.metrics.transport_errors.labels("none").inc()
             log.info("could not send to %s: %s", peer, exc)
 
-    def _send(self, data: bytes, udp: bool, host: str, port: int, tx_id: str = "") -> None:
-        """Raises SendError when the message cannot be handed to the network."""
+    def _send(
+        self, data: bytes, udp: bool, host: str, port: int, tx_id: str = "", connect: bool = True
+    ) -> None:
+        """Raises SendError when the message cannot be handed to the network (or,
+        with `connect` False, when there is no open TCP connection to host:port)."""
         if udp:
             endpoint = self._udp.get(address_family(host) or 0)
             if endpoint is None:
                 raise SendError(f"no UDP socket can send to {host!r}")
             endpoint.send(data, host, port)
         else:
-            self._tcp.send(host, port, data, tx_id)
+            self._tcp.send(host, port, data, tx_id, connect=connect)
 
     def send_request(
         self, request: SipRequest | Outbound, peer: Peer, callback: ResponseCallback | None = None
@@ -348,18 +389,33 @@ class SipStack:
             if isinstance(event, Transmit):
                 if event.retransmission:
                     self.metrics.retransmissions.inc()
-                host, port = event.destination
-                try:
-                    udp = event.transport.upper() == "UDP"
-                    self._send(event.data, udp, host, port, event.tx_id)
-                except SendError as exc:
-                    log.info("send to %s:%s failed: %s", host, port, exc)
+                if not self._transmit_event(event):
                     queue += self._transport_error(event.tx_id)
                 continue
             try:
                 self._dispatch(event)
             except Exception:
                 log.exception("error handling %s", type(event).__name__)
+
+    def _transmit_event(self, event: Transmit) -> bool:
+        """Send it; a response over TCP whose connection is gone goes on a new one
+        to its fallback address (RFC 3261 18.2.2). False if it could not be sent."""
+        udp = event.transport.upper() == "UDP"
+        host, port = event.destination
+        try:
+            self._send(event.data, udp, host, port, event.tx_id, event.fallback is None)
+            return True
+        except SendError as exc:
+            if event.fallback is None:
+                log.info("send to %s:%s failed: %s", host, port, exc)
+                return False
+        host, port = event.fallback
+        try:
+            self._send(event.data, udp, host, port, event.tx_id)
+            return True
+        except SendError as exc:
+            log.info("send to %s:%s failed: %s", host, port, exc)
+            return False
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):

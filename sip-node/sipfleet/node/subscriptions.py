@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 from sipfleet.node.focus import Locate, Member
 from sipfleet.node.schedule import Schedule
-from sipfleet.node.sip import SipRequest
+from sipfleet.node.sip import SipParseError, SipRequest
 from sipfleet.node.sip.confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_tag
 from sipfleet.node.sip.message import HeaderBlock
+from sipfleet.node.sip.target import UnreachableTarget
 
 MAX_EXPIRES = 3600  # seconds; longer requests are cut to this (RFC 6665 4.2.1.1)
 NOTIFY_DELAY = 0.05  # seconds roster changes are coalesced before partial NOTIFYs
@@ -98,7 +99,8 @@ class Subscriptions:
         `local_contact` is our Contact value; `locate` finds the subscriber's next
         hop. Answers 489 for another event, 400
         for a bad Expires or Contact, 481 for an unknown dialog, 500 for a CSeq
-        out of order, 404 for no group, 503 when MAX_SUBSCRIPTIONS are held; else
+        out of order, 404 for no group, 403 for a Contact this server cannot reach,
+        503 when MAX_SUBSCRIPTIONS are held; else
         200 and a full NOTIFY (Expires 0: a last NOTIFY, then it ends)."""
         event = (request.headers.get("Event") or "").split(";", 1)[0].strip().lower()
         if event != "conference":
@@ -125,7 +127,12 @@ class Subscriptions:
             if len(self._by_dialog) >= MAX_SUBSCRIPTIONS:
                 return [Respond(503, (("Retry-After", str(RETRY_AFTER)),), reason="Too Many")]
             dialog = Dialog.as_uas(request, new_tag(), local_contact, transport=transport)
-            sub = Subscription(group, Member(request.from_.uri, dialog, locate), expires)
+            subscriber = Member(request.from_.uri, dialog, locate)
+            try:
+                subscriber.peer  # noqa: B018 -- its next hop must be reachable (RFC 3263 4)
+            except (UnreachableTarget, SipParseError) as exc:
+                return [Respond(403, (("Warning", f'399 sipfleet "Contact: {exc}"'),))]
+            sub = Subscription(group, subscriber, expires)
             self._by_dialog[sub.subscriber.key] = sub
             self._by_group.setdefault(group, set()).add(sub)
         sub.expires = expires

@@ -37,8 +37,6 @@ class TakeoverHost(Protocol):
     @property
     def host(self) -> str: ...
     @property
-    def sent_by(self) -> str: ...
-    @property
     def stack(self) -> SipStack: ...
     def resolve(self, request: SipRequest) -> tuple[str, Shard | None]: ...
     def add_member(self, shard: Shard, member: Member) -> None: ...
@@ -134,7 +132,7 @@ class Takeover:
             to=f"<{aor}>",
             call_id=new_call_id(node.host),
             cseq=1,
-            sent_by=node.sent_by,
+            sent_by=node.stack.sent_by(peer),
             transport=peer.transport,
             routes=routes,
             headers=[
@@ -180,16 +178,16 @@ class Takeover:
         """ACK a 2xx (sent outside any transaction, RFC 3261 13.2.2.4) through the
         route set; answer an offer made in the 2xx."""
         body, fields = b"", []
+        dialog, peer = member.dialog, member.peer
         if response.body and "sdp" in (response.headers.get("Content-Type") or ""):
             try:
-                body = member.media.answer(response.body, self._host.host)
+                body = member.media.answer(response.body, self._host.stack.local_host(peer))
                 fields.append(("Content-Type", SDP_TYPE))
             except SdpError:
                 pass  # an offer that does not parse has no answer; the focus carries no media
-        dialog, peer = member.dialog, member.peer
         ack = dialog.ack_with(
             response.cseq[0],
-            sent_by=self._host.sent_by,
+            sent_by=self._host.stack.sent_by(peer),
             transport=peer.transport,
             extra=HeaderBlock(fields),
             body=body,

@@ -133,6 +133,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = Peer("tcp", "", 0)
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._pending_tx: list[str] = []  # transactions waiting for the connect
         self.last_activity = pool.now()
         self.message_started: float | None = None  # when a partial message began
@@ -152,6 +153,7 @@ class TcpConnection(asyncio.Protocol):
             self.transport.writelines(self._pending)
             self._pending.clear()
         self._pending_tx.clear()
+        self._pending_bytes = 0
 
     def data_received(self, data: bytes) -> None:
         now = self._pool.now()
@@ -176,8 +178,11 @@ class TcpConnection(asyncio.Protocol):
     def write(self, data: bytes, tx_id: str = "") -> None:
         """Queue `data`; raises SendError when the connection is closing or its
         peer has left more than `max_write_buffer` bytes unread (then it is closed)."""
-        if self.transport is None:
-            self._pending.append(data)  # still connecting
+        if self.transport is None:  # still connecting
+            if self._pending_bytes + len(data) > self._pool.limits.max_write_buffer:
+                raise SendError("too much queued for a TCP connection still being opened")
+            self._pending.append(data)
+            self._pending_bytes += len(data)
             if tx_id:
                 self._pending_tx.append(tx_id)
             return
@@ -193,6 +198,7 @@ class TcpConnection(asyncio.Protocol):
         """The transactions whose data was waiting for a connect that failed."""
         tx_ids, self._pending_tx = self._pending_tx, []
         self._pending.clear()
+        self._pending_bytes = 0
         return tx_ids
 
     def close(self, reason: str = "shutdown") -> None:
@@ -232,13 +238,18 @@ class TcpPool:
         """Protocol factory for the listening sockets."""
         return TcpConnection(self, outbound=False)
 
-    def send(self, host: str, port: int, data: bytes, tx_id: str = "") -> None:
-        """Send on the connection to (host, port), opening one if there is none.
+    def send(
+        self, host: str, port: int, data: bytes, tx_id: str = "", *, connect: bool = True
+    ) -> None:
+        """Send on the connection to (host, port), opening one if there is none
+        (unless `connect` is False: then SendError).
         Raises SendError at once when it cannot be sent; a connect that fails
         later is reported to the receiver's `on_send_failed` with the transactions
         whose data was waiting for it."""
         conn = self._by_addr.get((host, port))
         if conn is None:
+            if not connect:
+                raise SendError(f"no open TCP connection to {host}:{port}")
             if self._closed:
                 raise SendError("the TCP pool is closed")
             if address_family(host) is None:

@@ -2,12 +2,16 @@
 
 PJSIP_OFFER and BARESIP_OFFER were captured from pjsua2-python 2.15.1 and
 baresip 1.0.0 (Debian) calling a UDP socket with their default settings (the
-c=/o= address is what they picked on this host). LINPHONE_OFFER is liblinphone
-5's default audio offer as it logs it (opus, speex, G.711, G.729 annexb and
-three telephone-event rates, AVPF feedback and RTCP-XR attributes).
+c=/o= address is what they picked on this host). LINPHONE_OFFER is written
+from liblinphone's default audio codecs and attributes (opus, speex, G.711,
+G.729 annexb, three telephone-event rates, rtcp-fb and rtcp-xr), not captured:
+linphonec would not open a UDP listening point here. The real linphone-daemon
+joins in tests/integration/ua.
 """
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 from hypothesis import given, settings
@@ -183,7 +187,7 @@ def test_streams_that_cannot_be_answered_are_rejected_in_place() -> None:
         "c=IN IP4 127.0.0.1",
         "t=0 0",
         "m=audio 4000 RTP/SAVP 0",
-        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+        "a=crypto:1 F8_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5QUJDREUwMTIzNDU2Nzg5QUJjZGVm",
         "m=video 0 RTP/AVP 31",
         "m=message 2855 TCP/MSRP *",
         "a=path:msrp://127.0.0.1:2855/abc;tcp",
@@ -196,7 +200,7 @@ def test_streams_that_cannot_be_answered_are_rejected_in_place() -> None:
     )
     media = answer(offer).media
     assert [(m.kind, m.port, m.proto) for m in media] == [
-        ("audio", 0, "RTP/SAVP"),  # SRTP: the focus has no keys to answer with
+        ("audio", 0, "RTP/SAVP"),  # SRTP with only a crypto suite the focus does not know
         ("video", 0, "RTP/AVP"),  # disabled in the offer
         ("message", 0, "TCP/MSRP"),  # not RTP
         ("audio", 0, "RTP/AVP"),  # telephone-event and comfort noise alone are no codec
@@ -206,6 +210,38 @@ def test_streams_that_cannot_be_answered_are_rejected_in_place() -> None:
     assert media[2].formats == ("*",)  # a rejected stream keeps the offer's formats
     assert media[5].formats == ("96",) and "rtpmap:96 VP8/90000" in media[5].attributes
     assert all(m.attributes == () for m in media[:5])
+
+
+def test_sdes_srtp_is_answered_with_one_crypto_line() -> None:
+    """RFC 4568 7.1.2: the answer picks one offered crypto attribute (same tag and
+    suite) and gives its own key; DTLS-SRTP (no certificate here) is rejected."""
+    offer = sdp(
+        "v=0",
+        "o=- 1 1 IN IP4 127.0.0.1",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        "m=audio 4000 RTP/SAVP 0 101",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=crypto:1 F8_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5QUJDREUwMTIzNDU2Nzg5QUJjZGVm",
+        "a=crypto:2 AES_CM_128_HMAC_SHA1_80 "
+        "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4",
+        "a=crypto:3 AES_256_CM_HMAC_SHA1_80 inline:"
+        "xWl9Zx0HazIpGsUC1VdjjIoFuqdXDsnmmZjYm2m8hYFTzLdYGBiAuvZBHkXyyQ==",
+        "m=audio 4002 UDP/TLS/RTP/SAVPF 0",
+        "a=fingerprint:sha-256 AB:CD",
+        "a=setup:actpass",
+    )
+    session = MediaSession()
+    reply = parse_sdp(session.answer(offer, "10.0.0.5"))
+    check_answer(parse_sdp(offer), reply)
+    first, dtls = reply.media
+    assert first.port == 9 and dtls.port == 0
+    (crypto,) = [a for a in first.attributes if a.startswith("crypto:")]
+    tag, suite, key = crypto.removeprefix("crypto:").split()
+    assert (tag, suite) == ("2", "AES_CM_128_HMAC_SHA1_80")
+    assert base64.b64decode(key.removeprefix("inline:")) == session.srtp_key[:30]
+    assert MediaSession().srtp_key != session.srtp_key  # a key per dialog
 
 
 def test_timing_is_copied_from_the_offer() -> None:
@@ -327,6 +363,9 @@ def media_sections(draw: st.DrawFn) -> Media:
             attributes.append(f"rtpmap:{fmt} {draw(st.sampled_from(CODECS + AUX))}")
         if draw(st.booleans()):
             attributes.append(f"fmtp:{fmt} x=1")
+    if draw(st.booleans()):
+        suite = draw(st.sampled_from(["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_256_GCM", "F8_128"]))
+        attributes.append(f"crypto:{draw(st.integers(1, 9))} {suite} inline:QUJD")
     attributes.append(draw(st.sampled_from(["sendrecv", "sendonly", "recvonly", "inactive"])))
     return Media(kind, port, proto, formats, tuple(attributes))
 
@@ -344,14 +383,21 @@ def offers(draw: st.DrawFn) -> bytes:
 @given(offer=offers(), host=st.sampled_from(["10.0.0.5", "fd00::5"]))
 def test_every_valid_offer_gets_a_valid_answer(offer: bytes, host: str) -> None:
     parsed_offer = parse_sdp(offer)
-    reply = parse_sdp(MediaSession().answer(offer, host))  # the answer parses
+    session = MediaSession()
+    reply = parse_sdp(session.answer(offer, host))  # the answer parses
     check_answer(parsed_offer, reply)  # and is an answer to the offer (RFC 3264 6)
-    assert reply.media == answer_streams(parsed_offer)
+    assert reply.media == answer_streams(parsed_offer, session.srtp_key)
     for off, ans in zip(parsed_offer.media, reply.media, strict=True):
         if ans.port == 0:
             assert ans.formats == off.formats
             continue
-        assert off.port != 0 and off.proto in ("RTP/AVP", "RTP/AVPF")
+        assert off.port != 0 and off.proto in ("RTP/AVP", "RTP/AVPF", "RTP/SAVP")
+        cryptos = [a for a in ans.attributes if a.startswith("crypto:")]
+        if off.proto == "RTP/SAVP":  # one crypto line answering a known offered suite
+            (crypto,) = cryptos
+            assert off.crypto() == tuple(crypto.removeprefix("crypto:").split()[:2])
+        else:
+            assert not cryptos
         assert set(ans.formats) <= set(off.formats)
         for fmt in ans.formats:  # same payload numbers, each defined by an rtpmap line
             assert f"rtpmap:{fmt} {off.rtpmap(fmt)}" in ans.attributes

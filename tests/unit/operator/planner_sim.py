@@ -80,17 +80,19 @@ def node(
     metrics: Freshness = "fresh",
     phase: str = "Running",
     created_at: float = 0.0,
+    terminating: bool = False,
 ) -> ServerObservation:
-    """A node Pod; ``members=None`` means no shard."""
+    """A node Pod; ``members=None`` means no shard; a terminating one is draining."""
     return ServerObservation(
         name=name,
         role="node",
         ready=ready,
         phase=phase,  # type: ignore[arg-type]
-        draining=draining,
+        draining=draining or terminating,
         shard=None if members is None else shard(name, members, capacity),
         metrics=metrics,
         created_at=created_at,
+        terminating=terminating,
     )
 
 

@@ -46,15 +46,17 @@ def servers(draw: st.DrawFn, name: str, role: str, capacity: int) -> ServerObser
     phase = draw(st.sampled_from(["Running"] * 6 + ["Pending", "Failed", "Unknown"]))
     started = phase != "Pending"
     members = draw(st.none() | st.integers(0, 2 * capacity)) if started else None
+    terminating = role == "node" and draw(st.integers(0, 4)) == 0
     return ServerObservation(
         name=name,
         role=role,  # type: ignore[arg-type]
         ready=started and phase != "Failed" and draw(st.booleans()),
         phase=phase,  # type: ignore[arg-type]
-        draining=role == "node" and draw(st.booleans()),
+        draining=terminating or (role == "node" and draw(st.booleans())),
         shard=None if members is None else shard(name, members, capacity),
         metrics=draw(st.sampled_from(["fresh"] * 4 + ["stale", "missing"])),
         created_at=draw(st.floats(NOW - 300, NOW)),
+        terminating=terminating,
     )
 
 
@@ -108,6 +110,7 @@ def test_never_deletes_a_server_with_members_or_the_main_server(
     for action in d.delete:
         assert seen[action.server].members == 0
         assert seen[action.server].role == "node"
+        assert not seen[action.server].terminating  # Kubernetes is deleting it already
     assert all(seen[a.server].role == "node" for a in d.drain)
 
 
@@ -117,9 +120,11 @@ def test_never_exceeds_max_nodes(case: tuple[PlanSpec, Observations, History]) -
     spec, obs, history = case
     d = plan(spec, obs, history, NOW)
     assert d.desired_nodes <= spec.node_budget
+    staying = [n for n in obs.nodes if not n.terminating]  # terminating Pods are on their way out
+    leaving = len(obs.nodes) - len(staying)
     if d.create_nodes:
-        assert len(obs.nodes) - len(d.delete) + d.create_nodes <= spec.max_nodes - spec.other_nodes
-    assert d.create_nodes <= spec.scaling.max_nodes_per_step
+        assert len(staying) - len(d.delete) + d.create_nodes <= spec.max_nodes - spec.other_nodes
+    assert d.create_nodes <= spec.scaling.max_nodes_per_step + leaving  # replacements come at once
     assert len(d.drain) <= spec.scaling.max_nodes_per_step
 
 
@@ -161,6 +166,7 @@ def test_transfers_only_target_ready_active_hosts(
         assert target.ready and target.alive and not target.draining
         assert target.shard is not None and t.target_uri == target.shard.uri
         assert t.target not in leaving and t.source != t.target
+        assert not seen[t.source].terminating  # a stopping server moves its own members
         assert t.count > 0 and t.rate > 0
         moved[t.source] += t.count
     in_flight = Counter[str]()

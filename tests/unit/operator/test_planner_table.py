@@ -360,3 +360,69 @@ def test_replanning_after_apply_is_a_no_op() -> None:
     assert d1.create_nodes and d1.transfers and d1.delete
     d2 = plan(spec, apply(obs, d1, NOW), d1.history, NOW)
     assert not d2.has_actions
+
+
+# ---- terminating nodes (Kubernetes deletes, evicts or drains a Pod) ----------------------
+
+
+def test_a_terminating_node_is_replaced_at_once_and_left_to_move_its_members() -> None:
+    """30 members at 10 per server need main + 2 nodes; b is stopping: not capacity."""
+    obs = observe(main(10), node("a", 10), node("b", 10, terminating=True))
+    history = History(started=0.0, recommendations=(), last_scale=NOW - 1)  # cooling down
+    spec = make_spec(target_load=0.5, cooldown_seconds=60, scale_up_stabilization_seconds=60)
+    d = plan(spec, obs, history, NOW)
+    assert d.create_nodes == 1  # no cooldown, no window: the load did not change
+    assert d.create_reason.startswith("replace 1 terminating (b)")
+    assert d.history.last_scale == NOW - 1  # a replacement is no scale step
+    assert d.transfers == ()  # b moves its own members (graceful exit)
+    assert d.delete == ()  # Kubernetes is deleting b already
+    assert [(r.server, r.state) for r in d.routes] == [
+        ("main", "active"),
+        ("a", "active"),
+        ("b", "draining"),  # still routed: group messages reach b's members
+    ]
+    assert (d.terminating_nodes, d.phase) == (1, "Scaling")
+    assert "b terminating: moving its members away" in d.reason
+
+
+def test_a_terminating_node_is_not_replaced_when_the_rest_has_room() -> None:
+    obs = observe(main(5), node("a", 5), node("b", 5, terminating=True))
+    d = plan(make_spec(target_load=0.5), obs, settled(1), NOW)
+    assert d.desired_nodes == 1  # 15 members, 10 per server
+    assert d.create_nodes == 0
+
+
+def test_a_terminating_node_does_not_count_against_max_nodes() -> None:
+    obs = observe(main(10), node("a", 10), node("b", 10, terminating=True))
+    d = plan(make_spec(target_load=0.5, max_nodes=2), obs, settled(2), NOW)
+    assert d.create_nodes == 1  # a + the replacement = 2 Pods that stay
+    assert Limit.MAX_NODES not in d.limited
+
+
+def test_a_replacement_counts_against_max_nodes_like_any_pod() -> None:
+    obs = observe(main(10), node("a", 10), node("c", 0), node("b", 10, terminating=True))
+    d = plan(make_spec(target_load=0.5, max_nodes=2, min_nodes=2), obs, settled(2), NOW)
+    assert d.create_nodes == 0  # a and c already fill the budget and the need
+
+
+def test_replanning_after_the_replacement_was_created_creates_no_other() -> None:
+    obs = observe(main(10), node("a", 10), node("b", 10, terminating=True))
+    spec = make_spec(target_load=0.5)
+    d1 = plan(spec, obs, settled(2), NOW)
+    d2 = plan(spec, apply(obs, d1, NOW), d1.history, NOW + 1)
+    assert (d1.create_nodes, d2.create_nodes) == (1, 0)
+    assert d2.pending_nodes == 1
+
+
+def test_a_terminating_node_that_no_longer_answers_is_not_routed() -> None:
+    gone = node("b", None, ready=False, metrics="missing", terminating=True)
+    d = plan(make_spec(target_load=0.5), observe(main(10), node("a", 10), gone), settled(1), NOW)
+    assert [r.server for r in d.routes] == ["main", "a"]
+    assert d.delete == ()
+
+
+def test_a_terminating_node_is_no_scale_in_step_in_progress() -> None:
+    """A stopping node does not hold a scale-in of the others (it is not the operator's)."""
+    obs = observe(main(2), node("a", 0), node("c", 0), node("b", 3, terminating=True))
+    d = plan(make_spec(target_load=0.5, max_nodes_per_step=1), obs, settled(0), NOW)
+    assert [a.server for a in d.drain] == ["a"]

@@ -62,7 +62,7 @@ async def test_kopf_session_has_a_bounded_pool_and_the_same_credentials(tmp_path
         assert ctx.server == "https://127.0.0.1:6443"
         assert ctx.aiohttp_session.connector is not None
         # ten namespaces x two resources + two observers, and room for requests
-        assert ctx.aiohttp_session.connector.limit == 22 + KOPF_CONNECTIONS
+        assert ctx.aiohttp_session.connector.limit == 32 + KOPF_CONNECTIONS
         assert ctx.aiohttp_session.headers["Authorization"] == "Bearer abc.def"
     finally:
         await ctx.aiohttp_session.close()

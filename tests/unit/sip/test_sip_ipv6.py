@@ -15,6 +15,7 @@ from sipfleet.node.sip import (
     format_hostport,
     parse_message,
 )
+from sipfleet.node.sip.target import Target, UnreachableTarget, request_target
 from sipfleet.node.sip.uri import ip_literal, same_address
 from sipfleet.node.sip.via import response_route, stamp_via
 
@@ -141,3 +142,34 @@ def test_ipv6_source_stamps_unbracketed_received() -> None:
     via = stamp_via(Via.parse("SIP/2.0/UDP [::2]:5070;rport;branch=z9hG4bK1"), ("::1", 999))
     assert str(via) == "SIP/2.0/UDP [::2]:5070;rport=999;branch=z9hG4bK1;received=::1"
     assert Via.parse(str(via)).received == "::1"
+
+
+@pytest.mark.parametrize(
+    ("uri", "default", "target"),
+    [
+        ("sip:a@127.0.0.1:5070", "UDP", Target("UDP", "127.0.0.1", 5070)),
+        ("sip:a@[::1]", "TCP", Target("TCP", "::1", 5060)),
+        ("sip:a@127.0.0.1;transport=tcp", "UDP", Target("TCP", "127.0.0.1", 5060)),
+        ("sips:a@127.0.0.1", "TCP", Target("TLS", "127.0.0.1", 5061)),
+        ("sip:a@example.com;maddr=192.0.2.1", "UDP", Target("UDP", "192.0.2.1", 5060)),
+        # RFC 6761 6.3: localhost names are the loopback address.
+        ("sip:a@localhost:5070", "UDP", Target("UDP", "127.0.0.1", 5070)),
+        ("sip:a@phone.localhost.", "UDP", Target("UDP", "127.0.0.1", 5060)),
+    ],
+)
+def test_request_target(uri: str, default: str, target: Target) -> None:
+    assert request_target(SipUri.parse(uri), default) == target
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("sip:df7jal23ls0d.invalid;transport=ws", "RFC 6761"),  # a WebRTC Contact
+        ("sip:a@invalid", "RFC 6761"),
+        ("sip:a@pc33.example.com", "host name"),
+        ("tel:+15551234", "tel"),
+    ],
+)
+def test_request_target_refuses_what_cannot_be_reached(uri: str, why: str) -> None:
+    with pytest.raises(UnreachableTarget, match=why):
+        request_target(SipUri.parse(uri), "UDP")

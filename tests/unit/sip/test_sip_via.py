@@ -232,17 +232,15 @@ def test_plain_tcp_request_does_not_fall_back() -> None:
     assert [type(e) for e in layer.transport_error(tx, 0.0)] == [TransportFailed]
 
 
-def test_server_tcp_response_reopens_to_the_sent_by_port_then_fails() -> None:
+def test_server_tcp_response_names_the_sent_by_port_as_fallback() -> None:
     layer = TransactionLayer()
     msg = parse_message(_request("INVITE", "SIP/2.0/TCP 127.0.0.1:5070").to_bytes())
     (got,) = layer.receive(msg, ("127.0.0.1", 40000), "TCP", 0.0)
     assert isinstance(got, RequestReceived)
     (out,) = layer.respond(got.tx_id, make_response(got.request, 200), 0.0)
     assert isinstance(out, Transmit) and out.destination == ("127.0.0.1", 40000)
-    (retry,) = layer.transport_error(got.tx_id, 0.1)
-    assert isinstance(retry, Transmit) and retry.destination == ("127.0.0.1", 5070)
-    assert retry.data == out.data
-    (failed,) = layer.transport_error(got.tx_id, 0.2)
+    assert out.fallback == ("127.0.0.1", 5070)  # if the request's connection is gone
+    (failed,) = layer.transport_error(got.tx_id, 0.2)  # neither could be used
     assert isinstance(failed, TransportFailed) and failed.server
     assert failed.request.method == "INVITE"
     assert layer.tick(100.0) == []  # no Timer L left behind: the TU was told

@@ -5,10 +5,12 @@ The handlers only wire kopf to control.py (the pass) and status.py.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from sipfleet.node.admin_client import AdminError
@@ -17,16 +19,43 @@ from sipfleet.operator.errors import NotReady
 from sipfleet.operator.executor import Outcome
 from sipfleet.operator.kube import KUBE_ERRORS
 from sipfleet.operator.models import CONFERENCE, GROUP, VERSION
-from sipfleet.operator.runtime import Runtime
+from sipfleet.operator.runtime import ConferenceMemory, Runtime
 from sipfleet.operator.status import conference_status, problem_status, status_patch
 
+log = logging.getLogger(__name__)
 _TRANSIENT: tuple[type[Exception], ...] = (AdminError, *KUBE_ERRORS)
+_RETRIED: tuple[type[Exception], ...] = (NotReady, *_TRANSIENT)
 
 
-def post_events(body: kopf.Body, outcome: Outcome) -> None:
+def post_events(body: Mapping[str, Any], outcome: Outcome) -> None:
     """Post the pass's Events (kopf.event: kopf.info would obey the posting level)."""
     for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(
+            cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
+        )
+
+
+def remember(memory: ConferenceMemory, body: kopf.Body, ctx: control.Context) -> None:
+    """What a pass started by a Pod event needs: identity, spec, fleet."""
+    meta = body["metadata"]
+    memory.ref = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+    }
+    memory.spec = dict(body["spec"])
+    memory.fleet = (ctx.namespace, ctx.fleet)
+
+
+async def poke(rt: Runtime, memory: ConferenceMemory, why: str) -> None:
+    """Run a pass now for a Pod event; failures are logged, the timer retries."""
+    try:
+        done = await control.poke(rt, memory)
+    except _RETRIED as exc:
+        log.info("pass for %s failed: %s", why, exc)
+        return
+    assert memory.ref is not None
+    post_events(memory.ref, done.outcome)
 
 
 def due(elapsed: float, interval: float, tick: float) -> bool:
@@ -73,10 +102,12 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         metrics.RECONCILES.labels(CONFERENCE.kind).inc()
         now = datetime.now(UTC)
         try:
-            ctx = await control.load_context(
-                rt, namespace, name, spec, not_before=memory.changed_at
-            )
-            done = await control.control_pass(rt, ctx, memory)
+            async with memory.lock:
+                ctx = await control.load_context(
+                    rt, namespace, name, spec, not_before=memory.changed_at
+                )
+                remember(memory, body, ctx)
+                done = await control.control_pass(rt, ctx, memory)
         except NotReady as exc:
             metrics.ERRORS.labels("prerequisites").inc()
             new = problem_status(exc.reason, str(exc), meta.get("generation"), dict(status), now)
@@ -108,6 +139,10 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     ) -> None:
         """Withdraw the group before the object goes; retried until nothing fails."""
         assert namespace is not None  # SipConference is namespaced
+        memory = rt.conferences.pop(uid, None)  # no Pod event starts a pass from now on
+        if memory is not None:
+            async with memory.lock:  # one that is running ends first
+                pass
         try:  # a fresh view: what to withdraw must be complete
             ctx = await control.load_context(rt, namespace, name, spec, not_before=time.monotonic())
         except NotReady as exc:

@@ -6,17 +6,20 @@ One timer per fleet does it all because each step is an idempotent
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 import pydantic
-from sipfleet.operator import metrics
+from sipfleet.operator import disruption, metrics
 from sipfleet.operator import pods as podlib
-from sipfleet.operator.kube import Obj
+from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipFleetSpec
 from sipfleet.operator.runtime import Runtime
 from sipfleet.operator.status import fleet_status, status_patch
+
+log = logging.getLogger(__name__)
 
 
 def parse_spec(spec: Any) -> SipFleetSpec:
@@ -48,6 +51,25 @@ async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> None:
     await rt.kube.ensure_pod(body["metadata"]["namespace"], pod)
 
 
+async def ensure_budget(rt: Runtime, body: Obj, pods: list[Obj]) -> None:
+    """Create or resize the fleet's PodDisruptionBudget (one server at a time)."""
+    await rt.kube.apply_pdb(
+        body["metadata"]["namespace"], disruption.pod_disruption_budget(body, pods)
+    )
+
+
+async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
+    """Resize the budget after a Pod came or went; failures wait for the timer."""
+    try:
+        body = await rt.kube.read_custom(GROUP, VERSION, namespace, FLEET.plural, fleet)
+        if body is None:
+            return
+        pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(fleet))
+        await ensure_budget(rt, body, pods)
+    except KUBE_ERRORS as exc:
+        log.info("disruption budget of %s/%s not updated: %s", namespace, fleet, exc)
+
+
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     @kopf.timer(
         GROUP, VERSION, FLEET.plural, id="reconcile-fleet", interval=rt.interval, registry=registry
@@ -73,6 +95,11 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             metrics.ERRORS.labels("fleet").inc()
             kopf.event(body, type="Warning", reason="TokenInvalid", message=str(exc))
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
+        try:
+            await ensure_budget(rt, obj, pods)
+        except KUBE_ERRORS as exc:
+            metrics.ERRORS.labels("fleet").inc()
+            kopf.event(body, type="Warning", reason="BudgetFailed", message=str(exc))
         main = next((p for p in pods if p["metadata"]["name"] == podlib.main_pod_name(name)), None)
         nodes = [p for p in pods if podlib.node_index(p["metadata"]["name"]) is not None]
         new = fleet_status(

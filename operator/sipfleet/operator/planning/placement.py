@@ -40,8 +40,14 @@ def _is_empty(server: ServerObservation, out: Counter[str], inc: Counter[str]) -
 def deletions(
     nodes: tuple[ServerObservation, ...], out: Counter[str], inc: Counter[str]
 ) -> tuple[NodeAction, ...]:
+    """Nodes to delete: terminated and empty, or drained and empty.
+
+    A terminating node is never listed: Kubernetes is deleting it already.
+    """
     actions = []
     for node in nodes:
+        if node.terminating:
+            continue
         if not node.alive and node.members == 0:
             actions.append(NodeAction(node.name, f"delete {node.name}: pod {node.phase}"))
         elif node.draining and node.alive and _is_empty(node, out, inc):
@@ -77,7 +83,8 @@ def moves(
 
     ``projected`` counts members in flight at their target; ``movable`` only
     the members a source has and is not already moving (arrivals cannot be
-    moved on before they arrive).
+    moved on before they arrive). A terminating server moves its own
+    members (graceful exit), so it is never a source here.
     """
     policy = spec.scaling
     targets = [s for s in servers if s.shard and not s.draining and s.ready and s.alive]
@@ -89,7 +96,9 @@ def moves(
     moves: list[tuple[ServerObservation, ServerObservation, int, str]] = []
     notes: list[str] = []
     for src in servers:
-        if not (src.shard and src.ready and src.alive and movable[src.name] > 0):
+        if src.terminating or not (src.shard and src.ready and src.alive):
+            continue
+        if movable[src.name] <= 0:
             continue
         if src.draining:
             need, why = movable[src.name], "draining"

@@ -89,6 +89,9 @@ class ServerObservation:
     is None when the server does not host the group or cannot be asked; a
     Pod that died must be reported with ``shard=None`` so it can be replaced.
     ``metrics`` says whether the load samples for this server are fresh.
+    ``terminating``: Kubernetes is stopping the Pod (deletionTimestamp); the
+    server moves its own members away (graceful exit), so it is draining,
+    no capacity and no transfer source, but stays routed while it answers.
     """
 
     name: str
@@ -99,6 +102,7 @@ class ServerObservation:
     shard: Shard | None = None
     metrics: Freshness = "fresh"
     created_at: float = 0.0
+    terminating: bool = False
 
     @property
     def alive(self) -> bool:
@@ -228,6 +232,8 @@ class Decision:
     """Problems worth a Degraded condition (main down, failed Pods, stale metrics)."""
     pending_nodes: int = 0
     draining_nodes: int = 0
+    terminating_nodes: int = 0
+    """Nodes Kubernetes is stopping (they move their own members away)."""
 
     @property
     def has_actions(self) -> bool:
@@ -278,6 +284,7 @@ class Decision:
             or self.transfers
             or self.pending_nodes
             or self.draining_nodes
+            or self.terminating_nodes
         )
 
     @property

@@ -53,6 +53,9 @@ class Transmit:
     transport: str
     retransmission: bool = False
     tx_id: str = ""  # the transaction sending it ("" for none): report send errors on it
+    # Reliable transports, responses (RFC 3261 18.2.2): send only on the open connection
+    # to `destination`; if there is none, open one to `fallback` instead.
+    fallback: Address | None = None
 
 
 @dataclass(slots=True)
@@ -242,7 +245,7 @@ class TransactionLayer:
         if tx is not None:
             self.stats.absorbed += 1
             if tx.data and tx.state in ("proceeding", "completed"):
-                return [Transmit(tx.data, tx.peer, tx.transport, True, tx.id)]
+                return [self._transmit(tx, tx.data, True)]
             return []
         route = response_route(via, source, transport)
         merge_key = None
@@ -251,7 +254,7 @@ class TransactionLayer:
             if self._merge.get(merge_key, key) != key:
                 self.stats.merged += 1
                 data = make_response(request, 482).to_bytes()
-                return [Transmit(data, route.address, transport)]
+                return [Transmit(data, route.address, transport, fallback=route.fallback)]
         reliable = is_reliable(transport)
         state = "proceeding" if request.method == "INVITE" else "trying"
         tx = _Tx(key, request, route.address, transport, True, state, reliable)
@@ -362,7 +365,7 @@ class TransactionLayer:
             tx.state = "completed"
             tx.request = _RELEASED
             self._linger(tx, "J", 64 * self.timers.t1, now)
-        return [Transmit(tx.data, tx.peer, tx.transport, False, tx.id)]
+        return [self._transmit(tx, tx.data)]
 
     def send_request(
         self,
@@ -420,23 +423,20 @@ class TransactionLayer:
 
         - a client request sent over TCP only for its size is re-sent over UDP
           (RFC 3261 18.1.1), its top Via saying UDP, with UDP's timers;
-        - a server response whose connection is gone goes over a new one to the
-          Via's `received`/sent-by address (18.2.2), once;
         - otherwise the transaction ends with `TransportFailed` (17.1.4, 17.2.4).
+        (A response whose connection is gone is re-sent to `Transmit.fallback`
+        by the caller before it reports an error here.)
 
         Unknown or already terminated transactions give []."""
         tx = self._txs.get(tx_id)
         if tx is None:
             return []
-        fallback, tx.fallback = tx.fallback, None
-        if fallback is not None and not tx.server:
+        if tx.fallback is not None and not tx.server:
+            fallback, tx.fallback = tx.fallback, None
             self.stats.udp_fallbacks += 1
             tx.transport, tx.reliable, tx.peer = "UDP", False, fallback
             tx.data = with_via_transport(tx.data, "UDP")
             self._start_retransmitting(tx, now)
-            return [Transmit(tx.data, tx.peer, tx.transport, False, tx.id)]
-        if fallback is not None and tx.data:
-            tx.peer = fallback
             return [Transmit(tx.data, tx.peer, tx.transport, False, tx.id)]
         self._terminate(tx)
         self.stats.transport_errors += 1
@@ -497,7 +497,7 @@ class TransactionLayer:
         t = self.timers
         if name == "trying":
             tx.data = make_response(tx.request, 100).to_bytes()
-            return [Transmit(tx.data, tx.peer, tx.transport, False, tx.id)]
+            return [self._transmit(tx, tx.data)]
         if name in ("A", "E", "G", "2xx"):
             if name == "A":
                 tx.interval *= 2  # Timer A doubles without a cap
@@ -517,6 +517,12 @@ class TransactionLayer:
         return []  # D, I, J, K, M, or L after the ACK: just end
 
     # -- bookkeeping ---------------------------------------------------------------
+
+    @staticmethod
+    def _transmit(tx: _Tx, data: bytes, retransmission: bool = False) -> Transmit:
+        """A server transaction's send: over a reliable transport, on the request's
+        connection, else on a new one to the Via's address (RFC 3261 18.2.2)."""
+        return Transmit(data, tx.peer, tx.transport, retransmission, tx.id, tx.fallback)
 
     def _add(self, tx: _Tx) -> None:
         self._txs[tx.id] = tx

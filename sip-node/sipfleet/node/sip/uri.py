@@ -91,6 +91,8 @@ def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
 def same_address(a: str, b: str) -> bool:
     """Do two hosts name the same IP address? IPv6 spellings are compared as
     addresses (`[::1]`, `::1`, `0::1` agree); host names compare case-insensitively."""
+    if a == b:
+        return True
     ip_a, ip_b = ip_literal(a), ip_literal(b)
     if ip_a is not None and ip_b is not None:
         return ip_a == ip_b

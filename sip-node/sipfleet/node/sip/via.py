@@ -38,8 +38,10 @@ def stamp_via(via: Via, source: Address) -> Via:
     matches. Written in RFC 3261's grammar (an IPv6 address without brackets).
     Returns `via` itself when nothing changes.
     """
+    rport_asked = "rport" in via.params and via.params["rport"] is None
+    if not rport_asked and via.host == source[0]:
+        return via  # the common case, without copying or parsing addresses
     params = dict(via.params)
-    rport_asked = "rport" in params and params["rport"] is None
     if rport_asked or not same_address(via.host, source[0]):
         params["received"] = address_of(source[0])
     if rport_asked:

@@ -1,0 +1,40 @@
+"""Server Pods: a Pod turning Ready or starting to terminate starts a pass now.
+
+The control loop's timer would see it within a period; reacting to the
+watch event saves that wait (bench/operator_reaction.py). Which events
+matter is podevents.py's call; this handler only routes them: to the
+conferences the Pod serves (a node serves its conference, the main server
+all of the fleet's) and to the fleet's disruption budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+from sipfleet.operator import pods as podlib
+from sipfleet.operator.handlers import conference
+from sipfleet.operator.handlers.fleet import update_budget
+from sipfleet.operator.podevents import BUDGET_CHANGES, PASS_CHANGES
+from sipfleet.operator.runtime import Runtime
+
+
+def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    @kopf.on.event("", "v1", "pods", labels={podlib.LABEL_FLEET: kopf.PRESENT}, registry=registry)
+    async def server_pod_event(
+        event: kopf.RawEvent, body: kopf.Body, labels: kopf.Labels, namespace: str | None, **_: Any
+    ) -> None:
+        assert namespace is not None  # Pods are namespaced
+        change = rt.pod_transitions.change(event.get("type"), body)
+        if change is None:
+            return
+        fleet = labels[podlib.LABEL_FLEET]
+        work = []
+        if change in BUDGET_CHANGES:
+            work.append(update_budget(rt, namespace, fleet))
+        if change in PASS_CHANGES:
+            serves = None if labels.get(podlib.LABEL_ROLE) == "main" else podlib.conference_of(body)
+            why = f"{body['metadata']['name']} {change}"
+            work += [conference.poke(rt, m, why) for m in rt.serving((namespace, fleet), serves)]
+        await asyncio.gather(*work)

@@ -1,0 +1,91 @@
+"""SIGTERM makes a server move its members away before it exits (sip-node runner).
+
+Real sipfleet-node processes and real sipp members (member_transfer.xml: they
+follow a REFER, RFC 3515); the routing table is pushed as the operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from node_harness import Fleet, NodeProc, SippFactory, eventually
+from test_node_sipp import GROUP, SENDER, has_members, make_shard, routes
+
+UNMOVED = f'sipfleet_node_unmoved_members_total{{group="{GROUP}"}}'
+
+
+async def _exit(node: NodeProc, timeout: float) -> tuple[int, float]:
+    """SIGTERM; (exit code, seconds until the process was gone)."""
+    started = time.monotonic()
+    node.proc.send_signal(signal.SIGTERM)
+    while node.proc.poll() is None:
+        assert time.monotonic() - started < timeout, f"{node.name} still running"
+        await asyncio.sleep(0.05)
+    return node.proc.returncode, time.monotonic() - started
+
+
+async def test_sigterm_moves_every_member_then_exits(fleet: Fleet, sipp: SippFactory) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3", "node", "--drain-rate", "10")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp(
+        "member_transfer.xml",
+        node.target,
+        "conf1-node1",
+        "stay",
+        calls=8,
+        rate=20,
+        sets={"refersub": "true"},
+    )
+    await eventually(has_members(node, 8), what="8 members on node1")
+    code, took = await _exit(node, timeout=20)
+    assert code == 0
+    assert took < 10, f"exit took {took:.1f}s for 8 members at 10/s"
+    assert await main.members(GROUP) == 8  # every member moved, none dropped
+    assert "graceful exit: every member moved" in node.log.read_text()
+    # The moved members still get the group's messages: a sender joins at main.
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 8
+
+
+async def test_members_that_cannot_move_are_counted_and_ended(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3", "node", "--shutdown-seconds", "4")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 0), (node, 50))  # main is full: no room anywhere
+    sipp(
+        "member_transfer.xml",
+        node.target,
+        "conf1-node1",
+        "stuck",
+        calls=4,
+        rate=20,
+        sets={"refersub": "true"},
+    )
+    await eventually(has_members(node, 4), what="4 members on node1")
+    node.proc.send_signal(signal.SIGTERM)
+    # Budget 4 s minus the 3 s exit reserve: after ~1 s the count is on /metrics.
+    counted: dict[str, float] = {}
+
+    async def reported() -> bool:
+        nonlocal counted
+        counted = await node.metrics()
+        return counted.get(UNMOVED, 0) > 0
+
+    await eventually(reported, timeout=3, what="the unmoved members on /metrics")
+    assert counted[UNMOVED] == 4
+    code, took = await _exit(node, timeout=5)
+    assert code == 0
+    assert await main.members(GROUP) == 0
+    log = node.log.read_text()
+    assert "graceful exit ran out of time: 4 members not moved" in log
+    assert took < 4, "the process outlived its budget (the kubelet would SIGKILL it)"
