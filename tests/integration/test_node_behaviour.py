@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sipfleet.node import takeover
-from sipfleet.node.admin_types import TransferRequest
+from sipfleet.node.admin_types import RouteEntry, TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
 from sipfleet.node.presentation import SenderDisplay
-from sipfleet.node.routes import RouteEntry
 from sipfleet.node.sip import (
     NameAddr,
     SipRequest,
@@ -289,7 +288,7 @@ async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFac
     node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
     await node.start()
     try:
-        target = node.ensure_shard(GROUP, 5)[0]["uri"]
+        target = node.ensure_shard(GROUP, 5)[0].uri
         source = server.shards[GROUP].uri
         table = {
             GROUP: (
@@ -331,7 +330,7 @@ async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFac
         for phone in phones:
             assert not phone.done(), phone  # still answering, no assertion failed inside
             phone.cancel()
-        assert server.transfer(job["id"])["moved"] == 1
+        assert server.transfer(job.id).moved == 1
         assert set(got) == {b"alice: " + body for body in sent}  # none lost
         duplicates = len(got) - len(sent)
         counted = server.metrics.registry.get_sample_value(
@@ -355,7 +354,7 @@ async def test_refused_refer_fails_the_transfer(server: Node, ua: UAFactory) -> 
     assert refer.headers.get("Refer-To") == "<sip:conf7-node9@127.0.0.9:5060>"
     bob.answer(refer, 603)
     await asyncio.sleep(0.2)
-    assert server.transfer(job["id"]) | {"id": ""} == {
+    assert server.transfer(job.id).model_dump() | {"id": ""} == {
         "id": "",
         "group": GROUP,
         "target": "sip:conf7-node9@127.0.0.9:5060",
@@ -451,7 +450,7 @@ async def test_ringing_replaces_invite_is_cancelled(
     node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
     await node.start()
     try:
-        target = str(node.ensure_shard(GROUP, 5)[0]["uri"])
+        target = node.ensure_shard(GROUP, 5)[0].uri
         table = {
             GROUP: (
                 RouteEntry("main", server.shards[GROUP].uri, "active", 0),
@@ -480,10 +479,10 @@ async def test_ringing_replaces_invite_is_cancelled(
         ack = await bob.request()
         assert ack.method == "ACK"
         for _ in range(50):
-            if server.transfer(job["id"])["state"] != "running":
+            if server.transfer(job.id).state != "running":
                 break
             await asyncio.sleep(0.05)
-        assert server.transfer(job["id"])["failed"] == 1
+        assert server.transfer(job.id).failed == 1
         assert [m.aor for m in server.shards[GROUP].members.values()] == [bob.aor]
     finally:
         node.close()

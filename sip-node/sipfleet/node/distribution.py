@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sipfleet.node.routes import RouteEntry, tree_position
+from sipfleet.node.admin_types import RouteEntry
+from sipfleet.node.routes import tree_position
 from sipfleet.node.s2s import Envelope
 from sipfleet.node.schedule import Schedule
 from sipfleet.node.sip.ids import new_tag

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sipfleet.node.admin_types import ShardState
 from sipfleet.node.sdp import MediaSession
 from sipfleet.node.sip import SipMessage, SipParseError, SipUri, address_of, format_hostport
 from sipfleet.node.sip.dialog import Dialog
@@ -101,15 +102,16 @@ class Shard:
     def has_room(self) -> bool:
         return not self.draining and len(self.members) < self.capacity
 
-    def to_json(self, server_draining: bool) -> dict[str, object]:
-        return {
-            "group": self.group,
-            "uri": self.uri,
-            "members": len(self.members),
-            "capacity": self.capacity,
-            "draining": self.draining or server_draining,
-            "member_uris": sorted(self.by_aor),
-        }
+    def state(self, server_draining: bool) -> ShardState:
+        """The shard as the admin API shows it."""
+        return ShardState(
+            group=self.group,
+            uri=self.uri,
+            members=len(self.members),
+            capacity=self.capacity,
+            draining=self.draining or server_draining,
+            member_uris=tuple(sorted(self.by_aor)),
+        )
 
 
 def user_of(uri: str) -> str:

@@ -14,9 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from sipfleet.node.admin_types import TransferRequest
+from sipfleet.node.admin_types import (
+    NodeState,
+    RouteEntry,
+    ShardState,
+    SipAddress,
+    TransferRequest,
+    TransferState,
+)
 from sipfleet.node.clock import CoreClock
 from sipfleet.node.config import Config
 from sipfleet.node.distribution import (
@@ -41,7 +48,7 @@ from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.presentation import accepts_cpim, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
-from sipfleet.node.routes import Groups, RouteEntry, RoutingTable
+from sipfleet.node.routes import Groups, RoutingTable
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import SDP_TYPE, SdpError
@@ -159,19 +166,19 @@ class Node:
     def ready(self) -> bool:
         return self._stack is not None
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.config.role,
-            "domain": self.config.domain,
-            "sip": {"host": self.host, "port": self.port},
-            "draining": self.draining,
-            "routes_generation": self.routes.generation,
-            "shards": [s.to_json(self.draining) for s in self.shards.values()],
-            "routes": self.routes.to_json(),
-        }
+    def state(self) -> NodeState:
+        return NodeState(
+            name=self.name,
+            role=self.config.role,
+            domain=self.config.domain,
+            sip=SipAddress(host=self.host, port=self.port),
+            draining=self.draining,
+            routes_generation=self.routes.generation,
+            shards=tuple(s.state(self.draining) for s in self.shards.values()),
+            routes=self.routes.snapshot(),
+        )
 
-    def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]:
+    def ensure_shard(self, group: str, capacity: int) -> tuple[ShardState, bool]:
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
@@ -183,9 +190,9 @@ class Node:
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
         self.schedule_roster(group)
-        return shard.to_json(self.draining), created
+        return shard.state(self.draining), created
 
-    async def delete_shard(self, group: str) -> dict[str, Any]:
+    async def delete_shard(self, group: str) -> ShardState:
         shard = self.shards.get(group)
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
@@ -198,7 +205,7 @@ class Node:
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
         self._report_roster(group, shard_gone=shard)
-        return shard.to_json(self.draining)
+        return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
         if not self.routes.replace(generation, groups):
@@ -210,18 +217,18 @@ class Node:
         for group in self.shards:
             self.schedule_roster(group)
 
-    def start_transfer(self, request: TransferRequest) -> dict[str, Any]:
+    def start_transfer(self, request: TransferRequest) -> TransferState:
         job = self.jobs.start(request, self.shards.get(request.group), self.now())
         self._transfer([])  # arms the clock for the first REFER
         return job
 
-    def transfer(self, transfer_id: str) -> dict[str, Any]:
+    def transfer(self, transfer_id: str) -> TransferState:
         return self.jobs.get(transfer_id)
 
-    def transfers(self) -> list[dict[str, Any]]:
+    def transfers(self) -> list[TransferState]:
         return self.jobs.all()
 
-    def drain(self) -> dict[str, Any]:
+    def drain(self) -> NodeState:
         self.draining = True
         for group in self.shards:
             self.schedule_roster(group)

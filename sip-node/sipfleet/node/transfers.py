@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from sipfleet.node.admin_types import Conflict, TransferRequest
+from sipfleet.node.admin_types import Conflict, TransferRequest, TransferState
 from sipfleet.node.focus import Member, Shard
 from sipfleet.node.s2s import MEMBER, MEMBER_ROUTE
 from sipfleet.node.schedule import Schedule
@@ -63,22 +63,23 @@ class Job:
     next: int = 0  # index of the next item to begin
     moved: int = 0
     failed: int = 0
-    state: str = "running"
+    state: Literal["running", "done", "failed"] = "running"
 
-    def to_json(self) -> dict[str, Any]:
+    def progress(self) -> TransferState:
+        """The job as the admin API shows it."""
         r = self.request
-        return {
-            "id": self.id,
-            "group": r.group,
-            "target": r.target,
-            "method": r.method,
-            "rate": r.rate,
-            "requested": len(self.items),
-            "moved": self.moved,
-            "failed": self.failed,
-            "state": self.state,
-            "pending": sum(1 for i in self.items if i.state not in FINAL),
-        }
+        return TransferState(
+            id=self.id,
+            group=r.group,
+            target=r.target,
+            method=r.method,
+            rate=r.rate,
+            requested=len(self.items),
+            moved=self.moved,
+            failed=self.failed,
+            state=self.state,
+            pending=sum(1 for i in self.items if i.state not in FINAL),
+        )
 
 
 # ---- actions ---------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class Transfers:
         self._timers: Schedule[_Key] = Schedule()
 
     # ---- admin -------------------------------------------------------------------------
-    def start(self, request: TransferRequest, shard: Shard | None, now: float) -> dict[str, Any]:
+    def start(self, request: TransferRequest, shard: Shard | None, now: float) -> TransferState:
         """Begin moving members of `shard` (this server's shard of the group) as
         `request` says; the first REFER goes out at the next `tick`. Raises
         LookupError without a shard, ValueError for a bad target or unknown
@@ -163,18 +164,18 @@ class Transfers:
             self._by_member[item.member] = (job, item)
             self._jobs_of[item] = job
         self._timers.arm(("pace", job), now)
-        return job.to_json()
+        return job.progress()
 
-    def get(self, transfer_id: str) -> dict[str, Any]:
+    def get(self, transfer_id: str) -> TransferState:
         """A job's progress. Raises LookupError for an unknown id."""
         job = self._jobs.get(transfer_id)
         if job is None:
             raise LookupError(f"no transfer {transfer_id}")
-        return job.to_json()
+        return job.progress()
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> list[TransferState]:
         """Every job's progress."""
-        return [job.to_json() for job in self._jobs.values()]
+        return [job.progress() for job in self._jobs.values()]
 
     # ---- time --------------------------------------------------------------------------
     def next_deadline(self) -> float | None:

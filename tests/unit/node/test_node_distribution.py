@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.distribution import (
     ROSTER_DELAY,
     SEEN_IDS,
@@ -14,7 +15,6 @@ from sipfleet.node.distribution import (
     RosterChanged,
     RosterDue,
 )
-from sipfleet.node.routes import RouteEntry
 from sipfleet.node.s2s import Envelope
 
 GROUP = "sip:conf@example.com"

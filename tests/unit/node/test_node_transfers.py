@@ -46,7 +46,7 @@ def run(core: Transfers, until: float) -> list[tuple[float, TransferAction]]:
 def test_refers_are_paced_against_the_start() -> None:
     core, s = Transfers("127.0.0.2"), shard(5)
     job = core.start(TransferRequest(GROUP, TARGET, "refer", 10.0, count=4), s, 100.0)
-    assert job["requested"] == 4 and job["state"] == "running"
+    assert job.requested == 4 and job.state == "running"
     sent = run(core, 100.35)
     assert [t for t, _ in sent] == pytest.approx([100.0, 100.1, 100.2, 100.3])
     assert all(isinstance(a, SendRefer) and a.target == TARGET for _, a in sent)
@@ -63,7 +63,7 @@ def test_moved_when_the_roster_lists_the_member() -> None:
     assert matched and actions == []
     actions = core.on_roster(TARGET, frozenset({"sip:m0@x"}), 0.6)
     assert actions == [Finished("moved"), Release(refer.item)]
-    assert core.get(job["id"])["state"] == "done" and core.get(job["id"])["moved"] == 1
+    assert core.get(job.id).state == "done" and core.get(job.id).moved == 1
     assert core.on_notify("call-0", OK, 1.0) == (True, [])  # late NOTIFY: still ours
     run(core, 1.0 + TRANSFER_TIMEOUT)
     assert core.on_notify("call-0", OK, 40.0) == (False, [])  # forgotten after a while
@@ -90,7 +90,7 @@ def test_failures_keep_the_member() -> None:
     )
     late = run(core, TRANSFER_TIMEOUT + 1.0)  # the third never reports: timeout
     assert [a for _, a in late] == [Finished("failed")]
-    assert core.get(job["id"]) | {"id": ""} == {
+    assert core.get(job.id).model_dump() | {"id": ""} == {
         "id": "",
         "group": GROUP,
         "target": TARGET,
