@@ -23,9 +23,6 @@ class Schedule(Generic[K]):
         self._heap: list[tuple[float, int, K]] = []
         self._seq = itertools.count()
 
-    def __len__(self) -> int:
-        return len(self._when)
-
     def arm(self, key: K, when: float) -> None:
         """Fire `key` at `when` (replacing an earlier deadline of the same key)."""
         self._when[key] = when

@@ -25,8 +25,8 @@ DialogId = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
 # Requests that carry our Contact (RFC 3261 12.2.1.1 target refresh; RFC 6665 4.1.2,
 # 4.2.2 for SUBSCRIBE/NOTIFY; RFC 3515 2.4.1 lets REFER's recipient reach us there).
 _TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
-# Requests whose Contact refreshes the remote target when we receive them, or whose
-# 2xx's Contact does when we send them (RFC 3261 12.2.1.2, 12.2.2; RFC 6665 4.1.2.1).
+# Requests whose Contact refreshes the remote target when we receive them (RFC 3261
+# 12.2.2; RFC 6665 4.1.2.1).
 _REFRESHES_TARGET = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY"})
 _NO_FIELDS = HeaderBlock()
 
@@ -377,11 +377,3 @@ class Dialog:
         if request.method in _REFRESHES_TARGET and request.contact is not None:
             self.remote_target = request.contact.uri
         return None
-
-    def answered(self, response: SipResponse) -> None:
-        """A response to our request in this dialog: a 2xx to a target refresh
-        request refreshes the remote target from its Contact (12.2.1.2)."""
-        if 200 <= response.status < 300 and response.cseq[1] in _REFRESHES_TARGET:
-            contact = response.contact
-            if contact is not None:
-                self.remote_target = contact.uri

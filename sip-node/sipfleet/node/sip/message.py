@@ -232,9 +232,6 @@ class HeaderBlock:
         self.data = "".join(f"{n}: {v}\r\n" for _, n, v in items).encode("utf-8", "surrogateescape")
         """The fields' wire form, each line ending in CRLF."""
 
-    def __len__(self) -> int:
-        return len(self.items)
-
 
 T = TypeVar("T")
 U = TypeVar("U")
