@@ -504,7 +504,11 @@ class Node:
         return answered
 
     def _on_notify(self, ctx: RequestContext) -> None:
+        """A NOTIFY about a REFER: in a member's dialog (REFER to the member) it is
+        accounted to that dialog first (RFC 6665 4.1.2, RFC 3261 12.2.2)."""
         request = ctx.request
+        if self._dialog(request) is not None and self._in_dialog_request(ctx) is None:
+            return  # answered: CSeq out of order or an unreachable new target
         matched, actions = self.jobs.on_notify(request.call_id, request.body, self.now())
         ctx.respond(200 if matched else 481)
         self._transfer(actions)
