@@ -93,8 +93,8 @@ class Media:
 
     @property
     def rtp(self) -> bool:
-        """Is this an RTP stream the focus can answer (RTP/AVP(F), or RTP/SAVP(F) keyed
-        with a=crypto)?"""
+        """Is the transport one the focus answers: RTP/AVP(F), or RTP/SAVP(F) (which
+        also needs a known a=crypto suite, see `crypto`)?"""
         return self.proto.upper() in RTP_PROFILES | SRTP_PROFILES
 
     def crypto(self) -> tuple[str, str] | None:
@@ -122,7 +122,8 @@ class Media:
 
     @property
     def direction(self) -> str:
-        """sendrecv/sendonly/recvonly/inactive; sendrecv when unsaid (RFC 3264 5.1)."""
+        """The media-level direction: sendrecv/sendonly/recvonly/inactive, sendrecv
+        when unsaid (RFC 3264 5.1)."""
         for attr in self.attributes:
             if attr in DIRECTIONS:
                 return attr

@@ -403,3 +403,21 @@ def test_every_valid_offer_gets_a_valid_answer(offer: bytes, host: str) -> None:
             assert f"rtpmap:{fmt} {off.rtpmap(fmt)}" in ans.attributes
             assert set(off.fmtp(fmt)) <= set(ans.attributes)
         assert ans.direction == "inactive"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    offer=st.sampled_from([PJSIP_OFFER, BARESIP_OFFER, LINPHONE_OFFER, OPUS_FIRST]),
+    cuts=st.lists(st.tuples(st.integers(0, 700), st.binary(max_size=12)), max_size=4),
+)
+def test_mangled_offers_get_an_answer_or_sdp_error(
+    offer: bytes, cuts: list[tuple[int, bytes]]
+) -> None:
+    """Bad input is refused (488 at the INVITE) and never raises anything else."""
+    for at, junk in cuts:
+        offer = offer[:at] + junk + offer[at + len(junk) :]
+    try:
+        body = MediaSession().answer(offer, "10.0.0.5")
+    except SdpError:
+        return
+    check_answer(parse_sdp(offer), parse_sdp(body))
