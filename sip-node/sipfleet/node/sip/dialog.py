@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from .errors import SipParseError
 from .fields import NameAddr
 from .ids import new_branch
-from .message import HeaderBlock, Headers, Outbound, SipMessage, SipRequest, SipResponse
+from .message import (
+    HeaderBlock,
+    Headers,
+    Outbound,
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    field_name,
+)
 from .uri import SipUri
 
 DialogId = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
@@ -29,6 +37,7 @@ _TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"}
 # 12.2.2; RFC 6665 4.1.2.1).
 _REFRESHES_TARGET = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY"})
 _NO_FIELDS = HeaderBlock()
+_VIA, _FROM, _CSEQ = field_name("Via"), field_name("From"), field_name("CSeq")
 
 
 def new_request(
@@ -333,14 +342,16 @@ class Dialog:
         via = f"SIP/2.0/{transport.upper()} {sent_by};branch={branch};rport"
         cseq_value = f"{cseq} {method}"
         contact = block.contact if method in _TARGET_REFRESH else _NO_FIELDS
-        headers = Headers.joined(
-            ("Via", via),
-            block.before_from,
-            ("From", from_value),
-            block.after_from,
-            ("CSeq", cseq_value),
-            contact,
-            extra,
+        headers = Headers.of_items(
+            [
+                (*_VIA, via),
+                *block.before_from.items,
+                (*_FROM, from_value),
+                *block.after_from.items,
+                (*_CSEQ, cseq_value),
+                *contact.items,
+                *extra.items,
+            ]
         )
         request = SipRequest(method, block.uri, headers, body)
         data = b"".join(

@@ -185,17 +185,12 @@ class Headers:
         return new
 
     @classmethod
-    def joined(cls, *parts: HeaderBlock | tuple[str, str]) -> Headers:
-        """The fields of `parts` in order: blocks (whose names are not resolved
-        again) and single (name, value) fields."""
-        new = cls()
-        items = new._items
-        for part in parts:
-            if isinstance(part, HeaderBlock):
-                items += part.items
-            else:
-                key, name = _resolve(part[0])
-                items.append((key, name, part[1]))
+    def of_items(cls, items: list[FieldItem]) -> Headers:
+        """Headers holding `items` (as `field_item` and HeaderBlock.items make them),
+        taken over as they are: the dialog fast path builds them without resolving
+        names again."""
+        new = cls.__new__(cls)
+        new._items = items
         return new
 
     def __contains__(self, name: object) -> bool:
@@ -214,6 +209,15 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
+
+
+FieldItem = tuple[str, str, str]
+"""A header field as Headers stores it: (lower-case canonical name, canonical name, value)."""
+
+
+def field_name(name: str) -> tuple[str, str]:
+    """(lower-case canonical name, canonical name) of a header name, for FieldItems."""
+    return _resolve(name)
 
 
 class HeaderBlock:
