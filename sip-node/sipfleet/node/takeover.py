@@ -11,6 +11,7 @@ shell: it sends through its `TakeoverHost` (the Node) and keeps no other state.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -23,7 +24,10 @@ from sipfleet.node.sip.ids import new_call_id, new_tag
 from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.sip.replaces import Replaces, replaces_in
 from sipfleet.node.sip.sipfrag import SIPFRAG_TYPE, build_sipfrag, subscription_state
+from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import RequestContext, ResponseCallback, SipStack
+
+log = logging.getLogger(__name__)
 
 RING_TIMEOUT = 20.0  # seconds a Replaces INVITE may ring before its CANCEL (< TRANSFER_TIMEOUT)
 Report = Callable[[int, str], None]
@@ -158,15 +162,19 @@ class Takeover:
                 return
             try:
                 dialog = Dialog.as_uac(invite, response, focus)
-            except SipParseError:  # a 2xx without a Contact: no dialog to keep
+                member = Member(
+                    aor,
+                    dialog,
+                    lambda uri: node.stack.target_of(uri, peer),
+                    supports_replaces(response),
+                )
+                member.peer  # noqa: B018 -- its next hop must be reachable (RFC 3263 4)
+            except (SipParseError, UnreachableTarget) as exc:
+                # No dialog this server can keep (no or an unreachable Contact): the
+                # source keeps the member until its transfer times out.
+                log.warning("takeover of %s refused: %s", aor, exc)
                 report(502, "Bad Gateway")
                 return
-            member = Member(
-                aor,
-                dialog,
-                lambda uri: node.stack.target_of(uri, peer),
-                supports_replaces(response),
-            )
             self._ack(member, response)
             if member.key not in shard.members:
                 node.add_member(shard, member)
