@@ -555,7 +555,8 @@ async def test_a_member_accepting_cpim_gets_cpim(server: Node, ua: UAFactory) ->
     delivered = await _deliver(server, alice, bob, b"hello")
     assert delivered.headers.get("Content-Type") == "message/cpim"
     cpim = unwrap_cpim(delivered.body)
-    assert cpim.from_ == f'"alice" <{alice.aor}>' and cpim.to == f"<{GROUP}>"
+    # RFC 3862 3.3: a quoted Formal-name is followed directly by "<"
+    assert cpim.from_ == f'"alice"<{alice.aor}>' and cpim.to == f"<{GROUP}>"
     assert (cpim.content_type, cpim.body) == ("text/plain", b"hello")
 
 

@@ -56,6 +56,7 @@ from sipfleet.node.sip import SipParseError, SipRequest, SipResponse, format_hos
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
 from sipfleet.node.sip.message import HeaderBlock
+from sipfleet.node.sip.replaces import refer_target
 from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
     Outgoing,
@@ -197,8 +198,7 @@ class Node:
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
         for member in list(shard.members.values()):
-            self.metrics.members_removed.labels("shard_deleted").inc()
-            self.remove_member(shard, member, bye=True)
+            self.remove_member(shard, member, bye=True, reason="shard_deleted")
         del self.shards[group]
         self._by_user.pop(user_of(shard.uri), None)
         self._index_groups()
@@ -256,8 +256,7 @@ class Node:
         for shard, member in list(self._dialogs.values()):
             dialog = member.dialog
             if dialog.call_id == request.call_id and dialog.remote_tag == request.from_tag:
-                self.metrics.members_removed.labels("unacked").inc()
-                self.remove_member(shard, member, bye=True)
+                self.remove_member(shard, member, bye=True, reason="unacked")
 
     def handle_request(self, ctx: RequestContext) -> None:
         request = ctx.request
@@ -361,7 +360,7 @@ class Node:
         elif isinstance(decision, Redirect):
             self.reservations.reserve(decision.uri, aor, now)
             self.metrics.redirects.labels(group).inc()
-            ctx.respond(302, [("Contact", f"<{decision.uri}>")])
+            ctx.respond(302, [("Contact", f"<{self.stack.uri_for(decision.uri, ctx.peer)}>")])
         else:
             ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
 
@@ -396,8 +395,7 @@ class Node:
         if found is None:
             return
         ctx.respond(200)
-        self.metrics.members_removed.labels("bye_received").inc()
-        self.remove_member(found[0], found[1], bye=False)
+        self.remove_member(found[0], found[1], bye=False, reason="bye_received")
 
     def _on_options(self, ctx: RequestContext) -> None:
         ctx.respond(
@@ -542,16 +540,23 @@ class Node:
                 )
                 self.send_in_dialog(item.member, "REFER", extra, callback=self._referred(item))
             elif isinstance(action, SendServerRefer):
+                member = action.item.member
+                target = self.stack.uri_for(member.dialog.remote_target, member.peer)
                 self.send_s2s(
                     "REFER",
                     action.target,
-                    [*action.headers, ("Contact", f"<{self.server_uri}>")],
+                    [
+                        ("Refer-To", refer_target(target, action.replaces)),
+                        *action.headers,
+                        ("Contact", f"<{self.server_uri}>"),
+                    ],
                     b"",
                     call_id=action.call_id,
                     callback=self._referred(action.item),
                 )
             elif isinstance(action, Release):
-                self.remove_member(action.item.shard, action.item.member, bye=True)
+                item = action.item
+                self.remove_member(item.shard, item.member, bye=True, reason="transferred")
             elif isinstance(action, Finished):
                 self.metrics.transfers.labels(action.outcome).inc()
         if self._jobs_clock is not None:
@@ -572,9 +577,12 @@ class Node:
         self.reservations.release(member.aor)
         self._members_changed(shard)
 
-    def remove_member(self, shard: Shard, member: Member, *, bye: bool) -> None:
+    def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
+        """End a member's session here (with a BYE when `bye`), counted once in
+        `members_removed_total{reason}`; a member already gone is left alone."""
         if self._dialogs.pop(member.key, None) is None:
             return
+        self.metrics.members_removed.labels(reason).inc()
         shard.remove(member)
         if bye:
             self.send_in_dialog(member, "BYE")
@@ -761,8 +769,7 @@ class Node:
                 # slow, so its phone does not keep showing a call that is over.
                 timed_out = response is None or response.status == 408
                 reason = "delivery_timeout" if timed_out else "dialog_gone"
-                self.metrics.members_removed.labels(reason).inc()
-                self.remove_member(shard, member, bye=timed_out)
+                self.remove_member(shard, member, bye=timed_out, reason=reason)
 
         return done
 

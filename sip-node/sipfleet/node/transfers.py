@@ -33,7 +33,7 @@ from sipfleet.node.s2s import MEMBER, MEMBER_ROUTE
 from sipfleet.node.schedule import Schedule
 from sipfleet.node.sip import SipParseError
 from sipfleet.node.sip.ids import new_call_id
-from sipfleet.node.sip.replaces import Replaces, refer_target
+from sipfleet.node.sip.replaces import Replaces
 from sipfleet.node.sip.sipfrag import parse_sipfrag
 
 TRANSFER_TIMEOUT = 32.0  # seconds from the REFER to the move confirmed
@@ -96,13 +96,15 @@ class SendRefer:
 
 @dataclass(frozen=True, slots=True)
 class SendServerRefer:
-    """Send a signed REFER to the server of shard `target` with these header fields
-    and Call-ID, and our Contact for its NOTIFY; report its final response with
-    `refer_answered(item, ...)`."""
+    """Send a signed REFER to the server of shard `target`: Refer-To the member's
+    remote target (as the member reaches us) with `replaces`, these further header
+    fields, this Call-ID and our Contact for its NOTIFY; report its final response
+    with `refer_answered(item, ...)`."""
 
     item: Item
     target: str
     call_id: str
+    replaces: Replaces
     headers: tuple[tuple[str, str], ...]
 
 
@@ -231,13 +233,12 @@ class Transfers:
         item.call_id = new_call_id(self._host)
         self._by_call[item.call_id] = item
         headers = [
-            ("Refer-To", refer_target(dialog.remote_target, replaces)),
             (MEMBER, f"<{member.aor}>"),
             ("Referred-By", f"<{item.shard.uri}>"),
         ]
         if dialog.route_set:
             headers.append((MEMBER_ROUTE, ", ".join(dialog.route_set)))
-        return [SendServerRefer(item, target, item.call_id, tuple(headers))]
+        return [SendServerRefer(item, target, item.call_id, replaces, tuple(headers))]
 
     # ---- answers and reports -----------------------------------------------------------
     def refer_answered(self, item: Item, status: int | None, now: float) -> list[TransferAction]:

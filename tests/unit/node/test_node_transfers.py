@@ -7,8 +7,6 @@ from sipfleet.node.admin_types import Conflict, TransferRequest
 from sipfleet.node.focus import Member, Shard, peer_of
 from sipfleet.node.s2s import MEMBER_ROUTE
 from sipfleet.node.sip import Dialog
-from sipfleet.node.sip.replaces import replaces_in
-from sipfleet.node.sip.uri import SipUri
 from sipfleet.node.transfers import (
     CONFIRM_GRACE,
     TRANSFER_TIMEOUT,
@@ -115,9 +113,7 @@ def test_refer_to_server_uses_replaces_only_where_supported() -> None:
     ((_, action),) = run(core, 0.0)
     assert isinstance(action, SendServerRefer) and action.target == TARGET
     headers = dict(action.headers)
-    refer_to = SipUri.parse(headers["Refer-To"][1:-1])
-    replaces = replaces_in(refer_to)
-    assert replaces is not None
+    replaces = action.replaces
     assert (replaces.call_id, replaces.to_tag, replaces.from_tag) == ("call-0", "theirs0", "ours0")
     assert headers[MEMBER_ROUTE] == route
     without = shard(1)  # announced nothing: REFER in its dialog instead (RFC 3891 6)
