@@ -35,6 +35,7 @@ from sipfleet.node.sip import (
     format_hostport,
     parse_message,
 )
+from sipfleet.node.sip.message import Outbound
 from sipfleet.node.sip.response import error_response, make_response
 from sipfleet.node.sip.target import UnreachableTarget, request_target
 from sipfleet.node.sip.transaction import (
@@ -86,8 +87,9 @@ POLICY = Policy(
 Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]
 """Gets every response of a client transaction; None once if it timed out."""
-Outgoing = tuple[SipRequest, Peer, ResponseCallback | None]
-"""A request to send in a new client transaction: to whom, and who gets the answers."""
+Outgoing = tuple[SipRequest | Outbound, Peer, ResponseCallback | None]
+"""A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
+client transaction: to whom, and who gets the answers."""
 
 
 class Application(Protocol):
@@ -345,26 +347,36 @@ class SipStack:
             self._tcp.send(host, port, data, tx_id, connect=connect)
 
     def send_request(
-        self, request: SipRequest, peer: Peer, callback: ResponseCallback | None = None
-    ) -> None:
-        """Start a client transaction (the request's top Via carries a fresh branch)."""
-        self.send_requests([(request, peer, callback)])
+        self, request: SipRequest | Outbound, peer: Peer, callback: ResponseCallback | None = None
+    ) -> str:
+        """Start a client transaction (the request's top Via carries a fresh branch);
+        returns its id."""
+        tx_ids: list[str] = []
+        self.send_requests([(request, peer, callback)], tx_ids)
+        return tx_ids[0]
 
-    def send_requests(self, batch: Iterable[Outgoing]) -> int:
+    def send_requests(self, batch: Iterable[Outgoing], tx_ids: list[str] | None = None) -> int:
         """Start a client transaction for each (request, peer, callback) and send it
-        at once; returns how many. A fan-out passes all its deliveries here, so they
-        share one clock re-arm and one metrics update instead of one per delivery."""
+        at once; returns how many (and appends their ids to `tx_ids`). A fan-out
+        passes all its deliveries here, so they share one clock re-arm and one
+        metrics update instead of one per delivery."""
         now = self.now()
         count = 0
+        layer = self.layer
         try:
             for request, peer, callback in batch:
-                tx_id, events = self.layer.send_request(
-                    request,
-                    (peer.host, peer.port),
-                    peer.transport.upper(),
-                    now,
-                    udp_fallback=peer.udp_fallback,
-                )
+                destination, transport = (peer.host, peer.port), peer.transport.upper()
+                fallback = peer.udp_fallback
+                if isinstance(request, Outbound):
+                    tx_id, events = layer.send_prepared(
+                        request, destination, transport, now, udp_fallback=fallback
+                    )
+                else:
+                    tx_id, events = layer.send_request(
+                        request, destination, transport, now, udp_fallback=fallback
+                    )
+                if tx_ids is not None:
+                    tx_ids.append(tx_id)
                 if callback is not None:
                     self._callbacks[tx_id] = callback
                 self._act(events)
@@ -373,6 +385,10 @@ class SipStack:
             self.metrics.transactions.inc(count)
             self.clock.rearm()
         return count
+
+    def cancel(self, tx_id: str) -> None:
+        """CANCEL a client INVITE transaction (RFC 3261 9.1; see TransactionLayer.cancel)."""
+        self.process(self.layer.cancel(tx_id, self.now()))
 
     def process(self, events: list[Event]) -> None:
         """Act on the layer's events (also called by the clock)."""
