@@ -33,6 +33,7 @@ from sipfleet.node.sip import SipRequest, SipResponse, format_hostport
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
 from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
+    Advertised,
     Outgoing,
     RequestContext,
     ResponseCallback,
@@ -86,8 +87,14 @@ class Node:
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        config = self.config
+        advertised = (
+            Advertised(config.advertise_host, config.advertise_udp_port, config.advertise_tcp_port)
+            if config.advertise_host
+            else None
+        )
         stack = SipStack(
-            self.config.listen, self.config.sip_port, self, self.metrics, self._limiter
+            config.listen, config.sip_port, self, self.metrics, self._limiter, advertised=advertised
         )
         await stack.start()
         self._stack = stack  # ready from here on
@@ -131,18 +138,28 @@ class Node:
             "name": self.name,
             "role": self.config.role,
             "domain": self.config.domain,
-            "sip": {"host": self.host, "port": self.port},
+            "sip": {"host": self.host, "port": self.port, "advertised": self._advertised()},
             "draining": self.draining,
             "routes_generation": self.routes.generation,
             "shards": [s.to_json(self.draining) for s in self.shards.values()],
             "routes": self.routes.to_json(),
         }
 
+    def _advertised(self) -> dict[str, Any] | None:
+        """The advertised address members reach us at (admin API), None if we have none."""
+        c = self.config
+        if not c.advertise_host:
+            return None
+        udp, tcp = c.advertise_udp_port or self.port, c.advertise_tcp_port or self.port
+        return {"host": c.advertise_host, "udpPort": udp, "tcpPort": tcp}
+
     def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]:
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
-            shard = Shard(group, shard_uri(group, self.name, self.host, self.port), capacity)
+            host = self.config.advertise_host or self.host
+            port = self.config.advertise_udp_port or self.port
+            shard = Shard(group, shard_uri(group, self.name, host, port), capacity)
             self.shards[group] = shard
             self._by_user[user_of(shard.uri)] = shard
             self._index_groups()

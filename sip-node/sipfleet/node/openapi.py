@@ -91,7 +91,20 @@ _STATE = {
         "domain": {"type": "string"},
         "sip": {
             "type": "object",
-            "properties": {"host": {"type": "string"}, "port": {"type": "integer"}},
+            "description": "where the server listens, and the address members reach it at "
+            "(null when that is the listen address; see --advertise-host)",
+            "properties": {
+                "host": {"type": "string"},
+                "port": {"type": "integer"},
+                "advertised": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "host": {"type": "string"},
+                        "udpPort": {"type": "integer"},
+                        "tcpPort": {"type": "integer"},
+                    },
+                },
+            },
         },
         "draining": {"type": "boolean"},
         "routes_generation": {"type": "integer"},
