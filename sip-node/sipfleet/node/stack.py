@@ -175,8 +175,8 @@ def reply_address(response: SipResponse, peer: Peer) -> Peer:
 class SipStack:
     """The SIP transport and transaction layers for one server: UDP and TCP on
     `host` (and its other-family twin, see `transport.listen_hosts`) at `port`.
-    With `advertised`, every address written for a peer that is not a fleet
-    server (`exempt`) is the advertised one (docs/transport.md)."""
+    With `advertised`, every address the helpers below write is the advertised
+    one (docs/transport.md)."""
 
     def __init__(
         self,
@@ -281,22 +281,17 @@ class SipStack:
         self._tcp.close()
 
     # ---- addresses the group layer writes --------------------------------------------
-    def _advertised_to(self, peer: Peer) -> Advertised | None:
-        """The advertised address if `peer` gets it (any peer but a fleet server)."""
-        return None if peer.host in self.exempt else self.advertised
-
     def local_host(self, peer: Peer) -> str:
         """Our address for `peer`, socket form: the advertised one (see `SipStack`),
         else our address in its family (the primary one if we have none in it)."""
-        advertised = self._advertised_to(peer)
-        if advertised is not None:
-            return advertised.host
+        if self.advertised is not None:
+            return self.advertised.host
         family = address_family(peer.host)
         return self.host if family is None else self._hosts.get(family, self.host)
 
     def local_port(self, peer: Peer) -> int:
         """Our port for `peer`: the advertised port of its transport, else ours."""
-        advertised = self._advertised_to(peer)
+        advertised = self.advertised
         if advertised is not None:
             port = advertised.tcp_port if peer.transport == "tcp" else advertised.udp_port
             return port or self.port
