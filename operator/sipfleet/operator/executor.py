@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
+from sipfleet.operator import exposure
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import SipFleetSpec
@@ -289,7 +290,13 @@ class Executor:
                 name = podlib.node_pod_name(self.fleet, index)
                 body = podlib.server_pod(self.fleet_body, name, "node", spec, index)
                 try:
-                    await self._create(body)
+                    exposed = await exposure.prepare_pod(
+                        self.rt.kube, self.fleet_body, body, self.fleet_spec
+                    )
+                    if exposed is None:
+                        self.outcome.did("AddressPending", f"{name} waits for its Service")
+                        continue
+                    await self._create(exposed)
                 except _FAILURES as exc:
                     self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
                     continue

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sipfleet.operator import exposure
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.conditions import Condition, merge_conditions, timestamp
 from sipfleet.operator.models import SipConferenceStatus, SipFleetStatus
@@ -145,8 +146,10 @@ def fleet_status(
     generation: int | None,
     previous: Mapping[str, Any] | None,
     now: datetime,
+    entry_point: str | None = None,
 ) -> Status:
-    """The SipFleet status: main server, node Pods and their readiness."""
+    """The SipFleet status: main server, node Pods and their readiness, the
+    address each advertises, and the fleet's entry point."""
     node_list = list(node_pods)
     nodes = []
     for pod in sorted(node_list, key=lambda p: p["metadata"]["name"]):
@@ -156,6 +159,7 @@ def fleet_status(
                 "name": name,
                 "ip": (pod.get("status") or {}).get("podIP"),
                 "ready": podlib.pod_ready(pod),
+                "advertised": exposure.advertised(pod),
                 "draining": (pod["metadata"].get("labels") or {}).get(podlib.LABEL_DRAINING)
                 == "true",
                 "terminating": podlib.terminating(pod),
@@ -190,9 +194,11 @@ def fleet_status(
             "pod": main_pod["metadata"]["name"] if main_pod else None,
             "ip": (main_pod.get("status") or {}).get("podIP") if main_pod else None,
             "ready": main_ready,
+            "advertised": exposure.advertised(main_pod) if main_pod else None,
         },
         "nodes": nodes,
         "nodeCount": len(nodes),
         "readyNodes": sum(1 for n in nodes if n["ready"]),
+        "entryPoint": entry_point,
     }
     return SipFleetStatus.model_validate(raw).to_k8s()
