@@ -1,0 +1,118 @@
+"""Reaching the fleet from outside the pod network, on the real node (kube-proxy).
+
+Members are sipp processes in the host's network namespace, outside the pod
+network: they join through the main server's Service at the node address and
+its NodePort, are 302'd to the node server's advertised address (the node
+address and that server's own NodePort), and get a group message there. The
+fleet runs with `exposure.mode: NodePort` (docs/install.md, "Reaching the
+fleet"). Over UDP only: resident.xml follows the 302 with sipp's `setdest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube_support import get_json
+from operator_harness import (
+    Members,
+    Operator,
+    apply,
+    conference,
+    fleet,
+    operator_namespace,
+    send_group_message,
+    status,
+    wait_for,
+)
+from sipfleet.devcluster import hostnet
+from sipfleet.devcluster.cluster import Cluster
+
+pytestmark = pytest.mark.e2e
+
+NS = "op-expose"
+NODE_IP = hostnet.NODE_IP  # kube-proxy serves NodePorts on this address only
+PER_SERVER = 3
+MEMBERS = 4  # 3 fill the main server, the 4th is sent on to the node
+
+
+def fleet_status(kube: Cluster) -> dict[str, Any]:
+    body: dict[str, Any] = get_json(kube, "sipfleet", "expose", "-n", NS)
+    return body.get("status") or {}
+
+
+def udp_node_port(service: dict[str, Any]) -> int:
+    return int(next(p["nodePort"] for p in service["spec"]["ports"] if p["protocol"] == "UDP"))
+
+
+@pytest.fixture(scope="module")
+def exposed(real_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    workdir = tmp_path_factory.mktemp("op-expose")
+    op = Operator(
+        operator_namespace(real_cluster, NS, workdir), NS, workdir / "operator.log"
+    ).start()
+    try:
+        apply(
+            real_cluster,
+            NS,
+            fleet(
+                "expose",
+                minNodes=1,
+                maxNodes=1,
+                membersPerNode=PER_SERVER,
+                exposure={"mode": "NodePort", "entryServiceType": "NodePort"},
+            ),
+            conference("conf", "expose", capacity={"membersPerServer": PER_SERVER}),
+        )
+        yield workdir
+    finally:
+        op.stop()
+        real_cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
+    real_cluster: Cluster, exposed: Path
+) -> None:
+    def advertised() -> dict[str, Any] | None:
+        st = fleet_status(real_cluster)
+        nodes = st.get("nodes") or []
+        main = st.get("mainServer") or {}
+        ready = main.get("ready") and nodes and all(n["ready"] and n["advertised"] for n in nodes)
+        return st if ready and main.get("advertised") else None
+
+    st = wait_for("main and node ready with advertised addresses", advertised, timeout=120)
+    entry = get_json(real_cluster, "service", "expose-sip", "-n", NS)
+    main_svc = get_json(real_cluster, "service", "expose-main-sip", "-n", NS)
+    node_svc = get_json(real_cluster, "service", "expose-node-1-sip", "-n", NS)
+    entry_port, main_port, node_port = map(udp_node_port, (entry, main_svc, node_svc))
+    assert st["entryPoint"] == f"<node>:{entry_port}"
+    assert st["mainServer"]["advertised"].startswith(f"{NODE_IP}:{main_port}")
+    assert st["nodes"][0]["advertised"].startswith(f"{NODE_IP}:{node_port}")
+    # The shards the operator created carry the advertised addresses.
+    shards = wait_for(
+        "both shards",
+        lambda: (s := status(real_cluster, NS, "conf").get("shards")) and len(s) == 2 and s,
+        timeout=60,
+    )
+    assert {s["uri"] for s in shards} == {
+        f"sip:conf-expose-main@{NODE_IP}:{main_port}",
+        f"sip:conf-expose-node-1@{NODE_IP}:{node_port}",
+    }
+
+    members = Members(NODE_IP, exposed, "m", MEMBERS, leaver=False, port=entry_port).start()
+    try:
+        wait_for("every member joined", lambda: len(members.joined()) == MEMBERS, timeout=60)
+        where = {p[1]: p[3] for p in members.lines("JOINED")}
+        on_node = {m for m, uri in where.items() if f"@{NODE_IP}:{node_port}" in uri}
+        on_main = {m for m, uri in where.items() if f"@{NODE_IP}:{main_port}" in uri}
+        assert len(on_main) == PER_SERVER and len(on_node) == MEMBERS - PER_SERVER, where
+        body = send_group_message(NODE_IP, exposed, "s", port=entry_port)
+        wait_for(
+            "the group message at every member",
+            lambda: members.received(body) == set(where),
+            timeout=30,
+        )
+    finally:
+        members.stop()
