@@ -6,6 +6,11 @@ its NodePort, are 302'd to the node server's advertised address (the node
 address and that server's own NodePort), and get a group message there. The
 fleet runs with `exposure.mode: NodePort` (docs/install.md, "Reaching the
 fleet"). Over UDP only: resident.xml follows the 302 with sipp's `setdest`.
+
+`test_services_and_advertised_addresses` runs on whichever cluster the suite
+uses (the process kubelet by default): the API server takes the Services, the
+operator's RBAC suffices, the Pods start with the advertised address and the
+status reports it. It sends no SIP through the Services.
 """
 
 from __future__ import annotations
@@ -70,6 +75,59 @@ def exposed(real_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         op.stop()
         real_cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def test_services_and_advertised_addresses(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ns = "op-expose-api"
+    workdir = tmp_path_factory.mktemp(ns)
+    op = Operator(operator_namespace(cluster, ns, workdir), ns, workdir / "operator.log").start()
+    try:
+        apply(
+            cluster,
+            ns,
+            fleet(
+                "expose",
+                minNodes=1,
+                maxNodes=1,
+                exposure={"mode": "NodePort", "entryServiceType": "NodePort"},
+            ),
+            conference("conf", "expose"),
+        )
+
+        def reported() -> dict[str, Any] | None:
+            body = get_json(cluster, "sipfleet", "expose", "-n", ns)
+            st: dict[str, Any] = body.get("status") or {}
+            nodes = st.get("nodes") or []
+            done = nodes and all(n.get("advertised") for n in nodes)
+            return st if done and (st.get("mainServer") or {}).get("advertised") else None
+
+        st = wait_for("advertised addresses in the fleet status", reported, timeout=90)
+        services = {
+            s["metadata"]["name"]: s for s in get_json(cluster, "services", "-n", ns)["items"]
+        }
+        assert set(services) == {"expose-sip", "expose-main-sip", "expose-node-1-sip"}
+        assert {s["spec"]["externalTrafficPolicy"] for s in services.values()} == {"Local"}
+        entry = udp_node_port(services["expose-sip"])
+        assert st["entryPoint"] == f"<node>:{entry}"
+        node = services["expose-node-1-sip"]
+        ports = {p["protocol"]: p["nodePort"] for p in node["spec"]["ports"]}
+        pod = get_json(cluster, "pod", "expose-node-1", "-n", ns)
+        host = pod["status"]["hostIP"]
+        # Kubernetes 1.36 gives a Service's UDP and TCP port the same node port.
+        udp, tcp = ports["UDP"], ports["TCP"]
+        shown = f"{host}:{udp}" if udp == tcp else f"{host}:{udp}/udp,{tcp}/tcp"
+        assert st["nodes"][0]["advertised"] == shown
+        assert pod["spec"]["containers"][0]["env"][-1] == {
+            "name": "SIPFLEET_ADVERTISE_TCP_PORT",
+            "value": str(ports["TCP"]),
+        }
+        wide = cluster.kubectl("get", "sipfleet", "expose", "-n", ns, "-o", "wide").stdout
+        assert "ENTRY" in wide and f"<node>:{entry}" in wide
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
