@@ -5,7 +5,9 @@ network: they join through the main server's Service at the node address and
 its NodePort, are 302'd to the node server's advertised address (the node
 address and that server's own NodePort), and get a group message there. The
 fleet runs with `exposure.mode: NodePort` (docs/install.md, "Reaching the
-fleet"). Over UDP only: resident.xml follows the 302 with sipp's `setdest`.
+fleet"). UDP members are sipp (resident.xml follows the 302 with `setdest`);
+the TCP member is a few lines of socket code below (sipp cannot open a second
+TCP connection to the address a 302 names).
 
 `test_services_and_advertised_addresses` runs on whichever cluster the suite
 uses (the process kubelet by default): the API server takes the Services, the
@@ -15,6 +17,11 @@ status reports it. It sends no SIP through the Services.
 
 from __future__ import annotations
 
+import re
+import select
+import socket
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,74 @@ NS = "op-expose"
 NODE_IP = hostnet.NODE_IP  # kube-proxy serves NodePorts on this address only
 PER_SERVER = 3
 MEMBERS = 4  # 3 fill the main server, the 4th is sent on to the node
+
+
+class TcpMember:
+    """A member over TCP: joins at host:port, follows one 302, listens for the
+    server's requests at its Contact (its own listening socket) or on the
+    connection it opened."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((NODE_IP, 0))
+        self.port = self.listener.getsockname()[1]
+        self.call_id, self.tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
+        self.conns: list[socket.socket] = []
+
+    def invite(self, host: str, port: int, uri: str, cseq: int) -> str:
+        """Send the INVITE on a new connection; the final response's head."""
+        conn = socket.create_connection((host, port), timeout=10)
+        self.conns.append(conn)
+        me = conn.getsockname()
+        conn.sendall(
+            (
+                f"INVITE {uri} SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP {me[0]}:{me[1]};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                f"From: <sip:tcp1@{NODE_IP}>;tag={self.tag}\r\nTo: <{uri}>\r\n"
+                f"Call-ID: {self.call_id}\r\nCSeq: {cseq} INVITE\r\n"
+                f"Contact: <sip:tcp1@{NODE_IP}:{self.port};transport=tcp>\r\n"
+                "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        data = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            data += conn.recv(65535)
+            for head in re.findall(rb"SIP/2.0 [2-6]\d\d[^\r]*\r\n.*?\r\n\r\n", data, re.S):
+                return head.decode()
+        pytest.fail(f"no final response to the TCP INVITE: {data!r}")
+
+    def ack(self, response: str, cseq: int) -> None:
+        contact = re.search(r"Contact: <([^>]+)>", response)
+        to = re.search(r"To: ([^\r]+)", response)
+        assert contact and to
+        me = self.conns[-1].getsockname()
+        self.conns[-1].sendall(
+            (
+                f"ACK {contact[1]} SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP {me[0]}:{me[1]};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                f"From: <sip:tcp1@{NODE_IP}>;tag={self.tag}\r\nTo: {to[1]}\r\n"
+                f"Call-ID: {self.call_id}\r\nCSeq: {cseq} ACK\r\n"
+                "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+        )
+
+    def wait_for_body(self, body: str, timeout: float = 20.0) -> bytes:
+        """Everything received until a request carrying `body` arrived."""
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and body.encode() not in seen:
+            ready, _, _ = select.select([self.listener, *self.conns], [], [], 0.5)
+            for sock in ready:
+                if sock is self.listener:
+                    conn, _ = self.listener.accept()
+                    self.conns.append(conn)
+                else:
+                    seen += sock.recv(65535)
+        return seen
+
+    def close(self) -> None:
+        for sock in (*self.conns, self.listener):
+            sock.close()
 
 
 def fleet_status(kube: Cluster) -> dict[str, Any]:
@@ -172,5 +247,28 @@ def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
             lambda: members.received(body) == set(where),
             timeout=30,
         )
+        # Over TCP: the main server is full, so the 302 names the node's TCP node port.
+        tcp_port = int(
+            next(p["nodePort"] for p in node_svc["spec"]["ports"] if p["protocol"] == "TCP")
+        )
+        entry_tcp = int(
+            next(p["nodePort"] for p in entry["spec"]["ports"] if p["protocol"] == "TCP")
+        )
+        tcp = TcpMember()
+        try:
+            first = tcp.invite(NODE_IP, entry_tcp, f"sip:conf@{NODE_IP}:{entry_tcp}", 1)
+            assert first.startswith("SIP/2.0 302"), first
+            target = f"sip:conf-expose-node-1@{NODE_IP}:{tcp_port};transport=tcp"
+            assert f"Contact: <{target}>" in first, first
+            ok = tcp.invite(NODE_IP, tcp_port, target, 2)
+            assert ok.startswith("SIP/2.0 200"), ok
+            assert f"@{NODE_IP}:{tcp_port};transport=tcp>" in ok, ok  # the node's Contact
+            tcp.ack(ok, 2)
+            body = send_group_message(NODE_IP, exposed, "t", port=entry_port)
+            got = tcp.wait_for_body(body)
+            assert body.encode() in got, got
+            assert f"Via: SIP/2.0/TCP {NODE_IP}:{tcp_port};".encode() in got, got
+        finally:
+            tcp.close()
     finally:
         members.stop()

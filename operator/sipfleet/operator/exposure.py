@@ -15,7 +15,9 @@ docs/transport.md). Modes (`spec.exposure.mode`, docs/install.md):
   members cannot reach. NodePort advertises the Pod's node (``status.hostIP``)
   with externalTrafficPolicy Local: only that node forwards, and the member's
   source address is kept, so responses routed by Via/rport reach it
-  (kubernetes #18933).
+  (kubernetes #18933). Both Service ports have the same port number, so the
+  API server gives them the same node port: the one port a shard URI carries
+  is right for UDP and TCP members alike.
 
 Every mode has ``<fleet>-sip``, the main server's Service: the fleet's entry
 point. The builders are pure; `prepare_pod` is the thin I/O step.
