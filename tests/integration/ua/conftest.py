@@ -38,7 +38,8 @@ def sip_port(ip: str, also_next: bool) -> int:
 @pytest.fixture
 async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
     """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..)`:
-    a started UA of `kind` (pjsua2, baresip, linphone); skips when it cannot run here."""
+    a started UA of `kind` (pjsua2, baresip, linphone); skips when it cannot run here.
+    `contact_host` (pjsua2): a host name its Contact carries instead of `ip`."""
     started: list[Agent] = []
 
     async def make(
@@ -49,6 +50,7 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         transports: tuple[str, ...] = ("udp", "tcp"),
         ip: str = "127.0.0.1",
         chat_uri: str = "",
+        contact_host: str = "",
     ) -> Agent:
         why = missing(kind)
         if why:
@@ -58,6 +60,9 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         options: dict[str, object] = {}
         if kind == "baresip":
             options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
+        if contact_host:
+            assert kind == "pjsua2", "only the pjsua2 driver names its Contact host"
+            options = {"contact_host": contact_host}
         agent = KINDS[kind](
             name=name,
             display=display or name.title(),

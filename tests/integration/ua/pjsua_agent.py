@@ -29,6 +29,7 @@ class PjsuaAgent(Agent):
     """PJSIP 2.15 through the pjsua2 wheel, one child process (pjsua_child.py) per UA."""
 
     kind: ClassVar[str] = "pjsua2"
+    contact_host: str = ""  # a host name for its Contact instead of its address
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -39,6 +40,7 @@ class PjsuaAgent(Agent):
             "--transports", ",".join(self.transports),
             "--user", self.name,
             "--display", self.display,
+            "--public", self.contact_host,
             "--log", str(self.log),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--user", default="pj")
     parser.add_argument("--display", default="")
+    parser.add_argument("--public", default="", help="host name for the Contact (default --ip)")
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
 
@@ -201,6 +202,8 @@ def main() -> None:
     name = f'"{args.display}" ' if args.display else ""
     acfg.idUri = f"{name}<sip:{args.user}@{host}:{port}>"
     acfg.sipConfig.contactUriParams = "" if "udp" in ports else ";transport=tcp"
+    if args.public:  # a host name PJSIP would not resolve for itself, e.g. x.invalid
+        acfg.sipConfig.contactForced = f"<sip:{args.user}@{args.public}:{port}>"
     acfg.mediaConfig.transportConfig.boundAddress = args.ip
     agent = Agent()
     agent.create(acfg)
