@@ -133,3 +133,26 @@ async def test_redirect_names_the_target_servers_advertised_uri(node: Node) -> N
     assert response.status == 302 and response.contact is not None
     assert response.contact.uri == other
     alice.transport.close()  # type: ignore[union-attr]
+
+
+async def test_an_advertised_port_alone_keeps_the_listen_host() -> None:
+    """A host port other than the SIP port: only the port changes."""
+    config = Config(
+        "node", "n1", "example.com", "127.0.0.1", 0, 0, "token", advertise_udp_port=31000
+    )
+    server = Node(config)
+    await server.start()
+    try:
+        server.ensure_shard(GROUP, 10)
+        assert server.shards[GROUP].uri == "sip:conf9-n1@127.0.0.1:31000"
+        member = Peer("udp", "127.0.0.9", 5060)
+        assert server.stack.sent_by(member) == "127.0.0.1:31000"
+        tcp = Peer("tcp", "127.0.0.9", 5060)  # no TCP port advertised: the listening one
+        assert server.stack.local_uri("x", tcp) == f"sip:x@127.0.0.1:{server.port};transport=tcp"
+        assert server.state()["sip"]["advertised"] == {
+            "host": "127.0.0.1",
+            "udpPort": 31000,
+            "tcpPort": server.port,
+        }
+    finally:
+        server.close()

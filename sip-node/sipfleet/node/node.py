@@ -62,6 +62,17 @@ class RemoteShard:
     members: frozenset[str]
 
 
+def advertised_of(config: Config) -> Advertised | None:
+    """The address members reach the server at, when any of --advertise-host,
+    --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
+    listen address); None when members reach it where it listens."""
+    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+        return None
+    return Advertised(
+        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+    )
+
+
 class Node:
     def __init__(self, config: Config, metrics: NodeMetrics | None = None) -> None:
         self.config = config
@@ -88,13 +99,13 @@ class Node:
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         config = self.config
-        advertised = (
-            Advertised(config.advertise_host, config.advertise_udp_port, config.advertise_tcp_port)
-            if config.advertise_host
-            else None
-        )
         stack = SipStack(
-            config.listen, config.sip_port, self, self.metrics, self._limiter, advertised=advertised
+            config.listen,
+            config.sip_port,
+            self,
+            self.metrics,
+            self._limiter,
+            advertised=advertised_of(config),
         )
         await stack.start()
         self._stack = stack  # ready from here on
@@ -147,18 +158,21 @@ class Node:
 
     def _advertised(self) -> dict[str, Any] | None:
         """The advertised address members reach us at (admin API), None if we have none."""
-        c = self.config
-        if not c.advertise_host:
+        a = advertised_of(self.config)
+        if a is None:
             return None
-        udp, tcp = c.advertise_udp_port or self.port, c.advertise_tcp_port or self.port
-        return {"host": c.advertise_host, "udpPort": udp, "tcpPort": tcp}
+        return {
+            "host": a.host,
+            "udpPort": a.udp_port or self.port,
+            "tcpPort": a.tcp_port or self.port,
+        }
 
     def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]:
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
-            host = self.config.advertise_host or self.host
-            port = self.config.advertise_udp_port or self.port
+            a = advertised_of(self.config)
+            host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
             shard = Shard(group, shard_uri(group, self.name, host, port), capacity)
             self.shards[group] = shard
             self._by_user[user_of(shard.uri)] = shard
