@@ -5,9 +5,10 @@ network: they join through the main server's Service at the node address and
 its NodePort, are 302'd to the node server's advertised address (the node
 address and that server's own NodePort), and get a group message there. The
 fleet runs with `exposure.mode: NodePort` (docs/install.md, "Reaching the
-fleet"). UDP members are sipp (resident.xml follows the 302 with `setdest`);
-the TCP member is a few lines of socket code below (sipp cannot open a second
-TCP connection to the address a 302 names).
+fleet"). Members send rport (RFC 3581); one probe shows that without it the
+answers are lost (kubernetes #18933). UDP members are sipp (resident.xml
+follows the 302 with `setdest`); the TCP member is a few lines of socket code
+below (sipp cannot open a second TCP connection to the address a 302 names).
 
 `test_services_and_advertised_addresses` runs on whichever cluster the suite
 uses (the process kubelet by default): the API server takes the Services, the
@@ -46,8 +47,8 @@ pytestmark = pytest.mark.e2e
 
 NS = "op-expose"
 NODE_IP = hostnet.NODE_IP  # kube-proxy serves NodePorts on this address only
-PER_SERVER = 3
-MEMBERS = 4  # 3 fill the main server, the 4th is sent on to the node
+PER_SERVER = 4
+MEMBERS = 5  # 4 fill the main server, the 5th is sent on to the node
 
 
 class TcpMember:
@@ -116,6 +117,28 @@ class TcpMember:
     def close(self) -> None:
         for sock in (*self.conns, self.listener):
             sock.close()
+
+
+def udp_options(port: int, rport: bool, timeout: float = 2.0) -> str | None:
+    """An OPTIONS from the host to NODE_IP:port; the answer's status line, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((NODE_IP, 0))
+        s.settimeout(timeout)
+        me = s.getsockname()
+        via = f"{me[0]}:{me[1]};branch=z9hG4bK{uuid.uuid4().hex}" + (";rport" if rport else "")
+        s.sendto(
+            (
+                f"OPTIONS sip:conf@{NODE_IP}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {via}\r\n"
+                f"From: <sip:probe@{NODE_IP}>;tag=1\r\nTo: <sip:conf@{NODE_IP}>\r\n"
+                f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode(),
+            (NODE_IP, port),
+        )
+        try:
+            return s.recv(65535).decode(errors="replace").split("\r\n", 1)[0]
+        except TimeoutError:
+            return None
 
 
 def fleet_status(kube: Cluster) -> dict[str, Any]:
@@ -234,6 +257,12 @@ def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
         f"sip:conf-expose-node-1@{NODE_IP}:{node_port}",
     }
 
+    # kubernetes #18933 on this node: kube-proxy SNATs the host's own packets to a
+    # NodePort (with a random source port), so an answer sent to the Via port
+    # is lost; with rport (RFC 3581) it goes to the source port and comes back.
+    assert wait_for("an answer with rport", lambda: udp_options(entry_port, rport=True), 15)
+    assert udp_options(entry_port, rport=False) is None
+
     members = Members(NODE_IP, exposed, "m", MEMBERS, leaver=False, port=entry_port).start()
     try:
         wait_for("every member joined", lambda: len(members.joined()) == MEMBERS, timeout=60)
@@ -241,12 +270,6 @@ def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
         on_node = {m for m, uri in where.items() if f"@{NODE_IP}:{node_port}" in uri}
         on_main = {m for m, uri in where.items() if f"@{NODE_IP}:{main_port}" in uri}
         assert len(on_main) == PER_SERVER and len(on_node) == MEMBERS - PER_SERVER, where
-        body = send_group_message(NODE_IP, exposed, "s", port=entry_port)
-        wait_for(
-            "the group message at every member",
-            lambda: members.received(body) == set(where),
-            timeout=30,
-        )
         # Over TCP: the main server is full, so the 302 names the node's TCP node port.
         tcp_port = int(
             next(p["nodePort"] for p in node_svc["spec"]["ports"] if p["protocol"] == "TCP")
@@ -264,7 +287,13 @@ def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
             assert ok.startswith("SIP/2.0 200"), ok
             assert f"@{NODE_IP}:{tcp_port};transport=tcp>" in ok, ok  # the node's Contact
             tcp.ack(ok, 2)
-            body = send_group_message(NODE_IP, exposed, "t", port=entry_port)
+            # One group message, sent by a UDP member joining through the entry point.
+            body = send_group_message(NODE_IP, exposed, "s", port=entry_port)
+            wait_for(
+                "the group message at every UDP member",
+                lambda: members.received(body) == set(where),
+                timeout=30,
+            )
             got = tcp.wait_for_body(body)
             assert body.encode() in got, got
             assert f"Via: SIP/2.0/TCP {NODE_IP}:{tcp_port};".encode() in got, got
