@@ -51,10 +51,12 @@ class Address:
 
 
 def entry_service_name(fleet: str) -> str:
+    """The fleet's entry Service, in front of its main server: ``<fleet>-sip``."""
     return f"{fleet}-sip"
 
 
 def server_service_name(pod_name: str) -> str:
+    """One server's own Service (NodePort, LoadBalancer modes): ``<pod>-sip``."""
     return f"{pod_name}-sip"
 
 
@@ -211,6 +213,8 @@ def entry_point(service: Mapping[str, Any] | None) -> str | None:
 
 
 class ServiceApi(Protocol):
+    """The part of `kube.Kube` that `prepare_pod` uses."""
+
     async def ensure_service(self, namespace: str, body: Obj) -> Obj: ...
 
 
