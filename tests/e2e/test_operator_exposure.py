@@ -3,7 +3,9 @@
 Members are sipp processes in the host's network namespace, outside the pod
 network: they join through the main server's Service at the node address and
 its NodePort, are 302'd to the node server's advertised address (the node
-address and that server's own NodePort), and get a group message there. The
+address and that server's own NodePort), and get a group message there; when
+the node is stopped, its members are REFERred to the main server's advertised
+address. The
 fleet runs with `exposure.mode: NodePort` (docs/install.md, "Reaching the
 fleet"). Members send rport (RFC 3581); one probe shows that without it the
 answers are lost (kubernetes #18933). UDP members are sipp (resident.xml
@@ -47,8 +49,7 @@ pytestmark = pytest.mark.e2e
 
 NS = "op-expose"
 NODE_IP = hostnet.NODE_IP  # kube-proxy serves NodePorts on this address only
-PER_SERVER = 4
-MEMBERS = 5  # 4 fill the main server, the 5th is sent on to the node
+PER_SERVER = 4  # members per server; the first 4 fill the main server
 
 
 class TcpMember:
@@ -263,13 +264,17 @@ def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
     assert wait_for("an answer with rport", lambda: udp_options(entry_port, rport=True), 15)
     assert udp_options(entry_port, rport=False) is None
 
-    members = Members(NODE_IP, exposed, "m", MEMBERS, leaver=False, port=entry_port).start()
+    # 4 members who leave on "leave-cmd" fill the main server; the 5th is sent on.
+    leavers = Members(NODE_IP, exposed, "m", PER_SERVER, leaver=True, port=entry_port).start()
+    stayer = Members(NODE_IP, exposed, "n", 1, leaver=False, port=entry_port)
     try:
-        wait_for("every member joined", lambda: len(members.joined()) == MEMBERS, timeout=60)
-        where = {p[1]: p[3] for p in members.lines("JOINED")}
+        wait_for("the main server full", lambda: len(leavers.joined()) == PER_SERVER, 60)
+        stayer.start()
+        wait_for("the fifth member joined", lambda: stayer.joined(), timeout=60)
+        where = {p[1]: p[3] for g in (leavers, stayer) for p in g.lines("JOINED")}
         on_node = {m for m, uri in where.items() if f"@{NODE_IP}:{node_port}" in uri}
         on_main = {m for m, uri in where.items() if f"@{NODE_IP}:{main_port}" in uri}
-        assert len(on_main) == PER_SERVER and len(on_node) == MEMBERS - PER_SERVER, where
+        assert on_main == leavers.joined() and on_node == {"n1"}, where
         # Over TCP: the main server is full, so the 302 names the node's TCP node port.
         tcp_port = int(
             next(p["nodePort"] for p in node_svc["spec"]["ports"] if p["protocol"] == "TCP")
@@ -291,13 +296,35 @@ def test_member_joins_through_the_entry_nodeport_and_is_redirected_to_the_node(
             body = send_group_message(NODE_IP, exposed, "s", port=entry_port)
             wait_for(
                 "the group message at every UDP member",
-                lambda: members.received(body) == set(where),
+                lambda: leavers.received(body) | stayer.received(body) == set(where),
                 timeout=30,
             )
             got = tcp.wait_for_body(body)
             assert body.encode() in got, got
             assert f"Via: SIP/2.0/TCP {NODE_IP}:{tcp_port};".encode() in got, got
+
+            # Make room on the main server, then stop the node: its graceful exit
+            # REFERs its members to the main server's advertised address.
+            send_group_message(NODE_IP, exposed, "leave-cmd", port=entry_port)
+            wait_for("the leavers gone", lambda: leavers.left() == on_main, timeout=30)
+            wait_for(
+                "the main server empty in the status",
+                lambda: any(
+                    sh["server"] == "expose-main" and sh["members"] == 0
+                    for sh in status(real_cluster, NS, "conf").get("shards") or []
+                ),
+                timeout=30,
+            )
+            real_cluster.kubectl("delete", "pod", "expose-node-1", "-n", NS, "--wait=false")
+            wait_for("the UDP member moved", lambda: stayer.moved() == {"n1"}, timeout=60)
+            main_uri = f"sip:conf-expose-main@{NODE_IP}:{main_port}"
+            assert stayer.locations()["n1"] == NODE_IP
+            moved_to = [p[3] for p in stayer.lines("MOVED")]
+            assert moved_to and moved_to[-1].startswith(main_uri), moved_to
+            refer = tcp.wait_for_body("Refer-To:", timeout=30)
+            assert f"Refer-To: <{main_uri};transport=tcp".encode() in refer, refer
         finally:
             tcp.close()
     finally:
-        members.stop()
+        leavers.stop()
+        stayer.stop()
