@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.node.admin_types import RouteEntry, TransferRequest
+from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
-from sipfleet.operator import rollout
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
@@ -293,7 +293,13 @@ class Executor:
                 body = podlib.server_pod(self.fleet_body, name, "node", spec, index)
                 body["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: template}
                 try:
-                    await self._create(body)
+                    exposed = await exposure.prepare_pod(
+                        self.rt.kube, self.fleet_body, body, self.fleet_spec
+                    )
+                    if exposed is None:
+                        self.outcome.did("AddressPending", f"{name} waits for its Service")
+                        continue
+                    await self._create(exposed)
                 except _FAILURES as exc:
                     self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
                     continue

@@ -124,10 +124,21 @@ class ShardState(BaseModel):
     member_uris: tuple[str, ...] = ()
 
 
+class AdvertisedAddress(BaseModel):
+    """Where members reach the server when it is not where it listens (NAT, a Service,
+    a host port): written into Via, Contact, Refer-To and SDP (docs/install.md)."""
+
+    model_config = _CONFIG
+    host: str
+    udp_port: int
+    tcp_port: int
+
+
 class SipAddress(BaseModel):
     model_config = _CONFIG
     host: str
     port: int
+    advertised: AdvertisedAddress | None = None
 
 
 class NodeState(BaseModel):
@@ -214,6 +225,7 @@ __all__ = [
     "ROUTE_ENTRY",
     "TRANSFERS",
     "TRANSFER_REQUEST",
+    "AdvertisedAddress",
     "Conflict",
     "ErrorBody",
     "GroupRef",

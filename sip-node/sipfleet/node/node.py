@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from sipfleet.node.admin_types import (
+    AdvertisedAddress,
     NodeState,
     RouteEntry,
     ShardState,
@@ -59,6 +60,7 @@ from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.sip.replaces import refer_target
 from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
+    Advertised,
     Outgoing,
     RequestContext,
     ResponseCallback,
@@ -90,6 +92,17 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
 DIRECTION = "X-Sipfleet-Direction"
 
 
+def advertised_of(config: Config) -> Advertised | None:
+    """The address members reach the server at, when any of --advertise-host,
+    --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
+    listen address); None when members reach it where it listens."""
+    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+        return None
+    return Advertised(
+        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+    )
+
+
 class Node:
     def __init__(self, config: Config, metrics: NodeMetrics | None = None) -> None:
         self.config = config
@@ -116,8 +129,14 @@ class Node:
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        config = self.config
         stack = SipStack(
-            self.config.listen, self.config.sip_port, self, self.metrics, self._limiter
+            config.listen,
+            config.sip_port,
+            self,
+            self.metrics,
+            self._limiter,
+            advertised=advertised_of(config),
         )
         await stack.start()
         loop = asyncio.get_running_loop()
@@ -172,18 +191,29 @@ class Node:
             name=self.name,
             role=self.config.role,
             domain=self.config.domain,
-            sip=SipAddress(host=self.host, port=self.port),
+            sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),
             draining=self.draining,
             routes_generation=self.routes.generation,
             shards=tuple(s.state(self.draining) for s in self.shards.values()),
             routes=self.routes.snapshot(),
         )
 
+    def _advertised(self) -> AdvertisedAddress | None:
+        """The advertised address members reach us at (admin API), None if we have none."""
+        a = advertised_of(self.config)
+        if a is None:
+            return None
+        return AdvertisedAddress(
+            host=a.host, udp_port=a.udp_port or self.port, tcp_port=a.tcp_port or self.port
+        )
+
     def ensure_shard(self, group: str, capacity: int) -> tuple[ShardState, bool]:
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
-            shard = Shard(group, shard_uri(group, self.name, self.host, self.port), capacity)
+            a = advertised_of(self.config)
+            host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
+            shard = Shard(group, shard_uri(group, self.name, host, port), capacity)
             self.shards[group] = shard
             self._by_user[user_of(shard.uri)] = shard
             self._index_groups()

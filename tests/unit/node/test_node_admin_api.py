@@ -94,7 +94,7 @@ async def test_shards_are_idempotent(client: TestClient) -> None:
     assert (state["name"], state["role"], state["sip"]) == (
         "main",
         "main",
-        {"host": "127.0.0.10", "port": 5060},
+        {"host": "127.0.0.10", "port": 5060, "advertised": None},
     )
     gone = await client.delete("/v1/shards", json={"group": GROUP}, headers=AUTH)
     assert gone.status == 200

@@ -49,6 +49,7 @@ SPEC = SipFleetSpec.model_validate({"mainServer": {"domain": "example.com"}})
 class FakeKube:
     def __init__(self) -> None:
         self.pods: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}
         self.created: list[str] = []
         self.deleted: list[str] = []
 
@@ -66,6 +67,16 @@ class FakeKube:
             self.pods[name] = body
             self.created.append(name)
         return self.pods[name]
+
+    async def ensure_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Stores it; a NodePort Service gets node ports at once (as the API server does)."""
+        name = body["metadata"]["name"]
+        if name not in self.services:
+            if body["spec"]["type"] == "NodePort":
+                for i, port in enumerate(body["spec"]["ports"]):
+                    port["nodePort"] = 30100 + i
+            self.services[name] = body
+        return self.services[name]
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         self.pods.pop(name, None)
@@ -209,6 +220,41 @@ async def test_new_nodes_take_free_names_and_never_another_conferences_pod() -> 
     assert kube.created == ["f-node-2", "f-node-3"]
     assert {podlib.conference_of(kube.pods[n]) for n in kube.created} == {"conf-a"}
     assert [e.reason for e in out.events] == ["ScaleOut"]
+
+
+@pytest.mark.parametrize("mode", ["NodePort", "LoadBalancer"])
+async def test_a_server_with_its_own_service_is_created_once_that_has_an_address(
+    mode: str,
+) -> None:
+    """NodePort: node ports come with the Service, so the Pod follows in the same
+    pass, advertising them. LoadBalancer with no IP yet: no Pod, so nothing can
+    route a join or transfer to it; the Service's IP lets the next pass create it."""
+    spec = SipFleetSpec.model_validate(
+        {"mainServer": {"domain": "example.com"}, "exposure": {"mode": mode}}
+    )
+    kube = FakeKube()
+    rt = FakeRuntime(kube, {"f-main": FakeAdmin()})
+
+    async def scale_out() -> list[str]:
+        ex = Executor(rt, "ns", FLEET_BODY, spec, "conf-a", "tok", observed(rt.admins))
+        out = await ex.apply(decision(A, "f-main", create_nodes=1, create_reason="scale out"))
+        return [e.reason for e in out.events]
+
+    reasons = await scale_out()
+    assert list(kube.services) == ["f-node-1-sip"]
+    if mode == "LoadBalancer":
+        assert kube.created == [] and reasons == ["AddressPending"]
+        kube.services["f-node-1-sip"]["status"] = {
+            "loadBalancer": {"ingress": [{"ip": "203.0.113.4"}]}
+        }
+        reasons = await scale_out()
+    assert kube.created == ["f-node-1"] and reasons == ["ScaleOut"]
+    env = {e["name"]: e for e in kube.pods["f-node-1"]["spec"]["containers"][0]["env"]}
+    if mode == "NodePort":
+        assert env["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == "30100"
+        assert env["SIPFLEET_ADVERTISE_TCP_PORT"]["value"] == "30101"
+    else:
+        assert env["SIPFLEET_ADVERTISE_HOST"]["value"] == "203.0.113.4"
 
 
 async def test_drain_labels_the_pod_and_tells_the_server() -> None:
