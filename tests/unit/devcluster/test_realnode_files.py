@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,14 @@ def test_app_layer_has_the_packages_and_console_scripts() -> None:
 def test_members_reach_loopback_pods_from_loopback() -> None:
     """The process kubelet's 127.0.0.x pods are reached from 127.0.0.1 (no packet is sent)."""
     assert host_address_towards("127.0.0.23") == "127.0.0.1"
+
+
+def test_stale_app_archives_are_pruned_but_not_the_current_or_recent(tmp_path: Path) -> None:
+    old, recent, current = (tmp_path / f"app-{n}" for n in ("old", "recent", "current"))
+    for d in (old, recent, current):
+        d.mkdir()
+    stale = time.time() - imagebuild.STALE_S - 60
+    os.utime(old, (stale, stale))
+    os.utime(current, (stale, stale))
+    imagebuild._prune(tmp_path, keep=current)
+    assert not old.exists() and recent.exists() and current.exists()
