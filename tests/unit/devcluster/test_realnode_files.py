@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sipfleet.devcluster import hostnet, imagebuild, nodeconfig, ociarchive
+from sipfleet.devcluster import hostnet, imagebuild, nodeconfig, ociarchive, realnode
 from sipfleet.devcluster.binaries import NodeBinaries
 from sipfleet.devcluster.cluster import host_address_towards
+from sipfleet.devcluster.layout import Layout
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[3]
@@ -156,3 +157,28 @@ def test_stale_app_archives_are_pruned_but_not_the_current_or_recent(tmp_path: P
     os.utime(current, (stale, stale))
     imagebuild._prune(tmp_path, keep=current)
     assert not old.exists() and recent.exists() and current.exists()
+
+
+def test_down_of_a_refused_node_leaves_the_running_node_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second `up` is refused; its `down` must not remove the first node's host state."""
+    other = tmp_path / "first" / "net.json"
+    other.parent.mkdir()
+    other.write_text("{}")
+    owner = tmp_path / "owner"
+    owner.write_text(f"{other}\n")
+    monkeypatch.setattr(hostnet, "OWNER", owner)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"host-wide cleanup called: {args}")
+
+    monkeypatch.setattr(realnode, "remove_kubelet_chains", forbidden)
+    monkeypatch.setattr(realnode, "remove_cgroups", forbidden)
+    monkeypatch.setattr(realnode.subprocess, "run", forbidden)
+    monkeypatch.setattr(hostnet.HostNetwork, "down", forbidden)
+    node = realnode.RealNode(Layout(tmp_path / "second"), BINS)
+    with pytest.raises(hostnet.HostNetError, match="another real node"):
+        node.network.up()
+    (line,) = node.cleanup()
+    assert str(other) in line and owner.read_text() == f"{other}\n"
