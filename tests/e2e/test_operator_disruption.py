@@ -198,6 +198,7 @@ def test_kubectl_delete_pod_moves_every_member_first(grown: Fleet) -> None:
     victim, victim_ip, on_victim = f.busiest_node()
     assert on_victim, "the busiest node holds no member"
     moves_before = len(f.members.moves())
+    victim_uid = _uid(f, victim)
     deleted = time.monotonic()
     f.kube.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
 
@@ -210,11 +211,11 @@ def test_kubectl_delete_pod_moves_every_member_first(grown: Fleet) -> None:
         ),
         timeout=10,
     )
-    assert _exists(f, victim), "the replacement came only after the victim was gone"
+    assert _uid(f, victim) == victim_uid, "the replacement came only after the victim was gone"
 
     # Group messages still reach everyone while members are being moved.
     assert_everyone_gets(f, "during-delete")
-    wait_for("the victim to exit", lambda: not _exists(f, victim), timeout=GRACE + 10)
+    wait_for("the victim to exit", lambda: _uid(f, victim) != victim_uid, timeout=GRACE + 10)
     stopped_after = time.monotonic() - deleted
     assert stopped_after < GRACE, f"the victim used its whole grace period ({stopped_after:.1f}s)"
     assert_moved_away(f, on_victim, victim_ip, moves_before)
@@ -239,14 +240,16 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
         timeout=30,
     )
     first, first_ip, on_first = f.busiest_node()
+    first_uid = _uid(f, first)  # node names are reused: the Pod is its UID
     second = next(n for n in f.ips() if "-node-" in n and n != first and _running(f, n))
+    second_uid = _uid(f, second)
     moves_before = len(f.members.moves())
     allowed, answer = evict(f.kube, NS, first)
     assert allowed, answer
 
     # While the first server stops, the budget refuses a second eviction.
     refused, answer = evict(f.kube, NS, second)
-    assert _exists(f, first), "the first server exited before the second eviction was tried"
+    assert _uid(f, first) == first_uid, "the first server exited before the 2nd eviction"
     assert not refused, "a second server was evicted while the first was still stopping"
     assert "disruption budget" in answer, answer
 
@@ -268,8 +271,8 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
         assert time.monotonic() - started < GRACE + 60, "the budget never allowed the 2nd"
         time.sleep(1)
     waited = time.monotonic() - started
-    assert not _exists(f, first), f"the second eviction came before the first was gone: {seen}"
-    wait_for("the second server to exit", lambda: not _exists(f, second), timeout=GRACE + 10)
+    assert _uid(f, first) != first_uid, f"the 2nd eviction came before the first was gone: {seen}"
+    wait_for("the second server to exit", lambda: _uid(f, second) != second_uid, timeout=GRACE + 10)
     assert_moved_away(f, on_first, first_ip, moves_before)
     assert_moved_away(f, on_second, second_ip, moves_second)
     assert not [m for r, m in events(f.kube, NS) if r == "MembersNotMoved"]
@@ -281,8 +284,10 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
     )
 
 
-def _exists(f: Fleet, name: str) -> bool:
-    return find_json(f.kube, "pod", name, "-n", NS) is not None
+def _uid(f: Fleet, name: str) -> str | None:
+    """The UID of the Pod named ``name`` now (None: no such Pod)."""
+    pod = find_json(f.kube, "pod", name, "-n", NS)
+    return str(pod["metadata"]["uid"]) if pod else None
 
 
 def test_a_node_template_change_rolls_every_node_one_at_a_time(grown: Fleet) -> None:
@@ -312,7 +317,8 @@ def test_a_node_template_change_rolls_every_node_one_at_a_time(grown: Fleet) -> 
             sent = send_group_message(f.main_ip, f.workdir, "during-rollout")
         fleet_st = (find_json(f.kube, "sipfleet", "dis", "-n", NS) or {}).get("status") or {}
         uids = {p["metadata"]["uid"] for p in found}
-        if not uids & old_uids and fleet_st.get("updatedNodes") == 3 and f.all_ready(4):
+        done = fleet_st.get("updatedNodes") == fleet_st.get("nodeCount") == 3
+        if done and not uids & old_uids and f.all_ready(4):
             break
         assert time.monotonic() - started < 180, f"rollout stuck: {f.describe()}; {fleet_st}"
         time.sleep(0.5)
