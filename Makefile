@@ -1,6 +1,7 @@
 # sipfleet: the two commands a newcomer needs are `make demo` and `make test`.
 # Both set up everything they use on a fresh machine (apt packages, a venv,
-# the Kubernetes binaries built once into ~/.cache/sipfleet).
+# the Kubernetes binaries, containerd, CoreDNS and crictl built once into
+# ~/.cache/sipfleet).
 
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
@@ -53,8 +54,9 @@ test-integration: venv system-deps
 test-e2e: setup
 	$(VENV)/bin/pytest -m e2e
 
-demo: setup
-	$(VENV)/bin/sipfleet demo --state-dir $(STATE)
+# The demo needs no chart test tools (test-tools).
+demo: system-deps venv kube-binaries
+	$(VENV)/bin/sipfleet demo --node real --state-dir $(STATE)
 
 clean:
 	-$(VENV)/bin/sipfleet dev down --state-dir $(STATE)

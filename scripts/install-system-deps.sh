@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests, benchmarks and demo use: real SIP
-# peers (sipp; Kamailio for bench/), Prometheus, and shellcheck (used by
-# actionlint). Skips apt when all are present.
+# peers (sipp; Kamailio for bench/ and as the edge proxy of the UA tests;
+# baresip and linphone-daemon as real phones), Prometheus, shellcheck (used by
+# actionlint), and the real local node's runtime pieces. Skips apt when all are present.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v kamailio >/dev/null || need+=(kamailio)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# Real SIP phones for tests/integration/ua: baresip and liblinphone's linphone-daemon.
+command -v baresip >/dev/null || need+=(baresip)
+command -v linphone-daemon >/dev/null || need+=(linphone-cli)
+# The real local node (devcluster/README.md): runc and the CNI plugins under
+# containerd, nft for its guard rails and kube-proxy, mmdebstrap for images.
+command -v runc >/dev/null || need+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+command -v nft >/dev/null || need+=(nftables)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "install-system-deps: missing ${need[*]} and no apt-get here; install them with your package manager" >&2

@@ -10,11 +10,24 @@ import pytest
 from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.node.routes import RouteEntry
-from sipfleet.node.sip import NameAddr, SipRequest, SipResponse, StreamFramer, parse_message
+from sipfleet.node.sip import (
+    NameAddr,
+    SipRequest,
+    SipResponse,
+    StreamFramer,
+    parse_message,
+    unwrap_cpim,
+)
 
 GROUP = "sip:conf7@example.com"
 HOST = "127.0.0.4"
+# What a phone answers to the focus's offer in a 2xx (RFC 3264 5): G.711, inactive.
+ANSWER = (
+    b"v=0\r\no=ua 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\na=inactive\r\n"
+)
 
 
 class UA(asyncio.DatagramProtocol):
@@ -117,7 +130,8 @@ class UA(asyncio.DatagramProtocol):
         if response.status == 200:
             self.peer_tag = response.to_tag
             self.cseq -= 1  # the ACK carries the INVITE's CSeq number
-            self.send(server, "ACK", uri or f"sip:conf7@{server.sent_by}")
+            answer, atype = (ANSWER, "application/sdp") if not body else (b"", "")
+            self.send(server, "ACK", uri or f"sip:conf7@{server.sent_by}", body=answer, ctype=atype)
         return response
 
 
@@ -210,7 +224,8 @@ async def test_message_rules(server: Node, ua: UAFactory) -> None:
     )
     assert (await alice.final()).status == 200
     delivered = await bob.request()
-    assert delivered.method == "MESSAGE" and delivered.body == b"hello"
+    # The default sender display (auto) prefixes text for a phone without CPIM.
+    assert delivered.method == "MESSAGE" and delivered.body == b"alice: hello"
     assert delivered.headers.get("X-Sipfleet-Sender") == f"<{alice.aor}>"
     assert delivered.call_id == bob.call_id and delivered.from_tag == bob.peer_tag
     bob.answer(delivered)
@@ -234,7 +249,7 @@ async def test_message_rules(server: Node, ua: UAFactory) -> None:
         )
         assert (await alice.final()).status == 200
         big = await asyncio.wait_for(received.get(), 3)
-        assert big.body == b"x" * 2000 and big.via.transport == "TCP"
+        assert big.body == b"alice: " + b"x" * 2000 and big.via.transport == "TCP"
     finally:
         tcp.close()
 
@@ -316,7 +331,7 @@ async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFac
             assert not phone.done(), phone  # still answering, no assertion failed inside
             phone.cancel()
         assert server.transfer(job["id"])["moved"] == 1
-        assert set(got) == set(sent)  # none lost
+        assert set(got) == {b"alice: " + body for body in sent}  # none lost
         duplicates = len(got) - len(sent)
         counted = server.metrics.registry.get_sample_value(
             "sipfleet_node_duplicate_deliveries_total"
@@ -356,3 +371,148 @@ async def test_refused_refer_fails_the_transfer(server: Node, ua: UAFactory) -> 
         "sipfleet_node_transfers_total", {"outcome": "failed"}
     )
     assert failed == 1
+
+
+# ---- SDP offer/answer (RFC 3264) and how the sender is shown --------------------------
+
+
+async def test_dynamic_first_format_is_answered_with_its_rtpmap(
+    server: Node, ua: UAFactory
+) -> None:
+    """The issue's input: the answer to `96 0 8` with opus as 96 must define 96 (RFC 3264 6.1)."""
+    alice = await ua("alice")
+    offer = (
+        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 96 0 8\r\na=rtpmap:96 opus/48000/2\r\n"
+    )
+    joined = await alice.join(server, offer, "application/sdp")
+    assert joined.status == 200 and joined.headers.get("Content-Type") == "application/sdp"
+    assert b"m=audio 9 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\na=inactive\r\n" in joined.body
+    origin = joined.body.split(b"\r\n")[1]
+    alice.send(server, "INVITE", f"sip:conf7@{server.sent_by}", body=offer, ctype="application/sdp")
+    again = await alice.final()  # the same offer again: same o= session id and version
+    assert again.status == 200 and again.body.split(b"\r\n")[1] == origin
+
+
+async def test_late_offer_gets_an_offer_and_the_ack_answers(server: Node, ua: UAFactory) -> None:
+    alice = await ua("alice")
+    joined = await alice.join(server)  # no SDP: the 200 offers, the ACK answers (RFC 3264 5)
+    assert joined.status == 200 and joined.headers.get("Content-Type") == "application/sdp"
+    assert b"m=audio 9 RTP/AVP 0 8 101" in joined.body and b"a=inactive" in joined.body
+    (member,) = server.shards[GROUP].members.values()
+    for _ in range(50):
+        if member.media.pending is None:
+            break
+        await asyncio.sleep(0.01)
+    assert member.media.pending is None  # the ACK's answer was taken
+
+
+async def test_bad_bodies_in_invite(server: Node, ua: UAFactory) -> None:
+    alice = await ua("alice")
+    bad = b"v=0\r\ns=-\r\nt=0 0\r\n"  # no o= line
+    assert (await alice.join(server, bad, "application/sdp")).status == 488
+    assert (await alice.join(server, b"hello", "text/plain")).status == 415
+    assert not server.shards[GROUP].members
+
+
+async def _deliver(server: Node, sender: UA, receiver: UA, text: bytes) -> SipRequest:
+    sender.send(server, "MESSAGE", f"sip:conf7@{server.sent_by}", body=text, ctype="text/plain")
+    assert (await sender.final()).status == 200
+    delivered = await receiver.request()
+    receiver.answer(delivered)
+    assert delivered.headers.get("X-Sipfleet-Sender") == f"<{sender.aor}>"
+    return delivered
+
+
+async def test_a_member_accepting_cpim_gets_cpim(server: Node, ua: UAFactory) -> None:
+    alice, bob = await ua("alice"), await ua("bob")
+    await alice.join(server)
+    bob.send(
+        server,
+        "INVITE",
+        f"sip:conf7@{server.sent_by}",
+        extra="Accept: application/sdp, message/cpim, text/plain",
+    )
+    joined = await bob.final()
+    assert joined.status == 200
+    bob.peer_tag, bob.cseq = joined.to_tag, bob.cseq - 1
+    bob.send(server, "ACK", f"sip:conf7@{server.sent_by}", body=ANSWER, ctype="application/sdp")
+    delivered = await _deliver(server, alice, bob, b"hello")
+    assert delivered.headers.get("Content-Type") == "message/cpim"
+    cpim = unwrap_cpim(delivered.body)
+    assert cpim.from_ == f'"alice" <{alice.aor}>' and cpim.to == f"<{GROUP}>"
+    assert (cpim.content_type, cpim.body) == ("text/plain", b"hello")
+
+
+@pytest.mark.parametrize("mode", list(SenderDisplay))
+async def test_sender_display_modes(mode: SenderDisplay, ua: UAFactory) -> None:
+    node = Node(Config("main", "main", "example.com", HOST, 0, 0, "token", sender_display=mode))
+    await node.start()
+    try:
+        node.ensure_shard(GROUP, 2)
+        alice, bob = await ua("alice"), await ua("bob")
+        await alice.join(node)
+        await bob.join(node)
+        delivered = await _deliver(node, alice, bob, b"hi")
+        from_ = NameAddr.parse(delivered.headers.get("From") or "")
+        # In the dialog, From keeps the dialog's URI and tag (RFC 3261 12.2.1.1).
+        assert from_.uri == node.shards[GROUP].uri and delivered.from_tag == bob.peer_tag
+        expected = {
+            SenderDisplay.AUTO: (None, "text/plain", b"alice: hi"),
+            SenderDisplay.PREFIX: (None, "text/plain", b"alice: hi"),
+            SenderDisplay.DISPLAY_NAME: ("alice", "text/plain", b"hi"),
+            SenderDisplay.CPIM: (None, "message/cpim", None),
+        }[mode]
+        assert (from_.display or None, delivered.headers.get("Content-Type")) == expected[:2]
+        if expected[2] is None:
+            assert unwrap_cpim(delivered.body).body == b"hi"
+        else:
+            assert delivered.body == expected[2]
+    finally:
+        node.close()
+
+
+async def test_a_bad_answer_in_the_ack_keeps_the_member(server: Node, ua: UAFactory) -> None:
+    """The focus has no media to lose: a broken answer is logged, the member stays."""
+    alice = await ua("alice")
+    alice.send(server, "INVITE", f"sip:conf7@{server.sent_by}")
+    joined = await alice.final()
+    assert joined.status == 200 and b"m=audio 9 RTP/AVP 0 8 101" in joined.body
+    alice.peer_tag, alice.cseq = joined.to_tag, alice.cseq - 1
+    video = ANSWER.replace(b"m=audio", b"m=video")  # not an answer to an audio offer
+    alice.send(server, "ACK", f"sip:conf7@{server.sent_by}", body=video, ctype="application/sdp")
+    (member,) = server.shards[GROUP].members.values()
+    for _ in range(50):
+        if member.media.pending is None:
+            break
+        await asyncio.sleep(0.01)
+    assert member.media.pending is None  # the offer is settled
+    alice.send(server, "OPTIONS", f"sip:conf7@{server.sent_by}")
+    assert (await alice.final()).status == 200
+    assert list(server.shards[GROUP].members.values()) == [member]
+
+
+async def test_accept_in_a_message_out_of_dialog_switches_to_cpim(
+    server: Node, ua: UAFactory
+) -> None:
+    """baresip and linphone chat out of dialog, from the AOR that joined: their
+    MESSAGE's Accept tells the focus what they render, as an INVITE's would."""
+    alice, bob = await ua("alice"), await ua("bob")
+    await alice.join(server)
+    await bob.join(server)
+    assert (await _deliver(server, alice, bob, b"one")).body == b"alice: one"
+    bob.send(
+        server,
+        "MESSAGE",
+        GROUP,
+        in_dialog=False,
+        body=b"I read CPIM",
+        ctype="text/plain",
+        extra="Accept: message/cpim, text/plain",
+        call_id="b-2",
+    )
+    assert (await bob.final()).status == 200
+    alice.answer(await alice.request())
+    delivered = await _deliver(server, alice, bob, b"two")
+    assert delivered.headers.get("Content-Type") == "message/cpim"
+    assert unwrap_cpim(delivered.body).body == b"two"

@@ -1,11 +1,14 @@
-"""Hostile input over UDP: the RFC 4475 torture messages and a flooding source."""
+"""Hostile input: the RFC 4475 torture messages, a flooding source, TCP garbage and
+stalled TCP connections."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
+from pathlib import Path
 
 from node_harness import RFC4475, Fleet, NodeProc
 
@@ -97,14 +100,34 @@ def options(node: NodeProc, sock: socket.socket, n: int) -> bytes:
     return OPTIONS.format(host=node.target, me=me, n=n).encode()
 
 
+def call_id_of(data: bytes) -> str | None:
+    for line in data.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() in (b"call-id", b"i"):
+            return value.strip().decode(errors="replace")
+    return None
+
+
 async def test_rfc4475_torture_messages(fleet: Fleet) -> None:
     node = await fleet.start("main", "127.0.0.2", "main")
     files = sorted(RFC4475.glob("*.dat"))
     assert {f.stem for f in files} == set(EXPECTED)
-    sockets = {}
+    # Without rport a response goes to the source address at the Via's sent-by
+    # port, 5060 unless given (quotbal says 5050) (RFC 3261 18.2.2); with rport,
+    # to the source port (RFC 3581). Listen at all three, on a loopback address
+    # of our own.
+    source = "127.0.0.66"
+    collectors = []
+    for port in (5050, 5060):
+        collectors.append(collector := socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        collector.bind((source, port))
+        collector.setblocking(False)
+    sockets, by_call_id = {}, {}
     for path in files:
-        sockets[path.stem] = sock = udp_socket("127.0.0.1")
-        sock.sendto(path.read_bytes(), (node.host, node.sip_port))
+        data = path.read_bytes()
+        by_call_id[call_id_of(data)] = path.stem
+        sockets[path.stem] = sock = udp_socket(source)
+        sock.sendto(data, (node.host, node.sip_port))
     answers: dict[str, int | None] = dict.fromkeys(sockets)
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
@@ -113,9 +136,18 @@ async def test_rfc4475_torture_messages(fleet: Fleet) -> None:
             lines = first_lines(sock)
             if lines and answers[name] is None:
                 answers[name] = int(lines[0].split()[1])
+        for collector in collectors:
+            while True:
+                try:
+                    data = collector.recv(65535)
+                except BlockingIOError:
+                    break
+                name = by_call_id[call_id_of(data)]
+                if answers[name] is None:  # a final non-2xx to an INVITE is retransmitted
+                    answers[name] = int(data.split(b" ", 2)[1])
         if all(answers[n] is not None for n, status in EXPECTED.items() if status):
             break
-    for sock in sockets.values():
+    for sock in [*sockets.values(), *collectors]:
         sock.close()
     assert answers == EXPECTED
     # Still serving, and every rejected message was counted.
@@ -184,3 +216,47 @@ async def test_tcp_requests_and_garbage(fleet: Fleet) -> None:
     await asyncio.sleep(0.3)
     assert first_lines(probe) == ["SIP/2.0 200 OK"]
     assert (await node.metrics())["sipfleet_node_parse_errors_total"] == 1
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_stalled_tcp_connections_are_bounded_and_closed(fleet: Fleet) -> None:
+    """Issue 8 item 8: 40 connections from one address, each stalled in the middle
+    of a large message. At most 32 per source are kept (the rest refused), each
+    holds at most the stream limit, and all are closed at the 10 s message
+    deadline, counted by reason."""
+    node = await fleet.start("main", "127.0.0.2", "main")
+    before = rss_kib(node.proc.pid)
+    head = (
+        f"MESSAGE sip:x@{node.target} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKs\r\n"
+        "Content-Length: 200000\r\n\r\n"
+    ).encode()
+    conns = []
+    for _ in range(40):
+        reader, writer = await asyncio.open_connection(node.host, node.sip_port)
+        writer.write(head + b"x" * 150_000)
+        conns.append((reader, writer))
+    await asyncio.sleep(1.0)
+    metrics = await node.metrics()
+    assert metrics['sipfleet_node_tcp_refused_total{reason="per_source"}'] == 8
+    assert metrics["sipfleet_node_tcp_connections"] == 32
+    # 32 kept x 150 KB held each, plus interpreter slack: far from unbounded.
+    assert rss_kib(node.proc.pid) - before < 32 * 1024
+    started = time.monotonic()
+
+    async def closed(reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+
+    await asyncio.wait_for(asyncio.gather(*(closed(r) for r, _ in conns)), 15.0)
+    assert time.monotonic() - started < 12.0
+    metrics = await node.metrics()
+    assert metrics['sipfleet_node_tcp_closed_total{reason="half_sent"}'] == 32
+    assert metrics["sipfleet_node_tcp_connections"] == 0
+    for _, writer in conns:
+        writer.close()

@@ -26,6 +26,7 @@ from typing import Any
 
 from sipfleet.node.focus import peer_of
 from sipfleet.node.metrics import NodeMetrics
+from sipfleet.node.presentation import SENDER_HEADER, sender_name
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.sip import Dialog, NameAddr, SipRequest, SipResponse, new_request
 from sipfleet.node.sip.ids import new_call_id, new_tag
@@ -239,7 +240,9 @@ class Crowd:
         current = member.dialog is not None and member.dialog.id[:2] == key
         if request.method == "MESSAGE":
             ctx.respond(200)
-            body = request.body.decode(errors="replace")
+            # The text as written: without the "alice: " a focus may put first.
+            sender = sender_name((request.headers.get(SENDER_HEADER) or "").strip("<>"))
+            body = request.body.decode(errors="replace").removeprefix(f"{sender}: ")
             self.stats.received.setdefault(body, set()).add(member.name)
         elif request.method == "BYE":
             ctx.respond(200)

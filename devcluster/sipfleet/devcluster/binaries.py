@@ -16,7 +16,13 @@ from pathlib import Path
 
 KUBE_VERSION = "v1.36.3"
 HELM_VERSION = "v3.21.4"
+CONTAINERD_VERSION = "v2.3.7"
+COREDNS_VERSION = "v1.14.7"
+CRICTL_VERSION = "v1.37.0"
 KUBE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "pause")
+RUNC = Path("/usr/sbin/runc")
+CNI_BIN_DIR = Path("/usr/lib/cni")
 BUILD_SCRIPT = "build-kube-binaries.sh"
 
 
@@ -53,8 +59,60 @@ def helm_path() -> Path:
     return cache_root() / f"helm-{HELM_VERSION}" / "bin" / "helm"
 
 
+@dataclass(frozen=True)
+class NodeBinaries:
+    """Absolute paths of what the real node runs (see build-kube-binaries.sh)."""
+
+    kubelet: Path
+    kube_proxy: Path
+    kube_scheduler: Path
+    pause: Path
+    containerd_bin_dir: Path
+    coredns: Path
+    crictl: Path
+    runc: Path = RUNC
+    cni_bin_dir: Path = CNI_BIN_DIR
+
+    @property
+    def containerd(self) -> Path:
+        return self.containerd_bin_dir / "containerd"
+
+    @property
+    def ctr(self) -> Path:
+        return self.containerd_bin_dir / "ctr"
+
+
+def node_binaries() -> NodeBinaries:
+    """The real node's binaries (paths only; see `missing_node_binaries`)."""
+    root = cache_root()
+    kube = root / f"kube-node-{KUBE_VERSION}" / "bin"
+    return NodeBinaries(
+        kubelet=kube / "kubelet",
+        kube_proxy=kube / "kube-proxy",
+        kube_scheduler=kube / "kube-scheduler",
+        pause=kube / "pause",
+        containerd_bin_dir=root / f"containerd-{CONTAINERD_VERSION}" / "bin",
+        coredns=root / f"coredns-{COREDNS_VERSION}" / "bin" / "coredns",
+        crictl=root / f"crictl-{CRICTL_VERSION}" / "bin" / "crictl",
+    )
+
+
+def missing_node_binaries() -> list[Path]:
+    """The real node's binaries that are absent or from an unfinished build."""
+    bins = node_binaries()
+    built = (bins.kubelet, bins.containerd, bins.coredns, bins.crictl)
+    missing = [p for p in built if not (p.parent.parent / ".complete").is_file()]
+    wanted = [bins.kube_proxy, bins.kube_scheduler, bins.pause, bins.ctr, *built]
+    missing += [p for p in wanted if not os.access(p, os.X_OK) and p not in missing]
+    if not os.access(bins.runc, os.X_OK):
+        missing.append(bins.runc)
+    if not os.access(bins.cni_bin_dir / "bridge", os.X_OK):
+        missing.append(bins.cni_bin_dir / "bridge")
+    return missing
+
+
 def missing_binaries() -> list[Path]:
-    """Binaries that are absent (or, in the cache, from an unfinished build)."""
+    """Control-plane binaries that are absent (or, in the cache, from an unfinished build)."""
     missing: list[Path] = []
     kube_dir = kube_bin_dir()
     kube_complete = "KUBEBUILDER_ASSETS" in os.environ or (kube_dir.parent / ".complete").is_file()
@@ -72,6 +130,12 @@ def find_build_script() -> Path | None:
     """The build script of a source checkout (the package lives next to it)."""
     candidate = Path(__file__).resolve().parents[2] / BUILD_SCRIPT
     return candidate if candidate.is_file() else None
+
+
+def source_checkout() -> Path | None:
+    """The sipfleet checkout this package runs from (None when installed from a wheel)."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "pyproject.toml").is_file() and (root / "images").is_dir() else None
 
 
 def build() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sipfleet.devcluster.binaries import BinariesError
 from sipfleet.devcluster.controlplane import ControlPlane, DevClusterError
+from sipfleet.devcluster.hostnet import HostNetError
 from sipfleet.devcluster.pki import PKIError
 
 DEFAULT_STATE = Path(".state/dev")
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="the local Kubernetes control plane and kubelet")
     dev_commands = dev.add_subparsers(dest="action", required=True)
     for action, text in (
-        ("up", "start etcd, kube-apiserver, kube-controller-manager and the local kubelet"),
+        ("up", "start etcd, kube-apiserver, kube-controller-manager and a node"),
         ("down", "stop what `up` started for this state dir"),
         ("status", "show each component's state and the API's readiness"),
     ):
@@ -33,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
         if action == "up":
             sub.add_argument(
                 "--api-port", type=int, default=None, help="API server port (default: a free one)"
+            )
+            sub.add_argument(
+                "--node",
+                choices=("process", "real"),
+                default=None,
+                help="real: containerd, kubelet, kube-proxy, CoreDNS (root); process: the "
+                "Python kubelet running pods as host processes (default: the state dir's, "
+                "else process)",
             )
 
     demo = commands.add_parser(
@@ -44,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--members", type=int, default=40, help="members that join (1-200)")
     demo.add_argument("--no-plot", action="store_true", help="skip the PNG timeline")
+    demo.add_argument(
+        "--node",
+        choices=("process", "real"),
+        default=None,
+        help="the cluster's node (see `dev up --node`; default: the state dir's, else process)",
+    )
     demo.add_argument(
         "--timeout",
         type=float,
@@ -67,19 +82,20 @@ def main(argv: list[str] | None = None) -> int:
                     members=args.members,
                     plot=not args.no_plot,
                     timeout=args.timeout,
+                    node=args.node,
                 )
             except DemoError as err:
                 print(f"sipfleet demo: {err}", file=sys.stderr)
                 return 1
         plane = ControlPlane(args.state_dir)
         if args.action == "up":
-            plane.up(api_port=args.api_port)
+            plane.up(api_port=args.api_port, node=args.node)
             return 0
         if args.action == "down":
             plane.down()
             return 0
         return 0 if plane.status() else 1
-    except (BinariesError, DevClusterError, PKIError) as err:
+    except (BinariesError, DevClusterError, HostNetError, PKIError) as err:
         print(f"sipfleet: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:

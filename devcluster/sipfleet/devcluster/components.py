@@ -1,12 +1,15 @@
 """The command lines of the control-plane components, and the kubelet's RBAC.
 
-Everything listens on 127.0.0.1 only.
+Everything listens on 127.0.0.1 only, except with the real node, where the
+API server listens on the node IP (pods reach it through the `kubernetes`
+Service; see hostnet.py).
 """
 
 from __future__ import annotations
 
 import sys
 
+from sipfleet.devcluster import hostnet
 from sipfleet.devcluster.binaries import Binaries
 from sipfleet.devcluster.layout import Layout, Ports
 from sipfleet.devcluster.pki import PKI
@@ -50,6 +53,15 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "sipfle
 subjects:
 - {{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:node:{NODE_NAME}"}}
 """
+# kube-proxy authenticates as system:kube-proxy; the built-in role is node-proxier.
+KUBE_PROXY_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "sipfleet:kube-proxy"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:node-proxier"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-proxy"}
+"""
 
 
 def etcd_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
@@ -69,12 +81,19 @@ def etcd_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_argv(bins: Binaries, layout: Layout, p: PKI, ports: Ports) -> list[str]:
+def apiserver_argv(
+    bins: Binaries, layout: Layout, p: PKI, ports: Ports, *, real_node: bool = False
+) -> list[str]:
+    address = hostnet.NODE_IP if real_node else "127.0.0.1"
+    # The process kubelet has no kube-proxy, and Endpoints may not point into
+    # 127.0.0.0/8: no `kubernetes` Endpoints then.
+    endpoints = [] if real_node else ["--endpoint-reconciler-type=none"]
     return [
         str(bins.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
+        *endpoints,
         f"--secure-port={ports.apiserver}",
         f"--tls-cert-file={p.serving.cert}",
         f"--tls-private-key-file={p.serving.key}",
@@ -84,9 +103,7 @@ def apiserver_argv(bins: Binaries, layout: Layout, p: PKI, ports: Ports) -> list
         f"--service-account-key-file={p.service_account_pub}",
         f"--service-account-signing-key-file={p.service_account_key}",
         f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-        "--service-cluster-ip-range=10.96.0.0/24",
-        # Endpoints may not point into 127.0.0.0/8; there is no kube-proxy anyway.
-        "--endpoint-reconciler-type=none",
+        f"--service-cluster-ip-range={hostnet.SERVICE_CIDR}",
         "--allow-privileged=true",
         "--profiling=false",
         f"--cert-dir={layout.pki / 'apiserver'}",
@@ -98,7 +115,12 @@ def apiserver_argv(bins: Binaries, layout: Layout, p: PKI, ports: Ports) -> list
     ]
 
 
-def controller_manager_argv(bins: Binaries, layout: Layout, p: PKI, ports: Ports) -> list[str]:
+def controller_manager_argv(
+    bins: Binaries, layout: Layout, p: PKI, ports: Ports, *, real_node: bool = False
+) -> list[str]:
+    # The real node needs the rest too (EndpointSlices for Services, node
+    # lifecycle, disruption budgets): all of kube-controller-manager's defaults.
+    controllers = "*" if real_node else ",".join(CONTROLLERS)
     kcfg = layout.component_kubeconfig("controller-manager")
     return [
         str(bins.kube_controller_manager),
@@ -113,7 +135,7 @@ def controller_manager_argv(bins: Binaries, layout: Layout, p: PKI, ports: Ports
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={p.service_account_key}",
         f"--root-ca-file={p.ca.cert}",
-        "--controllers=" + ",".join(CONTROLLERS),
+        f"--controllers={controllers}",
         "--concurrent-gc-syncs=5",
         "--profiling=false",
     ]

@@ -1,23 +1,60 @@
-"""The local control plane: etcd, kube-apiserver, kube-controller-manager and
-the local kubelet, each a background process recorded in the state dir
-(see layout.py); `up`, `down` and `status`.
+"""The local cluster: etcd, kube-apiserver, kube-controller-manager and a
+node, each a background process recorded in the state dir (see layout.py);
+`up`, `down` and `status`.
+
+The node is either the Python process kubelet (``kind="process"``: pods are
+host processes on 127.0.0.x) or the real one (``kind="real"``, realnode.py:
+containerd, the kubelet, kube-proxy, kube-scheduler and CoreDNS). A state
+dir keeps its kind until `down` and a new `up` with the other one.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sipfleet.devcluster import binaries, components, kubeconfig, pki, procs
+from sipfleet.devcluster import (
+    binaries,
+    components,
+    hostnet,
+    imagebuild,
+    kubeconfig,
+    nodeconfig,
+    pki,
+    procs,
+)
 from sipfleet.devcluster.adminhttp import HTTPClient, plain_get
-from sipfleet.devcluster.components import KUBELET_RBAC, NODE_NAME
-from sipfleet.devcluster.layout import Layout, Ports, load_ports
+from sipfleet.devcluster.components import KUBE_PROXY_RBAC, KUBELET_RBAC, NODE_NAME
+from sipfleet.devcluster.layout import Layout, Ports, load_node_kind, load_ports
+from sipfleet.devcluster.pki import PKI
+from sipfleet.devcluster.realnode import NODE_COMPONENTS, RealNode, RealNodeError, require_root
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
+COMPONENTS = (*CONTROL_PLANE, "kubelet")
+REAL_COMPONENTS = (*CONTROL_PLANE, *NODE_COMPONENTS)
+NODE_KINDS = ("process", "real")
+# The port each component listens on, by Ports field.
+PORT_OWNERS = {
+    "etcd_client": "etcd",
+    "etcd_peer": "etcd",
+    "apiserver": "kube-apiserver",
+    "controller_manager": "kube-controller-manager",
+    "kubelet": "kubelet",
+    "scheduler": "kube-scheduler",
+    "kubelet_healthz": "kubelet",
+    "proxy_healthz": "kube-proxy",
+    "proxy_metrics": "kube-proxy",
+}
+
+
+def components_of(kind: str) -> tuple[str, ...]:
+    """The processes of a cluster whose node is `kind` (in start order)."""
+    return REAL_COMPONENTS if kind == "real" else COMPONENTS
 
 
 class DevClusterError(RuntimeError):
@@ -29,16 +66,10 @@ def _alive(layout: Layout, component: str) -> procs.ProcessRecord | None:
     return record if record is not None and procs.is_alive(record) else None
 
 
-def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
+def _choose_ports(layout: Layout, api_port: int | None, kind: str) -> Ports:
     """Reuse recorded ports (kubeconfigs stay valid) unless taken by someone else."""
     ports = load_ports(layout)
-    owners = {
-        "etcd_client": "etcd",
-        "etcd_peer": "etcd",
-        "apiserver": "kube-apiserver",
-        "controller_manager": "kube-controller-manager",
-        "kubelet": "kubelet",
-    }
+    owners = {f: c for f, c in PORT_OWNERS.items() if c in components_of(kind)}
     needed = []
     for field, owner in owners.items():
         current = getattr(ports, field)
@@ -59,7 +90,9 @@ def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
         raise DevClusterError("no free TCP ports left on 127.0.0.1 between 20000 and 32767")
     for field, port in zip(needed, fresh, strict=True):
         setattr(ports, field, port)
-    layout.state_file.write_text(json.dumps({"ports": ports.__dict__, "node": NODE_NAME}))
+    layout.state_file.write_text(
+        json.dumps({"ports": ports.__dict__, "node": NODE_NAME, "kind": kind})
+    )
     return ports
 
 
@@ -78,8 +111,18 @@ class ControlPlane:
     def _api(self) -> HTTPClient:
         return HTTPClient(self.pki.ca.cert, self.pki.admin.cert, self.pki.admin.key)
 
+    @property
+    def kind(self) -> str:
+        """``real`` or ``process`` (as recorded by the last `up`)."""
+        return load_node_kind(self.layout)
+
+    @property
+    def address(self) -> str:
+        """Where the API server listens: the node IP with the real node, else 127.0.0.1."""
+        return hostnet.NODE_IP if self.kind == "real" else "127.0.0.1"
+
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{load_ports(self.layout).apiserver}"
+        return f"https://{self.address}:{load_ports(self.layout).apiserver}"
 
     def api_ready(self) -> bool:
         if not self.pki.admin.cert.is_file():
@@ -103,10 +146,10 @@ class ControlPlane:
                 )
             time.sleep(0.1)
 
-    def _start(self, component: str, argv: list[str]) -> None:
+    def _start(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         if _alive(self.layout, component) is not None:
             return
-        _, record = procs.spawn(component, argv, self.layout.log(component))
+        _, record = procs.spawn(component, argv, self.layout.log(component), env=env)
         procs.save(record, self.layout.record(component))
 
     # -- API helpers ---------------------------------------------------------
@@ -146,24 +189,47 @@ class ControlPlane:
 
     # -- commands ------------------------------------------------------------
     def running(self) -> dict[str, procs.ProcessRecord | None]:
-        return {c: _alive(self.layout, c) for c in COMPONENTS}
+        return {c: _alive(self.layout, c) for c in components_of(self.kind)}
 
-    def up(self, *, api_port: int | None = None, timeout: float = 90.0) -> float:
-        """Start whatever is not running; return seconds until everything was ready."""
+    def _choose_kind(self, kind: str | None) -> str:
+        """The node kind for this `up`: as asked, else as recorded; a switch needs `down` first."""
+        recorded = self.kind if self.layout.state_file.is_file() else None
+        chosen = kind or recorded or "process"
+        if chosen not in NODE_KINDS:
+            raise DevClusterError(f"--node must be one of {', '.join(NODE_KINDS)}, not {chosen!r}")
+        if recorded and recorded != chosen and any(self.running().values()):
+            raise DevClusterError(
+                f"{self.layout.root} runs a cluster with the {recorded} node; "
+                f"run `sipfleet dev down --state-dir {self.layout.root}` first"
+            )
+        return chosen
+
+    def up(
+        self, *, api_port: int | None = None, timeout: float = 90.0, node: str | None = None
+    ) -> float:
+        """Start whatever is not running; return seconds until everything was ready.
+
+        `node` is ``process`` or ``real`` (default: the state dir's, else process).
+        """
         began = time.monotonic()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.layout.root.exists() and not self.layout.root.is_dir():
             raise DevClusterError(f"--state-dir {self.layout.root} exists and is not a directory")
+        kind = self._choose_kind(node)
         bins = binaries.locate()
-        running = self.running()
-        if all(running.values()) and self.api_ready():
+        real = self._real_node() if kind == "real" else None
+        running = {c: _alive(self.layout, c) for c in components_of(kind)}
+        if kind == self.kind and all(running.values()) and self.api_ready():
             self.out(f"already running and healthy: {self.api_url()}")
             self.out(f"export KUBECONFIG={self.layout.admin_kubeconfig}")
             return 0.0
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        ports = _choose_ports(self.layout, api_port)
+        ports = _choose_ports(self.layout, api_port, kind)
         creds = pki.ensure(self.layout.pki, NODE_NAME)
-        server = f"https://127.0.0.1:{ports.apiserver}"
+        if real is not None:
+            real.remember_host()
+            real.network.up()
+        server = f"https://{self.address}:{ports.apiserver}"
         for path, pair, user in (
             (self.layout.admin_kubeconfig, creds.admin, "sipfleet-admin"),
             (
@@ -176,11 +242,21 @@ class ControlPlane:
                 creds.kubelet,
                 f"system:node:{NODE_NAME}",
             ),
+            (
+                self.layout.component_kubeconfig("kube-scheduler"),
+                creds.scheduler,
+                "system:kube-scheduler",
+            ),
+            (self.layout.component_kubeconfig("kube-proxy"), creds.kube_proxy, "system:kube-proxy"),
         ):
             kubeconfig.write_cert_kubeconfig(path, server, creds.ca.cert, pair.cert, pair.key, user)
 
+        is_real = real is not None
         self._start("etcd", components.etcd_argv(bins, self.layout, ports))
-        self._start("kube-apiserver", components.apiserver_argv(bins, self.layout, creds, ports))
+        self._start(
+            "kube-apiserver",
+            components.apiserver_argv(bins, self.layout, creds, ports, real_node=is_real),
+        )
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}/health"
         self._wait("etcd", lambda: plain_get(etcd_url).status == 200, 30, "etcd")
         self._wait("the API server /readyz", self.api_ready, timeout, "kube-apiserver")
@@ -188,19 +264,24 @@ class ControlPlane:
         self._apply(KUBELET_RBAC)
         self._start(
             "kube-controller-manager",
-            components.controller_manager_argv(bins, self.layout, creds, ports),
+            components.controller_manager_argv(bins, self.layout, creds, ports, real_node=is_real),
         )
-        self._start("kubelet", components.kubelet_argv(self.layout, creds, ports))
         # A Node left Ready by an earlier kubelet does not count: a kubelet
         # started now must post a fresh heartbeat.
         since = "" if running["kubelet"] else started_at
-        self._wait("node Ready", lambda: self.node_ready(since=since), 30, "kubelet")
+        if real is None:
+            self._start("kubelet", components.kubelet_argv(self.layout, creds, ports))
+            self._wait("node Ready", lambda: self.node_ready(since=since), 30, "kubelet")
+        else:
+            self._up_real_node(real, bins, creds, ports, since)
         self._wait(
             "the default ServiceAccount",
             self.default_service_account,
             30,
             "kube-controller-manager",
         )
+        if real is not None:
+            self._wait("CoreDNS Ready", self.dns_ready, 60, "kubelet")
         total = time.monotonic() - began
         self.out(
             f"API server ready at {server} after {api_ready_after:.1f}s; "
@@ -209,18 +290,99 @@ class ControlPlane:
         self.out(f"export KUBECONFIG={self.layout.admin_kubeconfig}")
         return total
 
+    # -- the real node -----------------------------------------------------------
+    def _real_node(self) -> RealNode:
+        """The real node's handle, its binaries built first if missing (minutes, once)."""
+        try:
+            require_root()
+        except RealNodeError as err:
+            raise DevClusterError(str(err)) from err
+        if binaries.missing_node_binaries():
+            binaries.build()
+        missing = binaries.missing_node_binaries()
+        if missing:
+            names = ", ".join(str(p) for p in missing)
+            raise DevClusterError(
+                f"missing {names}; run `make setup` (scripts/install-system-deps.sh "
+                "and devcluster/build-kube-binaries.sh)"
+            )
+        return RealNode(self.layout, binaries.node_binaries())
+
+    def _up_real_node(
+        self, real: RealNode, bins: binaries.Binaries, creds: PKI, ports: Ports, since: str
+    ) -> None:
+        """Scheduler, containerd (+ images), kubelet, kube-proxy, CoreDNS."""
+        self._apply(KUBE_PROXY_RBAC)
+        real.files(creds, ports)
+        env = real.env()
+        for component in ("kube-scheduler", "containerd"):
+            self._start(component, real.argv(component, creds, ports, NODE_NAME), env=env)
+        self._wait("containerd", lambda: real.ctr("version").returncode == 0, 30, "containerd")
+        repo = binaries.source_checkout()
+        try:
+            images = real.system_images()
+            if repo is not None:
+                images.append(imagebuild.build(repo, out=self.out))
+            for archive, tags in images:
+                t0 = time.monotonic()
+                if real.import_image(archive, tags):
+                    self.out(f"imported {', '.join(tags)} in {time.monotonic() - t0:.1f}s")
+        except (RealNodeError, imagebuild.ImageBuildError) as err:
+            raise DevClusterError(str(err)) from err
+        self._start("kubelet", real.argv("kubelet", creds, ports, NODE_NAME), env=env)
+        self._start("kube-proxy", real.argv("kube-proxy", creds, ports, NODE_NAME), env=env)
+        self._wait("node Ready", lambda: self.node_ready(since=since), 60, "kubelet")
+        result = subprocess.run(
+            [
+                str(bins.kubectl),
+                f"--kubeconfig={self.layout.admin_kubeconfig}",
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            input=nodeconfig.coredns_manifest(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise DevClusterError(f"applying CoreDNS: {result.stderr.strip()}")
+
+    def dns_ready(self) -> bool:
+        """CoreDNS's Deployment has a Ready replica."""
+        deployment = self._get("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+        return bool(deployment and deployment.get("status", {}).get("readyReplicas"))
+
     def down(self) -> list[str]:
-        """Stop, in reverse order, only the processes this state dir started."""
+        """Stop, in reverse order, only the processes this state dir started.
+
+        With the real node, its pods are removed before containerd stops, and
+        everything it changed on the host is undone (see RealNode.cleanup).
+        """
         stopped: list[str] = []
-        for component in reversed(COMPONENTS):
+        kind = self.kind
+        real = RealNode(self.layout, binaries.node_binaries()) if kind == "real" else None
+        for component in reversed(components_of(kind)):
             path = self.layout.record(component)
             record = procs.load(path)
             if record is None:
                 continue
-            # The kubelet stops its pods first; give it their grace periods.
-            if procs.stop(record, timeout=40.0 if component == "kubelet" else 10.0):
+            if component == "containerd" and real is not None and procs.is_alive(record):
+                removed = real.remove_pods()
+                if removed:
+                    stopped.append(f"{removed} pod sandboxes")
+            # The process kubelet stops its pods first; give it their grace periods.
+            grace = 40.0 if component == "kubelet" and real is None else 10.0
+            if procs.stop(record, timeout=grace):
                 stopped.append(component)
             path.unlink(missing_ok=True)
+        if real is not None:
+            undone = real.cleanup()
+            if undone:
+                self.out("removed from the host: " + ", ".join(undone))
         for record_path in self._pod_process_records():
             record = procs.load(record_path)
             if record is not None and procs.stop(record, timeout=5.0):
@@ -242,12 +404,20 @@ class ControlPlane:
         ports = load_ports(self.layout)
         if component == "etcd":
             return plain_get(f"http://127.0.0.1:{ports.etcd_client}/health").status == 200
+        if component == "containerd":
+            return RealNode(self.layout, binaries.node_binaries()).ctr("version").returncode == 0
+        if component == "kube-proxy":
+            return plain_get(f"http://127.0.0.1:{ports.proxy_healthz}/healthz").status == 200
+        if component == "kubelet" and self.kind == "real":
+            return plain_get(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz").status == 200
         port = {
             "kube-apiserver": ports.apiserver,
             "kube-controller-manager": ports.controller_manager,
+            "kube-scheduler": ports.scheduler,
             "kubelet": ports.kubelet,
         }[component]
-        return self._api().request("GET", f"https://127.0.0.1:{port}/healthz").status == 200
+        host = self.address if component == "kube-apiserver" else "127.0.0.1"
+        return self._api().request("GET", f"https://{host}:{port}/healthz").status == 200
 
     def status(self) -> bool:
         """Print each component's state; True if all run and the API is ready."""
@@ -258,7 +428,7 @@ class ControlPlane:
             )
             return False
         healthy = True
-        for component in COMPONENTS:
+        for component in components_of(self.kind):
             record = procs.load(self.layout.record(component))
             if record is None:
                 self.out(f"{component}: not started")

@@ -6,7 +6,10 @@ pki/                      CA, serving cert, client certs, service-account keys
 etcd/                     etcd data
 run/<component>.json      pid records (see procs.py)
 logs/<component>.log      one log per component
-pods/<ns>_<name>_<uid>/   the kubelet's pods (logs, volumes, kubeconfig)
+pods/<ns>_<name>_<uid>/   the process kubelet's pods (logs, volumes, kubeconfig)
+node/                     the real node: containerd/ (config, socket, root, state),
+                          kubelet/ (root dir, config), pod-logs/, cni/ (net.d, IPAM),
+                          kube-proxy.json, images/ (archives), host/net.json
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ class Ports:
     apiserver: int = 0
     controller_manager: int = 0
     kubelet: int = 0
+    scheduler: int = 0
+    kubelet_healthz: int = 0
+    proxy_healthz: int = 0
+    proxy_metrics: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,11 @@ class Layout:
         return self.root / "pods"
 
     @property
+    def node(self) -> Path:
+        """The real node's files (see the module docstring)."""
+        return self.root / "node"
+
+    @property
     def pki(self) -> Path:
         return self.root / "pki"
 
@@ -67,3 +79,12 @@ def load_ports(layout: Layout) -> Ports:
         return Ports(**data["ports"])
     except (OSError, ValueError, KeyError, TypeError):
         return Ports()
+
+
+def load_node_kind(layout: Layout) -> str:
+    """``real`` or ``process``: which kubelet the state dir's cluster runs."""
+    try:
+        kind = json.loads(layout.state_file.read_text()).get("kind", "process")
+    except (OSError, ValueError, AttributeError):
+        return "process"
+    return kind if kind in ("real", "process") else "process"

@@ -16,6 +16,9 @@ _DAYS = "3650"
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 SERVER_SANS = (
     "IP:127.0.0.1",
+    # The real node: its IP (API server, kubelet) and the `kubernetes` Service.
+    "IP:10.245.0.1",
+    "IP:10.96.0.1",
     "DNS:localhost",
     "DNS:kubernetes",
     "DNS:kubernetes.default",
@@ -65,6 +68,14 @@ class PKI:
         return KeyPair(self.dir / "kubelet.crt", self.dir / "kubelet.key")
 
     @property
+    def scheduler(self) -> KeyPair:
+        return KeyPair(self.dir / "scheduler.crt", self.dir / "scheduler.key")
+
+    @property
+    def kube_proxy(self) -> KeyPair:
+        return KeyPair(self.dir / "kube-proxy.crt", self.dir / "kube-proxy.key")
+
+    @property
     def apiserver_kubelet_client(self) -> KeyPair:
         """The API server's identity towards the kubelet (logs proxy)."""
         return KeyPair(
@@ -88,8 +99,20 @@ def _openssl(*args: str) -> None:
         raise PKIError(f"openssl {args[0]} failed: {result.stderr.strip()}")
 
 
+def _has_sans(cert: Path, sans: tuple[str, ...]) -> bool:
+    """True if `cert` names every one of `sans` (a cert from before they were added does not)."""
+    result = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    text = result.stdout.replace("IP Address:", "IP:")
+    return all(san in text for san in sans)
+
+
 def _leaf(pki: PKI, pair: KeyPair, subject: str, usage: str, sans: tuple[str, ...] = ()) -> None:
-    if pair.cert.is_file() and pair.key.is_file():
+    if pair.cert.is_file() and pair.key.is_file() and (not sans or _has_sans(pair.cert, sans)):
         return
     extensions = [
         "-addext", "basicConstraints=critical,CA:FALSE",
@@ -120,6 +143,8 @@ def ensure(pki_dir: Path, node_name: str) -> PKI:
     _leaf(pki, pki.admin, "/O=system:masters/CN=sipfleet-admin", "clientAuth")
     _leaf(pki, pki.controller_manager, "/CN=system:kube-controller-manager", "clientAuth")
     _leaf(pki, pki.kubelet, f"/O=system:nodes/CN=system:node:{node_name}", "clientAuth")
+    _leaf(pki, pki.scheduler, "/CN=system:kube-scheduler", "clientAuth")
+    _leaf(pki, pki.kube_proxy, "/CN=system:kube-proxy", "clientAuth")
     _leaf(pki, pki.apiserver_kubelet_client, f"/CN={APISERVER_KUBELET_CLIENT}", "clientAuth")
     if not pki.service_account_key.is_file():
         _openssl(

@@ -9,6 +9,7 @@ the fleet garbage-collects them.
 from __future__ import annotations
 
 import base64
+import copy
 import re
 import secrets
 from collections.abc import Mapping
@@ -29,6 +30,27 @@ TOKEN_KEY = "token"
 TOKEN_MOUNT = "/var/run/sipfleet/admin"
 SIP_PORT = 5060
 ADMIN_PORT = 8080
+SERVER_UID = 10001
+"""The node image's non-root user and group (images/Dockerfile, images/build.py)."""
+TMP_MOUNT = "/tmp"
+
+# The restricted Pod Security Standard: a namespace enforcing it admits only
+# Pods that say all of this; the root filesystem is read-only, so the server
+# gets a small /tmp emptyDir (its working directory in the image).
+POD_SECURITY_CONTEXT: Obj = {
+    "runAsNonRoot": True,
+    "runAsUser": SERVER_UID,
+    "runAsGroup": SERVER_UID,
+    "fsGroup": SERVER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: Obj = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 Role = Literal["main", "node"]
 
@@ -164,7 +186,12 @@ def server_pod(
     spec: ServerPodSpec,
     index: int | None = None,
 ) -> Obj:
-    """A server Pod manifest: sip-node configured through env, probed on /readyz."""
+    """A server Pod manifest: sip-node configured through env, probed on /readyz.
+
+    The Pod satisfies the restricted Pod Security Standard (non-root uid
+    `SERVER_UID`, read-only root filesystem, no capabilities, RuntimeDefault
+    seccomp), so a namespace enforcing that standard admits it.
+    """
     fleet = fleet_body["metadata"]["name"]
     labels = {**spec.pod_labels, LABEL_FLEET: fleet, LABEL_ROLE: role}
     if index is not None:
@@ -201,7 +228,11 @@ def server_pod(
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "volumeMounts": [{"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True}],
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        "volumeMounts": [
+            {"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+        ],
     }
     if spec.resources:
         container["resources"] = dict(spec.resources)
@@ -217,8 +248,12 @@ def server_pod(
         "spec": {
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": spec.grace_seconds,
+            "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
             "containers": [container],
-            "volumes": [{"name": "admin-token", "secret": {"secretName": spec.token_secret}}],
+            "volumes": [
+                {"name": "admin-token", "secret": {"secretName": spec.token_secret}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+            ],
         },
     }
 

@@ -14,7 +14,9 @@ Modules, one job each:
     subscriptions     SUBSCRIBE Event: conference (RFC 4575)
     transfers         REFER (RFC 3515/4488) and REFER-to-server with Replaces (RFC 3891)
     s2s, s2s_auth     signed server-to-server requests (HMAC-SHA256, timestamp, nonce)
-    sdp               inactive SDP answers;  sip/  the sans-I/O protocol core
+    sdp               SDP offer/answer (RFC 3264), one MediaSession per dialog
+    presentation      how a group message shows its sender (cpim, display name, prefix)
+    sip/              the sans-I/O protocol core
 
 Operator-facing facts:
     Shard URI: a server names its shard of group `sip:<user>@<domain>`
@@ -34,9 +36,12 @@ Operator-facing facts:
     Group MESSAGE: in dialog, or out of dialog to the group URI from a member's AOR
         (From URI); anyone else gets 403. It goes to the group's root, then down the
         tree; each server sends it to its members (except the sender) as an in-dialog
-        MESSAGE with the original Content-Type and body and the header
-        `X-Sipfleet-Sender: <sender AOR>` (a header rather than message/cpim so that
-        any UA, sipp included, can take it as is).
+        MESSAGE with the header `X-Sipfleet-Sender: <sender AOR>`, its body shown as
+        --sender-display says (default auto: message/cpim to members that listed it
+        in Accept, else `alice: ` before a text/plain body; docs/media-and-messages.md).
+    Media: the focus carries none. It answers an SDP offer with one codec per RTP
+        stream, a=inactive (RFC 3264 6), and offers in its 200 to an INVITE without
+        SDP, taking the answer from the ACK (RFC 3264 5).
     Server-to-server: SIP over TCP, MESSAGE (tree traffic: kind group|roster), REFER
         and NOTIFY (refer-to-server), each signed with `X-Sipfleet-Auth:
         ts=..;nonce=..;mac=HMAC-SHA256(token, ts, nonce, method, Request-URI, every

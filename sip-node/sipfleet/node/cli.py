@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sipfleet.node.config import Config, ConfigError
+from sipfleet.node.presentation import SenderDisplay
 
 _OPTIONS: list[tuple[str, str, type, object, str]] = [
     # flag, env var, type, default (None = required), help
@@ -35,6 +36,14 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
     ),
     ("--rate-limit", "SIPFLEET_RATE_LIMIT", float, 500.0, "requests/s allowed per source IP"),
     ("--rate-burst", "SIPFLEET_RATE_BURST", float, 1000.0, "burst size of the per-source limit"),
+    (
+        "--sender-display",
+        "SIPFLEET_SENDER_DISPLAY",
+        SenderDisplay,
+        SenderDisplay.AUTO,
+        "how members' phones see who wrote a group message: auto, cpim, display-name "
+        "or prefix (docs/media-and-messages.md)",
+    ),
     (
         "--shutdown-seconds",
         "SIPFLEET_SHUTDOWN_SECONDS",

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from sipfleet.node.presentation import SenderDisplay
+
 Role = Literal["main", "node"]
 
 
@@ -26,6 +28,7 @@ class Config:
     rate_limit: float = 500.0
     rate_burst: float = 1000.0
     rate_table_size: int = 10000
+    sender_display: SenderDisplay = SenderDisplay.AUTO
     shutdown_seconds: float = 30.0
     """Graceful-exit budget after SIGTERM (the Pod's terminationGracePeriodSeconds)."""
     drain_rate: float = 50.0
@@ -51,6 +54,11 @@ class Config:
             raise ConfigError("the token is empty: write a non-empty token into the token file")
         if self.tree_fanout < 1:
             raise ConfigError(f"tree fanout {self.tree_fanout} must be at least 1")
+        if not isinstance(self.sender_display, SenderDisplay):
+            raise ConfigError(
+                f"sender display {self.sender_display!r} is not one of "
+                + ", ".join(m.value for m in SenderDisplay)
+            )
         if self.shutdown_seconds < 0:
             raise ConfigError(f"shutdown budget {self.shutdown_seconds} s must not be negative")
         if self.drain_rate <= 0:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sipfleet.node.sip import Headers, SipRequest, SipUri, Via
+from sipfleet.node.sdp import MediaSession
+from sipfleet.node.sip import Headers, SipRequest, SipUri, Via, address_of, format_hostport
 from sipfleet.node.sip.ids import new_branch
 from sipfleet.node.transport import Peer
 
@@ -49,15 +50,19 @@ class Member:
     local_uri: str
     local_cseq: int = 1
     state: MemberState = "joined"
+    media: MediaSession = field(default_factory=MediaSession)  # the dialog's SDP state
+    accepts_cpim: bool = False  # listed message/cpim in an Accept header
     request_prefix: bytes = b""
     dialog_headers: bytes = b""
+    from_rest: bytes = b""  # dialog_headers after "From: ", for a From with a display name
 
     def __post_init__(self) -> None:
         self.request_prefix = f" {self.contact} SIP/2.0\r\nVia: ".encode()
-        self.dialog_headers = (
-            f"Max-Forwards: 70\r\nFrom: <{self.local_uri}>;tag={self.local_tag}\r\n"
+        self.from_rest = (
+            f"<{self.local_uri}>;tag={self.local_tag}\r\nMax-Forwards: 70\r\n"
             f"To: <{self.aor}>;tag={self.remote_tag}\r\nCall-ID: {self.call_id}\r\n"
         ).encode()
+        self.dialog_headers = b"From: " + self.from_rest
 
     @property
     def key(self) -> tuple[str, str]:
@@ -70,9 +75,12 @@ class Member:
         extra: bytes,
         body: bytes = b"",
         transport: str | None = None,
+        from_display: bytes = b"",
     ) -> PrebuiltRequest:
         """An in-dialog request from the templates. `sent_by` is our host:port; `extra`
-        holds further header lines (each ending in CRLF) without Content-Length."""
+        holds further header lines (each ending in CRLF) without Content-Length;
+        `from_display` is put before the From URI (a display name may change within
+        a dialog, the URI and tag may not: RFC 3261 12.2.1.1)."""
         self.local_cseq += 1
         transport = (transport or self.peer.transport).upper()
         branch = new_branch()
@@ -83,7 +91,7 @@ class Member:
                 method.encode(),
                 self.request_prefix,
                 f"SIP/2.0/{transport} {sent_by};branch={branch}\r\n".encode(),
-                self.dialog_headers,
+                b"From: " + from_display + self.from_rest if from_display else self.dialog_headers,
                 f"CSeq: {self.local_cseq} {method}\r\n".encode(),
                 extra,
                 f"Content-Length: {len(body)}\r\n\r\n".encode(),
@@ -134,11 +142,12 @@ def user_of(uri: str) -> str:
 
 def shard_uri(group_uri: str, server: str, host: str, port: int) -> str:
     """The shard URI this server gives a group: `sip:<group user>-<server>@host:port`."""
-    return f"sip:{user_of(group_uri)}-{server}@{host}:{port}"
+    return f"sip:{user_of(group_uri)}-{server}@{format_hostport(host, port)}"
 
 
 def peer_of(uri: str, default_transport: str = "udp") -> Peer:
     """Where to send requests for a SIP URI (host:port, ;transport= honoured)."""
     parsed = SipUri.parse(uri)
     transport = (parsed.params.get("transport") or default_transport).lower()
-    return Peer("tcp" if transport == "tcp" else "udp", parsed.host, parsed.port or 5060)
+    host = address_of(parsed.host)
+    return Peer("tcp" if transport == "tcp" else "udp", host, parsed.port or 5060)

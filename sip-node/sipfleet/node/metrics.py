@@ -83,6 +83,43 @@ class NodeMetrics:
             registry=r,
         )
 
+        # Transport (RFC 3261 18) and its bounds.
+        self.tcp_connections = Gauge(
+            p + "tcp_connections", "TCP connections open (inbound and outbound)", registry=r
+        )
+        self.tcp_refused = Counter(
+            p + "tcp_refused",
+            "TCP connections refused for a limit (total, per_source)",
+            ["reason"],
+            registry=r,
+        )
+        self.tcp_closed = Counter(
+            p + "tcp_closed",
+            "TCP connections closed, by reason (peer, idle, half_sent, parse_error, "
+            "write_buffer, connect_failed, shutdown)",
+            ["reason"],
+            registry=r,
+        )
+        self.transport_errors = Counter(
+            p + "transport_errors",
+            "Transactions ended because the transport could not send (RFC 3261 17.1.4), "
+            "by side (client, server)",
+            ["side"],
+            registry=r,
+        )
+        self.udp_fallbacks = Counter(
+            p + "udp_fallbacks",
+            "Requests sent over TCP for their size and re-sent over UDP when the "
+            "connection failed (RFC 3261 18.1.1)",
+            registry=r,
+        )
+        self.members_removed = Counter(
+            p + "members_removed",
+            "Members whose session this server ended or saw end, by reason",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

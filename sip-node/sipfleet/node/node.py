@@ -22,14 +22,16 @@ from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.focus import Member, Shard, peer_of, shard_uri, user_of
 from sipfleet.node.metrics import NodeMetrics
+from sipfleet.node.presentation import accepts_cpim, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
 from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
-from sipfleet.node.sdp import inactive_answer
-from sipfleet.node.sip import SipRequest, SipResponse
+from sipfleet.node.sdp import SDP_TYPE, SdpError
+from sipfleet.node.sip import SipRequest, SipResponse, format_hostport
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
+from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
     Outgoing,
     RequestContext,
@@ -44,7 +46,6 @@ from sipfleet.node.transport import Peer
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
-SENDER_HEADER = "X-Sipfleet-Sender"
 DIRECTION = "X-Sipfleet-Direction"
 ROSTER_DELAY = 0.05
 SEEN_IDS = 100_000
@@ -115,7 +116,7 @@ class Node:
 
     @property
     def sent_by(self) -> str:
-        return f"{self.host}:{self.port}"
+        return format_hostport(self.host, self.port)
 
     @property
     def server_uri(self) -> str:
@@ -156,7 +157,7 @@ class Node:
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
         for member in list(shard.members.values()):
-            self.remove_member(shard, member, bye=True)
+            self.remove_member(shard, member, bye=True, reason="shard_deleted")
         del self.shards[group]
         self._by_user.pop(user_of(shard.uri), None)
         self._index_groups()
@@ -196,13 +197,22 @@ class Node:
 
     # ---- SIP requests ------------------------------------------------------------------
     def handle_ack(self, request: SipRequest) -> None:
-        """ACK for a 2xx: the core's transaction layer already stopped retransmitting."""
+        """ACK for a 2xx (the core already stopped retransmitting it): it carries the
+        answer when our 2xx made the offer (RFC 3264 5, RFC 3261 13.2.1). A missing or
+        bad answer is logged; the member stays, the focus carries no media anyway."""
+        found = self._dialog(request)
+        if found is None or found[1].media.pending is None:
+            return  # not ours, or an offer already settled (an ACK retransmission)
+        try:
+            found[1].media.accept_answer(request.body)
+        except SdpError as exc:
+            log.info("ACK from %s has no valid SDP answer: %s", found[1].aor, exc)
 
     def handle_unacked(self, request: SipRequest) -> None:
         """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
         for shard, member in list(self._dialogs.values()):
             if member.call_id == request.call_id and member.remote_tag == request.from_tag:
-                self.remove_member(shard, member, bye=True)
+                self.remove_member(shard, member, bye=True, reason="unacked")
 
     def handle_request(self, ctx: RequestContext) -> None:
         request = ctx.request
@@ -237,7 +247,7 @@ class Node:
             if found is None:
                 ctx.respond(481)
             else:
-                self._answer_invite(ctx, found[0], found[1].local_tag)
+                self._answer_invite(ctx, found[0], found[1])
             return
         try:
             group, shard = self.resolve(request)
@@ -260,36 +270,55 @@ class Node:
         )
         if isinstance(decision, Join):
             assert shard is not None
+            try:
+                target = self.stack.target_of(contact.uri, ctx.peer)
+            except UnreachableTarget as exc:
+                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
+                return
             member = Member(
                 aor,
                 contact.uri,
-                peer_of(contact.uri, ctx.peer.transport),
+                target,
                 request.call_id,
                 request.from_tag or "",
                 new_tag(),
                 shard.uri,
+                accepts_cpim=accepts_cpim(request.headers.get("Accept")),
             )
-            self.add_member(shard, member)
-            self._answer_invite(ctx, shard, member.local_tag)
+            if self._answer_invite(ctx, shard, member):
+                self.add_member(shard, member)
         elif isinstance(decision, Redirect):
             self.reservations.reserve(decision.uri, aor, now)
             self.metrics.redirects.labels(group).inc()
-            ctx.respond(302, [("Contact", f"<{decision.uri}>")])
+            ctx.respond(302, [("Contact", f"<{self.stack.uri_for(decision.uri, ctx.peer)}>")])
         else:
             ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
 
-    def _answer_invite(self, ctx: RequestContext, shard: Shard, local_tag: str) -> None:
+    def _answer_invite(self, ctx: RequestContext, shard: Shard, member: Member) -> bool:
+        """200 with the SDP answer to the INVITE's offer, or with our offer when it had
+        none (RFC 3264 5 and 6); 415 for a body that is not SDP, 488 for an offer that
+        does not parse. True if 200."""
+        request = ctx.request
+        content_type = request.headers.get("Content-Type") or SDP_TYPE
+        if request.body and content_type.split(";", 1)[0].strip().lower() != SDP_TYPE:
+            ctx.respond(415, [("Accept", SDP_TYPE)])
+            return False
+        try:
+            if request.body:
+                body = member.media.answer(request.body, self.stack.local_host(ctx.peer))
+            else:
+                body = member.media.offer(self.stack.local_host(ctx.peer))
+        except SdpError as exc:
+            ctx.respond(488, [("Warning", f'399 sipfleet "bad SDP offer: {exc}"')])
+            return False
         headers = [
-            ("Contact", f"<{shard.uri}>"),
+            ("Contact", f"<{self.stack.local_uri(user_of(shard.uri), ctx.peer)}>"),
             ("Allow", ALLOW),
             ("Supported", "replaces, norefersub"),
+            ("Content-Type", SDP_TYPE),
         ]
-        body = b""
-        content_type = (ctx.request.headers.get("Content-Type") or "").lower()
-        if ctx.request.body and content_type.startswith("application/sdp"):
-            body = inactive_answer(ctx.request.body, self.host, int(time.time()))
-            headers.append(("Content-Type", "application/sdp"))
-        ctx.respond(200, headers, body, to_tag=local_tag)
+        ctx.respond(200, headers, body, to_tag=member.local_tag)
+        return True
 
     def _on_bye(self, ctx: RequestContext) -> None:
         found = self._dialog(ctx.request)
@@ -297,7 +326,7 @@ class Node:
             ctx.respond(481)
             return
         ctx.respond(200)
-        self.remove_member(found[0], found[1], bye=False)
+        self.remove_member(found[0], found[1], bye=False, reason="bye_received")
 
     def _on_options(self, ctx: RequestContext) -> None:
         ctx.respond(
@@ -332,6 +361,9 @@ class Node:
                 ctx.respond(403, reason="Not A Member")
                 return
             shard = shard_or_none
+        member = shard.by_aor.get(sender)  # the sender's own dialog, if it is on this server
+        if member is not None and "Accept" in request.headers:
+            member.accepts_cpim = accepts_cpim(request.headers.get("Accept"))
         ctx.respond(200)
         self.metrics.messages_in.inc()
         content_type = request.headers.get("Content-Type") or "text/plain"
@@ -382,9 +414,12 @@ class Node:
         self.reservations.release(member.aor)
         self._members_changed(shard)
 
-    def remove_member(self, shard: Shard, member: Member, *, bye: bool) -> None:
+    def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
+        """End a member's session here (with a BYE when `bye`), counted once in
+        `members_removed_total{reason}`; a member already gone is left alone."""
         if self._dialogs.pop(member.key, None) is None:
             return
+        self.metrics.members_removed.labels(reason).inc()
         shard.remove(member)
         if bye:
             self.send_in_dialog(member, "BYE")
@@ -413,12 +448,14 @@ class Node:
         extra: bytes,
         body: bytes,
         callback: ResponseCallback | None,
+        from_display: bytes = b"",
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
-        request = member.request(method, self.sent_by, extra, body)
+        sent_by = self.stack.sent_by(member.peer)
+        request = member.request(method, sent_by, extra, body, None, from_display)
         peer = route_for_size(len(request.wire), member.peer)
         if peer is not member.peer:
-            request = member.request(method, self.sent_by, extra, body, peer.transport)
+            request = member.request(method, sent_by, extra, body, peer.transport, from_display)
         return request, peer, callback
 
     def group_members(self, group: str) -> set[str]:
@@ -548,16 +585,23 @@ class Node:
         recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
         if not recipients:
             return  # nothing to send or to time (4-5 us of batch and metrics saved)
-        extra = (
-            f"{SENDER_HEADER}: <{envelope.sender}>\r\nContent-Type: {envelope.content_type}\r\n"
-        ).encode()
+        delivery = present(
+            self.config.sender_display,
+            envelope.sender,
+            envelope.group,
+            envelope.content_type,
+            envelope.body,
+        )
         transferring = sum(m.state == "transferring" for m in recipients)
         if transferring:
             self.metrics.duplicates.inc(transferring)
         # One batch: the deliveries share one clock re-arm and one metrics update.
         delivered = self.stack.send_requests(
-            self._in_dialog(m, "MESSAGE", extra, envelope.body, self._delivery_result(shard, m))
+            self._in_dialog(
+                m, "MESSAGE", p.extra, p.body, self._delivery_result(shard, m), p.from_display
+            )
             for m in recipients
+            for p in (delivery.to(m.accepts_cpim),)
         )
         self.metrics.messages_out.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
@@ -569,7 +613,11 @@ class Node:
             if response is None or response.status >= 300:
                 self.metrics.delivery_failures.inc()
             if response is None or response.status in (408, 481):
-                self.remove_member(shard, member, bye=False)  # the dialog is gone (12.2.1.2)
+                # The dialog is gone (12.2.1.2); a BYE tells a member that is only
+                # slow, so its phone does not keep showing a call that is over.
+                timed_out = response is None or response.status == 408
+                reason = "delivery_timeout" if timed_out else "dialog_gone"
+                self.remove_member(shard, member, bye=timed_out, reason=reason)
 
         return done
 

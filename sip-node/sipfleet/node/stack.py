@@ -3,20 +3,40 @@
 Malformed requests get the core's error response (the status its
 SipParseError names) when they can be routed back, else they are dropped;
 every parse failure is counted. Requests this server sends that are larger
-than 1300 bytes go over TCP (RFC 3261 18.1.1): see `route_for_size`.
+than 1300 bytes go over TCP (RFC 3261 18.1.1), falling back to UDP if the
+connection fails: see `route_for_size`. Responses go where the top Via says
+(RFC 3261 18.2.2, RFC 3581: `sip.via.response_route`).
+
+A send that fails is a transport error of the one transaction that sent it
+(17.1.4): that transaction ends (a client's callback gets a 503, 8.1.3.1; an
+INVITE server transaction counts as un-ACKed) and every other delivery, timer
+and callback carries on. The transaction clock is re-armed after every call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.ratelimit import RateLimiter
-from sipfleet.node.sip import SipMessage, SipParseError, SipRequest, SipResponse, parse_message
+from sipfleet.node.sip import (
+    Headers,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    Via,
+    format_hostport,
+    parse_message,
+)
 from sipfleet.node.sip.response import error_response, make_response
+from sipfleet.node.sip.target import UnreachableTarget, request_target
 from sipfleet.node.sip.transaction import (
     AckReceived,
     Event,
@@ -25,14 +45,26 @@ from sipfleet.node.sip.transaction import (
     TransactionLayer,
     TransactionTimedOut,
     Transmit,
+    TransportFailed,
 )
 from sipfleet.node.sip.validate import Policy, check_request
+from sipfleet.node.sip.via import response_route, stamp_via
 from sipfleet.node.timers import LayerClock
-from sipfleet.node.transport import Peer, TcpConnection, TcpPool, UdpEndpoint
+from sipfleet.node.transport import (
+    Peer,
+    SendError,
+    TcpConnection,
+    TcpLimits,
+    TcpPool,
+    UdpEndpoint,
+    address_family,
+    listen_hosts,
+)
 
 log = logging.getLogger(__name__)
 
 UDP_MAX_REQUEST = 1300
+PORT_ATTEMPTS = 5  # with port 0, tries to find a port free on both UDP and TCP
 SYNTAX_ERRORS = frozenset({400, 413, 414, 416, 505})
 # Bodies this server takes: SDP offers on INVITE, chat payloads on MESSAGE, sipfrag on
 # NOTIFY; anything else is answered 415 (RFC 3261 8.2.3, RFC 4475 3.3.7).
@@ -95,56 +127,222 @@ class RequestContext:
 
 
 def route_for_size(size: int, peer: Peer) -> Peer:
-    """The peer to send a request of `size` bytes to (UDP above 1300 bytes -> TCP)."""
+    """The peer to send a request of `size` bytes to: over UDP above 1300 bytes,
+    TCP instead, marked to fall back to UDP should the connection fail (RFC 3261
+    18.1.1: a UA need not listen on TCP)."""
     if peer.transport == "udp" and size > UDP_MAX_REQUEST:
-        return Peer("tcp", peer.host, peer.port)
+        return Peer("tcp", peer.host, peer.port, udp_fallback=True)
     return peer
 
 
+def transport_failure(request: SipRequest) -> SipResponse:
+    """What a client transaction's TU sees when the transport failed: a 503
+    (RFC 3261 8.1.3.1), with the request's Call-ID and CSeq for matching."""
+    headers = Headers()
+    for name in ("Call-ID", "CSeq"):
+        value = request.headers.get(name)
+        if value is not None:
+            headers.add(name, value)
+    headers.add("Warning", '399 sipfleet "transport error"')
+    return SipResponse(503, "Service Unavailable", headers)
+
+
+def reply_address(response: SipResponse, peer: Peer) -> Peer:
+    """Where a response the transaction layer never saw (an answer to a request
+    that failed parsing or validation) goes: by the top Via it copied (RFC 3261
+    18.2.2, RFC 3581), or back to the source `peer` when there is no usable Via."""
+    vias = response.headers.get_list("Via")
+    try:
+        via = stamp_via(Via.parse(vias[0]), (peer.host, peer.port))
+    except (SipParseError, IndexError):
+        return peer
+    host, port = response_route(via, (peer.host, peer.port), peer.transport).address
+    return Peer(peer.transport, host, port)
+
+
 class SipStack:
+    """The SIP transport and transaction layers for one server: UDP and TCP on
+    `host` (and its other-family twin, see `transport.listen_hosts`) at `port`."""
+
     def __init__(
-        self, host: str, port: int, app: Application, metrics: NodeMetrics, limiter: RateLimiter
+        self,
+        host: str,
+        port: int,
+        app: Application,
+        metrics: NodeMetrics,
+        limiter: RateLimiter,
+        tcp_limits: TcpLimits | None = None,
     ) -> None:
         self.host, self.port, self.app = host, port, app
         self.metrics, self.limiter = metrics, limiter
-        self.exempt: frozenset[str] = frozenset()  # peer server IPs, not rate limited
         self._loop = asyncio.get_running_loop()
         self.layer = TransactionLayer()
         self.clock = LayerClock(self._loop, self.layer, self.process)
-        self._udp = UdpEndpoint(self)
-        self._tcp = TcpPool(self._loop, self)
-        self._tcp_server: asyncio.AbstractServer | None = None
+        self._udp: dict[int, UdpEndpoint] = {}  # by address family
+        self._hosts: dict[int, str] = {}  # our address per family
+        self._sent_by: dict[int | None, str] = {}  # Via sent-by per family, once listening
+        self._tcp = TcpPool(self._loop, self, metrics, tcp_limits)
+        self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
+
+    @property
+    def exempt(self) -> frozenset[str]:
+        """Peer server addresses: not rate limited, nor held to the TCP per-source cap."""
+        return self._tcp.exempt
+
+    @exempt.setter
+    def exempt(self, hosts: frozenset[str]) -> None:
+        self._tcp.exempt = hosts
 
     def now(self) -> float:
         return self._loop.time()
 
     async def start(self) -> None:
-        await self._loop.create_datagram_endpoint(
-            lambda: self._udp, local_addr=(self.host, self.port)
-        )
-        assert self._udp.transport is not None
-        if self.port == 0:
-            self.port = self._udp.transport.get_extra_info("sockname")[1]
-        self._tcp_server = await self._loop.create_server(self._tcp.inbound, self.host, self.port)
+        """Listen on UDP and TCP at `host` (raises OSError if that fails), then at
+        its twin of the other address family on the same port when it can. With
+        port 0, a port free for all of them is looked for (PORT_ATTEMPTS tries)."""
+        hosts = listen_hosts(self.host)
+        attempts = PORT_ATTEMPTS if self.port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._listen_all(hosts, self.port if attempt == 0 else 0)
+                return
+            except OSError as exc:
+                self._close_listeners()
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+
+    async def _listen_all(self, hosts: list[str], port: int) -> None:
+        primary, *twins = hosts
+        await self._listen(primary, port)
+        for twin in twins:
+            try:
+                await self._listen(twin, self.port)
+            except OSError as exc:
+                if port == 0 and exc.errno == errno.EADDRINUSE:
+                    raise  # the port the kernel picked is taken there: pick another
+                log.info("not listening on %s (%s): members must use %s", twin, exc, primary)
+
+    def _close_listeners(self) -> None:
+        for endpoint in self._udp.values():
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+        for server in self._tcp_servers:
+            server.close()
+        self._udp.clear()
+        self._hosts.clear()
+        self._tcp_servers.clear()
+
+    async def _listen(self, host: str, port: int) -> None:
+        """UDP and TCP at host:port (port 0: a free one, then kept in `self.port`)."""
+        family = address_family(host)
+        assert family is not None  # Config only takes IP addresses
+        endpoint = UdpEndpoint(self, family)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:  # IPv4 goes to its own socket, as with TCP
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await self._loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            server = await self._loop.create_server(
+                self._tcp.inbound, host, port, family=family, reuse_address=True
+            )
+        except OSError:
+            transport.close()
+            raise
+        self.port = port
+        self._tcp_servers.append(server)
+        self._udp[family], self._hosts[family] = endpoint, host
 
     def close(self) -> None:
         self.clock.close()
-        if self._udp.transport is not None:
-            self._udp.transport.close()
-        if self._tcp_server is not None:
-            self._tcp_server.close()
+        self._close_listeners()
         self._tcp.close()
+
+    # ---- addresses the group layer writes --------------------------------------------
+    def local_host(self, peer: Peer) -> str:
+        """Our address in `peer`'s address family (the primary one if we have none
+        in it), socket form."""
+        family = address_family(peer.host)
+        return self.host if family is None else self._hosts.get(family, self.host)
+
+    def sent_by(self, peer: Peer) -> str:
+        """The Via sent-by for requests to `peer`: our address in its family and
+        our port (RFC 3261 18.1.1), IPv6 bracketed. (Once per fan-out delivery,
+        so kept ready per family.)"""
+        sent_by = self._sent_by.get(address_family(peer.host))
+        if sent_by is None:
+            sent_by = format_hostport(self.local_host(peer), self.port)
+            self._sent_by[address_family(peer.host)] = sent_by
+        return sent_by
+
+    def local_uri(self, user: str, peer: Peer) -> str:
+        """`sip:user@host:port` as `peer` reaches this server: our address in its
+        family (IPv6 bracketed, RFC 3261 25.1) and `;transport=tcp` when it uses
+        TCP, so its requests in the dialog come back the way it can send them
+        (RFC 3261 8.1.1.8, 12.1.1, 19.1.1). Use it for Contact, Record-Route and
+        Refer-To values this server writes for that peer."""
+        hostport = format_hostport(self.local_host(peer), self.port)
+        suffix = ";transport=tcp" if peer.transport == "tcp" else ""
+        return f"sip:{user}@{hostport}{suffix}"
+
+    def uri_for(self, uri: str, peer: Peer) -> str:
+        """`uri` (a SIP URI of this fleet, e.g. a Refer-To target) as `peer` must use
+        it: `;transport=tcp` added when `peer` reaches us over TCP and the URI names
+        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. A URI that
+        does not parse as SIP is returned as it is."""
+        if peer.transport != "tcp":
+            return uri
+        try:
+            parsed = SipUri.parse(uri)
+        except SipParseError:
+            return uri
+        if "transport" in parsed.params or parsed.scheme != "sip":
+            return uri
+        parsed.params["transport"] = "tcp"
+        return str(parsed)
+
+    def target_of(self, uri: str, via: Peer) -> Peer:
+        """Where to send requests for a Contact (or other) URI that `via` gave us
+        (RFC 3263 4 without DNS, see `sip.target.request_target`); the default
+        transport is the one `via` used. Raises SipParseError for a bad URI and
+        sip.target.UnreachableTarget for one this server cannot send to (a host
+        name, `.invalid`, TLS, or an address family it does not listen on)."""
+        loopback = "127.0.0.1" if socket.AF_INET in self._udp or not self._udp else "::1"
+        target = request_target(SipUri.parse(uri), via.transport, loopback)
+        if target.transport not in ("UDP", "TCP"):
+            raise UnreachableTarget(f"transport {target.transport} is not offered here")
+        if self._udp and address_family(target.host) not in self._udp:
+            raise UnreachableTarget(f"this server has no IPv4/IPv6 socket for {target.host}")
+        return Peer(target.transport.lower(), target.host, target.port)
 
     # ---- sending ---------------------------------------------------------------------
     def transmit(self, data: bytes, peer: Peer) -> None:
-        self._send(data, peer.transport == "udp", peer.host, peer.port)
+        """Send outside any transaction (an ACK for a 2xx, an error answer); a
+        failure is counted and logged, never raised."""
+        try:
+            self._send(data, peer.transport == "udp", peer.host, peer.port)
+        except SendError as exc:
+            self.metrics.transport_errors.labels("none").inc()
+            log.info("could not send to %s: %s", peer, exc)
 
-    def _send(self, data: bytes, udp: bool, host: str, port: int) -> None:
+    def _send(
+        self, data: bytes, udp: bool, host: str, port: int, tx_id: str = "", connect: bool = True
+    ) -> None:
+        """Raises SendError when the message cannot be handed to the network (or,
+        with `connect` False, when there is no open TCP connection to host:port)."""
         if udp:
-            self._udp.send(data, host, port)
+            endpoint = self._udp.get(address_family(host) or 0)
+            if endpoint is None:
+                raise SendError(f"no UDP socket can send to {host!r}")
+            endpoint.send(data, host, port)
         else:
-            self._tcp.send(host, port, data)
+            self._tcp.send(host, port, data, tx_id, connect=connect)
 
     def send_request(
         self, request: SipRequest, peer: Peer, callback: ResponseCallback | None = None
@@ -158,48 +356,106 @@ class SipStack:
         share one clock re-arm and one metrics update instead of one per delivery."""
         now = self.now()
         count = 0
-        for request, peer, callback in batch:
-            tx_id, events = self.layer.send_request(
-                request, (peer.host, peer.port), peer.transport.upper(), now
-            )
-            if callback is not None:
-                self._callbacks[tx_id] = callback
-            self._act(events)
-            count += 1
-        self.metrics.transactions.inc(count)
-        self.clock.rearm()
+        try:
+            for request, peer, callback in batch:
+                tx_id, events = self.layer.send_request(
+                    request,
+                    (peer.host, peer.port),
+                    peer.transport.upper(),
+                    now,
+                    udp_fallback=peer.udp_fallback,
+                )
+                if callback is not None:
+                    self._callbacks[tx_id] = callback
+                self._act(events)
+                count += 1
+        finally:
+            self.metrics.transactions.inc(count)
+            self.clock.rearm()
         return count
 
     def process(self, events: list[Event]) -> None:
         """Act on the layer's events (also called by the clock)."""
-        self._act(events)
-        self.clock.rearm()
+        try:
+            self._act(events)
+        finally:
+            self.clock.rearm()
+
+    def on_send_failed(self, tx_ids: list[str]) -> None:
+        """The TCP pool could not connect for these transactions (17.1.4)."""
+        self.process([e for tx_id in tx_ids for e in self._transport_error(tx_id)])
+
+    def _transport_error(self, tx_id: str) -> list[Event]:
+        before = self.layer.stats.udp_fallbacks
+        events = self.layer.transport_error(tx_id, self.now())
+        if self.layer.stats.udp_fallbacks != before:
+            self.metrics.udp_fallbacks.inc()
+        return events
 
     def _act(self, events: list[Event]) -> None:
-        for event in events:
+        """Act on each event; one event's failure (a send error, a TU callback
+        raising) never keeps the others from being acted on."""
+        queue = list(events)
+        for event in queue:
             if isinstance(event, Transmit):
                 if event.retransmission:
                     self.metrics.retransmissions.inc()
-                host, port = event.destination
-                self._send(event.data, event.transport.upper() == "UDP", host, port)
-            elif isinstance(event, RequestReceived):
-                self.metrics.transactions.inc()
-                self._deliver(event)
-            elif isinstance(event, ResponseReceived):
-                callback = self._callbacks.get(event.tx_id)
-                if event.response.status >= 200:
-                    self._callbacks.pop(event.tx_id, None)
-                if callback is not None:
-                    callback(event.response)
-            elif isinstance(event, AckReceived):
-                self.app.handle_ack(event.request)
-            elif isinstance(event, TransactionTimedOut) and event.server:
+                if not self._transmit_event(event):
+                    queue += self._transport_error(event.tx_id)
+                continue
+            try:
+                self._dispatch(event)
+            except Exception:
+                log.exception("error handling %s", type(event).__name__)
+
+    def _transmit_event(self, event: Transmit) -> bool:
+        """Send it; a response over TCP whose connection is gone goes on a new one
+        to its fallback address (RFC 3261 18.2.2). False if it could not be sent."""
+        udp = event.transport.upper() == "UDP"
+        host, port = event.destination
+        try:
+            self._send(event.data, udp, host, port, event.tx_id, event.fallback is None)
+            return True
+        except SendError as exc:
+            if event.fallback is None:
+                log.info("send to %s:%s failed: %s", host, port, exc)
+                return False
+        host, port = event.fallback
+        try:
+            self._send(event.data, udp, host, port, event.tx_id)
+            return True
+        except SendError as exc:
+            log.info("send to %s:%s failed: %s", host, port, exc)
+            return False
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            self.metrics.transactions.inc()
+            self._deliver(event)
+        elif isinstance(event, ResponseReceived):
+            callback = self._callbacks.get(event.tx_id)
+            if event.response.status >= 200:
+                self._callbacks.pop(event.tx_id, None)
+            if callback is not None:
+                callback(event.response)
+        elif isinstance(event, AckReceived):
+            self.app.handle_ack(event.request)
+        elif isinstance(event, TransportFailed):
+            self.metrics.transport_errors.labels("server" if event.server else "client").inc()
+            if event.server:
                 if event.request.method == "INVITE":
-                    self.app.handle_unacked(event.request)
-            elif isinstance(event, TransactionTimedOut):
+                    self.app.handle_unacked(event.request)  # our 2xx cannot reach it
+            else:
                 callback = self._callbacks.pop(event.tx_id, None)
                 if callback is not None:
-                    callback(None)
+                    callback(transport_failure(event.request))
+        elif isinstance(event, TransactionTimedOut) and event.server:
+            if event.request.method == "INVITE":
+                self.app.handle_unacked(event.request)
+        elif isinstance(event, TransactionTimedOut):
+            callback = self._callbacks.pop(event.tx_id, None)
+            if callback is not None:
+                callback(None)
 
     def _deliver(self, event: RequestReceived) -> None:
         transport = "udp" if event.transport.upper() == "UDP" else "tcp"
@@ -241,7 +497,7 @@ class SipStack:
         log.debug("bad input from %s: %s", peer, error)
         response = error_response(error)
         if response is not None:
-            self.transmit(response.to_bytes(), peer)
+            self.transmit(response.to_bytes(), reply_address(response, peer))
 
     def _allowed(self, peer: Peer) -> bool:
         if peer.host in self.exempt or self.limiter.allow(peer.host, self.now()):
@@ -259,7 +515,7 @@ class SipStack:
             if error is not None:
                 if error.status in SYNTAX_ERRORS:
                     self.metrics.parse_errors.inc()
-                self.transmit(error.to_bytes(), peer)
+                self.transmit(error.to_bytes(), reply_address(error, peer))
                 return
         self.process(
             self.layer.receive(message, (peer.host, peer.port), peer.transport.upper(), self.now())

@@ -9,10 +9,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sipfleet.node.focus import Member, peer_of
+from sipfleet.node.focus import Member
 from sipfleet.node.sip import SipResponse
 from sipfleet.node.sip.confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
 from sipfleet.node.sip.ids import new_tag
+from sipfleet.node.sip.target import UnreachableTarget
 
 if TYPE_CHECKING:
     from sipfleet.node.node import Node
@@ -72,10 +73,15 @@ class Subscriptions:
             if contact is None or not contact.uri.lower().startswith(("sip:", "sips:")):
                 ctx.respond(400, [("Warning", '399 sipfleet "SUBSCRIBE needs a SIP Contact"')])
                 return
+            try:
+                target = self._node.stack.target_of(contact.uri, ctx.peer)
+            except UnreachableTarget as exc:
+                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
+                return
             dialog = Member(
                 request.from_.uri,
                 contact.uri,
-                peer_of(contact.uri, ctx.peer.transport),
+                target,
                 request.call_id,
                 request.from_tag or "",
                 new_tag(),
@@ -87,7 +93,10 @@ class Subscriptions:
         sub.expires = expires
         ctx.respond(
             200,
-            [("Expires", str(expires)), ("Contact", f"<{self._node.server_uri}>")],
+            [
+                ("Expires", str(expires)),
+                ("Contact", f"<{self._node.stack.local_uri(self._node.name, ctx.peer)}>"),
+            ],
             to_tag=sub.dialog.local_tag,
         )
         self._notify(sub, full=True)
@@ -132,7 +141,7 @@ class Subscriptions:
         extra = (
             f"Event: conference\r\nSubscription-State: {state}\r\n"
             f"Content-Type: {CONFERENCE_INFO_TYPE}\r\n"
-            f"Contact: <{self._node.server_uri}>\r\n"
+            f"Contact: <{self._node.stack.local_uri(self._node.name, sub.dialog.peer)}>\r\n"
         ).encode()
 
         def done(response: SipResponse | None) -> None:

@@ -31,11 +31,15 @@ class LayerClock:
         self._handle = self._loop.call_at(deadline, self._fire)
 
     def _fire(self) -> None:
+        """Run the due timers; the clock is re-armed whatever `on_events` raises,
+        so one failure never stops retransmissions and timeouts of the others."""
         self._handle, self._armed_at = None, float("inf")
-        events = self._layer.tick(self._loop.time())
-        if events:
-            self._on_events(events)
-        self.rearm()
+        try:
+            events = self._layer.tick(self._loop.time())
+            if events:
+                self._on_events(events)
+        finally:
+            self.rearm()
 
     def close(self) -> None:
         if self._handle is not None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sipfleet.node.admin_api import Conflict, TransferRequest
-from sipfleet.node.focus import Member, Shard, peer_of
+from sipfleet.node.focus import Member, Shard, peer_of, user_of
 from sipfleet.node.s2s import MEMBER
-from sipfleet.node.sdp import inactive_answer
+from sipfleet.node.sdp import SdpError
 from sipfleet.node.sip import Headers, NameAddr, SipParseError, SipRequest, SipResponse, SipUri
 from sipfleet.node.sip.ids import new_branch, new_call_id, new_tag
 from sipfleet.node.sip.replaces import Replaces, refer_target, replaces_in
@@ -155,14 +155,15 @@ class Transfers:
             item.call_id = member.call_id
             self._by_call[item.call_id] = (job, item)
             extra = (
-                f"Refer-To: <{target}>\r\nReferred-By: <{item.shard.uri}>\r\n"
-                f"Contact: <{item.shard.uri}>\r\n"
+                f"Refer-To: <{self._node.stack.uri_for(target, member.peer)}>\r\n"
+                f"Referred-By: <{item.shard.uri}>\r\n"
+                f"Contact: <{self._node.stack.local_uri(user_of(item.shard.uri), member.peer)}>\r\n"
             ).encode()
             self._node.send_in_dialog(member, "REFER", extra, callback=answered)
             return
         # RFC 3891: the tags as the member sees its dialog (its local tag is our remote one)
         replaces = Replaces(member.call_id, member.remote_tag, member.local_tag)
-        refer_to = refer_target(member.contact, replaces)
+        refer_to = refer_target(self._node.stack.uri_for(member.contact, member.peer), replaces)
         item.call_id = new_call_id(self._node.host)
         self._by_call[item.call_id] = (job, item)
         headers = [
@@ -211,7 +212,7 @@ class Transfers:
         if item.state in FINAL:
             return
         self._finish(job, item, "moved")
-        self._node.remove_member(item.shard, item.member, bye=True)
+        self._node.remove_member(item.shard, item.member, bye=True, reason="transferred")
 
     def _fail(self, job: Job, item: Item) -> None:
         if item.state in FINAL:
@@ -293,7 +294,7 @@ class Transfers:
         self, shard: Shard, aor: str, contact: str, replaces: Replaces, report: Any
     ) -> None:
         node, peer, tag = self._node, peer_of(contact), new_tag()
-        via = f"SIP/2.0/{peer.transport.upper()} {node.sent_by};branch={new_branch()}"
+        via = f"SIP/2.0/{peer.transport.upper()} {node.stack.sent_by(peer)};branch={new_branch()}"
         call_id = new_call_id(node.host)
         headers = Headers(
             [
@@ -303,7 +304,7 @@ class Transfers:
                 ("To", f"<{aor}>"),
                 ("Call-ID", call_id),
                 ("CSeq", "1 INVITE"),
-                ("Contact", f"<{shard.uri}>"),
+                ("Contact", f"<{node.stack.local_uri(user_of(shard.uri), peer)}>"),
                 ("Replaces", str(replaces)),
                 ("Supported", "replaces"),
                 ("Allow", "INVITE, ACK, BYE, MESSAGE, NOTIFY, OPTIONS"),
@@ -339,8 +340,11 @@ class Transfers:
         """ACK a 2xx (sent outside any transaction); answer an offer made in the 2xx."""
         body, extra = b"", b""
         if response.body and "sdp" in (response.headers.get("Content-Type") or ""):
-            body = inactive_answer(response.body, self._node.host, 1)
-            extra = b"Content-Type: application/sdp\r\n"
+            try:
+                body = member.media.answer(response.body, self._node.stack.local_host(member.peer))
+                extra = b"Content-Type: application/sdp\r\n"
+            except SdpError:
+                pass  # an offer that does not parse has no answer; the focus carries no media
         member.local_cseq = 0  # the ACK carries the INVITE's CSeq number (1)
-        ack = member.request("ACK", self._node.sent_by, extra, body)
+        ack = member.request("ACK", self._node.stack.sent_by(member.peer), extra, body)
         self._node.stack.transmit(ack.wire, member.peer)

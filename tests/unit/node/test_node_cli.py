@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sipfleet.node.cli import build_parser, parse_config
+from sipfleet.node.presentation import SenderDisplay
 
 ENV = (
     "SIPFLEET_ROLE",
@@ -16,6 +17,7 @@ ENV = (
     "SIPFLEET_ADMIN_PORT",
     "SIPFLEET_TOKEN_FILE",
     "SIPFLEET_TREE_FANOUT",
+    "SIPFLEET_SENDER_DISPLAY",
 )
 
 
@@ -59,6 +61,16 @@ def test_flags_and_defaults(token: Path) -> None:
     assert (config.role, config.name, config.listen) == ("node", "node-1", "127.0.0.11")
     assert (config.sip_port, config.admin_port, config.tree_fanout) == (5060, 8080, 3)
     assert config.token == "s3cret" and level == "INFO"
+    assert config.sender_display is SenderDisplay.AUTO
+
+
+def test_sender_display_by_flag_and_environment(
+    token: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, _ = parse_config(args(token, "--sender-display", "display-name"))
+    assert config.sender_display is SenderDisplay.DISPLAY_NAME
+    monkeypatch.setenv("SIPFLEET_SENDER_DISPLAY", "cpim")
+    assert parse_config(args(token))[0].sender_display is SenderDisplay.CPIM
 
 
 def test_environment(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +93,7 @@ def test_environment(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--sip-port", "70000"], "outside 0..65535"),
         (["--tree-fanout", "0"], "fanout 0"),
         (["--sip-port", "five"], "invalid int value"),
+        (["--sender-display", "loud"], "invalid SenderDisplay value: 'loud'"),
     ],
 )
 def test_bad_values_say_what_is_wrong(

@@ -26,8 +26,8 @@ from sipfleet.node.sip import (
     unescape,
 )
 
-# The torture messages live next to the repository (see DESIGN.md).
-DATA = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "rfc4475"
+# The repository's copy of the torture messages (tests/data/rfc4475/README.md).
+DATA = Path(__file__).resolve().parents[2] / "data" / "rfc4475"
 # The server's policy: what a sipfleet node implements.
 POLICY = Policy(
     accepted_types=frozenset({"application/sdp", "text/plain", "multipart/mixed", "message/cpim"})

@@ -214,7 +214,8 @@ def test_merged_request_gets_482() -> None:
     other_path = wire(request("MESSAGE", "z9hG4bK2"))
     (reply,) = layer.receive(other_path, ("127.0.0.3", 5060), "UDP", 0.1)
     assert isinstance(reply, Transmit) and reply.data.startswith(b"SIP/2.0 482 Loop Detected")
-    assert reply.destination == ("127.0.0.3", 5060) and layer.stats.merged == 1
+    # No rport: to the source address (received) at the sent-by port (18.2.2).
+    assert reply.destination == ("127.0.0.3", 5062) and layer.stats.merged == 1
     in_dialog = wire(request("MESSAGE", "z9hG4bK3", to_tag="t"))
     assert isinstance(layer.receive(in_dialog, PEER, "UDP", 0.2)[0], RequestReceived)
 

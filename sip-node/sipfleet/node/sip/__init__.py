@@ -26,6 +26,9 @@ Messages (message.py)
 
 Header values (uri.py, fields.py, scan.py)
     SipUri.parse(text) -> SipUri(scheme, host, user, password, port, params, headers)
+        (an IPv6 host keeps its brackets; str() brackets one given without)
+    format_host(host) / format_hostport(host, port): IPv6 bracketed (RFC 3261 25.1);
+    address_of(host): socket form, brackets dropped
         sip/sips/tel; other schemes raise SipParseError(416); str() serialises;
         .same_as(other) compares per RFC 3261 19.1.4 (roughly).
     NameAddr.parse(text) -> NameAddr(uri: str, display, params); .tag; .sip_uri; str()
@@ -67,17 +70,22 @@ Transactions (transaction.py) -- RFC 3261 17 + RFC 6026, virtual time
     layer.tick(now) -> list[Event];  layer.next_deadline() -> float | None
     layer.stats: Stats(transactions, retransmissions, absorbed, timeouts,
         merged, stray_responses, dropped) -- plain ints; len(layer) = live transactions
-    Events: Transmit(data, destination, transport, retransmission),
+    layer.transport_error(tx_id, now) -> list[Event]   a send failed (17.1.4):
+        size-driven TCP re-sent over UDP (18.1.1), a closed TCP response
+        connection re-opened to the sent-by port (18.2.2), else TransportFailed
+    Events: Transmit(data, destination, transport, retransmission, tx_id),
         RequestReceived(tx_id, request, source, transport, cancels),
         AckReceived(request, source, transport, tx_id),      (ACK for a 2xx)
         ResponseReceived(tx_id, response, request),
-        TransactionTimedOut(tx_id, request, server)
+        TransactionTimedOut(tx_id, request, server),
+        TransportFailed(tx_id, request, server)
     Behaviour: 100 Trying after 200 ms if an INVITE is unanswered; 2xx to
     INVITE retransmitted (T1 doubling to T2) until the ACK (AckReceived once)
     or Timer L (then TransactionTimedOut: BYE the session); ACK for non-2xx
     absorbed; retransmitted requests re-answered with the last response;
     merged requests (8.2.2.2) answered 482 by the layer; non-2xx ACKs sent by
-    client INVITE transactions; responses go back to the request's source.
+    client INVITE transactions; responses go where the top Via says
+    (via.py: stamp_via, response_route -- RFC 3261 18.2.2, RFC 3581).
     Retransmissions only over UDP.
 
 Dialogs (dialog.py)
@@ -139,7 +147,6 @@ from .scan import parse_params, quote, split_commas, unquote
 from .sipfrag import SIPFRAG_TYPE, build_sipfrag, parse_sipfrag, subscription_state
 from .transaction import (
     AckReceived,
-    Address,
     Event,
     RequestReceived,
     ResponseReceived,
@@ -148,9 +155,11 @@ from .transaction import (
     TransactionLayer,
     TransactionTimedOut,
     Transmit,
+    TransportFailed,
 )
-from .uri import SipUri, unescape
+from .uri import SipUri, address_of, format_host, format_hostport, unescape
 from .validate import DEFAULT_POLICY, KNOWN_METHODS, Policy, check_request
+from .via import Address
 
 __all__ = [
     "CONFERENCE_INFO_TYPE",
@@ -184,13 +193,17 @@ __all__ = [
     "TransactionLayer",
     "TransactionTimedOut",
     "Transmit",
+    "TransportFailed",
     "User",
     "Via",
+    "address_of",
     "build_sipfrag",
     "canonical_name",
     "check_request",
     "conference_info",
     "error_response",
+    "format_host",
+    "format_hostport",
     "incoming_dialog_id",
     "make_cancel",
     "make_response",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from .errors import SipParseError
 from .scan import params_from_parts, parse_params, quote, split_outside
-from .uri import Params, SipUri, format_params, parse_hostport
+from .uri import Params, SipUri, format_hostport, format_params, parse_hostport
 
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
@@ -127,7 +127,8 @@ class Via:
 
     @property
     def sent_by(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
+        """`host[:port]`, an IPv6 host bracketed (RFC 3261 25.1)."""
+        return format_hostport(self.host, self.port)
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"

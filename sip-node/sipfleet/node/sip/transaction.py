@@ -5,9 +5,10 @@ origin of your choice) and timers fire from `tick(now)`. Call `tick` at
 `next_deadline()`. Events come back as lists; the caller sends `Transmit`s
 and hands the rest to its transaction user (TU).
 
-Responses go back to the address the request came from (symmetric, as with
-rport); `received`/`rport` are filled into the top Via (RFC 3261 18.2.1,
-RFC 3581). Retransmission timers run only on unreliable transports (UDP).
+Responses go where RFC 3261 18.2.2 and RFC 3581 say (see `via.response_route`);
+`received`/`rport` are filled into the top Via (RFC 3261 18.2.1, RFC 3581).
+Retransmission timers run only on unreliable transports (UDP). A transport
+that cannot send reports it with `transport_error` (17.1.4, 17.2.4).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from .fields import Via
 from .ids import MAGIC_COOKIE
 from .message import Headers, SipMessage, SipRequest, SipResponse
 from .response import make_response
-
-Address = tuple[str, int]
+from .via import Address, is_reliable, response_route, stamp_via, with_via_transport
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,10 @@ class Transmit:
     destination: Address
     transport: str
     retransmission: bool = False
+    tx_id: str = ""  # the transaction sending it ("" for none): report send errors on it
+    # Reliable transports, responses (RFC 3261 18.2.2): send only on the open connection
+    # to `destination`; if there is none, open one to `fallback` instead.
+    fallback: Address | None = None
 
 
 @dataclass(slots=True)
@@ -95,7 +99,25 @@ class TransactionTimedOut:
     server: bool
 
 
-Event = RequestReceived | AckReceived | ResponseReceived | TransactionTimedOut | Transmit
+@dataclass(slots=True)
+class TransportFailed:
+    """The transport could not send for transaction `tx_id`, which is now
+    terminated (RFC 3261 17.1.4, 17.2.4). A client TU treats it as a 503
+    (8.1.3.1); a server TU treats an INVITE's as an un-ACKed 2xx."""
+
+    tx_id: str
+    request: SipRequest
+    server: bool
+
+
+Event = (
+    RequestReceived
+    | AckReceived
+    | ResponseReceived
+    | TransactionTimedOut
+    | TransportFailed
+    | Transmit
+)
 
 
 @dataclass
@@ -109,6 +131,8 @@ class Stats:
     merged: int = 0  # 482 answers to merged requests (8.2.2.2)
     stray_responses: int = 0
     dropped: int = 0  # unparseable mandatory fields
+    transport_errors: int = 0  # transactions ended by a transport failure
+    udp_fallbacks: int = 0  # size-driven TCP requests re-sent over UDP (18.1.1)
 
 
 # Stands in for the request of a finished non-INVITE transaction, which only
@@ -132,26 +156,22 @@ class _Tx:
     acked: bool = False
     keys: list[tuple[dict[object, str], object]] = field(default_factory=list)
     timers: dict[str, float] = field(default_factory=dict)
+    # Server: where to open a new connection if the request's is gone (18.2.2).
+    # Client: the UDP address to fall back to if a size-driven TCP send fails (18.1.1).
+    fallback: Address | None = None
 
     @property
     def invite(self) -> bool:
         return self.request.method == "INVITE"
 
 
-def _is_reliable(transport: str) -> bool:
-    return transport.upper() != "UDP"
-
-
-def _stamp_via(request: SipRequest, source: Address) -> None:
-    """Add received/rport to the top Via (RFC 3261 18.2.1, RFC 3581)."""
+def _stamp_via(request: SipRequest, source: Address) -> Via:
+    """Add received/rport to the top Via (RFC 3261 18.2.1, RFC 3581); return it."""
     via = request.via
-    params = dict(via.params)
-    if via.host != source[0]:
-        params["received"] = source[0]
-    if "rport" in params and params["rport"] is None:
-        params["rport"] = str(source[1])
-    if params != via.params:
-        request.replace_top_via(Via(via.transport, via.host, via.port, params, via.protocol))
+    stamped = stamp_via(via, source)
+    if stamped is not via:
+        request.replace_top_via(stamped)
+    return stamped
 
 
 def _server_key(request: SipRequest) -> str:
@@ -212,7 +232,7 @@ class TransactionLayer:
     def _receive_request(
         self, request: SipRequest, source: Address, transport: str, now: float
     ) -> list[Event]:
-        _stamp_via(request, source)
+        via = _stamp_via(request, source)
         key = _server_key(request)
         tx = self._txs.get(key)
         if request.method == "ACK":
@@ -220,18 +240,20 @@ class TransactionLayer:
         if tx is not None:
             self.stats.absorbed += 1
             if tx.data and tx.state in ("proceeding", "completed"):
-                return [Transmit(tx.data, tx.peer, tx.transport, retransmission=True)]
+                return [self._transmit(tx, tx.data, True)]
             return []
+        route = response_route(via, source, transport)
         merge_key = None
         if request.to_tag is None:
             merge_key = (request.from_tag, request.call_id, request.cseq)
             if self._merge.get(merge_key, key) != key:
                 self.stats.merged += 1
                 data = make_response(request, 482).to_bytes()
-                return [Transmit(data, source, transport)]
-        reliable = _is_reliable(transport)
+                return [Transmit(data, route.address, transport, fallback=route.fallback)]
+        reliable = is_reliable(transport)
         state = "proceeding" if request.method == "INVITE" else "trying"
-        tx = _Tx(key, request, source, transport, True, state, reliable)
+        tx = _Tx(key, request, route.address, transport, True, state, reliable)
+        tx.fallback = route.fallback
         self._add(tx)
         if merge_key is not None:
             self._index(tx, self._merge, merge_key)
@@ -277,7 +299,7 @@ class TransactionLayer:
         if tx.state not in ("trying", "calling", "proceeding"):
             self.stats.absorbed += 1
             if tx.state == "completed" and tx.ack and status >= 300:
-                return [Transmit(tx.ack, tx.peer, tx.transport, retransmission=True)]
+                return [Transmit(tx.ack, tx.peer, tx.transport, True, tx.id)]
             return []
         if status < 200:
             tx.state = "proceeding"  # Timer E now repeats at T2; Timer A stops
@@ -292,7 +314,7 @@ class TransactionLayer:
         out: list[Event] = []
         if tx.invite:
             tx.ack = _ack_for(tx.request, response).to_bytes()
-            out.append(Transmit(tx.ack, tx.peer, tx.transport))
+            out.append(Transmit(tx.ack, tx.peer, tx.transport, False, tx.id))
             self._linger(tx, "D", 32.0, now)
         else:
             tx.request = _RELEASED
@@ -330,14 +352,23 @@ class TransactionLayer:
             tx.state = "completed"
             tx.request = _RELEASED
             self._linger(tx, "J", 64 * self.timers.t1, now)
-        return [Transmit(tx.data, tx.peer, tx.transport)]
+        return [self._transmit(tx, tx.data)]
 
     def send_request(
-        self, request: SipRequest, destination: Address, transport: str, now: float
+        self,
+        request: SipRequest,
+        destination: Address,
+        transport: str,
+        now: float,
+        *,
+        udp_fallback: bool = False,
     ) -> tuple[str, list[Event]]:
         """Start a client transaction. The request must carry a top Via with
         a fresh RFC 3261 branch (`ids.new_branch()`). Not for ACK (send the
-        ACK for a 2xx yourself, as a `Transmit`)."""
+        ACK for a 2xx yourself, as a `Transmit`). `udp_fallback`: the request
+        goes over TCP only for its size and, should the connection fail, is
+        re-sent over UDP to the same address (RFC 3261 18.1.1). Raises
+        ValueError for an ACK, a missing or reused branch."""
         if request.method == "ACK":
             raise ValueError("ACK is not sent in a transaction; transmit it directly")
         branch = request.via.branch
@@ -346,16 +377,47 @@ class TransactionLayer:
         key = f"{branch}|{request.method}"
         if key in self._txs:
             raise ValueError(f"a client transaction with branch {branch} already exists")
-        reliable = _is_reliable(transport)
+        reliable = is_reliable(transport)
         state = "calling" if request.method == "INVITE" else "trying"
         tx = _Tx(key, request, destination, transport, False, state, reliable)
         tx.data = request.to_bytes()
+        if udp_fallback and reliable:
+            tx.fallback = destination
         self._add(tx)
         self._schedule(tx, "B" if tx.invite else "F", now + 64 * self.timers.t1)
         if not reliable:
-            tx.interval = self.timers.t1
-            self._schedule(tx, "A" if tx.invite else "E", now + tx.interval)
-        return key, [Transmit(tx.data, destination, transport)]
+            self._start_retransmitting(tx, now)
+        return key, [Transmit(tx.data, destination, transport, False, key)]
+
+    def transport_error(self, tx_id: str, now: float) -> list[Event]:
+        """The transport failed to send for transaction `tx_id` (a send raised,
+        or a TCP connection could not be opened or was lost).
+
+        - a client request sent over TCP only for its size is re-sent over UDP
+          (RFC 3261 18.1.1), its top Via saying UDP, with UDP's timers;
+        - otherwise the transaction ends with `TransportFailed` (17.1.4, 17.2.4).
+        (A response whose connection is gone is re-sent to `Transmit.fallback`
+        by the caller before it reports an error here.)
+
+        Unknown or already terminated transactions give []."""
+        tx = self._txs.get(tx_id)
+        if tx is None:
+            return []
+        if tx.fallback is not None and not tx.server:
+            fallback, tx.fallback = tx.fallback, None
+            self.stats.udp_fallbacks += 1
+            tx.transport, tx.reliable, tx.peer = "UDP", False, fallback
+            tx.data = with_via_transport(tx.data, "UDP")
+            self._start_retransmitting(tx, now)
+            return [Transmit(tx.data, tx.peer, tx.transport, False, tx.id)]
+        self._terminate(tx)
+        self.stats.transport_errors += 1
+        return [TransportFailed(tx.id, tx.request, tx.server)]
+
+    def _start_retransmitting(self, tx: _Tx, now: float) -> None:
+        """Arm Timer A (INVITE) or E (others) at T1 for a client transaction on UDP."""
+        tx.interval = self.timers.t1
+        self._schedule(tx, "A" if tx.invite else "E", now + tx.interval)
 
     # -- timers ------------------------------------------------------------------
 
@@ -387,7 +449,7 @@ class TransactionLayer:
         t = self.timers
         if name == "trying":
             tx.data = make_response(tx.request, 100).to_bytes()
-            return [Transmit(tx.data, tx.peer, tx.transport)]
+            return [self._transmit(tx, tx.data)]
         if name in ("A", "E", "G", "2xx"):
             if name == "A":
                 tx.interval *= 2  # Timer A doubles without a cap
@@ -397,7 +459,7 @@ class TransactionLayer:
                 tx.interval = min(tx.interval * 2, t.t2)
             self._schedule(tx, name, now + tx.interval)
             self.stats.retransmissions += 1
-            return [Transmit(tx.data, tx.peer, tx.transport, retransmission=True)]
+            return [Transmit(tx.data, tx.peer, tx.transport, True, tx.id)]
         self._terminate(tx)
         if name in ("B", "F", "H") or (name == "L" and not tx.acked):
             self.stats.timeouts += 1
@@ -405,6 +467,12 @@ class TransactionLayer:
         return []  # D, I, J, K, M, or L after the ACK: just end
 
     # -- bookkeeping ---------------------------------------------------------------
+
+    @staticmethod
+    def _transmit(tx: _Tx, data: bytes, retransmission: bool = False) -> Transmit:
+        """A server transaction's send: over a reliable transport, on the request's
+        connection, else on a new one to the Via's address (RFC 3261 18.2.2)."""
+        return Transmit(data, tx.peer, tx.transport, retransmission, tx.id, tx.fallback)
 
     def _add(self, tx: _Tx) -> None:
         self._txs[tx.id] = tx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
@@ -60,6 +61,44 @@ def parse_hostport(text: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
+def format_host(host: str) -> str:
+    """A host as written in a SIP URI, Via sent-by or Route: an IPv6 address
+    becomes an IPv6reference `[addr]` (RFC 3261 section 25.1, RFC 5118 4.1);
+    a host name, an IPv4 address or an already bracketed reference is unchanged."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def format_hostport(host: str, port: int | None) -> str:
+    """`host[:port]` with IPv6 addresses bracketed (RFC 3261 25.1 hostport), so
+    the port can never be read as part of the address (RFC 5118 4.3, 4.4)."""
+    return format_host(host) if port is None else f"{format_host(host)}:{port}"
+
+
+def address_of(host: str) -> str:
+    """The socket form of a URI/Via host: an IPv6reference loses its brackets
+    (`[::1]` -> `::1`); anything else is returned unchanged."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a host (bracketed or not) spells, or None for a host name."""
+    try:
+        return ipaddress.ip_address(address_of(host))
+    except ValueError:
+        return None
+
+
+def same_address(a: str, b: str) -> bool:
+    """Do two hosts name the same IP address? IPv6 spellings are compared as
+    addresses (`[::1]`, `::1`, `0::1` agree); host names compare case-insensitively."""
+    if a == b:
+        return True
+    ip_a, ip_b = ip_literal(a), ip_literal(b)
+    if ip_a is not None and ip_b is not None:
+        return ip_a == ip_b
+    return address_of(a).lower() == address_of(b).lower()
+
+
 def format_params(params: Params) -> str:
     """Serialise parameters as `;name=value;flag`."""
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
@@ -112,9 +151,9 @@ class SipUri:
         userinfo = ""
         if self.user is not None:
             userinfo = self.user + ("" if self.password is None else ":" + self.password) + "@"
-        port = "" if self.port is None else f":{self.port}"
+        hostport = format_hostport(self.host, self.port)
         headers = f"?{self.headers}" if self.headers else ""
-        return f"{self.scheme}:{userinfo}{self.host}{port}{format_params(self.params)}{headers}"
+        return f"{self.scheme}:{userinfo}{hostport}{format_params(self.params)}{headers}"
 
     def same_as(self, other: SipUri) -> bool:
         """URI equality in the spirit of RFC 3261 19.1.4 (escapes decoded, host
