@@ -123,6 +123,7 @@ def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 scaling={
                     "targetLoad": 0.5,
                     "cooldownSeconds": 2,
+                    "intervalSeconds": 1,  # a pass each second reads a stopping node's count
                     "scaleDownStabilizationSeconds": 600,  # no scale-in in this test
                 },
                 transfer={"mode": "refer", "membersPerSecond": 20},
@@ -343,4 +344,51 @@ def test_a_node_template_change_rolls_every_node_one_at_a_time(grown: Fleet) -> 
         f"\nrollout of 3 nodes: {took:.1f}s, {len(moved)} members moved, at most "
         f"{most_stopping} node stopping at once, 0 lost; mid-rollout message reached "
         f"{len(got_during)}/{MEMBERS} at once"
+    )
+
+
+def test_members_a_too_short_grace_period_cannot_move_are_counted_and_reported(
+    grown: Fleet,
+) -> None:
+    """Last (it loses members on purpose): nodes rolled to a grace period of 3 s,
+    all a stopping node keeps for reporting and closing, so when one is deleted
+    none of its members can move. Each must be counted (Event MembersNotMoved)
+    and told (BYE), never dropped silently."""
+    f = grown
+    settle(f)
+    old_uids = {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")}
+    f.kube.kubectl(
+        "patch",
+        "sipfleet",
+        "dis",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"disruption":{"gracePeriodSeconds":3}}}',
+    )  # the old nodes still have 25 s each: they move their members as they go
+    started = time.monotonic()
+    while {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")} & old_uids:
+        assert time.monotonic() - started < 180, f"rollout stuck: {f.describe()}"
+        time.sleep(1)
+    settle(f)
+    victim, _, on_victim = f.busiest_node()
+    assert on_victim, "no member on a node: nothing to strand"
+    victim_uid = _uid(f, victim)
+    f.kube.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
+    wait_for("the victim to exit", lambda: _uid(f, victim) != victim_uid, timeout=15)
+    settle(f)
+    # Who is still a member: everyone a group message reaches.
+    body = send_group_message(f.main_ip, f.workdir, "after-short-grace")
+    time.sleep(5)
+    stranded = f.members.joined() - f.members.received(body)
+    told = f.members.byes()
+    reported = [m for r, m in events(f.kube, NS) if r == "MembersNotMoved" and victim in m]
+    counted = sum(int(m.split("move ", 1)[1].split(" ", 1)[0]) for m in reported)
+    assert stranded == on_victim, "only the victim's members, and all of them, are cut"
+    assert stranded <= told, f"members cut without a BYE: {stranded - told}"
+    assert counted == len(stranded), f"Events count {counted}, stranded {len(stranded)}"
+    print(
+        f"\ngrace 3 s: delete {victim}: {len(stranded)} members not moved, each told (BYE) "
+        f"and counted in {len(reported)} MembersNotMoved Event(s)"
     )
