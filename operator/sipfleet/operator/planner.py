@@ -127,11 +127,12 @@ def rollout(
     leaving: list[ServerObservation],
     busy: bool,
 ) -> tuple[NodeAction, ...]:
-    """Outdated nodes to stop now for a rolling update (emptiest first).
+    """Outdated nodes of this conference to stop now for a rolling update
+    (emptiest first; ``max_unavailable`` holds per conference).
 
-    Nothing while the fleet is ``busy`` (a node starting, draining or stuck,
-    or metrics stale): one step at a time, each finished before the next.
-    Terminating nodes use up ``max_unavailable``.
+    Nothing while the conference is ``busy`` (a node starting, draining or
+    stuck, metrics stale, the main server not ready): one step at a time,
+    each finished before the next. Terminating nodes use up ``max_unavailable``.
     """
     outdated = [n for n in active if n.outdated and n.ready]
     room = spec.max_unavailable - len(leaving)
@@ -186,7 +187,8 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     gone = {a.server for a in delete}
     draining = [n for n in nodes if n.draining and n.alive and not n.terminating]
     draining = [n for n in draining if n.name not in gone]
-    roll = rollout(spec, active, leaving, bool(starting or stuck or draining or stale))
+    unsettled = starting or stuck or draining or stale or not (main and main.ready)
+    roll = rollout(spec, active, leaving, bool(unsettled))
     rolled = {a.server for a in roll}
     staying = [n for n in active if n.name not in rolled]
     # Nodes still starting may be the replacements an earlier pass created:

@@ -12,6 +12,10 @@ event loop runs on). It ends when no member is left or at the deadline;
 members still here then are counted in ``sipfleet_node_unmoved_members_total``
 and returned, never dropped silently.
 
+Pace: the rates of the jobs it runs add up to at most ``rate``; each job
+REFERs its first member at once, so a step may start up to one member per
+target before the pace applies.
+
 Targets appear while it runs: the operator sees the terminating Pod, starts
 a replacement and pushes routes with it, and the next poll uses them.
 """
@@ -31,8 +35,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 """How often the evacuation looks again at members, transfers and routes."""
-MIN_RATE = 1.0
-"""Members/s: the slowest pace a transfer job is started with."""
+MIN_RATE = 0.01
+"""Members/s: below this much unused rate no new transfer job starts."""
 
 
 def assign(
@@ -124,8 +128,9 @@ class Evacuation:
             if unassigned <= 0 or spare < MIN_RATE:
                 continue
             plan = assign(unassigned, self.node.routes.entries(group), self.node.name, self._taken)
+            share = spare / max(1, len(plan))  # the jobs together stay within the rate
             for target, count in plan:
-                rate = max(MIN_RATE, spare / len(plan))
+                rate = share
                 started = self._start(TransferRequest(group, target, "refer", rate, count))
                 if started is not None:
                     spare -= rate

@@ -472,3 +472,8 @@ def test_no_rolling_update_on_stale_metrics_or_while_draining() -> None:
     assert plan(make_spec(target_load=0.5), stale, settled(1), NOW).roll == ()
     draining = observe(main(10), node("a", 8, outdated=True), node("b", 2, draining=True))
     assert plan(make_spec(target_load=0.5), draining, settled(1), NOW).roll == ()
+
+
+def test_no_rolling_update_while_the_main_server_is_down() -> None:
+    obs = observe(main(10, ready=False), node("a", 8, outdated=True), node("b", 8))
+    assert plan(make_spec(target_load=0.5), obs, settled(2), NOW).roll == ()
