@@ -56,7 +56,7 @@ async def test_sipp_follows_the_advertised_contact_through_a_relay(
     )
     async with main.client() as client:
         shard = await client.ensure_shard(GROUP, 10)
-    assert shard["uri"] == f"sip:conf1-main@{PUBLIC}:{relay_port}"
+    assert shard.uri == f"sip:conf1-main@{PUBLIC}:{relay_port}"
     loop = asyncio.get_running_loop()
     out, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
