@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from sipfleet.node.auth.credentials import CredentialStore
+from sipfleet.node.auth.policy import OPEN, SECURE_DEFAULT, AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
 
 Role = Literal["main", "node"]
@@ -33,6 +35,22 @@ class Config:
     """Graceful-exit budget after SIGTERM (the Pod's terminationGracePeriodSeconds)."""
     drain_rate: float = 50.0
     """Members/s moved to other servers during a graceful exit (the fleet's transfer rate)."""
+    credentials: CredentialStore = field(default_factory=CredentialStore)
+    """Member digest credentials (realm -> user -> algorithm -> HA1), docs/security.md."""
+    default_policy: str = "auto"
+    """Policy of a group the operator set none for: open, authenticated, or auto
+    (authenticated when `credentials` has the domain's realm, else open)."""
+
+    @property
+    def access_default(self) -> AccessPolicy:
+        """The AccessPolicy `default_policy` stands for."""
+        if self.default_policy == "open":
+            return OPEN
+        if self.default_policy == "authenticated" or self.credentials.entries.get(
+            self.domain.lower()
+        ):
+            return SECURE_DEFAULT
+        return OPEN
 
     def __post_init__(self) -> None:
         if self.role not in ("main", "node"):
@@ -63,5 +81,9 @@ class Config:
             raise ConfigError(f"shutdown budget {self.shutdown_seconds} s must not be negative")
         if self.drain_rate <= 0:
             raise ConfigError(f"drain rate {self.drain_rate} members/s must be > 0")
+        if self.default_policy not in ("auto", "open", "authenticated"):
+            raise ConfigError(
+                f"default policy {self.default_policy!r} is not auto, open or authenticated"
+            )
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")

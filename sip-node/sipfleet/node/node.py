@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sipfleet.node.admin_api import TransferRequest
+from sipfleet.node.auth.admission import GUARDED, Admission, Proceed
+from sipfleet.node.auth.guard import Guard
+from sipfleet.node.auth.nonce import NonceIssuer
 from sipfleet.node.config import Config
 from sipfleet.node.focus import Member, Shard, peer_of, shard_uri, user_of
 from sipfleet.node.metrics import NodeMetrics
@@ -75,6 +78,11 @@ class Node:
         self.verifier = Verifier(self.key)
         self.subs = Subscriptions(self)
         self.jobs = Transfers(self)
+        self.admission = Admission(
+            Guard(config.credentials, NonceIssuer.with_random_key()),
+            config.domain.lower(),
+            config.access_default,
+        )
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._by_user: dict[str, Shard] = {}
@@ -89,6 +97,7 @@ class Node:
         stack = SipStack(
             self.config.listen, self.config.sip_port, self, self.metrics, self._limiter
         )
+        stack.lockout = self.admission.guard.lockout
         await stack.start()
         self._stack = stack  # ready from here on
 
@@ -225,7 +234,27 @@ class Node:
         if handler is None:
             ctx.respond(405, [("Allow", ALLOW)])
             return
+        if request.to_tag is None and request.method in GUARDED and not self._admitted(ctx):
+            return
         handler(self, ctx)
+
+    def _admitted(self, ctx: RequestContext) -> bool:
+        """Digest authentication and access policy (auth.admission); False once answered."""
+        group: str | None
+        try:
+            group = self.resolve(ctx.request)[0]
+        except LookupError:
+            group = None
+        outcome = self.admission.admit(
+            ctx.request, group, ctx.peer.host, self.stack.now(), self._is_member
+        )
+        if isinstance(outcome, Proceed):
+            return True
+        if outcome.failure is not None:
+            self.metrics.member_auth_failures.labels(outcome.failure).inc()
+        if outcome.status is not None:
+            ctx.respond(outcome.status, outcome.headers, reason=outcome.reason)
+        return False
 
     def _dialog(self, request: SipRequest) -> tuple[Shard, Member] | None:
         tag = request.to_tag

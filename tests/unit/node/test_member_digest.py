@@ -27,6 +27,7 @@ from sipfleet.node.auth.policy import OPEN, AccessPolicy
 
 REALM = "example.com"
 URI = "sip:team@example.com"
+ALICE = "sip:alice@example.com"
 NOW = 1_800_000_000.0
 STORE = CredentialStore.from_mapping(
     {
@@ -179,7 +180,8 @@ def test_nonce_lifecycle() -> None:
     assert issuer.check("other.org", nonce, NOW) is NonceState.INVALID
     assert NonceIssuer(b"j" * 32).check(REALM, nonce, NOW) is NonceState.INVALID
     head, rand, tag = nonce.split(".")
-    assert issuer.check(REALM, f"{head}.{rand}.{tag[:-1]}0", NOW) in {NonceState.INVALID}
+    flipped = "1" if tag[-1] == "0" else "0"
+    assert issuer.check(REALM, f"{head}.{rand}.{tag[:-1]}{flipped}", NOW) is NonceState.INVALID
     assert issuer.check(REALM, "zz.zz", NOW) is NonceState.INVALID
     assert issuer.issued_at(nonce) == pytest.approx(NOW, abs=0.001)
 
@@ -252,7 +254,7 @@ def test_challenge_offers_sha256_first_and_md5_only_when_allowed(guard: Guard) -
     first = check(guard, [])
     assert isinstance(first, Challenge) and first.reason is None
     assert [f.split("algorithm=")[1].split(",")[0] for f in first.www_authenticate] == [SHA256]
-    both = check(guard, [], policy=AccessPolicy(allow_md5=True))
+    both = check(guard, [], policy=AccessPolicy(algorithms=(SHA256, MD5)))
     assert isinstance(both, Challenge)
     assert ["SHA-256" in f for f in both.www_authenticate] == [True, False]
     assert all('qop="auth"' in f and 'realm="example.com"' in f for f in both.www_authenticate)
@@ -262,7 +264,7 @@ def test_challenge_offers_sha256_first_and_md5_only_when_allowed(guard: Guard) -
     ("kwargs", "policy", "expected"),
     [
         ({}, AccessPolicy(), Accept("sip:alice@example.com")),
-        ({"algorithm": MD5}, AccessPolicy(allow_md5=True), Accept("sip:alice@example.com")),
+        ({"algorithm": MD5}, AccessPolicy(algorithms=(SHA256, MD5)), Accept(ALICE)),
         ({"algorithm": MD5}, AccessPolicy(), "algorithm"),
         ({"password": "wrong"}, AccessPolicy(), "bad_response"),
         ({"user": "mallory"}, AccessPolicy(), "unknown_user"),
@@ -317,7 +319,8 @@ def test_repeated_failures_lock_the_source_out() -> None:
     guard = Guard(STORE, NonceIssuer(b"k" * 32), lockout=Lockout(max_failures=3))
     nonce = nonce_of(check(guard, []))
     verdicts = [check(guard, [authorization(nonce, password=f"guess{i}")]) for i in range(3)]
-    assert [type(v) for v in verdicts] == [Challenge, Challenge, Drop]
+    assert [type(v) for v in verdicts] == [Challenge, Challenge, Challenge]
+    assert guard.lockout.locked("192.0.2.1", NOW)
     # Even the right password is dropped while locked; another source is not affected.
     assert isinstance(check(guard, [authorization(nonce)]), Drop)
     assert isinstance(check(guard, [authorization(nonce)], source="192.0.2.2"), Accept)
@@ -352,3 +355,22 @@ def test_credentials_file_roundtrip(tmp_path: Path) -> None:
 def test_bad_credentials_are_refused(data: object) -> None:
     with pytest.raises(CredentialsError):
         CredentialStore.from_mapping(data)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"algorithms": ()}, {"algorithms": (MD5, SHA256)}, {"algorithms": ("SHA-1",)},
+     {"algorithms": (SHA256, SHA256)}, {"mode": "closed"}],
+)  # fmt: skip
+def test_bad_policies_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        AccessPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_md5_only_policy_challenges_md5_alone(guard: Guard) -> None:
+    policy = AccessPolicy(algorithms=(MD5,))
+    first = check(guard, [], policy=policy)
+    assert isinstance(first, Challenge) and len(first.www_authenticate) == 1
+    assert "algorithm=MD5" in first.www_authenticate[0]
+    sha = check(guard, [authorization(nonce_of(first))], policy=policy)
+    assert isinstance(sha, Challenge) and sha.reason == "algorithm"

@@ -12,7 +12,9 @@ Authorization fields (RFC 3261 22.1-22.4, RFC 7616 3.3-3.5):
 - a malformed Authorization or a `uri` that is not the Request-URI: 400
   (RFC 7616 3.4.6);
 - authenticated but not on the allow-list: 403 (RFC 3261 21.4.4);
-- a source locked out after repeated failures: dropped, no answer.
+- a source locked out after repeated failures: dropped, no answer (the
+  transport drops its requests before they open a transaction; `Drop` only
+  reaches a request already in flight).
 
 An unknown user is checked against a dummy HA1 so that it costs and answers
 the same as a wrong password. Every failure carries a `reason` for the
@@ -136,9 +138,8 @@ class Guard:
             if verdict.identity is not None and not policy.permits(verdict.identity):
                 return Refuse(403, "not_allowed")
             return verdict
-        reason = verdict.reason
-        if reason in _LOCKING and self.lockout.fail(source, now):
-            return Drop()
+        if verdict.reason in _LOCKING:
+            self.lockout.fail(source, now)  # the lock applies to the requests that follow
         return verdict
 
     def _authenticate(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .digest import MD5, SHA256
+from .digest import ALGORITHMS, SHA256
 
 Mode = Literal["open", "authenticated", "allowlist"]
 
@@ -25,19 +25,26 @@ def aor(user: str, host: str) -> str:
 class AccessPolicy:
     """The access policy of one conference.
 
-    `allow` holds AORs (`sip:user@host`) for mode allowlist; `allow_md5` lets
-    members answer an MD5 challenge besides SHA-256 (RFC 8760 leaves MD5 for
-    backward compatibility only).
+    `allow` holds AORs (`sip:user@host`) for mode allowlist. `algorithms` are
+    the digest algorithms members may answer with, challenged in this order:
+    SHA-256 alone by default; (SHA-256, MD5) lets older phones in (RFC 8760
+    keeps MD5 for backward compatibility only); (MD5,) is for clients that
+    take the first challenge even when they cannot compute it (sipp 3.6).
+    Raises ValueError for an empty, unknown or SHA-256-after-MD5 list.
     """
 
     mode: Mode = "authenticated"
     allow: frozenset[str] = field(default_factory=frozenset)
-    allow_md5: bool = False
+    algorithms: tuple[str, ...] = (SHA256,)
 
-    @property
-    def algorithms(self) -> tuple[str, ...]:
-        """Algorithms to challenge with, SHA-256 first (RFC 8760 2.4)."""
-        return (SHA256, MD5) if self.allow_md5 else (SHA256,)
+    def __post_init__(self) -> None:
+        if self.mode not in ("open", "authenticated", "allowlist"):
+            raise ValueError(f"mode {self.mode!r} is not open, authenticated or allowlist")
+        if not self.algorithms or any(a not in ALGORITHMS for a in self.algorithms):
+            raise ValueError(f"algorithms {self.algorithms!r} must be SHA-256 and/or MD5")
+        ordered = tuple(a for a in ALGORITHMS if a in self.algorithms)
+        if ordered != self.algorithms:
+            raise ValueError("algorithms must be listed once each, SHA-256 first (RFC 8760 2.4)")
 
     def permits(self, identity: str) -> bool:
         """Whether an authenticated AOR may use the conference."""
