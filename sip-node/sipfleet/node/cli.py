@@ -75,6 +75,13 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         "access policy of groups the operator set none for: open, authenticated or auto "
         "(authenticated when the credentials cover the domain)",
     ),
+    (
+        "--nonce-seconds",
+        "SIPFLEET_NONCE_SECONDS",
+        float,
+        300.0,
+        "seconds a digest nonce stays valid before members are challenged with stale=true",
+    ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
 

@@ -38,6 +38,8 @@ class Config:
     credentials: CredentialStore = field(default_factory=CredentialStore)
     """Member digest credentials (realm -> user -> algorithm -> HA1), docs/security.md."""
     default_policy: str = "auto"
+    nonce_seconds: float = 300.0
+    """How long a digest nonce stays valid (RFC 7616 3.3); then the answer is stale=true."""
     """Policy of a group the operator set none for: open, authenticated, or auto
     (authenticated when `credentials` has the domain's realm, else open)."""
 
@@ -85,5 +87,7 @@ class Config:
             raise ConfigError(
                 f"default policy {self.default_policy!r} is not auto, open or authenticated"
             )
+        if self.nonce_seconds <= 0:
+            raise ConfigError(f"nonce lifetime {self.nonce_seconds} s must be > 0")
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")

@@ -79,7 +79,7 @@ class Node:
         self.subs = Subscriptions(self)
         self.jobs = Transfers(self)
         self.admission = Admission(
-            Guard(config.credentials, NonceIssuer.with_random_key()),
+            Guard(config.credentials, NonceIssuer.with_random_key(config.nonce_seconds)),
             config.domain.lower(),
             config.access_default,
         )

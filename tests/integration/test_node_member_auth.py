@@ -1,0 +1,281 @@
+"""Member digest authentication against a real sipfleet-node: PJSIP and sipp members with
+credentials, and the RFC's answer to a wrong password, a replayed or expired nonce, a
+spoofed From, a non-member SUBSCRIBE and a missing group; sipvicious svwar and svcrack
+find nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from node_harness import Fleet, NodeProc, eventually
+from sipfleet.node.auth.digest import MD5, SHA256, Credentials, expected_response, ha1
+from sipfleet.node.sip import SipResponse, parse_message
+
+pytestmark = pytest.mark.integration
+
+GROUP = "sip:conf1@example.com"
+REALM = "example.com"
+PASSWORDS = {"alice": "alice-secret-7", "bob": "bob-secret-9"}
+PHONE = Path(__file__).parent / "auth_phone.py"
+
+
+def credentials_file(tmp: Path) -> Path:
+    """realm -> user -> algorithm -> HA1, as the operator mounts it from a Secret."""
+    data = {
+        REALM: {
+            user: {a: ha1(a, user, REALM, password) for a in (SHA256, MD5)}
+            for user, password in PASSWORDS.items()
+        }
+    }
+    path = tmp / "credentials.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+async def protected_node(fleet: Fleet, tmp: Path, host: str, *extra: str) -> NodeProc:
+    node = await fleet.start(
+        "main", host, "main", "--credentials-file", str(credentials_file(tmp)), *extra
+    )
+    async with node.client() as client:
+        await client.ensure_shard(GROUP, 50)
+    return node
+
+
+async def auth_failures(node: NodeProc) -> dict[str, float]:
+    prefix = 'sipfleet_node_auth_failures_total{reason="'
+    return {
+        k[len(prefix) : -2]: v for k, v in (await node.metrics()).items() if k.startswith(prefix)
+    }
+
+
+# --- a raw UDP client, to say exactly what a hostile or replaying peer says -------------------
+
+
+@dataclass
+class Raw:
+    """One UDP socket on 127.0.0.1 sending hand-made requests to a node."""
+
+    node: NodeProc
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(3.0)
+        self.port = self.sock.getsockname()[1]
+
+    def request(
+        self,
+        method: str,
+        user: str = "conf1",
+        sender: str = "sip:alice@example.com",
+        authorization: str | None = None,
+        headers: tuple[str, ...] = (),
+    ) -> tuple[str, bytes]:
+        uri = f"sip:{user}@{self.node.target}"
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(8)}",
+            f"From: <{sender}>;tag={secrets.token_hex(4)}",
+            f"To: <{uri}>",
+            f"Call-ID: {secrets.token_hex(8)}",
+            f"CSeq: 1 {method}",
+            "Max-Forwards: 70",
+            f"Contact: <sip:x@127.0.0.1:{self.port}>",
+            *headers,
+        ]
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        body = b"hello" if method == "MESSAGE" else b""
+        if body:
+            lines.append("Content-Type: text/plain")
+        lines.append(f"Content-Length: {len(body)}")
+        return uri, ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def send(self, data: bytes) -> SipResponse | None:
+        """Send and wait for the first final response (None: nothing within 3 s)."""
+
+        def exchange() -> SipResponse | None:
+            self.sock.sendto(data, (self.node.host, self.node.sip_port))
+            while True:
+                try:
+                    raw, _ = self.sock.recvfrom(65535)
+                except TimeoutError:
+                    return None
+                message = parse_message(raw)
+                if isinstance(message, SipResponse) and message.status >= 200:
+                    return message
+
+        return await asyncio.to_thread(exchange)
+
+    async def challenge(self, method: str, user: str = "conf1") -> tuple[SipResponse, str]:
+        response = await self.send(self.request(method, user)[1])
+        assert response is not None and response.status == 401, response
+        field = response.headers.get_all("WWW-Authenticate")[0]
+        return response, field.split('nonce="')[1].split('"')[0]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def answer(
+    nonce: str,
+    uri: str,
+    method: str,
+    user: str = "alice",
+    password: str | None = None,
+    nc: int = 1,
+) -> str:
+    """The Authorization a client computes for qop=auth, SHA-256 (RFC 7616 3.4)."""
+    secret = PASSWORDS[user] if password is None else password
+    creds = Credentials(user, REALM, nonce, uri, "", SHA256, "abcd", nc, f"{nc:08x}", None)
+    digest = expected_response(ha1(SHA256, user, REALM, secret), method, creds)
+    return (
+        f'Digest username="{user}", realm="{REALM}", nonce="{nonce}", uri="{uri}", '
+        f'response="{digest}", algorithm=SHA-256, cnonce="abcd", qop=auth, nc={nc:08x}'
+    )
+
+
+@pytest.fixture
+async def raw_node(fleet: Fleet, tmp_path: Path):  # type: ignore[no-untyped-def]
+    node = await protected_node(fleet, tmp_path, "127.0.0.61", "--nonce-seconds", "2")
+    raw = Raw(node)
+    yield raw
+    raw.close()
+
+
+# --- PJSIP: a real phone's digest (SHA-256) ----------------------------------------------------
+
+
+async def phone(node: NodeProc, user: str, password: str, send: str = "", seconds: float = 4.0):  # type: ignore[no-untyped-def]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(PHONE), "--group", f"sip:conf1@{node.target}", "--user", user,
+        "--password", password, "--send", send, "--seconds", str(seconds),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return proc
+
+
+async def events(
+    proc: asyncio.subprocess.Process, timeout: float = 30.0
+) -> list[dict[str, object]]:
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    return [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+
+
+async def test_pjsua_members_join_and_chat_with_sha256_digest(fleet: Fleet, tmp_path: Path) -> None:
+    pytest.importorskip("pjsua2")
+    node = await protected_node(fleet, tmp_path, "127.0.0.62")
+    bob = await phone(node, "bob", PASSWORDS["bob"], seconds=8.0)
+    await eventually(lambda: _members(node, 1), 15, "bob joined")
+    alice = await phone(node, "alice", PASSWORDS["alice"], send="hello team", seconds=4.0)
+    alice_events, bob_events = await events(alice), await events(bob)
+    assert {"event": "call", "state": "CONFIRMED", "status": 200} in alice_events, alice_events
+    assert {"event": "sent", "status": 200} in alice_events, alice_events
+    received = [e for e in bob_events if e["event"] == "received"]
+    # The sender bob sees is alice as she authenticated (docs/media-and-messages.md).
+    assert len(received) == 1, bob_events
+    assert received[0]["body"] == "alice: hello team", received  # phones without CPIM: prefix
+    metrics = await node.metrics()
+    assert metrics["sipfleet_node_messages_in_total"] == 1
+    assert await auth_failures(node) == {}  # the first challenges are not failures
+
+
+async def _members(node: NodeProc, count: int) -> bool:
+    return await node.members(GROUP) == count
+
+
+async def test_pjsua_wrong_password_is_challenged_again_and_never_joins(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    pytest.importorskip("pjsua2")
+    node = await protected_node(fleet, tmp_path, "127.0.0.63")
+    proc = await phone(node, "alice", "not-her-password", seconds=3.0)
+    got = await events(proc)
+    calls = [e for e in got if e["event"] == "call"]
+    assert calls and calls[-1]["status"] == 401, calls
+    assert await node.members(GROUP) == 0
+    assert (await auth_failures(node)).get("bad_response", 0) >= 1
+
+
+# --- the RFC's answers, message by message ------------------------------------------------------
+
+
+async def test_missing_and_protected_groups_get_the_same_challenge(raw_node: Raw) -> None:
+    protected, _ = await raw_node.challenge("INVITE", "conf1")
+    missing, nonce = await raw_node.challenge("INVITE", "nosuchgroup")
+
+    def shape(response: SipResponse) -> list[str]:
+        return [v.split("nonce=")[0] for v in response.headers.get_all("WWW-Authenticate")]
+
+    assert (protected.status, protected.reason) == (missing.status, missing.reason)
+    assert shape(protected) == shape(missing)
+    # Only a member who authenticated learns that the group does not exist.
+    uri, data = raw_node.request("INVITE", "nosuchgroup")
+    _, data = raw_node.request("INVITE", "nosuchgroup", authorization=answer(nonce, uri, "INVITE"))
+    response = await raw_node.send(data)
+    assert response is not None and response.status == 404
+
+
+async def test_replayed_nonce_count_is_challenged_again(raw_node: Raw) -> None:
+    _, nonce = await raw_node.challenge("MESSAGE")
+    uri = f"sip:conf1@{raw_node.node.target}"
+    field = answer(nonce, uri, "MESSAGE")
+    # alice is authenticated but not a member yet: 403 Not A Member, past authentication.
+    first = await raw_node.send(raw_node.request("MESSAGE", authorization=field)[1])
+    assert first is not None and first.status == 403
+    replay = await raw_node.send(raw_node.request("MESSAGE", authorization=field)[1])
+    assert replay is not None and replay.status == 401
+    assert "stale" not in replay.headers.get_all("WWW-Authenticate")[0]
+    assert (await auth_failures(raw_node.node)).get("replayed") == 1
+
+
+async def test_expired_nonce_gets_stale_true(raw_node: Raw) -> None:
+    _, nonce = await raw_node.challenge("MESSAGE")
+    await asyncio.sleep(2.5)  # the node runs with --nonce-seconds 2
+    uri = f"sip:conf1@{raw_node.node.target}"
+    response = await raw_node.send(
+        raw_node.request("MESSAGE", authorization=answer(nonce, uri, "MESSAGE"))[1]
+    )
+    assert response is not None and response.status == 401
+    assert response.headers.get_all("WWW-Authenticate")[0].endswith("stale=true")
+    assert (await auth_failures(raw_node.node)).get("stale_nonce") == 1
+
+
+async def test_spoofed_from_is_forbidden(raw_node: Raw) -> None:
+    _, nonce = await raw_node.challenge("MESSAGE")
+    uri = f"sip:conf1@{raw_node.node.target}"
+    _, data = raw_node.request(
+        "MESSAGE", sender="sip:bob@example.com", authorization=answer(nonce, uri, "MESSAGE")
+    )
+    response = await raw_node.send(data)
+    assert response is not None and response.status == 403
+    assert (await auth_failures(raw_node.node)).get("from_mismatch") == 1
+    assert (await raw_node.node.metrics())["sipfleet_node_messages_in_total"] == 0
+
+
+async def test_non_member_subscribe_to_the_roster_is_forbidden(raw_node: Raw) -> None:
+    _, nonce = await raw_node.challenge("SUBSCRIBE")
+    uri = f"sip:conf1@{raw_node.node.target}"
+    _, data = raw_node.request(
+        "SUBSCRIBE",
+        authorization=answer(nonce, uri, "SUBSCRIBE"),
+        headers=("Event: conference", "Expires: 60", "Accept: application/conference-info+xml"),
+    )
+    response = await raw_node.send(data)
+    assert response is not None and response.status == 403 and not response.body
+    assert (await auth_failures(raw_node.node)).get("not_member") == 1
+
+
+async def test_unauthenticated_roster_subscribe_is_challenged(raw_node: Raw) -> None:
+    _, data = raw_node.request("SUBSCRIBE", headers=("Event: conference", "Expires: 60"))
+    response = await raw_node.send(data)
+    assert response is not None and response.status == 401 and not response.body
