@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from node_harness import Fleet, NodeProc, eventually
+from node_harness import Fleet, NodeProc, eventually, free_port
 from sipfleet.node.auth.digest import MD5, SHA256, Credentials, expected_response, ha1
 from sipfleet.node.sip import SipResponse, parse_message
 
@@ -279,3 +279,53 @@ async def test_unauthenticated_roster_subscribe_is_challenged(raw_node: Raw) -> 
     _, data = raw_node.request("SUBSCRIBE", headers=("Event: conference", "Expires: 60"))
     response = await raw_node.send(data)
     assert response is not None and response.status == 401 and not response.body
+
+
+# --- sipvicious: what issue 12's reporter ran -----------------------------------------------------
+
+SVWAR = Path(sys.executable).parent / "sipvicious_svwar"
+SVCRACK = Path(sys.executable).parent / "sipvicious_svcrack"
+NUMBERED = "sip:4242@example.com"
+
+
+def sipvicious(tool: Path, *args: str, timeout: float = 90.0) -> str:
+    """Run a sipvicious tool from 127.0.0.1 (a free local port), bounded in time."""
+    if not tool.exists():
+        pytest.skip(f"{tool.name} is not installed (pip install sipvicious)")
+    port = free_port("127.0.0.1")
+    done = subprocess.run(
+        [str(tool), "-b", "127.0.0.1", "-P", str(port), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+async def numbered_group(fleet: Fleet, tmp: Path, host: str, *extra: str) -> NodeProc:
+    node = await fleet.start("main", host, "main", *extra)
+    async with node.client() as client:
+        await client.ensure_shard(NUMBERED, 10)
+    return node
+
+
+def svwar(node: NodeProc, method: str) -> str:
+    return sipvicious(
+        SVWAR, "--force", "-m", method, "-e", "4200-4299", "-p", str(node.sip_port),
+        "--domain", "example.com", node.host,
+    )  # fmt: skip
+
+
+async def test_svwar_enumerates_an_open_server(fleet: Fleet, tmp_path: Path) -> None:
+    # The reproduction from issue 12, so the next test is known to be able to fail.
+    node = await numbered_group(fleet, tmp_path, "127.0.0.64")
+    assert "| 4242" in await asyncio.to_thread(svwar, node, "INVITE")
+
+
+@pytest.mark.parametrize("method", ["INVITE", "OPTIONS", "REGISTER"])
+async def test_svwar_finds_nothing_on_a_protected_server(
+    fleet: Fleet, tmp_path: Path, method: str
+) -> None:
+    node = await numbered_group(
+        fleet, tmp_path, "127.0.0.65", "--credentials-file", str(credentials_file(tmp_path))
+    )
+    out = await asyncio.to_thread(svwar, node, method)
+    assert "4242" not in out and "found nothing" in out, out

@@ -82,6 +82,20 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         300.0,
         "seconds a digest nonce stays valid before members are challenged with stale=true",
     ),
+    (
+        "--lockout-failures",
+        "SIPFLEET_LOCKOUT_FAILURES",
+        int,
+        10,
+        "member authentication failures within a minute that lock a source out",
+    ),
+    (
+        "--lockout-seconds",
+        "SIPFLEET_LOCKOUT_SECONDS",
+        float,
+        300.0,
+        "seconds a locked-out source's requests are dropped",
+    ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
 

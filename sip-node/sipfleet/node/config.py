@@ -40,6 +40,10 @@ class Config:
     default_policy: str = "auto"
     nonce_seconds: float = 300.0
     """How long a digest nonce stays valid (RFC 7616 3.3); then the answer is stale=true."""
+    lockout_failures: int = 10
+    """Authentication failures within a minute that lock a source out."""
+    lockout_seconds: float = 300.0
+    """How long a locked-out source's requests are dropped."""
     """Policy of a group the operator set none for: open, authenticated, or auto
     (authenticated when `credentials` has the domain's realm, else open)."""
 
@@ -87,6 +91,8 @@ class Config:
             raise ConfigError(
                 f"default policy {self.default_policy!r} is not auto, open or authenticated"
             )
+        if self.lockout_failures < 1 or self.lockout_seconds <= 0:
+            raise ConfigError("lockout needs failures >= 1 and seconds > 0")
         if self.nonce_seconds <= 0:
             raise ConfigError(f"nonce lifetime {self.nonce_seconds} s must be > 0")
         if self.rate_limit <= 0 or self.rate_burst < 1:

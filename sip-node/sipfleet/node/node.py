@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.auth.admission import GUARDED, Admission, Proceed
 from sipfleet.node.auth.guard import Guard
+from sipfleet.node.auth.lockout import Lockout
 from sipfleet.node.auth.nonce import NonceIssuer
 from sipfleet.node.config import Config
 from sipfleet.node.focus import Member, Shard, peer_of, shard_uri, user_of
@@ -79,7 +80,11 @@ class Node:
         self.subs = Subscriptions(self)
         self.jobs = Transfers(self)
         self.admission = Admission(
-            Guard(config.credentials, NonceIssuer.with_random_key(config.nonce_seconds)),
+            Guard(
+                config.credentials,
+                NonceIssuer.with_random_key(config.nonce_seconds),
+                lockout=Lockout(config.lockout_failures, duration=config.lockout_seconds),
+            ),
             config.domain.lower(),
             config.access_default,
         )
