@@ -193,6 +193,7 @@ class Sipp:
     timeout: int = 60
     keys: dict[str, str] = field(default_factory=dict)  # -key name value (scenario [name])
     port: int = 0  # local SIP port; 0 = any free one
+    extra: tuple[str, ...] = ()  # more sipp options, e.g. ("-au", user, "-ap", password)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Sipp:
@@ -238,6 +239,7 @@ class Sipp:
                 str(self._stat),
                 "-fd",
                 "1",
+                *self.extra,
             ],
             stdout=self._out.open("wb"),
             stderr=subprocess.STDOUT,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from node_harness import Fleet, NodeProc, eventually, free_port
+from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
 from sipfleet.node.auth.digest import MD5, SHA256, Credentials, expected_response, ha1
 from sipfleet.node.sip import SipResponse, parse_message
 
@@ -65,10 +65,11 @@ class Raw:
     """One UDP socket on 127.0.0.1 sending hand-made requests to a node."""
 
     node: NodeProc
+    source: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((self.source, 0))
         self.sock.settimeout(3.0)
         self.port = self.sock.getsockname()[1]
 
@@ -83,13 +84,13 @@ class Raw:
         uri = f"sip:{user}@{self.node.target}"
         lines = [
             f"{method} {uri} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(8)}",
+            f"Via: SIP/2.0/UDP {self.source}:{self.port};branch=z9hG4bK{secrets.token_hex(8)}",
             f"From: <{sender}>;tag={secrets.token_hex(4)}",
             f"To: <{uri}>",
             f"Call-ID: {secrets.token_hex(8)}",
             f"CSeq: 1 {method}",
             "Max-Forwards: 70",
-            f"Contact: <sip:x@127.0.0.1:{self.port}>",
+            f"Contact: <sip:x@{self.source}:{self.port}>",
             *headers,
         ]
         if authorization:
@@ -103,15 +104,21 @@ class Raw:
     async def send(self, data: bytes) -> SipResponse | None:
         """Send and wait for the first final response (None: nothing within 3 s)."""
 
+        call_id = data.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+
         def exchange() -> SipResponse | None:
             self.sock.sendto(data, (self.node.host, self.node.sip_port))
-            while True:
+            while True:  # skip retransmitted answers to earlier (unACKed) INVITEs
                 try:
                     raw, _ = self.sock.recvfrom(65535)
                 except TimeoutError:
                     return None
                 message = parse_message(raw)
-                if isinstance(message, SipResponse) and message.status >= 200:
+                if (
+                    isinstance(message, SipResponse)
+                    and message.status >= 200
+                    and message.call_id == call_id
+                ):
                     return message
 
         return await asyncio.to_thread(exchange)
@@ -329,3 +336,84 @@ async def test_svwar_finds_nothing_on_a_protected_server(
     )
     out = await asyncio.to_thread(svwar, node, method)
     assert "4242" not in out and "found nothing" in out, out
+
+
+# --- sipp: MD5 digest for a group that allows only MD5 (sipp 3.6 computes nothing else) ----------
+
+MD5_ONLY = {"policy": "authenticated", "algorithms": ["MD5"]}
+
+
+async def test_sipp_members_join_and_post_with_md5_digest(
+    fleet: Fleet, tmp_path: Path, sipp: SippFactory
+) -> None:
+    node = await fleet.start(
+        "main", "127.0.0.66", "main", "--credentials-file", str(credentials_file(tmp_path))
+    )
+    async with node.client() as client:
+        await client.ensure_shard(GROUP, 50, MD5_ONLY)
+    auth_uri = ("-auth_uri", f"conf1@{node.target}")  # else sipp's uri is remote_ip:port
+    peer = sipp(
+        "auth_member.xml", node.target, "conf1", "alice",
+        extra=("-au", "alice", "-ap", PASSWORDS["alice"], *auth_uri),
+    )  # fmt: skip
+    assert await peer.wait() == 0, peer.report()
+    metrics = await node.metrics()
+    assert metrics["sipfleet_node_messages_in_total"] == 1
+    assert await auth_failures(node) == {}
+    wrong = sipp(
+        "auth_member.xml", node.target, "conf1", "bob",
+        extra=("-au", "bob", "-ap", "no", *auth_uri), timeout=5,
+    )  # fmt: skip
+    assert await wrong.wait() != 0  # its second INVITE gets another 401, not the 200 it expects
+    assert (await auth_failures(node)).get("bad_response", 0) >= 1
+    assert await node.members(GROUP) == 0
+
+
+# --- svcrack and the lockout ---------------------------------------------------------------------
+
+
+def svcrack(node: NodeProc, dictionary: Path) -> str:
+    return sipvicious(
+        SVCRACK, "-u", "alice", "-d", str(dictionary), "-m", "INVITE",
+        "--requesturi", f"sip:conf1@{node.target}", "--domain", "example.com",
+        "-p", str(node.sip_port), "--maximumtime", "5", node.host,
+    )  # fmt: skip
+
+
+async def test_svcrack_cracks_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    # svcrack 0.3.8 computes MD5 only and takes the first challenge, so the group allows
+    # MD5 alone; the right password is the 31st guess. svcrack's digest uri is
+    # sip:<domain>, not the Request-URI it sends: 400 (RFC 7616 3.4.6), which svcrack
+    # does not expect and stops; a failure that counts towards the lockout.
+    node = await fleet.start(
+        "main", "127.0.0.67", "main", "--credentials-file", str(credentials_file(tmp_path))
+    )
+    async with node.client() as client:
+        await client.ensure_shard(GROUP, 50, MD5_ONLY)
+    dictionary = tmp_path / "guesses.txt"
+    dictionary.write_text("".join(f"guess{i}\n" for i in range(30)) + PASSWORDS["alice"] + "\n")
+    out = await asyncio.to_thread(svcrack, node, dictionary)
+    assert PASSWORDS["alice"] not in out and "found nothing" in out, out
+    assert (await auth_failures(node)).get("uri_mismatch", 0) >= 1  # its guesses arrived
+    assert await node.members(GROUP) == 0
+
+
+async def test_guessing_source_is_locked_out_even_with_the_right_password(
+    raw_node: Raw,
+) -> None:
+    uri = f"sip:conf1@{raw_node.node.target}"
+    for i in range(10):  # --lockout-failures defaults to 10 a minute
+        _, nonce = await raw_node.challenge("INVITE")
+        _, data = raw_node.request(
+            "INVITE", authorization=answer(nonce, uri, "INVITE", password=f"g{i}")
+        )
+        response = await raw_node.send(data)
+        assert response is not None and response.status == 401
+    assert await raw_node.send(raw_node.request("INVITE")[1]) is None  # dropped, no answer
+    other = Raw(raw_node.node, "127.0.0.2")  # another source is still served
+    try:
+        _, nonce = await other.challenge("INVITE")
+    finally:
+        other.close()
+    failed = await auth_failures(raw_node.node)
+    assert failed.get("bad_response") == 10 and failed.get("locked_out", 0) >= 1, failed

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.metrics import CONTENT_TYPE, NodeMetrics
 from sipfleet.node.openapi import OPENAPI
 from sipfleet.node.routes import Groups, RoutesError, StaleGeneration, parse_routes
@@ -38,7 +39,9 @@ class Control(Protocol):
 
     def ready(self) -> bool: ...
     def state(self) -> dict[str, Any]: ...
-    def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]: ...
+    def ensure_shard(
+        self, group: str, capacity: int, access: AccessPolicy | None = None
+    ) -> tuple[dict[str, Any], bool]: ...
     async def delete_shard(self, group: str) -> dict[str, Any]: ...
     def put_routes(self, generation: int, groups: Groups) -> None: ...
     def start_transfer(self, request: TransferRequest) -> dict[str, Any]: ...
@@ -155,7 +158,8 @@ def build_app(control: Control, token: str) -> web.Application:
     @routes.post("/v1/shards")
     async def ensure_shard(request: web.Request) -> web.Response:
         body = await _json_object(request)
-        shard, created = control.ensure_shard(_group(body), _positive_int(body, "capacity"))
+        access = AccessPolicy.from_json(body["access"]) if "access" in body else None
+        shard, created = control.ensure_shard(_group(body), _positive_int(body, "capacity"), access)
         return web.json_response(shard, status=201 if created else 200)
 
     @routes.delete("/v1/shards")

@@ -92,10 +92,15 @@ class AdminClient:
     async def metrics(self) -> str:
         return str(await self._request("GET", "/metrics"))
 
-    async def ensure_shard(self, group: str, capacity: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request(
-            "POST", "/v1/shards", {"group": group, "capacity": capacity}
-        )
+    async def ensure_shard(
+        self, group: str, capacity: int, access: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create the group's shard (idempotent); `access` is its policy, e.g.
+        {"policy": "authenticated", "algorithms": ["SHA-256"]} (docs/security.md)."""
+        body: dict[str, Any] = {"group": group, "capacity": capacity}
+        if access is not None:
+            body["access"] = access
+        result: dict[str, Any] = await self._request("POST", "/v1/shards", body)
         return result
 
     async def delete_shard(self, group: str) -> dict[str, Any]:

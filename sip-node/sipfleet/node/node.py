@@ -23,6 +23,7 @@ from sipfleet.node.auth.admission import GUARDED, Admission, Proceed
 from sipfleet.node.auth.guard import Guard
 from sipfleet.node.auth.lockout import Lockout
 from sipfleet.node.auth.nonce import NonceIssuer
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.config import Config
 from sipfleet.node.focus import Member, Shard, peer_of, shard_uri, user_of
 from sipfleet.node.metrics import NodeMetrics
@@ -152,7 +153,12 @@ class Node:
             "routes": self.routes.to_json(),
         }
 
-    def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]:
+    def ensure_shard(
+        self, group: str, capacity: int, access: AccessPolicy | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Create or resize the group's shard; `access` (if given) becomes its policy."""
+        if access is not None:
+            self.admission.policies[group] = access
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
@@ -170,6 +176,7 @@ class Node:
         shard = self.shards.get(group)
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
+        self.admission.policies.pop(group, None)
         for member in list(shard.members.values()):
             self.metrics.members_removed.labels("shard_deleted").inc()
             self.remove_member(shard, member, bye=True)

@@ -100,6 +100,16 @@ _STATE = {
     },
 }
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+_ACCESS = {
+    "type": "object",
+    "description": "who may join, post and read the roster (docs/security.md); "
+    "absent: the server's --default-policy",
+    "properties": {
+        "policy": {"type": "string", "enum": ["open", "authenticated", "allowlist"]},
+        "allow": {"type": "array", "items": {"type": "string", "pattern": "^sip:[^@]+@.+"}},
+        "algorithms": {"type": "array", "items": {"type": "string", "enum": ["SHA-256", "MD5"]}},
+    },
+}
 
 
 def _op(
@@ -165,7 +175,11 @@ OPENAPI: dict[str, Any] = {
                 {
                     "type": "object",
                     "required": ["group", "capacity"],
-                    "properties": {"group": _GROUP, "capacity": {"type": "integer", "minimum": 1}},
+                    "properties": {
+                        "group": _GROUP,
+                        "capacity": {"type": "integer", "minimum": 1},
+                        "access": _ACCESS,
+                    },
                 },
             ),
             "delete": _op(

@@ -106,3 +106,44 @@ def test_malformed_authorization_gets_400(admission: Admission) -> None:
         lambda g, a: False,
     )  # fmt: skip
     assert outcome == Answer(400, reason="Bad Authorization", failure="malformed")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({}, AccessPolicy()),
+        ({"policy": "open"}, OPEN),
+        (
+            {"policy": "allowlist", "allow": ["sip:alice@Example.com"], "algorithms": ["MD5"]},
+            AccessPolicy("allowlist", frozenset({"sip:alice@example.com"}), ("MD5",)),
+        ),
+    ],
+)
+def test_access_from_the_admin_api(data: dict[str, object], expected: AccessPolicy) -> None:
+    assert AccessPolicy.from_json(data) == expected
+    assert AccessPolicy.from_json(expected.to_json()) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"policy": "closed"},
+        {"allow": "sip:a@b"},
+        {"allow": ["alice"]},
+        {"algorithms": "MD5"},
+        {"algorithms": ["MD5", "SHA-256"]},
+        {"algorithms": [1]},
+    ],
+)
+def test_bad_access_from_the_admin_api(data: object) -> None:
+    with pytest.raises(ValueError):
+        AccessPolicy.from_json(data)
+
+
+def test_shard_policy_overrides_the_default(admission: Admission) -> None:
+    admission.policies[GROUP] = OPEN
+    outcome = admission.admit(
+        request("MESSAGE", "sip:x@y"), GROUP, "192.0.2.9", NOW, lambda g, a: False
+    )
+    assert outcome == Proceed(None)

@@ -8,12 +8,19 @@ authenticated AOR (`sip:user@realm`) to be listed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .digest import ALGORITHMS, SHA256
 
 Mode = Literal["open", "authenticated", "allowlist"]
+_MODES: dict[str, Mode] = {
+    "open": "open",
+    "authenticated": "authenticated",
+    "allowlist": "allowlist",
+}
+_AOR = re.compile(r"^sip:[^@\s]+@[^@\s]+$")
 
 
 def aor(user: str, host: str) -> str:
@@ -45,6 +52,32 @@ class AccessPolicy:
         ordered = tuple(a for a in ALGORITHMS if a in self.algorithms)
         if ordered != self.algorithms:
             raise ValueError("algorithms must be listed once each, SHA-256 first (RFC 8760 2.4)")
+
+    @classmethod
+    def from_json(cls, data: object) -> AccessPolicy:
+        """From the admin API's `access` object: {"policy", "allow", "algorithms"}, each
+        optional (SipConference.spec.access). Raises ValueError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("access must be an object with policy, allow and algorithms")
+        mode = _MODES.get(str(data.get("policy", "authenticated")))
+        if mode is None:
+            raise ValueError("access.policy must be open, authenticated or allowlist")
+        allow = data.get("allow", [])
+        algorithms = data.get("algorithms", [SHA256])
+        if not isinstance(allow, list) or not all(_AOR.match(str(a)) for a in allow):
+            raise ValueError("access.allow must be a list of AORs (sip:user@domain)")
+        if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
+            raise ValueError("access.algorithms must be a list of SHA-256 and/or MD5")
+        listed = frozenset(aor(*str(a)[4:].rsplit("@", 1)) for a in allow)
+        return cls(mode, listed, tuple(algorithms))
+
+    def to_json(self) -> dict[str, object]:
+        """The admin API's `access` object (the inverse of from_json)."""
+        return {
+            "policy": self.mode,
+            "allow": sorted(self.allow),
+            "algorithms": list(self.algorithms),
+        }
 
     def permits(self, identity: str) -> bool:
         """Whether an authenticated AOR may use the conference."""
