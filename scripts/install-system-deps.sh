@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests, benchmarks and demo use: real SIP
-# peers (sipp; Kamailio for bench/), Prometheus, shellcheck (used by
+# peers (sipp; Kamailio for bench/ and as the edge proxy of the UA tests;
+# baresip and linphone-daemon as real phones), Prometheus, shellcheck (used by
 # actionlint), and the real local node's runtime pieces. Skips apt when all are present.
 set -euo pipefail
 need=()
@@ -8,6 +9,9 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v kamailio >/dev/null || need+=(kamailio)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# Real SIP phones for tests/integration/ua: baresip and liblinphone's linphone-daemon.
+command -v baresip >/dev/null || need+=(baresip)
+command -v linphone-daemon >/dev/null || need+=(linphone-cli)
 # The real local node (devcluster/README.md): runc and the CNI plugins under
 # containerd, nft for its guard rails and kube-proxy, mmdebstrap for images.
 command -v runc >/dev/null || need+=(runc)

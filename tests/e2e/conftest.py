@@ -23,13 +23,17 @@ E2E_NODE = "SIPFLEET_E2E_NODE"
 
 
 @pytest.fixture(scope="session")
-def cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    if os.environ.get(E2E_NODE, "process") == "real":
-        real: Cluster = request.getfixturevalue("real_cluster")
-        yield real
-        return
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The cluster the suite runs on: `real_cluster` with SIPFLEET_E2E_NODE=real, else
+    `process_cluster`."""
+    real = os.environ.get(E2E_NODE, "process") == "real"
+    chosen: Cluster = request.getfixturevalue("real_cluster" if real else "process_cluster")
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster with the process kubelet (tests of the process kubelet itself)."""
     try:
         bins = binaries.locate(build_if_missing=False)
     except binaries.BinariesError as err:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from kube_support import get_json, wait_for
 from sipfleet.demo import kubeside
-from sipfleet.devcluster.cluster import Cluster
+from sipfleet.devcluster.cluster import Cluster, host_address_towards
 
 REPO = Path(__file__).resolve().parents[2]
 RESIDENT = Path(__file__).parent / "scenarios" / "resident.xml"
@@ -30,10 +30,10 @@ DOMAIN = "example.com"
 GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
 
 
-def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
-    """A port on 127.0.0.1 free right now (UDP for sipp by default)."""
+def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """A port on `host` free right now (UDP for sipp by default)."""
     with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -123,6 +123,7 @@ class Members:
         return self.workdir / f"{self.who}.log"
 
     def start(self) -> Members:
+        local = host_address_towards(self.main_ip)
         self.proc = subprocess.Popen(
             [
                 "sipp",
@@ -138,9 +139,9 @@ class Members:
                 "leaver",
                 "1" if self.leaver else "0",
                 "-i",
-                "127.0.0.1",
+                local,
                 "-p",
-                str(free_port()),
+                str(free_port(host=local)),
                 "-m",
                 str(self.count),
                 "-r",
@@ -218,6 +219,7 @@ def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = 
 
     Returns the body the others should log (member.xml sends "hello from <who>1").
     """
+    local = host_address_towards(main_ip)
     result = subprocess.run(
         [
             "sipp",
@@ -233,9 +235,9 @@ def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = 
             "send",
             "1",
             "-i",
-            "127.0.0.1",
+            local,
             "-p",
-            str(free_port()),
+            str(free_port(host=local)),
             "-m",
             "1",
             "-nostdin",

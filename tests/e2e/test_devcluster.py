@@ -1,4 +1,4 @@
-"""Smoke tests of the local control plane and kubelet against the real API server."""
+"""Smoke tests of the local control plane and the process kubelet against the real API server."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ from kube_support import find_json, wait_for
 from sipfleet.devcluster import procs
 from sipfleet.devcluster.binaries import KUBE_VERSION
 from sipfleet.devcluster.cluster import Cluster
+
+
+@pytest.fixture
+def cluster(process_cluster: Cluster) -> Cluster:
+    """These tests are about the process kubelet itself (the real node: test_realnode.py)."""
+    return process_cluster
 
 
 def pods_of(cluster: Cluster, app: str) -> list[dict[str, Any]]:

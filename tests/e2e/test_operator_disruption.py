@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kube_support import find_json, wait_for
@@ -38,7 +39,7 @@ from operator_harness import (
 from sipfleet.devcluster.cluster import Cluster
 
 NS = "op-disrupt"
-MEMBERS = 40
+MEMBERS = 36  # 4 servers at 10 each; a transient sender (37) needs no 5th
 DRAIN_RATE = 2  # members/s: the grace period becomes ceil(20 / 2) + 15 = 25 s
 GRACE = 25
 
@@ -68,17 +69,28 @@ class Fleet:
         name, ip = max(nodes.items(), key=lambda n: counts[n[1]])
         return name, ip, {m for m, at in where.items() if at == ip}
 
+    def describe(self) -> str:
+        """Each server Pod: name, Ready, terminating, phase (for failure messages)."""
+        return "; ".join(
+            f"{p['metadata']['name']} ready={_ready(p)} "
+            f"terminating={bool(p['metadata'].get('deletionTimestamp'))} "
+            f"phase={(p.get('status') or {}).get('phase')}"
+            for p in pods(self.kube, NS)
+        )
+
     def all_ready(self, servers: int) -> bool:
         """``servers`` server Pods, none terminating, every one Ready."""
         found = pods(self.kube, NS)
         return len(found) == servers and all(
-            not p["metadata"].get("deletionTimestamp")
-            and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in (p.get("status") or {}).get("conditions", [])
-            )
-            for p in found
+            not p["metadata"].get("deletionTimestamp") and _ready(p) for p in found
         )
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (pod.get("status") or {}).get("conditions", [])
+    )
 
 
 def _running(f: Fleet, name: str) -> bool:
@@ -88,7 +100,7 @@ def _running(f: Fleet, name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """40 resident members spread over the main server and three nodes."""
+    """36 resident members spread over the main server and three nodes."""
     workdir = tmp_path_factory.mktemp("op-disrupt")
     op = Operator(operator_namespace(cluster, NS, workdir), NS, workdir / "operator.log").start()
     members: Members | None = None
@@ -148,7 +160,11 @@ def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def settle(f: Fleet) -> None:
     """Every member placed (no move in flight) and 4 Ready servers."""
-    wait_for("main + 3 Ready nodes", lambda: f.all_ready(4), timeout=120, step=1)
+    deadline = time.monotonic() + 120
+    while not f.all_ready(4):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no main + 3 Ready nodes after 120 s: {f.describe()}")
+        time.sleep(1)
     wait_for(
         "every member to be on a server",
         lambda: len(f.members.locations()) == MEMBERS,
@@ -158,12 +174,12 @@ def settle(f: Fleet) -> None:
 
 def assert_everyone_gets(f: Fleet, who: str) -> None:
     body = send_group_message(f.main_ip, f.workdir, who)
-    got = wait_for(
-        f"the MESSAGE from {who} to reach all {MEMBERS} members",
-        lambda: r if len(r := f.members.received(body)) >= MEMBERS else None,
-        timeout=30,
-    )
-    assert len(got) == MEMBERS
+    deadline = time.monotonic() + 30
+    while len(got := f.members.received(body)) < MEMBERS and time.monotonic() < deadline:
+        time.sleep(0.5)
+    where = f.members.locations()
+    missing = {m: where.get(m) for m in f.members.joined() - got}
+    assert not missing, f"the MESSAGE from {who} missed (member: server IP) {missing}"
 
 
 def assert_moved_away(f: Fleet, on_victim: set[str], victim_ip: str, moves_before: int) -> None:

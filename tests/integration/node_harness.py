@@ -37,15 +37,16 @@ def free_ports(host: str, count: int) -> list[int]:
     """
     held: list[socket.socket] = []
     ports: list[int] = []
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         for _ in range(50 * count):
             if len(ports) == count:
                 return ports
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp = socket.socket(family, socket.SOCK_STREAM)
             held.append(tcp)
             tcp.bind((host, 0))
             port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp = socket.socket(family, socket.SOCK_DGRAM)
             held.append(udp)
             try:
                 udp.bind((host, port))
@@ -90,7 +91,8 @@ class NodeProc:
 
     @property
     def admin_url(self) -> str:
-        return f"http://{self.host}:{self.admin_port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.admin_port}"
 
     def client(self) -> AdminClient:
         return AdminClient(self.admin_url, TOKEN)

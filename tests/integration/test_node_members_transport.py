@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
+from sipfleet.node.routes import RouteEntry
 from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer, Timers, parse_message
 
 GROUP = "sip:conf9@example.com"
+SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 class Member(asyncio.DatagramProtocol, asyncio.Protocol):
@@ -232,16 +236,91 @@ async def test_member_that_never_answers_is_removed_with_a_bye_and_counted(node:
     server = ("127.0.0.1", node.port)
     assert (await alice.join(server)).status == 200
     assert (await frank.join(server)).status == 200
-    alice.send(server, "MESSAGE", f"sip:conf9-main@127.0.0.1:{node.port}", body=b"anyone?")
-    await alice.next()
+    for text in (b"anyone?", b"hello?"):  # two deliveries time out: one removal
+        alice.send(server, "MESSAGE", f"sip:conf9-main@127.0.0.1:{node.port}", body=text)
+        await alice.next()
     methods = []
     while "BYE" not in methods:  # retransmissions of the MESSAGE, then the BYE
         request = await frank.next(timeout=5.0)
         assert isinstance(request, SipRequest)
         methods.append(request.method)
     assert set(methods) == {"MESSAGE", "BYE"} and methods.count("MESSAGE") > 1
+    await asyncio.sleep(0.5)  # the second delivery's Timer F
     assert metric(node, "sipfleet_node_members_removed_total", reason="delivery_timeout") == 1
-    assert metric(node, "sipfleet_node_delivery_failures_total") == 1
+    assert metric(node, "sipfleet_node_delivery_failures_total") == 2
+    while not frank.got.empty():  # nothing after the BYE but its retransmissions
+        late = frank.got.get_nowait()
+        assert isinstance(late, SipRequest) and late.method in ("MESSAGE", "BYE")
+    assert methods.count("BYE") == 1
     assert len(node.shards[GROUP].members) == 1
     for m in (alice, frank):
+        m.transport.close()  # type: ignore[union-attr]
+
+
+SIPP = shutil.which("sipp")
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp is not installed (scripts/install-system-deps.sh)")
+@pytest.mark.parametrize(
+    ("local", "transport"), [("::1", "u1"), ("127.0.0.1", "t1"), ("::1", "t1")]
+)
+async def test_sipp_joins_acks_and_leaves(
+    node: Node, tmp_path: Path, local: str, transport: str
+) -> None:
+    """A peer nobody here wrote (sipp) ACKs and BYEs at the Contact of our 200:
+    bracketed for IPv6 (RFC 3261 25.1; baresip never ACKed an unbracketed one),
+    `;transport=tcp` over TCP."""
+    assert SIPP is not None
+    target = f"[{local}]:{node.port}" if ":" in local else f"{local}:{node.port}"
+    proc = await asyncio.create_subprocess_exec(
+        SIPP, target, "-sf", str(SCENARIOS / "join_ack_bye.xml"), "-s", "conf9",
+        "-i", local, "-p", "0", "-t", transport, "-m", "1", "-nostdin",
+        "-timeout", "15s", "-timeout_error", "-trace_err", "-error_file",
+        str(tmp_path / "sipp.errors"), "-trace_msg", "-message_file", str(tmp_path / "sipp.msg"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    for _ in range(100):  # joined within 10 s
+        if node.shards[GROUP].members:
+            break
+        await asyncio.sleep(0.1)
+    members = list(node.shards[GROUP].members.values())
+    assert members, "sipp never joined"
+    member = members[0]
+    assert member.peer.transport == ("tcp" if transport == "t1" else "udp")
+    code = await asyncio.wait_for(proc.wait(), 30)
+    messages = (tmp_path / "sipp.msg").read_text(errors="replace")
+    assert code == 0, messages[-3000:]
+    contact = f"sip:conf9-main@{target}" + (";transport=tcp" if transport == "t1" else "")
+    assert f"ACK {contact} SIP/2.0" in messages
+    assert not node.shards[GROUP].members  # left by BYE
+    # The 200 was ACKed: never retransmitted, the member never dropped as unacked.
+    assert metric(node, "sipfleet_node_retransmissions_total") == 0
+    assert metric(node, "sipfleet_node_members_removed_total", reason="bye_received") == 1
+
+
+async def test_redirect_for_a_tcp_member_names_tcp(node: Node) -> None:
+    """The 302's Contact for a member on TCP says ;transport=tcp, so a TCP-only
+    phone can follow it (RFC 3261 19.1.1); over UDP it is unchanged."""
+    node.ensure_shard(GROUP, 0)  # full here
+    other = "sip:conf9-n1@127.0.0.1:5999"
+    node.put_routes(
+        1,
+        {
+            GROUP: (
+                RouteEntry("main", f"sip:conf9-main@127.0.0.1:{node.port}", "active", 0),
+                RouteEntry("n1", other, "active", 5),
+            )
+        },
+    )
+    loop = asyncio.get_running_loop()
+    _, tcp = await loop.create_connection(lambda: Member("tom"), "127.0.0.1", node.port)
+    tcp.tcp = True
+    response = await tcp.join(("127.0.0.1", node.port))
+    assert response.status == 302 and response.contact is not None
+    assert response.contact.uri == other + ";transport=tcp"
+    udp = await udp_member("uma")
+    response = await udp.join(("127.0.0.1", node.port))
+    assert response.status == 302 and response.contact is not None
+    assert response.contact.uri == other
+    for m in (tcp, udp):
         m.transport.close()  # type: ignore[union-attr]

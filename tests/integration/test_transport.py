@@ -350,6 +350,14 @@ async def test_tcp_per_source_cap_and_stalled_connections(stack: SipStack) -> No
     assert metric(stack, "sipfleet_node_tcp_connections") == 0
     for _, writer in conns:
         writer.close()
+    # Peer servers are exempt from the per-source cap (not from the total).
+    stack.exempt = frozenset({"127.0.0.1"})
+    conns = [await asyncio.open_connection(HOST, stack.port) for _ in range(5)]
+    await asyncio.sleep(0.2)
+    assert len(stack._tcp) == 5
+    assert metric(stack, "sipfleet_node_tcp_refused_total", reason="per_source") == 1
+    for _, writer in conns:
+        writer.close()
 
 
 async def test_tcp_half_sent_message_and_idle_connection_are_closed(stack: SipStack) -> None:

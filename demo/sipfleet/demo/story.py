@@ -20,6 +20,7 @@ from sipfleet.demo.kubeside import DemoError
 from sipfleet.demo.members import Crowd, CrowdStats, Member
 from sipfleet.demo.observe import Observer, Snapshot
 from sipfleet.demo.view import View
+from sipfleet.devcluster.cluster import host_address_towards
 
 MIN_DURATION = 45.0
 TICK = 1.0
@@ -106,7 +107,12 @@ class Show:
         await self._wait_for(
             "the operator to create the group on the main server", self._group_ready, 60
         )
-        crowd = Crowd(manifests.GROUP, (main_ip, 5060), on_event=self._note)
+        crowd = Crowd(
+            manifests.GROUP,
+            (main_ip, 5060),
+            host=host_address_towards(main_ip),
+            on_event=self._note,
+        )
         await crowd.start()
         self.stats = crowd.stats
         self._t0 = asyncio.get_running_loop().time()

@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--members", type=int, default=40, help="members that join (1-200)")
     demo.add_argument("--no-plot", action="store_true", help="skip the PNG timeline")
     demo.add_argument(
+        "--node",
+        choices=("process", "real"),
+        default=None,
+        help="the cluster's node (see `dev up --node`; default: the state dir's, else process)",
+    )
+    demo.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     members=args.members,
                     plot=not args.no_plot,
                     timeout=args.timeout,
+                    node=args.node,
                 )
             except DemoError as err:
                 print(f"sipfleet demo: {err}", file=sys.stderr)

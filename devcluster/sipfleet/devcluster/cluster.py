@@ -5,6 +5,7 @@ Used by the pytest fixture (tests/e2e/conftest.py) and by `sipfleet demo`.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,3 +57,16 @@ class Cluster:
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
+
+
+def host_address_towards(ip: str) -> str:
+    """This host's source address for traffic to `ip` (a Pod IP).
+
+    127.0.0.1 for the process kubelet's 127.0.0.x Pods; the pod bridge's
+    address for the real node's Pods, which a 127.0.0.1 source cannot reach.
+    Raises OSError if there is no route to `ip`.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((ip, 5060))  # UDP: picks the route and source, sends nothing
+        local: str = s.getsockname()[0]
+        return local

@@ -178,8 +178,7 @@ class Node:
             raise LookupError(f"no shard of {group} on this server")
         self.admission.policies.pop(group, None)
         for member in list(shard.members.values()):
-            self.metrics.members_removed.labels("shard_deleted").inc()
-            self.remove_member(shard, member, bye=True)
+            self.remove_member(shard, member, bye=True, reason="shard_deleted")
         del self.shards[group]
         self._by_user.pop(user_of(shard.uri), None)
         self._index_groups()
@@ -234,8 +233,7 @@ class Node:
         """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
         for shard, member in list(self._dialogs.values()):
             if member.call_id == request.call_id and member.remote_tag == request.from_tag:
-                self.metrics.members_removed.labels("unacked").inc()
-                self.remove_member(shard, member, bye=True)
+                self.remove_member(shard, member, bye=True, reason="unacked")
 
     def handle_request(self, ctx: RequestContext) -> None:
         request = ctx.request
@@ -333,7 +331,7 @@ class Node:
         elif isinstance(decision, Redirect):
             self.reservations.reserve(decision.uri, aor, now)
             self.metrics.redirects.labels(group).inc()
-            ctx.respond(302, [("Contact", f"<{decision.uri}>")])
+            ctx.respond(302, [("Contact", f"<{self.stack.uri_for(decision.uri, ctx.peer)}>")])
         else:
             ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
 
@@ -369,8 +367,7 @@ class Node:
             ctx.respond(481)
             return
         ctx.respond(200)
-        self.metrics.members_removed.labels("bye_received").inc()
-        self.remove_member(found[0], found[1], bye=False)
+        self.remove_member(found[0], found[1], bye=False, reason="bye_received")
 
     def _on_options(self, ctx: RequestContext) -> None:
         ctx.respond(
@@ -458,9 +455,12 @@ class Node:
         self.reservations.release(member.aor)
         self._members_changed(shard)
 
-    def remove_member(self, shard: Shard, member: Member, *, bye: bool) -> None:
+    def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
+        """End a member's session here (with a BYE when `bye`), counted once in
+        `members_removed_total{reason}`; a member already gone is left alone."""
         if self._dialogs.pop(member.key, None) is None:
             return
+        self.metrics.members_removed.labels(reason).inc()
         shard.remove(member)
         if bye:
             self.send_in_dialog(member, "BYE")
@@ -658,8 +658,7 @@ class Node:
                 # slow, so its phone does not keep showing a call that is over.
                 timed_out = response is None or response.status == 408
                 reason = "delivery_timeout" if timed_out else "dialog_gone"
-                self.metrics.members_removed.labels(reason).inc()
-                self.remove_member(shard, member, bye=timed_out)
+                self.remove_member(shard, member, bye=timed_out, reason=reason)
 
         return done
 

@@ -176,7 +176,6 @@ class SipStack:
     ) -> None:
         self.host, self.port, self.app = host, port, app
         self.metrics, self.limiter = metrics, limiter
-        self.exempt: frozenset[str] = frozenset()  # peer server IPs, not rate limited
         self.lockout: Lockout | None = None  # sources locked out by member authentication
         self._loop = asyncio.get_running_loop()
         self.layer = TransactionLayer()
@@ -188,26 +187,53 @@ class SipStack:
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
 
+    @property
+    def exempt(self) -> frozenset[str]:
+        """Peer server addresses: not rate limited, nor held to the TCP per-source cap."""
+        return self._tcp.exempt
+
+    @exempt.setter
+    def exempt(self, hosts: frozenset[str]) -> None:
+        self._tcp.exempt = hosts
+
     def now(self) -> float:
         return self._loop.time()
 
     async def start(self) -> None:
         """Listen on UDP and TCP at `host` (raises OSError if that fails), then at
-        its twin of the other address family on the same port when it can."""
-        primary, *twins = listen_hosts(self.host)
-        for attempt in range(PORT_ATTEMPTS if self.port == 0 else 1):
+        its twin of the other address family on the same port when it can. With
+        port 0, a port free for all of them is looked for (PORT_ATTEMPTS tries)."""
+        hosts = listen_hosts(self.host)
+        attempts = PORT_ATTEMPTS if self.port == 0 else 1
+        for attempt in range(attempts):
             try:
-                await self._listen(primary, 0 if attempt else self.port)
-                break
+                await self._listen_all(hosts, self.port if attempt == 0 else 0)
+                return
             except OSError as exc:
-                # Port 0: the UDP port the kernel picked may be taken on TCP; pick again.
-                if exc.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                self._close_listeners()
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
                     raise
+
+    async def _listen_all(self, hosts: list[str], port: int) -> None:
+        primary, *twins = hosts
+        await self._listen(primary, port)
         for twin in twins:
             try:
                 await self._listen(twin, self.port)
             except OSError as exc:
+                if port == 0 and exc.errno == errno.EADDRINUSE:
+                    raise  # the port the kernel picked is taken there: pick another
                 log.info("not listening on %s (%s): members must use %s", twin, exc, primary)
+
+    def _close_listeners(self) -> None:
+        for endpoint in self._udp.values():
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+        for server in self._tcp_servers:
+            server.close()
+        self._udp.clear()
+        self._hosts.clear()
+        self._tcp_servers.clear()
 
     async def _listen(self, host: str, port: int) -> None:
         """UDP and TCP at host:port (port 0: a free one, then kept in `self.port`)."""
@@ -237,11 +263,7 @@ class SipStack:
 
     def close(self) -> None:
         self.clock.close()
-        for endpoint in self._udp.values():
-            if endpoint.transport is not None:
-                endpoint.transport.close()
-        for server in self._tcp_servers:
-            server.close()
+        self._close_listeners()
         self._tcp.close()
 
     # ---- addresses the group layer writes --------------------------------------------
@@ -274,10 +296,15 @@ class SipStack:
     def uri_for(self, uri: str, peer: Peer) -> str:
         """`uri` (a SIP URI of this fleet, e.g. a Refer-To target) as `peer` must use
         it: `;transport=tcp` added when `peer` reaches us over TCP and the URI names
-        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. Raises
-        SipParseError for a URI that does not parse."""
-        parsed = SipUri.parse(uri)
-        if peer.transport != "tcp" or "transport" in parsed.params:
+        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. A URI that
+        does not parse as SIP is returned as it is."""
+        if peer.transport != "tcp":
+            return uri
+        try:
+            parsed = SipUri.parse(uri)
+        except SipParseError:
+            return uri
+        if "transport" in parsed.params or parsed.scheme != "sip":
             return uri
         parsed.params["transport"] = "tcp"
         return str(parsed)

@@ -163,7 +163,7 @@ class Transfers:
             return
         # RFC 3891: the tags as the member sees its dialog (its local tag is our remote one)
         replaces = Replaces(member.call_id, member.remote_tag, member.local_tag)
-        refer_to = refer_target(member.contact, replaces)
+        refer_to = refer_target(self._node.stack.uri_for(member.contact, member.peer), replaces)
         item.call_id = new_call_id(self._node.host)
         self._by_call[item.call_id] = (job, item)
         headers = [
@@ -212,7 +212,7 @@ class Transfers:
         if item.state in FINAL:
             return
         self._finish(job, item, "moved")
-        self._node.remove_member(item.shard, item.member, bye=True)
+        self._node.remove_member(item.shard, item.member, bye=True, reason="transferred")
 
     def _fail(self, job: Job, item: Item) -> None:
         if item.state in FINAL:

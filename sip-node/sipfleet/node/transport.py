@@ -224,6 +224,7 @@ class TcpPool:
         self._by_addr: dict[tuple[str, int], TcpConnection] = {}
         self._all: set[TcpConnection] = set()
         self._per_source: dict[str, int] = {}
+        self.exempt: frozenset[str] = frozenset()  # sources without a per-source cap
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -283,7 +284,10 @@ class TcpPool:
                 self._metrics.tcp_refused.labels("total").inc()
                 conn.close_reason = "refused"
                 return False
-            if self._per_source.get(source, 0) >= self.limits.max_per_source:
+            if (
+                self._per_source.get(source, 0) >= self.limits.max_per_source
+                and source not in self.exempt
+            ):
                 self._metrics.tcp_refused.labels("per_source").inc()
                 conn.close_reason = "refused"
                 return False

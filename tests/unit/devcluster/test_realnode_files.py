@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sipfleet.devcluster import hostnet, imagebuild, nodeconfig, ociarchive
 from sipfleet.devcluster.binaries import NodeBinaries
+from sipfleet.devcluster.cluster import host_address_towards
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[3]
@@ -137,3 +138,8 @@ def test_app_layer_has_the_packages_and_console_scripts() -> None:
     script = files["opt/sipfleet/bin/sipfleet-operator"]
     assert isinstance(script, bytes) and b"from sipfleet.operator.cli import main" in script
     assert not any("__pycache__" in name for name in files)
+
+
+def test_members_reach_loopback_pods_from_loopback() -> None:
+    """The process kubelet's 127.0.0.x pods are reached from 127.0.0.1 (no packet is sent)."""
+    assert host_address_towards("127.0.0.23") == "127.0.0.1"

@@ -66,3 +66,15 @@ async def test_uri_for_adds_tcp_only_for_tcp_peers() -> None:
     assert stack.uri_for(target, tcp) == target + ";transport=tcp"
     assert stack.uri_for(target + ";transport=udp", tcp) == target + ";transport=udp"
     assert stack.uri_for("sip:a@[::1]:5070", tcp) == "sip:a@[::1]:5070;transport=tcp"
+
+
+async def test_uri_for_leaves_what_it_cannot_read() -> None:
+    from sipfleet.node.metrics import NodeMetrics
+    from sipfleet.node.ratelimit import RateLimiter
+    from sipfleet.node.stack import SipStack
+
+    stack = SipStack("127.0.0.1", 0, None, NodeMetrics(), RateLimiter(1, 1))  # type: ignore[arg-type]
+    tcp = Peer("tcp", "127.0.0.1", 1)
+    assert stack.uri_for("tel:+15551234", tcp) == "tel:+15551234"
+    assert stack.uri_for("not a uri", tcp) == "not a uri"
+    assert stack.uri_for("sips:a@127.0.0.1", tcp) == "sips:a@127.0.0.1"
