@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import shutil
 import signal
 import socket
@@ -299,3 +300,14 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def member_credentials(tmp: Path, passwords: dict[str, str], realm: str = "example.com") -> Path:
+    """A --credentials-file (realm -> user -> algorithm -> HA1, SHA-256 and MD5), as the
+    operator mounts it from a Secret (docs/security.md)."""
+    from sipfleet.node.auth.digest import ALGORITHMS, ha1
+
+    data = {realm: {u: {a: ha1(a, u, realm, p) for a in ALGORITHMS} for u, p in passwords.items()}}
+    path = tmp / "credentials.json"
+    path.write_text(json.dumps(data))
+    return path

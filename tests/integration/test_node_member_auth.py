@@ -7,7 +7,6 @@ find nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import socket
 import subprocess
@@ -16,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
-from sipfleet.node.auth.digest import MD5, SHA256, Credentials, expected_response, ha1
+from node_harness import Fleet, NodeProc, SippFactory, free_port, member_credentials
+from sipfleet.node.auth.digest import SHA256, Credentials, expected_response, ha1
 from sipfleet.node.sip import SipResponse, parse_message
 
 pytestmark = pytest.mark.integration
@@ -25,20 +24,10 @@ pytestmark = pytest.mark.integration
 GROUP = "sip:conf1@example.com"
 REALM = "example.com"
 PASSWORDS = {"alice": "alice-secret-7", "bob": "bob-secret-9"}
-PHONE = Path(__file__).parent / "auth_phone.py"
 
 
 def credentials_file(tmp: Path) -> Path:
-    """realm -> user -> algorithm -> HA1, as the operator mounts it from a Secret."""
-    data = {
-        REALM: {
-            user: {a: ha1(a, user, REALM, password) for a in (SHA256, MD5)}
-            for user, password in PASSWORDS.items()
-        }
-    }
-    path = tmp / "credentials.json"
-    path.write_text(json.dumps(data))
-    return path
+    return member_credentials(tmp, PASSWORDS, REALM)
 
 
 async def protected_node(fleet: Fleet, tmp: Path, host: str, *extra: str) -> NodeProc:
@@ -157,60 +146,6 @@ async def raw_node(fleet: Fleet, tmp_path: Path):  # type: ignore[no-untyped-def
     raw = Raw(node)
     yield raw
     raw.close()
-
-
-# --- PJSIP: a real phone's digest (SHA-256) ----------------------------------------------------
-
-
-async def phone(node: NodeProc, user: str, password: str, send: str = "", seconds: float = 4.0):  # type: ignore[no-untyped-def]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(PHONE), "--group", f"sip:conf1@{node.target}", "--user", user,
-        "--password", password, "--send", send, "--seconds", str(seconds),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    return proc
-
-
-async def events(
-    proc: asyncio.subprocess.Process, timeout: float = 30.0
-) -> list[dict[str, object]]:
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    return [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
-
-
-async def test_pjsua_members_join_and_chat_with_sha256_digest(fleet: Fleet, tmp_path: Path) -> None:
-    pytest.importorskip("pjsua2")
-    node = await protected_node(fleet, tmp_path, "127.0.0.62")
-    bob = await phone(node, "bob", PASSWORDS["bob"], seconds=8.0)
-    await eventually(lambda: _members(node, 1), 15, "bob joined")
-    alice = await phone(node, "alice", PASSWORDS["alice"], send="hello team", seconds=4.0)
-    alice_events, bob_events = await events(alice), await events(bob)
-    assert {"event": "call", "state": "CONFIRMED", "status": 200} in alice_events, alice_events
-    assert {"event": "sent", "status": 200} in alice_events, alice_events
-    received = [e for e in bob_events if e["event"] == "received"]
-    # The sender bob sees is alice as she authenticated (docs/media-and-messages.md).
-    assert len(received) == 1, bob_events
-    assert received[0]["body"] == "alice: hello team", received  # phones without CPIM: prefix
-    metrics = await node.metrics()
-    assert metrics["sipfleet_node_messages_in_total"] == 1
-    assert await auth_failures(node) == {}  # the first challenges are not failures
-
-
-async def _members(node: NodeProc, count: int) -> bool:
-    return await node.members(GROUP) == count
-
-
-async def test_pjsua_wrong_password_is_challenged_again_and_never_joins(
-    fleet: Fleet, tmp_path: Path
-) -> None:
-    pytest.importorskip("pjsua2")
-    node = await protected_node(fleet, tmp_path, "127.0.0.63")
-    proc = await phone(node, "alice", "not-her-password", seconds=3.0)
-    got = await events(proc)
-    calls = [e for e in got if e["event"] == "call"]
-    assert calls and calls[-1]["status"] == 401, calls
-    assert await node.members(GROUP) == 0
-    assert (await auth_failures(node)).get("bad_response", 0) >= 1
 
 
 # --- the RFC's answers, message by message ------------------------------------------------------

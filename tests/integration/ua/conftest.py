@@ -37,8 +37,9 @@ def sip_port(ip: str, also_next: bool) -> int:
 
 @pytest.fixture
 async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
-    """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..)`:
-    a started UA of `kind` (pjsua2, baresip, linphone); skips when it cannot run here."""
+    """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..,
+    domain=.., password=..)`: a started UA of `kind` (pjsua2, baresip, linphone); skips
+    when it cannot run here. domain/password (pjsua2): AOR user@domain with credentials."""
     started: list[Agent] = []
 
     async def make(
@@ -49,6 +50,8 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         transports: tuple[str, ...] = ("udp", "tcp"),
         ip: str = "127.0.0.1",
         chat_uri: str = "",
+        domain: str = "",
+        password: str = "",
     ) -> Agent:
         why = missing(kind)
         if why:
@@ -58,6 +61,10 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         options: dict[str, object] = {}
         if kind == "baresip":
             options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
+        if domain or password:  # an AOR in the group's domain with digest credentials
+            if kind != "pjsua2":
+                raise NotImplementedError(f"credentials are wired for pjsua2 only, not {kind}")
+            options = {"domain": domain, "password": password}
         agent = KINDS[kind](
             name=name,
             display=display or name.title(),

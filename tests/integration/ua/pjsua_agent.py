@@ -29,6 +29,8 @@ class PjsuaAgent(Agent):
     """PJSIP 2.15 through the pjsua2 wheel, one child process (pjsua_child.py) per UA."""
 
     kind: ClassVar[str] = "pjsua2"
+    domain: str = ""  # the AOR's host; empty: the phone's own ip:port
+    password: str = ""  # digest password; empty: none
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -39,6 +41,8 @@ class PjsuaAgent(Agent):
             "--transports", ",".join(self.transports),
             "--user", self.name,
             "--display", self.display,
+            "--domain", self.domain,
+            "--password", self.password,
             "--log", str(self.log),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
