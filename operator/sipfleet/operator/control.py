@@ -101,7 +101,8 @@ async def _observe(rt: Runtime, ctx: Context) -> Observed:
 
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:
     snap = ctx.snapshot
-    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed)
+    access = ctx.spec.access.to_k8s()
+    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed, access)
 
 
 async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> Pass:

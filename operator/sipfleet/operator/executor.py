@@ -87,6 +87,8 @@ class Executor:
     conference: str
     token: str
     observed: Observed
+    access: Mapping[str, Any] | None = None
+    """The conference's access policy (SipConference.spec.access) for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
 
     @property
@@ -128,7 +130,8 @@ class Executor:
         if server not in self.observed.urls:
             return None
         try:
-            shard = await self._client(server).ensure_shard(group, capacity)
+            access = dict(self.access) if self.access is not None else None
+            shard = await self._client(server).ensure_shard(group, capacity, access)
         except _FAILURES as exc:
             self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
             return None

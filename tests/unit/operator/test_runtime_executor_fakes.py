@@ -93,7 +93,10 @@ class FakeAdmin:
         self.puts.append(generation)
         return {"generation": generation}
 
-    async def ensure_shard(self, group: str, capacity: int) -> dict[str, Any]:
+    async def ensure_shard(
+        self, group: str, capacity: int, access: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        self.access = access
         return {"group": group, "uri": f"sip:new@{group}", "capacity": capacity, "members": 0}
 
     async def delete_shard(self, group: str) -> dict[str, Any]:
@@ -179,6 +182,16 @@ async def test_a_new_shard_is_routed_in_the_pass_that_creates_it() -> None:
     assert [e["server"] for e in entries] == ["f-main", "f-node-1"]
     new = {"server": "f-node-1", "uri": f"sip:new@{A}", "state": "active", "free": 10}
     assert entries[1] == new
+
+
+async def test_a_new_shard_gets_the_conference_access_policy() -> None:
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    access = {"policy": "allowlist", "allow": ["sip:a@example.com"], "algorithms": ["SHA-256"]}
+    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", observed(admins), access)
+    place = ShardPlacement("f-node-1", A, 10, "node ready")
+    await run.apply(decision(A, "f-main", create_shards=(place,)))
+    assert admins["f-node-1"].access == access
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
