@@ -508,6 +508,14 @@ class AccessSpec(CrdModel):
         description="Digest algorithms members may answer with, challenged in this order: "
         "[SHA-256] (default), [SHA-256, MD5] for older phones, [MD5] only for clients "
         "that cannot skip a challenge they cannot compute.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self == ['SHA-256'] || self == ['SHA-256', 'MD5'] || self == ['MD5']",
+                    "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
+                )
+            ]
+        },
     )
 
     @field_validator("algorithms")
@@ -516,19 +524,6 @@ class AccessSpec(CrdModel):
         if algorithms not in (["SHA-256"], ["SHA-256", "MD5"], ["MD5"]):
             raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
         return algorithms
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "self.algorithms == ['SHA-256'] || self.algorithms == ['SHA-256', 'MD5'] "
-                    "|| self.algorithms == ['MD5']",
-                    "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
-                    ".algorithms",
-                ),
-            ]
-        }
-    )
 
 
 class SipConferenceSpec(CrdModel):
