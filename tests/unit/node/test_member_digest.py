@@ -374,3 +374,29 @@ def test_md5_only_policy_challenges_md5_alone(guard: Guard) -> None:
     assert "algorithm=MD5" in first.www_authenticate[0]
     sha = check(guard, [authorization(nonce_of(first))], policy=policy)
     assert isinstance(sha, Challenge) and sha.reason == "algorithm"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=200),
+            st.builds(
+                lambda n, r, u: (
+                    f'Digest username="{u}", realm="{r}", nonce="{n}", uri="{URI}", '
+                    f'response="{"0" * 64}", qop=auth, nc=00000001, cnonce="c", algorithm=SHA-256'
+                ),
+                st.text(alphabet="0123456789abcdef.", max_size=60),
+                st.sampled_from([REALM, "EXAMPLE.COM", "other"]),
+                st.text(alphabet="abc\u00e9", max_size=8),
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_guard_never_raises_on_hostile_fields(fields: list[str]) -> None:
+    guard = Guard(STORE, NonceIssuer(b"k" * 32), lockout=Lockout(max_failures=1000))
+    verdict = check(guard, fields)
+    assert isinstance(verdict, Challenge | Refuse | Accept)
+    assert not isinstance(verdict, Accept)  # no field here carries a valid response
+    assert len(guard.counts) <= 1 and len(guard.lockout) <= 1
