@@ -114,9 +114,7 @@ def present(
         prefix = display
     # RFC 3862 3.3: Formal-name = 1*(Token SP) / String, so a quoted name is followed
     # directly by "<" (liblinphone rejects a space there as an invalid message).
-    wrapped = wrap_cpim(
-        CpimMessage(f"{_quoted(name)}<{sender}>", f"<{group}>", content_type, body)
-    )
+    wrapped = wrap_cpim(CpimMessage(f"{_quoted(name)}<{sender}>", f"<{group}>", content_type, body))
     cpim = Presentation(b"", _headers(sender, CPIM_TYPE), wrapped)
     if mode is SenderDisplay.CPIM:
         return Delivery(cpim, cpim)

@@ -38,8 +38,10 @@ def sip_port(ip: str, also_next: bool) -> int:
 @pytest.fixture
 async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
     """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..,
-    domain=.., password=..)`: a started UA of `kind` (pjsua2, baresip, linphone); skips
-    when it cannot run here. domain/password (pjsua2): AOR user@domain with credentials."""
+    contact_host=.., domain=.., password=..)`: a started UA of `kind` (pjsua2, baresip,
+    linphone); skips when it cannot run here. `contact_host` (pjsua2): a host name its
+    Contact carries instead of `ip`; `domain`/`password` (pjsua2): AOR user@domain with
+    digest credentials (docs/security.md)."""
     started: list[Agent] = []
 
     async def make(
@@ -50,6 +52,7 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         transports: tuple[str, ...] = ("udp", "tcp"),
         ip: str = "127.0.0.1",
         chat_uri: str = "",
+        contact_host: str = "",
         domain: str = "",
         password: str = "",
     ) -> Agent:
@@ -61,10 +64,9 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         options: dict[str, object] = {}
         if kind == "baresip":
             options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
-        if domain or password:  # an AOR in the group's domain with digest credentials
-            if kind != "pjsua2":
-                raise NotImplementedError(f"credentials are wired for pjsua2 only, not {kind}")
-            options = {"domain": domain, "password": password}
+        if contact_host or domain or password:
+            assert kind == "pjsua2", "only the pjsua2 driver names its Contact host or AOR"
+            options = {"contact_host": contact_host, "domain": domain, "password": password}
         agent = KINDS[kind](
             name=name,
             display=display or name.title(),

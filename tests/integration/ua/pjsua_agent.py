@@ -31,6 +31,7 @@ class PjsuaAgent(Agent):
     kind: ClassVar[str] = "pjsua2"
     domain: str = ""  # the AOR's host; empty: the phone's own ip:port
     password: str = ""  # digest password; empty: none
+    contact_host: str = ""  # a host name for its Contact instead of its address
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -43,6 +44,7 @@ class PjsuaAgent(Agent):
             "--display", self.display,
             "--domain", self.domain,
             "--password", self.password,
+            "--public", self.contact_host,
             "--log", str(self.log),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -84,3 +84,25 @@ async def test_ipv6_member(fleet: Fleet, phone: PhoneFactory, kind: str) -> None
     await member.wait_message(text)
     await member.stays_up(3.0)
     assert await conf.members() == 2
+
+
+@pytest.mark.parametrize("host", ["localhost", "phone.invalid"])
+async def test_host_name_contact(fleet: Fleet, phone: PhoneFactory, host: str) -> None:
+    """A phone whose Contact names a host, not an address: `localhost` is resolved
+    without DNS (RFC 6761 6.3, RFC 3263) and the phone gets group messages; a name
+    that cannot resolve (`.invalid`, RFC 6761 6.4, as WebRTC phones use) is refused at
+    join with a 4xx, never accepted and lost later."""
+    conf = await one_server(fleet)
+    member = await phone("pjsua2", "hana", contact_host=host)
+    await member.dial(conf.uri())
+    if host == "localhost":
+        await member.wait_call("confirmed")
+        text = f"host-{secrets.token_hex(4)}"
+        await write_to_group(phone, conf, text, "127.0.0.1")
+        await member.wait_message(text)
+        await member.stays_up(2.0)
+        assert await conf.members() == 2
+    else:
+        ended = await member.wait_call("disconnected")
+        assert 400 <= ended["status"] < 500, ended
+        assert await conf.members() == 0
