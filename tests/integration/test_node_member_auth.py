@@ -352,3 +352,38 @@ async def test_guessing_source_is_locked_out_even_with_the_right_password(
         other.close()
     failed = await auth_failures(raw_node.node)
     assert failed.get("bad_response") == 10 and failed.get("locked_out", 0) >= 1, failed
+
+
+async def test_a_changed_credentials_file_is_used_without_a_restart(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    path = member_credentials(tmp_path, {"alice": PASSWORDS["alice"]}, REALM)
+    node = await fleet.start(
+        "main", "127.0.0.69", "main", "--credentials-file", str(path),
+        "--lockout-failures", "1000",  # bob's tries before the reload are failures
+    )  # fmt: skip
+    async with node.client() as client:
+        await client.ensure_shard(GROUP, 50)
+    raw = Raw(node)
+    uri = f"sip:conf1@{node.target}"
+    try:
+
+        async def bob_posts() -> int:
+            _, nonce = await raw.challenge("MESSAGE")
+            auth = answer(nonce, uri, "MESSAGE", user="bob")
+            response = await raw.send(
+                raw.request("MESSAGE", "conf1", "sip:bob@example.com", auth)[1]
+            )
+            assert response is not None
+            return response.status
+
+        assert await bob_posts() == 401  # unknown user
+        member_credentials(tmp_path, PASSWORDS, REALM)  # the Secret gains bob
+        for _ in range(40):  # the file is polled every 2 s
+            status = await bob_posts()
+            if status != 401:
+                break
+            await asyncio.sleep(0.5)
+        assert status == 403  # authenticated now; not a member yet (Not A Member)
+    finally:
+        raw.close()

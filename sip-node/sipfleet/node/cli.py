@@ -171,7 +171,7 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[Config, str]:
     parser = build_parser()
     values = _resolve(parser.parse_args(argv), parser)
     token = _read_token(str(values.pop("token_file")), parser)
-    credentials = _read_credentials(str(values.pop("credentials_file")), parser)
+    credentials = _read_credentials(str(values["credentials_file"]), parser)
     log_level = str(values.pop("log_level")).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         parser.error(f"--log-level {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")

@@ -37,6 +37,8 @@ class Config:
     """Members/s moved to other servers during a graceful exit (the fleet's transfer rate)."""
     credentials: CredentialStore = field(default_factory=CredentialStore)
     """Member digest credentials (realm -> user -> algorithm -> HA1), docs/security.md."""
+    credentials_file: str = ""
+    """Where `credentials` were read from; re-read when it changes. Empty: none."""
     default_policy: str = "auto"
     nonce_seconds: float = 300.0
     """How long a digest nonce stays valid (RFC 7616 3.3); then the answer is stale=true."""

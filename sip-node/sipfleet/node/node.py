@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from sipfleet.node.admin_api import TransferRequest
 from sipfleet.node.auth.admission import GUARDED, Admission, Proceed
+from sipfleet.node.auth.credentials import CredentialStore
 from sipfleet.node.auth.guard import Guard
 from sipfleet.node.auth.lockout import Lockout
 from sipfleet.node.auth.nonce import NonceIssuer
@@ -152,6 +153,10 @@ class Node:
             "shards": [s.to_json(self.draining) for s in self.shards.values()],
             "routes": self.routes.to_json(),
         }
+
+    def set_credentials(self, store: CredentialStore) -> None:
+        """Member credentials from now on (a reloaded credentials file)."""
+        self.admission.guard.credentials = store
 
     def ensure_shard(
         self, group: str, capacity: int, access: AccessPolicy | None = None
