@@ -123,6 +123,7 @@ def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 scaling={
                     "targetLoad": 0.5,
                     "cooldownSeconds": 2,
+                    "intervalSeconds": 1,  # a pass each second reads a stopping node's count
                     "scaleDownStabilizationSeconds": 600,  # no scale-in in this test
                 },
                 transfer={"mode": "refer", "membersPerSecond": 20},
@@ -198,6 +199,7 @@ def test_kubectl_delete_pod_moves_every_member_first(grown: Fleet) -> None:
     victim, victim_ip, on_victim = f.busiest_node()
     assert on_victim, "the busiest node holds no member"
     moves_before = len(f.members.moves())
+    victim_uid = _uid(f, victim)
     deleted = time.monotonic()
     f.kube.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
 
@@ -210,11 +212,11 @@ def test_kubectl_delete_pod_moves_every_member_first(grown: Fleet) -> None:
         ),
         timeout=10,
     )
-    assert _exists(f, victim), "the replacement came only after the victim was gone"
+    assert _uid(f, victim) == victim_uid, "the replacement came only after the victim was gone"
 
     # Group messages still reach everyone while members are being moved.
     assert_everyone_gets(f, "during-delete")
-    wait_for("the victim to exit", lambda: not _exists(f, victim), timeout=GRACE + 10)
+    wait_for("the victim to exit", lambda: _uid(f, victim) != victim_uid, timeout=GRACE + 10)
     stopped_after = time.monotonic() - deleted
     assert stopped_after < GRACE, f"the victim used its whole grace period ({stopped_after:.1f}s)"
     assert_moved_away(f, on_victim, victim_ip, moves_before)
@@ -239,13 +241,16 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
         timeout=30,
     )
     first, first_ip, on_first = f.busiest_node()
+    first_uid = _uid(f, first)  # node names are reused: the Pod is its UID
+    second = next(n for n in f.ips() if "-node-" in n and n != first and _running(f, n))
+    second_uid = _uid(f, second)
     moves_before = len(f.members.moves())
     allowed, answer = evict(f.kube, NS, first)
     assert allowed, answer
 
     # While the first server stops, the budget refuses a second eviction.
-    second = next(n for n in f.ips() if "-node-" in n and n != first and _running(f, n))
     refused, answer = evict(f.kube, NS, second)
+    assert _uid(f, first) == first_uid, "the first server exited before the 2nd eviction"
     assert not refused, "a second server was evicted while the first was still stopping"
     assert "disruption budget" in answer, answer
 
@@ -253,19 +258,22 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
     # first server is gone and its replacement is Ready).
     started = time.monotonic()
     on_second: set[str] = set()
+    seen = ""
     second_ip = f.ips()[second]
     while True:
         on_second = {m for m, ip in f.members.locations().items() if ip == second_ip}
         moves_second = len(f.members.moves())
         allowed, answer = evict(f.kube, NS, second)
         if allowed:
+            budget = find_json(f.kube, "pdb", "dis-servers", "-n", NS) or {}
+            seen = f"{f.describe()}; budget spec {budget.get('spec')} status {budget.get('status')}"
             break
         assert "disruption budget" in answer, answer
         assert time.monotonic() - started < GRACE + 60, "the budget never allowed the 2nd"
         time.sleep(1)
     waited = time.monotonic() - started
-    assert not _exists(f, first), "the second eviction came before the first server was gone"
-    wait_for("the second server to exit", lambda: not _exists(f, second), timeout=GRACE + 10)
+    assert _uid(f, first) != first_uid, f"the 2nd eviction came before the first was gone: {seen}"
+    wait_for("the second server to exit", lambda: _uid(f, second) != second_uid, timeout=GRACE + 10)
     assert_moved_away(f, on_first, first_ip, moves_before)
     assert_moved_away(f, on_second, second_ip, moves_second)
     assert not [m for r, m in events(f.kube, NS) if r == "MembersNotMoved"]
@@ -277,5 +285,110 @@ def test_eviction_respects_the_budget_and_moves_every_member(grown: Fleet) -> No
     )
 
 
-def _exists(f: Fleet, name: str) -> bool:
-    return find_json(f.kube, "pod", name, "-n", NS) is not None
+def _uid(f: Fleet, name: str) -> str | None:
+    """The UID of the Pod named ``name`` now (None: no such Pod)."""
+    pod = find_json(f.kube, "pod", name, "-n", NS)
+    return str(pod["metadata"]["uid"]) if pod else None
+
+
+def test_a_node_template_change_rolls_every_node_one_at_a_time(grown: Fleet) -> None:
+    f = grown
+    settle(f)
+    before = {n: ip for n, ip in f.ips().items() if "-node-" in n}
+    old_uids = {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")}  # names are reused
+    moves_before = len(f.members.moves())
+    started = time.monotonic()
+    f.kube.kubectl(
+        "patch",
+        "sipfleet",
+        "dis",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"nodeTemplate":{"env":[{"name":"SIPFLEET_LOG_LEVEL","value":"INFO"}]}}}',
+    )
+    most_stopping = 0
+    sent = ""
+    while True:
+        found = pods(f.kube, NS)
+        stopping = [p for p in found if p["metadata"].get("deletionTimestamp")]
+        most_stopping = max(most_stopping, len(stopping))
+        if stopping and not sent:  # a group message while the first node moves its members
+            sent = send_group_message(f.main_ip, f.workdir, "during-rollout")
+        fleet_st = (find_json(f.kube, "sipfleet", "dis", "-n", NS) or {}).get("status") or {}
+        uids = {p["metadata"]["uid"] for p in found}
+        done = fleet_st.get("updatedNodes") == fleet_st.get("nodeCount") == 3
+        if done and not uids & old_uids and f.all_ready(4):
+            break
+        assert time.monotonic() - started < 180, f"rollout stuck: {f.describe()}; {fleet_st}"
+        time.sleep(0.5)
+    took = time.monotonic() - started
+    assert most_stopping == 1, f"{most_stopping} nodes were stopping at once (maxUnavailable 1)"
+    rolling = next(c for c in fleet_st["conditions"] if c["type"] == "Rolling")
+    assert rolling["status"] == "False", rolling
+    reasons = [r for r, _ in events(f.kube, NS)]
+    assert reasons.count("RollingUpdate") >= 3
+    assert not [m for r, m in events(f.kube, NS) if r == "MembersNotMoved"]
+    # Every member of an old node moved; nobody is left on a stopped server.
+    where = f.members.locations()
+    assert len(where) == MEMBERS
+    assert not set(where.values()) & set(before.values()) - set(f.ips().values())
+    moved = {m for m, _ in f.members.moves()[moves_before:]}
+    assert sent, "no node was ever seen stopping"
+    got_during = f.members.received(sent)
+    settle(f)
+    assert_everyone_gets(f, "after-rollout")
+    assert len(f.members.received(sent)) == MEMBERS, "a member missed the message sent mid-rollout"
+    print(
+        f"\nrollout of 3 nodes: {took:.1f}s, {len(moved)} members moved, at most "
+        f"{most_stopping} node stopping at once, 0 lost; mid-rollout message reached "
+        f"{len(got_during)}/{MEMBERS} at once"
+    )
+
+
+def test_members_a_too_short_grace_period_cannot_move_are_counted_and_reported(
+    grown: Fleet,
+) -> None:
+    """Last (it loses members on purpose): nodes rolled to a grace period of 3 s,
+    all a stopping node keeps for reporting and closing, so when one is deleted
+    none of its members can move. Each must be counted (Event MembersNotMoved)
+    and told (BYE), never dropped silently."""
+    f = grown
+    settle(f)
+    old_uids = {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")}
+    f.kube.kubectl(
+        "patch",
+        "sipfleet",
+        "dis",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"disruption":{"gracePeriodSeconds":3}}}',
+    )  # the old nodes still have 25 s each: they move their members as they go
+    started = time.monotonic()
+    while {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")} & old_uids:
+        assert time.monotonic() - started < 180, f"rollout stuck: {f.describe()}"
+        time.sleep(1)
+    settle(f)
+    victim, _, on_victim = f.busiest_node()
+    assert on_victim, "no member on a node: nothing to strand"
+    victim_uid = _uid(f, victim)
+    f.kube.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
+    wait_for("the victim to exit", lambda: _uid(f, victim) != victim_uid, timeout=15)
+    settle(f)
+    # Who is still a member: everyone a group message reaches.
+    body = send_group_message(f.main_ip, f.workdir, "after-short-grace")
+    time.sleep(5)
+    stranded = f.members.joined() - f.members.received(body)
+    told = f.members.byes()
+    reported = [m for r, m in events(f.kube, NS) if r == "MembersNotMoved" and victim in m]
+    counted = sum(int(m.split("move ", 1)[1].split(" ", 1)[0]) for m in reported)
+    assert stranded == on_victim, "only the victim's members, and all of them, are cut"
+    assert stranded <= told, f"members cut without a BYE: {stranded - told}"
+    assert counted == len(stranded), f"Events count {counted}, stranded {len(stranded)}"
+    print(
+        f"\ngrace 3 s: delete {victim}: {len(stranded)} members not moved, each told (BYE) "
+        f"and counted in {len(reported)} MembersNotMoved Event(s)"
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from node_harness import Fleet, NodeProc, SippFactory, free_port, member_credentials
+from sipfleet.node.admin_types import Access
 from sipfleet.node.auth.digest import SHA256, Credentials, expected_response, ha1
 from sipfleet.node.sip import SipResponse, parse_message
 
@@ -275,7 +276,7 @@ async def test_svwar_finds_nothing_on_a_protected_server(
 
 # --- sipp: MD5 digest for a group that allows only MD5 (sipp 3.6 computes nothing else) ----------
 
-MD5_ONLY = {"policy": "authenticated", "algorithms": ["MD5"]}
+MD5_ONLY = Access(policy="authenticated", algorithms=("MD5",))
 
 
 async def test_sipp_members_join_and_post_with_md5_digest(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-from sipfleet.operator import metrics
+from sipfleet.node.admin_types import Access
+from sipfleet.operator import metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
 from sipfleet.operator.executor import Event, Executor, Outcome
@@ -95,13 +96,16 @@ async def load_context(
 
 
 async def _observe(rt: Runtime, ctx: Context) -> Observed:
-    source = rt.load_source(ctx.snapshot.spec.metrics)
-    return await observe(ctx.snapshot.view, ctx.name, ctx.spec.uri, source)
+    snap = ctx.snapshot
+    template = rollout.node_template_hash(snap.body, snap.spec)
+    return await observe(
+        snap.view, ctx.name, ctx.spec.uri, rt.load_source(snap.spec.metrics), template
+    )
 
 
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:
     snap = ctx.snapshot
-    access = ctx.spec.access.to_k8s()
+    access = Access.model_validate(ctx.spec.access.to_k8s())
     return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed, access)
 
 

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
+from sipfleet.node.admin_types import Access, RouteEntry, TransferRequest
+from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
 from sipfleet.operator.planner import Decision, Route
-from sipfleet.operator.routing import FleetRoutes, RouteEntry, next_generation
+from sipfleet.operator.routing import FleetRoutes, next_generation
 from sipfleet.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ class Executor:
     conference: str
     token: str
     observed: Observed
-    access: Mapping[str, Any] | None = None
+    access: Access | None = None
     """The conference's access policy (SipConference.spec.access) for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
 
@@ -114,6 +116,8 @@ class Executor:
             if created and all(e.server != created.server for e in entries):
                 entries.append(created)
         await self.push_routes(decision.group, entries)
+        for action in decision.roll:  # graceful: the node moves its members, then exits
+            await self._delete(action.server, action.reason, event="RollingUpdate")
         for action in decision.drain:
             await self._drain(action.server, action.reason)
         if decision.transfers:
@@ -130,14 +134,13 @@ class Executor:
         if server not in self.observed.urls:
             return None
         try:
-            access = dict(self.access) if self.access is not None else None
-            shard = await self._client(server).ensure_shard(group, capacity, access)
+            shard = await self._client(server).ensure_shard(group, capacity, self.access)
         except _FAILURES as exc:
             self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
             return None
-        self.outcome.did("ShardCreated", f"{group} on {server} at {shard.get('uri')}")
-        free = max(0, int(shard.get("capacity", capacity)) - int(shard.get("members", 0)))
-        return RouteEntry(server, str(shard["uri"]), "active", free)
+        self.outcome.did("ShardCreated", f"{group} on {server} at {shard.uri}")
+        free = max(0, shard.capacity - shard.members)
+        return RouteEntry(server, shard.uri, "active", free)
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.
@@ -164,7 +167,7 @@ class Executor:
             self.fleet_routes.drop_group(group)
             await self._push()
         for server, state in sorted(self.observed.states.items()):
-            if any(s.get("group") == group for s in state.get("shards", [])):
+            if any(s.group == group for s in state.shards):
                 try:
                     await self._client(server).delete_shard(group)
                 except _FAILURES as exc:
@@ -177,10 +180,7 @@ class Executor:
 
     def _reported(self) -> dict[str, int]:
         """Servers we observed -> their routes generation."""
-        return {
-            name: int(state.get("routes_generation", 0))
-            for name, state in self.observed.states.items()
-        }
+        return {name: state.routes_generation for name, state in self.observed.states.items()}
 
     async def _push(self) -> None:
         """Push every changed table with one new generation (under the fleet's route lock).
@@ -219,8 +219,8 @@ class Executor:
                 table = await self._client(server).routes()
             except _FAILURES:
                 continue
-            for group, raw in (table.get("groups") or {}).items():
-                routes.seed(group, [RouteEntry.from_json(e) for e in raw])
+            for group, entries in table.groups.items():
+                routes.seed(group, entries)
             routes.seeded.add(server)
 
     async def _drain(self, server: str, reason: str) -> None:
@@ -239,13 +239,14 @@ class Executor:
             if t.source not in self.observed.urls:
                 continue
             try:
-                answer = await self._client(t.source).start_transfer(
-                    decision.group, t.target_uri, count=t.count, method=t.method, rate=t.rate
+                request = TransferRequest(
+                    decision.group, t.target_uri, t.method, t.rate, count=t.count
                 )
+                answer = await self._client(t.source).start_transfer(request)
             except _FAILURES as exc:
                 self.outcome.failed("TransferFailed", f"{t.reason}: {exc}")
                 continue
-            started.append(f"{t.reason} (id {answer.get('id')}, {t.rate:g}/s)")
+            started.append(f"{t.reason} (id {answer.id}, {t.rate:g}/s)")
         if started:
             self.outcome.did("Transfer", "; ".join(started))
 
@@ -263,23 +264,24 @@ class Executor:
             state, transfers = await client.state(), await client.transfers()
         except _FAILURES:
             return False
-        busy = any(int(s.get("members", 0)) > 0 for s in state.get("shards", [])) or any(
-            t.get("state") == "running" for t in transfers
+        busy = any(s.members > 0 for s in state.shards) or any(
+            t.state == "running" for t in transfers
         )
         if busy:
             log.info("not deleting %s yet: it still has members or a running transfer", server)
         return busy
 
-    async def _delete(self, server: str, reason: str) -> None:
+    async def _delete(self, server: str, reason: str, *, event: str = "NodeDeleted") -> None:
         try:
             await self.rt.kube.delete_pod(self.namespace, server)
         except _FAILURES as exc:
             self.outcome.failed("DeleteFailed", f"{reason}: {exc}")
             return
-        self.outcome.did("NodeDeleted", reason)
+        self.outcome.did(event, reason)
 
     async def _create_nodes(self, count: int, reason: str) -> None:
         spec = podlib.server_pod_spec(self.fleet, self.fleet_spec, "node", self.conference)
+        template = rollout.node_template_hash(self.fleet_body, self.fleet_spec)
         async with self.rt.pod_lock((self.namespace, self.fleet)):
             fleet_pods = await self.rt.kube.list_pods(
                 self.namespace, podlib.fleet_selector(self.fleet, "node")
@@ -291,8 +293,15 @@ class Executor:
             for index in free_indices(used, count):
                 name = podlib.node_pod_name(self.fleet, index)
                 body = podlib.server_pod(self.fleet_body, name, "node", spec, index)
+                body["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: template}
                 try:
-                    await self._create(body)
+                    exposed = await exposure.prepare_pod(
+                        self.rt.kube, self.fleet_body, body, self.fleet_spec
+                    )
+                    if exposed is None:
+                        self.outcome.did("AddressPending", f"{name} waits for its Service")
+                        continue
+                    await self._create(exposed)
                 except _FAILURES as exc:
                     self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
                     continue

@@ -254,6 +254,42 @@ class DisruptionPolicy(CrdModel):
     )
 
 
+class RolloutPolicy(CrdModel):
+    """How a change of the node template reaches running node Pods."""
+
+    max_unavailable: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Node Pods stopped at once to be replaced by Pods of the new template; "
+        "each moves its members away first (graceful exit) and its replacement starts at "
+        "once (surge = the same number).",
+    )
+
+
+ExposureMode = Literal["PodIP", "HostPort", "NodePort", "LoadBalancer"]
+EntryServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+class ExposureSpec(CrdModel):
+    """How members reach the servers (docs/install.md, "Reaching the fleet")."""
+
+    mode: ExposureMode = Field(
+        default="PodIP",
+        description="What each server advertises in Via, Contact, the 302's Contact, "
+        "Refer-To and SDP: PodIP (its Pod IP; members inside the cluster or a routable "
+        "pod network), HostPort (its node's InternalIP and the SIP port as a host "
+        "port; one server per node and port), NodePort or LoadBalancer (a Service "
+        "per server, created before its Pod; the Pod starts once the Service has an "
+        "address and advertises it).",
+    )
+    entry_service_type: EntryServiceType = Field(
+        default="ClusterIP",
+        description="Type of the Service '<fleet>-sip' in front of the main server, the "
+        "fleet's stable entry point (target of the domain's _sip._udp/_sip._tcp SRV).",
+    )
+
+
 class SipFleetSpec(CrdModel):
     """Desired state of a fleet: one main SIP server plus elastic nodes."""
 
@@ -287,6 +323,9 @@ class SipFleetSpec(CrdModel):
     disruption: DisruptionPolicy = _section(
         DisruptionPolicy, "Graceful exit of a server Kubernetes stops: pace and grace period."
     )
+    rollout: RolloutPolicy = _section(
+        RolloutPolicy, "Rolling update of node Pods when the node template changes."
+    )
     admin_token_secret: str | None = Field(
         default=None,
         max_length=253,
@@ -300,6 +339,9 @@ class SipFleetSpec(CrdModel):
         description="Secret (key 'credentials.yaml') with the members' digest credentials as "
         "realm -> user -> algorithm -> HA1, never plain passwords; mounted into every server, "
         "so a member moved to another server authenticates there too (docs/security.md).",
+    )
+    exposure: ExposureSpec = _section(
+        ExposureSpec, "How members outside the pod network reach the servers."
     )
 
     def grace_period_seconds(self) -> int:
@@ -340,6 +382,9 @@ class MainServerStatus(CrdModel):
     pod: str | None = Field(default=None, description="Name of the main server's Pod.")
     ip: str | None = Field(default=None, description="Pod IP of the main server.")
     ready: bool = Field(default=False, description="Whether the main server is ready for SIP.")
+    advertised: str | None = Field(
+        default=None, description="host:port the main server advertises to members."
+    )
 
 
 class NodeStatus(CrdModel):
@@ -348,6 +393,9 @@ class NodeStatus(CrdModel):
     name: str = Field(description="Pod name of the node.")
     ip: str | None = Field(default=None, description="Pod IP of the node.")
     ready: bool = Field(default=False, description="Whether the node is ready for SIP.")
+    advertised: str | None = Field(
+        default=None, description="host:port the node advertises to members."
+    )
     draining: bool = Field(default=False, description="Whether the node is being emptied.")
     terminating: bool = Field(
         default=False,
@@ -378,6 +426,14 @@ class SipFleetStatus(CrdModel):
     )
     node_count: int = Field(default=0, ge=0, description="Number of node Pods (any state).")
     ready_nodes: int = Field(default=0, ge=0, description="Number of ready node Pods.")
+    updated_nodes: int = Field(
+        default=0, ge=0, description="Node Pods running the current node template."
+    )
+    entry_point: str | None = Field(
+        default=None,
+        description="Where members join: the main server's Service, host:port "
+        "(its external address once it has one, else its cluster DNS name).",
+    )
 
 
 # --------------------------------------------------------------------------- SipConference
@@ -659,6 +715,10 @@ FLEET = Resource(
         PrinterColumn("Domain", "string", ".spec.mainServer.domain", "SIP domain.", 1),
         PrinterColumn("Nodes", "integer", ".status.nodeCount", "Node Pods."),
         PrinterColumn("Ready", "integer", ".status.readyNodes", "Ready node Pods."),
+        PrinterColumn(
+            "Updated", "integer", ".status.updatedNodes", "Nodes on the current template."
+        ),
+        PrinterColumn("Entry", "string", ".status.entryPoint", "Where members join.", 1),
         _AGE,
     ),
 )

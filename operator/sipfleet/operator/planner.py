@@ -23,6 +23,10 @@ Safety rules the property tests pin down:
   change), moves its own members (no transfer starts from it), stays in the
   routes as a draining leaf while it answers, and does not count against
   ``maxNodes`` (it is on its way out, as a Deployment's surge);
+- a rolling update stops at most ``max_unavailable`` outdated nodes at a
+  time (terminating ones count), only while no node is starting, draining
+  or stuck and the metrics are fresh, and creates their replacements in the
+  same decision; the stopped node leaves through the graceful exit;
 - planning again after the executor applied a decision repeats nothing: it
   only finishes that decision's work (deleting the nodes it drained once they
   are empty, moving members onto the shards it created); a step still in
@@ -117,6 +121,29 @@ def _problems(
     return tuple(found)
 
 
+def rollout(
+    spec: PlanSpec,
+    active: list[ServerObservation],
+    leaving: list[ServerObservation],
+    busy: bool,
+) -> tuple[NodeAction, ...]:
+    """Outdated nodes of this conference to stop now for a rolling update
+    (emptiest first; ``max_unavailable`` holds per conference).
+
+    Nothing while the conference is ``busy`` (a node starting, draining or
+    stuck, metrics stale, the main server not ready): one step at a time,
+    each finished before the next. Terminating nodes use up ``max_unavailable``.
+    """
+    outdated = [n for n in active if n.outdated and n.ready]
+    room = spec.max_unavailable - len(leaving)
+    if busy or room <= 0 or not outdated:
+        return ()
+    return tuple(
+        NodeAction(n.name, f"roll {n.name} ({n.members} members) to the new node template")
+        for n in sorted(outdated, key=drain_order)[:room]
+    )
+
+
 def _create_reason(
     spec: PlanSpec,
     create: int,
@@ -156,18 +183,23 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     starting = [n for n in active if not n.ready and now - n.created_at < STARTUP_GRACE_SECONDS]
     stuck = [n for n in active if not n.ready and n not in starting]
     leaving = [n for n in nodes if n.terminating and n.alive]
-    # Nodes still starting may be the replacements an earlier pass created:
-    # they count first, so re-planning never replaces one node twice.
-    replace_count = max(0, min(len(leaving), desired - len(active)) - len(starting))
     delete = deletions(nodes, out, inc)
     gone = {a.server for a in delete}
     draining = [n for n in nodes if n.draining and n.alive and not n.terminating]
     draining = [n for n in draining if n.name not in gone]
+    unsettled = starting or stuck or draining or stale or not (main and main.ready)
+    roll = rollout(spec, active, leaving, bool(unsettled))
+    rolled = {a.server for a in roll}
+    staying = [n for n in active if n.name not in rolled]
+    # Nodes still starting may be the replacements an earlier pass created:
+    # they count first, so re-planning never replaces one node twice.
+    stopping = len(leaving) + len(roll)
+    replace_count = max(0, min(stopping, desired - len(staying)) - len(starting))
     step = scale_step(
         spec,
         history,
         now,
-        len(active) + replace_count,
+        len(staying) + replace_count,
         desired,
         (len(starting), len(draining)),
         stale,
@@ -179,13 +211,13 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     drain: tuple[NodeAction, ...] = ()
     wanted = replace_count + max(0, step.change)
     if wanted:
-        pods_after = sum(1 for n in nodes if not n.terminating) - len(delete)
+        pods_after = sum(1 for n in nodes if not n.terminating) - len(delete) - len(roll)
         create = min(wanted, max(0, spec.node_budget - pods_after))
         if create < wanted:
             limited.add(Limit.MAX_NODES)
             notes.append(f"node budget {spec.node_budget} reached (draining nodes still count)")
     if step.change < 0:
-        victims = sorted(active, key=drain_order)[: -step.change]
+        victims = sorted(staying, key=drain_order)[: -step.change]
         drain = tuple(
             NodeAction(v.name, f"drain {v.name} ({v.members} members): scale in to {desired}")
             for v in victims
@@ -199,7 +231,11 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     # deletions are applied: drained servers are sources, never targets.
     drained = {a.server for a in drain}
     servers = [
-        replace(s, draining=True) if s.name in drained else s for s in servers if s.name not in gone
+        replace(s, draining=True, terminating=s.terminating or s.name in rolled)
+        if s.name in drained | rolled
+        else s
+        for s in servers
+        if s.name not in gone
     ]
     hosts = [s for s in servers if s.alive and s.ready and not s.draining]
     projected = {s.name: s.members - out[s.name] + inc[s.name] for s in servers}
@@ -215,12 +251,20 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         desired_nodes=desired,
         history=history,
         create_nodes=create,
-        create_reason=_create_reason(spec, create, replace_count, leaving, members, desired),
+        create_reason=_create_reason(
+            spec,
+            create,
+            replace_count,
+            leaving + [n for n in active if n.name in rolled],
+            members,
+            desired,
+        ),
         create_shards=placements(spec, hosts),
         routes=routes,
         transfers=tuple(transfers),
         drain=drain,
         delete=delete,
+        roll=roll,
         limited=frozenset(limited),
         notes=tuple(notes),
         members=members,

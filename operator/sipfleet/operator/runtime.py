@@ -71,6 +71,7 @@ class Runtime:
     """Per-fleet snapshots (control.FleetSnapshot) shared by the fleet's conferences."""
     _pod_locks: dict[FleetKey, asyncio.Lock] = field(default_factory=dict)
     _route_locks: dict[FleetKey, asyncio.Lock] = field(default_factory=dict)
+    _budget_locks: dict[FleetKey, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Half the period: each pass sees a view younger than the pass interval.
@@ -118,6 +119,10 @@ class Runtime:
     def route_lock(self, key: FleetKey) -> asyncio.Lock:
         """Serialises route pushes in a fleet; a waiter usually finds its change pushed."""
         return self._route_locks.setdefault(key, asyncio.Lock())
+
+    def budget_lock(self, key: FleetKey) -> asyncio.Lock:
+        """Serialises a fleet's PodDisruptionBudget updates (list and write together)."""
+        return self._budget_locks.setdefault(key, asyncio.Lock())
 
     def pod_lock(self, key: FleetKey) -> asyncio.Lock:
         """Serialises node Pod creation in a fleet, so two conferences never pick one name."""

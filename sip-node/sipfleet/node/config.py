@@ -40,14 +40,21 @@ class Config:
     credentials_file: str = ""
     """Where `credentials` were read from; re-read when it changes. Empty: none."""
     default_policy: str = "auto"
+    """Policy of a group the operator set none for: open, authenticated, or auto
+    (authenticated when `credentials` has the domain's realm, else open)."""
     nonce_seconds: float = 300.0
     """How long a digest nonce stays valid (RFC 7616 3.3); then the answer is stale=true."""
     lockout_failures: int = 10
     """Authentication failures within a minute that lock a source out."""
     lockout_seconds: float = 300.0
     """How long a locked-out source's requests are dropped."""
-    """Policy of a group the operator set none for: open, authenticated, or auto
-    (authenticated when `credentials` has the domain's realm, else open)."""
+    advertise_host: str = ""
+    """The IP address members reach this server at, written into everything it sends
+    them (Via, Contact, 302 Contact, Refer-To, shard URIs, SDP); "" = `listen`."""
+    advertise_udp_port: int = 0
+    """The UDP port members reach this server at (a NodePort, a host port); 0 = `sip_port`."""
+    advertise_tcp_port: int = 0
+    """The TCP port members reach this server at; 0 = `sip_port`."""
 
     @property
     def access_default(self) -> AccessPolicy:
@@ -73,7 +80,19 @@ class Config:
             raise ConfigError(f"listen address {self.listen!r} is not an IP address") from None
         if not addr.is_loopback and not addr.is_private and not addr.is_unspecified:
             raise ConfigError(f"listen address {self.listen!r} must be loopback or private")
-        for label, port in (("sip port", self.sip_port), ("admin port", self.admin_port)):
+        if self.advertise_host:
+            try:
+                ipaddress.ip_address(self.advertise_host)
+            except ValueError:
+                raise ConfigError(
+                    f"advertised address {self.advertise_host!r} is not an IP address"
+                ) from None
+        for label, port in (
+            ("sip port", self.sip_port),
+            ("admin port", self.admin_port),
+            ("advertised UDP port", self.advertise_udp_port),
+            ("advertised TCP port", self.advertise_tcp_port),
+        ):
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{label} {port} is outside 0..65535")
         if not self.token:

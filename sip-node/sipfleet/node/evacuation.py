@@ -12,6 +12,10 @@ event loop runs on). It ends when no member is left or at the deadline;
 members still here then are counted in ``sipfleet_node_unmoved_members_total``
 and returned, never dropped silently.
 
+Pace: the rates of the jobs it runs add up to at most ``rate``; each job
+REFERs its first member at once, so a step may start up to one member per
+target before the pace applies.
+
 Targets appear while it runs: the operator sees the terminating Pod, starts
 a replacement and pushes routes with it, and the next poll uses them.
 """
@@ -23,18 +27,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sipfleet.node.admin_api import Conflict, TransferRequest
+from sipfleet.node.admin_types import Conflict, RouteEntry, TransferRequest, TransferState
 from sipfleet.node.node import Node
-from sipfleet.node.routes import RouteEntry
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 """How often the evacuation looks again at members, transfers and routes."""
-MIN_RATE = 1.0
-"""Members/s: the slowest pace a transfer job is started with."""
+MIN_RATE = 0.01
+"""Members/s: below this much unused rate no new transfer job starts."""
 
 
 def assign(
@@ -109,40 +111,41 @@ class Evacuation:
 
     def step(self) -> None:
         """Start transfers for members not yet being moved, within the rate left."""
-        jobs = [j for j in self.node.transfers() if j["state"] == "running"]
+        jobs = [j for j in self.node.transfers() if j.state == "running"]
         if self.node.routes.generation != self._generation:
             # A new table carries the operator's fresh free counts: only the
             # members still on their way count against them.
             self._generation = self.node.routes.generation
             self._taken = {}
             for job in jobs:
-                self._taken[job["target"]] = self._taken.get(job["target"], 0) + job["pending"]
-        spare = self.rate - sum(float(j["rate"]) for j in jobs if j["id"] in self._mine)
+                self._taken[job.target] = self._taken.get(job.target, 0) + job.pending
+        spare = self.rate - sum(j.rate for j in jobs if j.id in self._mine)
         moving: dict[str, int] = {}
         for job in jobs:
-            moving[job["group"]] = moving.get(job["group"], 0) + job["pending"]
+            moving[job.group] = moving.get(job.group, 0) + job.pending
         for group, shard in sorted(self.node.shards.items()):
             unassigned = len(shard.members) - moving.get(group, 0)
             if unassigned <= 0 or spare < MIN_RATE:
                 continue
             plan = assign(unassigned, self.node.routes.entries(group), self.node.name, self._taken)
+            share = spare / max(1, len(plan))  # the jobs together stay within the rate
             for target, count in plan:
-                rate = max(MIN_RATE, spare / len(plan))
+                rate = share
                 started = self._start(TransferRequest(group, target, "refer", rate, count))
                 if started is not None:
                     spare -= rate
-                    self._taken[target] = self._taken.get(target, 0) + int(started["requested"])
+                    self._taken[target] = self._taken.get(target, 0) + started.requested
 
-    def _start(self, request: TransferRequest) -> Mapping[str, Any] | None:
+    def _start(self, request: TransferRequest) -> TransferState | None:
         try:
             job = self.node.start_transfer(request)
         except (Conflict, LookupError, ValueError) as exc:
             log.info("evacuation: no transfer of %s to %s: %s", request.group, request.target, exc)
             return None
-        self._mine.add(str(job["id"]))
+        self._mine.add(job.id)
         log.info(
             "evacuation: moving %d members of %s to %s at %.3g/s",
-            job["requested"],
+            job.requested,
             request.group,
             request.target,
             request.rate,

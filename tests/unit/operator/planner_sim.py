@@ -33,6 +33,7 @@ def make_spec(
     min_nodes: int = 0,
     max_nodes: int = 10,
     other_nodes: int = 0,
+    max_unavailable: int = 1,
     **scaling: Any,
 ) -> PlanSpec:
     """A PlanSpec; keyword arguments not listed go to ScalingPolicy (snake_case)."""
@@ -46,6 +47,7 @@ def make_spec(
         min_nodes=min_nodes,
         max_nodes=max_nodes,
         other_nodes=other_nodes,
+        max_unavailable=max_unavailable,
     )
 
 
@@ -81,6 +83,7 @@ def node(
     phase: str = "Running",
     created_at: float = 0.0,
     terminating: bool = False,
+    outdated: bool = False,
 ) -> ServerObservation:
     """A node Pod; ``members=None`` means no shard; a terminating one is draining."""
     return ServerObservation(
@@ -93,6 +96,7 @@ def node(
         metrics=metrics,
         created_at=created_at,
         terminating=terminating,
+        outdated=outdated,
     )
 
 
@@ -109,6 +113,8 @@ def apply(observations: Observations, decision: Decision, now: float) -> Observa
         del servers[action.server]
     for action in decision.drain:
         servers[action.server] = replace(servers[action.server], draining=True)
+    for action in decision.roll:  # deleted: Kubernetes stops it gracefully
+        servers[action.server] = replace(servers[action.server], draining=True, terminating=True)
     for placement in decision.create_shards:
         servers[placement.server] = replace(
             servers[placement.server],

@@ -38,6 +38,7 @@ def specs(draw: st.DrawFn) -> PlanSpec:
         scale_down_stabilization_seconds=draw(st.sampled_from([0, 30, 60])),
         cooldown_seconds=draw(st.sampled_from([0, 10])),
         max_nodes_per_step=draw(st.integers(1, 3)),
+        max_unavailable=draw(st.integers(1, 2)),
     )
 
 
@@ -57,6 +58,7 @@ def servers(draw: st.DrawFn, name: str, role: str, capacity: int) -> ServerObser
         metrics=draw(st.sampled_from(["fresh"] * 4 + ["stale", "missing"])),
         created_at=draw(st.floats(NOW - 300, NOW)),
         terminating=terminating,
+        outdated=role == "node" and draw(st.booleans()),
     )
 
 
@@ -120,7 +122,9 @@ def test_never_exceeds_max_nodes(case: tuple[PlanSpec, Observations, History]) -
     spec, obs, history = case
     d = plan(spec, obs, history, NOW)
     assert d.desired_nodes <= spec.node_budget
-    staying = [n for n in obs.nodes if not n.terminating]  # terminating Pods are on their way out
+    # Terminating Pods, and the outdated ones a rolling update stops now, are on their way out.
+    rolled = {a.server for a in d.roll}
+    staying = [n for n in obs.nodes if not n.terminating and n.name not in rolled]
     leaving = len(obs.nodes) - len(staying)
     if d.create_nodes:
         assert len(staying) - len(d.delete) + d.create_nodes <= spec.max_nodes - spec.other_nodes
@@ -176,6 +180,26 @@ def test_transfers_only_target_ready_active_hosts(
         assert count <= seen[source].members - in_flight[source]
     if spec.transfer.mode == "redirect-only":
         assert d.transfers == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_a_rolling_update_stops_few_outdated_nodes_one_step_at_a_time(
+    case: tuple[PlanSpec, Observations, History],
+) -> None:
+    spec, obs, history = case
+    d = plan(spec, obs, history, NOW)
+    seen = by_name(obs)
+    leaving = [n for n in obs.nodes if n.terminating and n.alive]
+    assert len(d.roll) + len(leaving) <= max(spec.max_unavailable, len(leaving))
+    for action in d.roll:
+        node = seen[action.server]
+        assert node.role == "node" and node.outdated and node.ready and node.alive
+        assert not node.draining and not node.terminating
+    if d.roll:
+        assert not any(n.alive and not n.ready and not n.draining for n in obs.nodes)
+        assert not [s for s in obs.servers if s.phase == "Running" and s.metrics != "fresh"]
+        assert not {a.server for a in d.roll} & {a.server for a in d.drain}
 
 
 def assert_only_completes(d: Decision, previous: Decision) -> None:

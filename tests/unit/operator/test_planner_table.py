@@ -426,3 +426,54 @@ def test_a_terminating_node_is_no_scale_in_step_in_progress() -> None:
     obs = observe(main(2), node("a", 0), node("c", 0), node("b", 3, terminating=True))
     d = plan(make_spec(target_load=0.5, max_nodes_per_step=1), obs, settled(0), NOW)
     assert [a.server for a in d.drain] == ["a"]
+
+
+# ---- rolling update of the node template ---------------------------------------------------
+
+
+def test_a_rolling_update_stops_one_outdated_node_and_replaces_it_at_once() -> None:
+    obs = observe(main(10), node("a", 8, outdated=True), node("b", 3, outdated=True), node("c", 10))
+    d = plan(make_spec(target_load=0.5), obs, settled(3), NOW)
+    assert [a.server for a in d.roll] == ["b"]  # the emptiest outdated node first
+    assert d.create_nodes == 1 and "replace 1 terminating (b)" in d.create_reason
+    assert (d.kind, d.phase) == ("rollout", "Scaling")
+    assert "roll b (3 members) to the new node template" in d.reason
+    assert [r.server for r in d.routes if r.state == "draining"] == ["b"]
+    assert d.transfers == ()  # b moves its own members once stopped
+
+
+def test_a_rolling_update_waits_for_the_previous_step() -> None:
+    spec = make_spec(target_load=0.5)
+    obs = observe(main(10), node("a", 8, outdated=True), node("b", 3, outdated=True))
+    d1 = plan(spec, obs, settled(2), NOW)
+    assert [a.server for a in d1.roll] == ["b"]
+    after = apply(obs, d1, NOW)  # b terminating, its replacement starting
+    d2 = plan(spec, after, d1.history, NOW + 1)
+    assert (d2.roll, d2.create_nodes) == ((), 0)
+    started = observe(
+        main(10), node("a", 8, outdated=True), node("b", 3, terminating=True), node("n", 0)
+    )
+    assert plan(spec, started, d1.history, NOW + 2).roll == ()  # b still stopping
+    done = observe(main(10), node("a", 8, outdated=True), node("n", 3))
+    assert [a.server for a in plan(spec, done, d1.history, NOW + 3).roll] == ["a"]
+
+
+def test_max_unavailable_rolls_several_nodes_at_once() -> None:
+    outdated = [node(n, 10, outdated=True) for n in ("a", "b", "c")]
+    d = plan(
+        make_spec(target_load=0.5, max_unavailable=2), observe(main(10), *outdated), settled(3), NOW
+    )
+    assert sorted(a.server for a in d.roll) == ["a", "b"]
+    assert d.create_nodes == 2
+
+
+def test_no_rolling_update_on_stale_metrics_or_while_draining() -> None:
+    stale = observe(main(10, metrics="stale"), node("a", 8, outdated=True))
+    assert plan(make_spec(target_load=0.5), stale, settled(1), NOW).roll == ()
+    draining = observe(main(10), node("a", 8, outdated=True), node("b", 2, draining=True))
+    assert plan(make_spec(target_load=0.5), draining, settled(1), NOW).roll == ()
+
+
+def test_no_rolling_update_while_the_main_server_is_down() -> None:
+    obs = observe(main(10, ready=False), node("a", 8, outdated=True), node("b", 8))
+    assert plan(make_spec(target_load=0.5), obs, settled(2), NOW).roll == ()

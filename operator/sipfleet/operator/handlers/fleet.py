@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 import pydantic
-from sipfleet.operator import disruption, metrics
+from sipfleet.operator import disruption, exposure, metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipFleetSpec
@@ -39,23 +39,39 @@ async def ensure_token_secret(rt: Runtime, body: Obj, spec: SipFleetSpec) -> str
     return podlib.secret_token(secret)
 
 
-async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> None:
-    """Create the main server Pod (role main) unless it exists."""
-    fleet = body["metadata"]["name"]
+async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> Obj:
+    """Create the entry Service and the main server Pod (role main) unless they
+    exist (the Pod waits for its own Service's address in a per-server exposure
+    mode); the entry Service as stored."""
+    fleet, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    entry = await rt.kube.ensure_service(namespace, exposure.entry_service(body, spec))
     pod = podlib.server_pod(
         body,
         podlib.main_pod_name(fleet),
         "main",
         podlib.server_pod_spec(fleet, spec, "main"),
     )
-    await rt.kube.ensure_pod(body["metadata"]["namespace"], pod)
+    exposed = await exposure.prepare_pod(rt.kube, body, pod, spec)
+    if exposed is None:
+        log.info("%s/%s: main server waits for its Service's address", namespace, fleet)
+    else:
+        await rt.kube.ensure_pod(namespace, exposed)
+    return entry
 
 
-async def ensure_budget(rt: Runtime, body: Obj, pods: list[Obj]) -> None:
-    """Create or resize the fleet's PodDisruptionBudget (one server at a time)."""
-    await rt.kube.apply_pdb(
-        body["metadata"]["namespace"], disruption.pod_disruption_budget(body, pods)
-    )
+async def ensure_budget(rt: Runtime, body: Obj) -> None:
+    """Create or resize the fleet's PodDisruptionBudget (one server at a time).
+
+    The Pods are listed under the fleet's budget lock, so of two updates
+    racing (a Pod terminating, its replacement created) the one that lists
+    last also writes last: a stale count never overwrites a newer one.
+    """
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    async with rt.budget_lock((namespace, name)):
+        pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
+        budget = disruption.pod_disruption_budget(body, pods)
+        await rt.kube.apply_pdb(namespace, budget)
+        log.info("budget %s/%s: minAvailable %d", namespace, name, budget["spec"]["minAvailable"])
 
 
 async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
@@ -64,8 +80,7 @@ async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
         body = await rt.kube.read_custom(GROUP, VERSION, namespace, FLEET.plural, fleet)
         if body is None:
             return
-        pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(fleet))
-        await ensure_budget(rt, body, pods)
+        await ensure_budget(rt, body)
     except KUBE_ERRORS as exc:
         log.info("disruption budget of %s/%s not updated: %s", namespace, fleet, exc)
 
@@ -88,15 +103,16 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         metrics.RECONCILES.labels(FLEET.kind).inc()
         fleet_spec = parse_spec(spec)
         obj = dict(body)
+        entry: Obj | None = None
         try:
             await ensure_token_secret(rt, obj, fleet_spec)
-            await ensure_main_pod(rt, obj, fleet_spec)
+            entry = await ensure_main_pod(rt, obj, fleet_spec)
         except ValueError as exc:
             metrics.ERRORS.labels("fleet").inc()
             kopf.event(body, type="Warning", reason="TokenInvalid", message=str(exc))
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
         try:
-            await ensure_budget(rt, obj, pods)
+            await ensure_budget(rt, obj)
         except KUBE_ERRORS as exc:
             metrics.ERRORS.labels("fleet").inc()
             kopf.event(body, type="Warning", reason="BudgetFailed", message=str(exc))
@@ -109,6 +125,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             meta.get("generation"),
             dict(status),
             datetime.now(UTC),
+            rollout.node_template_hash(obj, fleet_spec),
+            exposure.entry_point(entry),
         )
         patch.status.update(status_patch(status, new))
         metrics.set_fleet(

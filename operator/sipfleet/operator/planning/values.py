@@ -19,7 +19,7 @@ Role = Literal["main", "node"]
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 Freshness = Literal["fresh", "stale", "missing"]
 TransferMethod = Literal["refer", "refer-to-server"]
-DecisionKind = Literal["scale-out", "scale-in", "transfer", "delete", "place", "steady"]
+DecisionKind = Literal["scale-out", "scale-in", "rollout", "transfer", "delete", "place", "steady"]
 
 _TERMINATED: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
@@ -48,6 +48,8 @@ class PlanSpec:
     max_nodes: int = 10
     other_nodes: int = 0
     """Node Pods of the same fleet owned by other conferences (count toward max_nodes)."""
+    max_unavailable: int = 1
+    """Node Pods a rolling update stops at once (SipFleet spec.rollout.maxUnavailable)."""
 
     @classmethod
     def from_resources(
@@ -63,6 +65,7 @@ class PlanSpec:
             min_nodes=fleet.min_nodes,
             max_nodes=fleet.max_nodes,
             other_nodes=other_nodes,
+            max_unavailable=fleet.rollout.max_unavailable,
         )
 
     @property
@@ -103,6 +106,8 @@ class ServerObservation:
     metrics: Freshness = "fresh"
     created_at: float = 0.0
     terminating: bool = False
+    outdated: bool = False
+    """The Pod runs an older node template than the fleet's (a rolling update replaces it)."""
 
     @property
     def alive(self) -> bool:
@@ -222,6 +227,8 @@ class Decision:
     transfers: tuple[Transfer, ...] = ()
     drain: tuple[NodeAction, ...] = ()
     delete: tuple[NodeAction, ...] = ()
+    roll: tuple[NodeAction, ...] = ()
+    """Outdated nodes to stop (graceful exit) for replacements of the new template."""
     limited: frozenset[Limit] = frozenset()
     notes: tuple[str, ...] = ()
     """Why something was held back (limits, stale metrics, waiting); for status."""
@@ -239,12 +246,19 @@ class Decision:
     def has_actions(self) -> bool:
         """Whether the executor has anything to do besides pushing routes."""
         return bool(
-            self.create_nodes or self.create_shards or self.transfers or self.drain or self.delete
+            self.create_nodes
+            or self.create_shards
+            or self.transfers
+            or self.drain
+            or self.delete
+            or self.roll
         )
 
     @property
     def kind(self) -> DecisionKind:
         """The most significant action, for ``status.lastDecision.kind``."""
+        if self.roll:
+            return "rollout"
         if self.create_nodes:
             return "scale-out"
         if self.drain:
@@ -261,7 +275,8 @@ class Decision:
     def reasons(self) -> tuple[str, ...]:
         """Every action's reason, then the notes."""
         return (
-            ((self.create_reason,) if self.create_nodes else ())
+            tuple(a.reason for a in self.roll)
+            + ((self.create_reason,) if self.create_nodes else ())
             + tuple(a.reason for a in self.drain)
             + tuple(t.reason for t in self.transfers)
             + tuple(a.reason for a in self.delete)
@@ -281,6 +296,7 @@ class Decision:
         return bool(
             self.create_nodes
             or self.drain
+            or self.roll
             or self.transfers
             or self.pending_nodes
             or self.draining_nodes
