@@ -91,6 +91,7 @@ def conference() -> dict[str, Any]:
             "capacity": {"membersPerServer": PER_SERVER},
             "scaling": {"targetLoad": TARGET_LOAD, "intervalSeconds": INTERVAL},
             "transfer": {"mode": "redirect-only"},
+            "access": {"policy": "open"},  # sipp members without credentials
         },
     }
 

@@ -281,12 +281,17 @@ def fleet(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+OPEN = {"policy": "open"}
+
+
 def conference(name: str, fleet_name: str, uri: str = GROUP, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "sipfleet.io/v1alpha1",
         "kind": "SipConference",
         "metadata": {"name": name},
-        "spec": {"uri": uri, "fleetRef": {"name": fleet_name}, **spec},
+        # Open: these fleets have no member credentials (docs/security.md); a test that
+        # wants another policy passes access=...
+        "spec": {"uri": uri, "fleetRef": {"name": fleet_name}, "access": OPEN, **spec},
     }
 
 

@@ -113,6 +113,16 @@ BAD_OBJECTS = [
         "less than or equal to highWatermark",
     ),
     (
+        conference("md5-first", access={"algorithms": ["MD5", "SHA-256"]}),
+        "spec.access.algorithms",
+        "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
+    ),
+    (
+        conference("not-an-aor", access={"policy": "allowlist", "allow": ["alice"]}),
+        "spec.access.allow[0]",
+        "should match",
+    ),
+    (
         conference("zero-cap", capacity={"membersPerServer": 0}),
         "spec.capacity.membersPerServer",
         "greater than or equal to 1",

@@ -322,6 +322,7 @@ metadata: {name: rc}
 spec:
   uri: sip:rc@example.com
   fleetRef: {name: rf}
+  access: {policy: open}
 """
 
 

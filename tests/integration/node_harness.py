@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import shutil
 import signal
 import socket
@@ -194,6 +195,7 @@ class Sipp:
     timeout: int = 60
     keys: dict[str, str] = field(default_factory=dict)  # -key name value (scenario [name])
     port: int = 0  # local SIP port; 0 = any free one
+    extra: tuple[str, ...] = ()  # more sipp options, e.g. ("-au", user, "-ap", password)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Sipp:
@@ -239,6 +241,7 @@ class Sipp:
                 str(self._stat),
                 "-fd",
                 "1",
+                *self.extra,
             ],
             stdout=self._out.open("wb"),
             stderr=subprocess.STDOUT,
@@ -296,3 +299,14 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def member_credentials(tmp: Path, passwords: dict[str, str], realm: str = "example.com") -> Path:
+    """A --credentials-file (realm -> user -> algorithm -> HA1, SHA-256 and MD5), as the
+    operator mounts it from a Secret (docs/security.md)."""
+    from sipfleet.node.auth.digest import ALGORITHMS, ha1
+
+    data = {realm: {u: {a: ha1(a, u, realm, p) for a in ALGORITHMS} for u, p in passwords.items()}}
+    path = tmp / "credentials.json"
+    path.write_text(json.dumps(data))
+    return path

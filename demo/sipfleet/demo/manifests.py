@@ -54,5 +54,6 @@ def conference() -> dict[str, Any]:
                 "maxNodesPerStep": 2,
             },
             "transfer": {"mode": "refer", "membersPerSecond": 20},
+            "access": {"policy": "open"},  # the demo's members have no credentials
         },
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
+from sipfleet.node.admin_types import Access
 from sipfleet.operator import metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
@@ -104,7 +105,8 @@ async def _observe(rt: Runtime, ctx: Context) -> Observed:
 
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:
     snap = ctx.snapshot
-    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed)
+    access = Access.model_validate(ctx.spec.access.to_k8s())
+    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed, access)
 
 
 async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> Pass:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
-from sipfleet.node.admin_types import RouteEntry, TransferRequest
+from sipfleet.node.admin_types import Access, RouteEntry, TransferRequest
 from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
@@ -89,6 +89,8 @@ class Executor:
     conference: str
     token: str
     observed: Observed
+    access: Access | None = None
+    """The conference's access policy (SipConference.spec.access) for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
 
     @property
@@ -132,7 +134,7 @@ class Executor:
         if server not in self.observed.urls:
             return None
         try:
-            shard = await self._client(server).ensure_shard(group, capacity)
+            shard = await self._client(server).ensure_shard(group, capacity, self.access)
         except _FAILURES as exc:
             self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
             return None

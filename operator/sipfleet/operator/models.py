@@ -332,6 +332,14 @@ class SipFleetSpec(CrdModel):
         pattern=DNS_SUBDOMAIN,
         description="Secret (key 'token') holding the admin API token; generated when absent.",
     )
+    member_credentials_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret (key 'credentials.yaml') with the members' digest credentials as "
+        "realm -> user -> algorithm -> HA1, never plain passwords; mounted into every server, "
+        "so a member moved to another server authenticates there too (docs/security.md).",
+    )
     exposure: ExposureSpec = _section(
         ExposureSpec, "How members outside the pod network reach the servers."
     )
@@ -529,6 +537,51 @@ class TransferPolicy(CrdModel):
     )
 
 
+AccessMode = Literal["open", "authenticated", "allowlist"]
+DigestAlgorithm = Literal["SHA-256", "MD5"]
+AOR = r"^sip:[^@\s]+@[^@\s]+$"
+
+
+class AccessSpec(CrdModel):
+    """Who may join the group, post to it and read its roster (docs/security.md)."""
+
+    policy: AccessMode = Field(
+        default="authenticated",
+        description="open: anyone (the sender is not verified); authenticated: SIP digest "
+        "credentials from the fleet's memberCredentialsSecret; allowlist: authenticated "
+        "and listed in allow. New conferences are authenticated unless they say open.",
+    )
+    allow: list[Annotated[str, Field(max_length=512, pattern=AOR)]] = Field(
+        default_factory=list,
+        max_length=10000,
+        description="Addresses of record (sip:user@domain) allowed when policy is allowlist.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    algorithms: list[DigestAlgorithm] = Field(
+        default_factory=lambda: list[DigestAlgorithm](["SHA-256"]),
+        min_length=1,
+        max_length=2,
+        description="Digest algorithms members may answer with, challenged in this order: "
+        "[SHA-256] (default), [SHA-256, MD5] for older phones, [MD5] only for clients "
+        "that cannot skip a challenge they cannot compute.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self == ['SHA-256'] || self == ['SHA-256', 'MD5'] || self == ['MD5']",
+                    "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
+                )
+            ]
+        },
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _sha256_first(cls, algorithms: list[str]) -> list[str]:
+        if algorithms not in (["SHA-256"], ["SHA-256", "MD5"], ["MD5"]):
+            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        return algorithms
+
+
 class SipConferenceSpec(CrdModel):
     """Desired state of one group (conference or group chat)."""
 
@@ -549,6 +602,9 @@ class SipConferenceSpec(CrdModel):
     capacity: CapacitySpec = _section(CapacitySpec, "Per-server and total member limits.")
     scaling: ScalingPolicy = _section(ScalingPolicy, "Scaling thresholds, windows and pace.")
     transfer: TransferPolicy = _section(TransferPolicy, "How members move between servers.")
+    access: AccessSpec = _section(
+        AccessSpec, "Who may join, post and read the roster: open, authenticated or allowlist."
+    )
 
     @field_validator("uri")
     @classmethod

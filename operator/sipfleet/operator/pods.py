@@ -28,6 +28,8 @@ LABEL_CONFERENCE = "sipfleet.io/conference"
 LABEL_DRAINING = "sipfleet.io/draining"
 TOKEN_KEY = "token"
 TOKEN_MOUNT = "/var/run/sipfleet/admin"
+CREDENTIALS_MOUNT = "/etc/sipfleet/members"
+CREDENTIALS_KEY = "credentials.yaml"
 SIP_PORT = 5060
 ADMIN_PORT = 8080
 SERVER_UID = 10001
@@ -140,6 +142,8 @@ class ServerPodSpec:
     """terminationGracePeriodSeconds, also the server's graceful-exit budget."""
     drain_rate: int = 50
     """Members/s the server moves away on SIGTERM."""
+    credentials_secret: str | None = None
+    """Secret with the members' digest credentials (key CREDENTIALS_KEY), if any."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
@@ -169,6 +173,7 @@ def server_pod_spec(
         tree_fanout=spec.tree_fanout,
         grace_seconds=spec.grace_period_seconds(),
         drain_rate=spec.disruption.members_per_second,
+        credentials_secret=spec.member_credentials_secret,
         extra_env={e.name: e.value for e in tpl.env},
         resources={k: v for k, v in tpl.resources.to_k8s().items() if v} if role == "node" else {},
         pod_labels={LABEL_CONFERENCE: conference} if conference else {},
@@ -209,6 +214,24 @@ def server_pod(
         {"name": "SIPFLEET_DRAIN_RATE", "value": str(spec.drain_rate)},
         *({"name": k, "value": v} for k, v in sorted(spec.extra_env.items())),
     ]
+    mounts: list[Obj] = [
+        {"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": TMP_MOUNT},
+    ]
+    volumes: list[Obj] = [
+        {"name": "admin-token", "secret": {"secretName": spec.token_secret}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+    ]
+    if spec.credentials_secret:
+        env.append(
+            {"name": "SIPFLEET_CREDENTIALS_FILE", "value": f"{CREDENTIALS_MOUNT}/{CREDENTIALS_KEY}"}
+        )
+        mounts.append(
+            {"name": "member-credentials", "mountPath": CREDENTIALS_MOUNT, "readOnly": True}
+        )
+        volumes.append(
+            {"name": "member-credentials", "secret": {"secretName": spec.credentials_secret}}
+        )
     container: Obj = {
         "name": "sip-node",
         "image": spec.image,
@@ -229,10 +252,7 @@ def server_pod(
             "failureThreshold": 3,
         },
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
-        "volumeMounts": [
-            {"name": "admin-token", "mountPath": TOKEN_MOUNT, "readOnly": True},
-            {"name": "tmp", "mountPath": TMP_MOUNT},
-        ],
+        "volumeMounts": mounts,
     }
     if spec.resources:
         container["resources"] = dict(spec.resources)
@@ -250,10 +270,7 @@ def server_pod(
             "terminationGracePeriodSeconds": spec.grace_seconds,
             "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
             "containers": [container],
-            "volumes": [
-                {"name": "admin-token", "secret": {"secretName": spec.token_secret}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
-            ],
+            "volumes": volumes,
         },
     }
 

@@ -23,6 +23,7 @@ from sipfleet.node.admin_types import (
     TransferState,
     describe,
 )
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.metrics import CONTENT_TYPE, NodeMetrics
 from sipfleet.node.openapi import OPENAPI
 from sipfleet.node.routes import Groups, RoutesError, StaleGeneration, parse_routes
@@ -38,7 +39,9 @@ class Control(Protocol):
 
     def ready(self) -> bool: ...
     def state(self) -> NodeState: ...
-    def ensure_shard(self, group: str, capacity: int) -> tuple[ShardState, bool]: ...
+    def ensure_shard(
+        self, group: str, capacity: int, access: AccessPolicy | None = None
+    ) -> tuple[ShardState, bool]: ...
     async def delete_shard(self, group: str) -> ShardState: ...
     def put_routes(self, generation: int, groups: Groups) -> None: ...
     def start_transfer(self, request: TransferRequest) -> TransferState: ...
@@ -139,7 +142,8 @@ def build_app(control: Control, token: str) -> web.Application:
     @routes.post("/v1/shards")
     async def ensure_shard(request: web.Request) -> web.Response:
         body = _parse(ShardRequest, await _json_object(request))
-        shard, created = control.ensure_shard(body.group, body.capacity)
+        access = None if body.access is None else AccessPolicy.from_json(body.access.to_json())
+        shard, created = control.ensure_shard(body.group, body.capacity, access)
         return _json(shard, 201 if created else 200)
 
     @routes.delete("/v1/shards")

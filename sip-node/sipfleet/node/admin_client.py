@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sipfleet.node.admin_types import (
     TRANSFER_REQUEST,
     TRANSFERS,
+    Access,
     GroupRef,
     NodeState,
     RouteEntry,
@@ -110,8 +111,11 @@ class AdminClient:
     async def metrics(self) -> str:
         return str(await self._request("GET", "/metrics"))
 
-    async def ensure_shard(self, group: str, capacity: int) -> ShardState:
-        body = ShardRequest(group=group, capacity=capacity)
+    async def ensure_shard(
+        self, group: str, capacity: int, access: Access | None = None
+    ) -> ShardState:
+        """Create the group's shard (idempotent); `access` is its policy (docs/security.md)."""
+        body = ShardRequest(group=group, capacity=capacity, access=access)
         return ShardState.model_validate(await self._request("POST", "/v1/shards", body))
 
     async def delete_shard(self, group: str) -> ShardState:

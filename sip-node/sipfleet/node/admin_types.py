@@ -96,13 +96,40 @@ class RoutesAck(BaseModel):
     generation: int
 
 
+Aor = Annotated[StrictStr, Field(pattern=r"^sip:[^@\s]+@[^@\s]+$", description="sip:user@domain")]
+DigestAlgorithm = Literal["SHA-256", "MD5"]
+
+
+class Access(BaseModel):
+    """Who may join the group, post to it and read its roster (docs/security.md,
+    SipConference.spec.access): open, authenticated, or allowlist of AORs; the digest
+    algorithms members may answer with, SHA-256 first (RFC 8760)."""
+
+    model_config = _CONFIG
+    policy: Literal["open", "authenticated", "allowlist"] = "authenticated"
+    allow: tuple[Aor, ...] = ()
+    algorithms: Annotated[tuple[DigestAlgorithm, ...], Field(min_length=1)] = ("SHA-256",)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _sha256_first(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+        if algorithms not in (("SHA-256",), ("SHA-256", "MD5"), ("MD5",)):
+            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        return algorithms
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 class ShardRequest(BaseModel):
     """POST /v1/shards: create the group's shard here (idempotent; a new capacity
-    replaces the old one)."""
+    replaces the old one; `access`, when given, becomes the group's policy here,
+    else the server's --default-policy applies)."""
 
     model_config = _CONFIG
     group: GroupUri
     capacity: Annotated[StrictInt, Field(ge=1)]
+    access: Access | None = None
 
 
 class GroupRef(BaseModel):

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sipfleet.node.auth.credentials import CredentialsError, CredentialStore
 from sipfleet.node.config import Config, ConfigError
 from sipfleet.node.presentation import SenderDisplay
 
@@ -80,6 +81,43 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         50.0,
         "after SIGTERM: members/s moved to the group's other servers",
     ),
+    (
+        "--credentials-file",
+        "SIPFLEET_CREDENTIALS_FILE",
+        str,
+        "",
+        "JSON/YAML file of member digest credentials, realm -> user -> algorithm -> HA1 "
+        "(mount it from a Secret; docs/security.md); empty: none",
+    ),
+    (
+        "--default-policy",
+        "SIPFLEET_DEFAULT_POLICY",
+        str,
+        "auto",
+        "access policy of groups the operator set none for: open, authenticated or auto "
+        "(authenticated when the credentials cover the domain)",
+    ),
+    (
+        "--nonce-seconds",
+        "SIPFLEET_NONCE_SECONDS",
+        float,
+        300.0,
+        "seconds a digest nonce stays valid before members are challenged with stale=true",
+    ),
+    (
+        "--lockout-failures",
+        "SIPFLEET_LOCKOUT_FAILURES",
+        int,
+        10,
+        "member authentication failures within a minute that lock a source out",
+    ),
+    (
+        "--lockout-seconds",
+        "SIPFLEET_LOCKOUT_SECONDS",
+        float,
+        300.0,
+        "seconds a locked-out source's requests are dropped",
+    ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
 
@@ -139,16 +177,28 @@ def _read_token(path: str, parser: argparse.ArgumentParser) -> str:
     return token
 
 
+def _read_credentials(path: str, parser: argparse.ArgumentParser) -> CredentialStore:
+    if not path:
+        return CredentialStore()
+    try:
+        return CredentialStore.load(Path(path))
+    except OSError as exc:
+        parser.error(f"cannot read credentials file {path}: {exc.strerror}")
+    except CredentialsError as exc:
+        parser.error(f"credentials file {path}: {exc} (docs/security.md shows the format)")
+
+
 def parse_config(argv: Sequence[str] | None = None) -> tuple[Config, str]:
     """Parse flags and environment into a Config and the log level; exit 2 on bad input."""
     parser = build_parser()
     values = _resolve(parser.parse_args(argv), parser)
     token = _read_token(str(values.pop("token_file")), parser)
+    credentials = _read_credentials(str(values["credentials_file"]), parser)
     log_level = str(values.pop("log_level")).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         parser.error(f"--log-level {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     try:
-        config = Config(token=token, **values)  # type: ignore[arg-type]
+        config = Config(token=token, credentials=credentials, **values)  # type: ignore[arg-type]
     except (ConfigError, TypeError) as exc:
         parser.error(str(exc))
     return config, log_level

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from sipfleet.node.auth.credentials import CredentialStore
+from sipfleet.node.auth.policy import OPEN, SECURE_DEFAULT, AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
 
 Role = Literal["main", "node"]
@@ -33,6 +35,19 @@ class Config:
     """Graceful-exit budget after SIGTERM (the Pod's terminationGracePeriodSeconds)."""
     drain_rate: float = 50.0
     """Members/s moved to other servers during a graceful exit (the fleet's transfer rate)."""
+    credentials: CredentialStore = field(default_factory=CredentialStore)
+    """Member digest credentials (realm -> user -> algorithm -> HA1), docs/security.md."""
+    credentials_file: str = ""
+    """Where `credentials` were read from; re-read when it changes. Empty: none."""
+    default_policy: str = "auto"
+    """Policy of a group the operator set none for: open, authenticated, or auto
+    (authenticated when `credentials` has the domain's realm, else open)."""
+    nonce_seconds: float = 300.0
+    """How long a digest nonce stays valid (RFC 7616 3.3); then the answer is stale=true."""
+    lockout_failures: int = 10
+    """Authentication failures within a minute that lock a source out."""
+    lockout_seconds: float = 300.0
+    """How long a locked-out source's requests are dropped."""
     advertise_host: str = ""
     """The IP address members reach this server at, written into everything it sends
     them (Via, Contact, 302 Contact, Refer-To, shard URIs, SDP); "" = `listen`."""
@@ -40,6 +55,17 @@ class Config:
     """The UDP port members reach this server at (a NodePort, a host port); 0 = `sip_port`."""
     advertise_tcp_port: int = 0
     """The TCP port members reach this server at; 0 = `sip_port`."""
+
+    @property
+    def access_default(self) -> AccessPolicy:
+        """The AccessPolicy `default_policy` stands for."""
+        if self.default_policy == "open":
+            return OPEN
+        if self.default_policy == "authenticated" or self.credentials.entries.get(
+            self.domain.lower()
+        ):
+            return SECURE_DEFAULT
+        return OPEN
 
     def __post_init__(self) -> None:
         if self.role not in ("main", "node"):
@@ -82,5 +108,13 @@ class Config:
             raise ConfigError(f"shutdown budget {self.shutdown_seconds} s must not be negative")
         if self.drain_rate <= 0:
             raise ConfigError(f"drain rate {self.drain_rate} members/s must be > 0")
+        if self.default_policy not in ("auto", "open", "authenticated"):
+            raise ConfigError(
+                f"default policy {self.default_policy!r} is not auto, open or authenticated"
+            )
+        if self.lockout_failures < 1 or self.lockout_seconds <= 0:
+            raise ConfigError("lockout needs failures >= 1 and seconds > 0")
+        if self.nonce_seconds <= 0:
+            raise ConfigError(f"nonce lifetime {self.nonce_seconds} s must be > 0")
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")

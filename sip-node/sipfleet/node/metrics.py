@@ -70,6 +70,14 @@ class NodeMetrics:
             "Server-to-server requests refused for bad or missing authentication",
             registry=r,
         )
+        self.member_auth_failures = Counter(
+            p + "auth_failures",
+            "Member requests refused by digest authentication or access policy, by reason "
+            "(malformed, algorithm, bad_nonce, bad_response, unknown_user, stale_nonce, "
+            "replayed, uri_mismatch, not_allowed, from_mismatch, not_member, locked_out)",
+            ["reason"],
+            registry=r,
+        )
         self.unmoved = Counter(
             p + "unmoved_members",
             "Members still here when a graceful exit (SIGTERM) ran out of time: "

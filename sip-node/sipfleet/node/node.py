@@ -25,6 +25,12 @@ from sipfleet.node.admin_types import (
     TransferRequest,
     TransferState,
 )
+from sipfleet.node.auth.admission import GUARDED, Admission, Proceed
+from sipfleet.node.auth.credentials import CredentialStore
+from sipfleet.node.auth.guard import Guard
+from sipfleet.node.auth.lockout import Lockout
+from sipfleet.node.auth.nonce import NonceIssuer
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.clock import CoreClock
 from sipfleet.node.config import Config
 from sipfleet.node.distribution import (
@@ -120,6 +126,15 @@ class Node:
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
         self._jobs_clock: CoreClock | None = None
+        self.admission = Admission(
+            Guard(
+                config.credentials,
+                NonceIssuer.with_random_key(config.nonce_seconds),
+                lockout=Lockout(config.lockout_failures, duration=config.lockout_seconds),
+            ),
+            config.domain.lower(),
+            config.access_default,
+        )
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._by_user: dict[str, Shard] = {}
@@ -138,6 +153,7 @@ class Node:
             self._limiter,
             advertised=advertised_of(config),
         )
+        stack.lockout = self.admission.guard.lockout
         await stack.start()
         loop = asyncio.get_running_loop()
         self._jobs_clock = CoreClock(
@@ -207,7 +223,16 @@ class Node:
             host=a.host, udp_port=a.udp_port or self.port, tcp_port=a.tcp_port or self.port
         )
 
-    def ensure_shard(self, group: str, capacity: int) -> tuple[ShardState, bool]:
+    def set_credentials(self, store: CredentialStore) -> None:
+        """Member credentials from now on (a reloaded credentials file)."""
+        self.admission.guard.credentials = store
+
+    def ensure_shard(
+        self, group: str, capacity: int, access: AccessPolicy | None = None
+    ) -> tuple[ShardState, bool]:
+        """Create or resize the group's shard; `access` (if given) becomes its policy."""
+        if access is not None:
+            self.admission.policies[group] = access
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
@@ -227,6 +252,7 @@ class Node:
         shard = self.shards.get(group)
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
+        self.admission.policies.pop(group, None)
         for member in list(shard.members.values()):
             self.remove_member(shard, member, bye=True, reason="shard_deleted")
         del self.shards[group]
@@ -297,7 +323,27 @@ class Node:
         if handler is None:
             ctx.respond(405, [("Allow", ALLOW)])
             return
+        if request.to_tag is None and request.method in GUARDED and not self._admitted(ctx):
+            return
         handler(self, ctx)
+
+    def _admitted(self, ctx: RequestContext) -> bool:
+        """Digest authentication and access policy (auth.admission); False once answered."""
+        group: str | None
+        try:
+            group = self.resolve(ctx.request)[0]
+        except LookupError:
+            group = None
+        outcome = self.admission.admit(
+            ctx.request, group, ctx.peer.host, self.stack.now(), self._is_member
+        )
+        if isinstance(outcome, Proceed):
+            return True
+        if outcome.failure is not None:
+            self.metrics.member_auth_failures.labels(outcome.failure).inc()
+        if outcome.status is not None:
+            ctx.respond(outcome.status, outcome.headers, reason=outcome.reason)
+        return False
 
     def _dialog(self, request: SipRequest) -> tuple[Shard, Member] | None:
         tag = request.to_tag

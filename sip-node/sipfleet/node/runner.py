@@ -17,9 +17,11 @@ import contextlib
 import gc
 import logging
 import signal
+from pathlib import Path
 
 from aiohttp import web
 from sipfleet.node.admin_api import build_app
+from sipfleet.node.auth.reload import watch_credentials
 from sipfleet.node.config import Config
 from sipfleet.node.evacuation import Evacuation
 from sipfleet.node.metrics import sample_loop_lag
@@ -59,6 +61,13 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
         return 1
     freezer = asyncio.create_task(_freeze_survivors())
     lag = asyncio.create_task(sample_loop_lag(node.metrics.event_loop_lag))
+    tasks = [lag, freezer]
+    if config.credentials_file:
+        tasks.append(
+            asyncio.create_task(
+                watch_credentials(Path(config.credentials_file), node.set_credentials)
+            )
+        )
     log.info(
         "%s (%s) SIP on %s udp+tcp, admin API on http://%s:%d",
         config.name,
@@ -69,7 +78,7 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
     )
     await stop.wait()
     await _graceful_exit(node, config)
-    for task in (lag, freezer):
+    for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

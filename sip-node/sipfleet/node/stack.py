@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sipfleet.node.auth.lockout import Lockout
 from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.sip import (
@@ -193,6 +194,7 @@ class SipStack:
         self.host, self.port, self.app = host, port, app
         self.advertised = advertised
         self.metrics, self.limiter = metrics, limiter
+        self.lockout: Lockout | None = None  # sources locked out by member authentication
         self._loop = asyncio.get_running_loop()
         self.layer = TransactionLayer()
         self.clock = LayerClock(self._loop, self.layer, self.process)
@@ -544,7 +546,12 @@ class SipStack:
             self.transmit(response.to_bytes(), reply_address(response, peer))
 
     def _allowed(self, peer: Peer) -> bool:
-        if peer.host in self.exempt or self.limiter.allow(peer.host, self.now()):
+        if peer.host in self.exempt:
+            return True
+        if self.lockout is not None and self.lockout.locked(peer.host, self.now()):
+            self.metrics.member_auth_failures.labels("locked_out").inc()
+            return False
+        if self.limiter.allow(peer.host, self.now()):
             return True
         self.metrics.rate_limited.inc()
         return False

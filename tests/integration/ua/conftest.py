@@ -37,9 +37,11 @@ def sip_port(ip: str, also_next: bool) -> int:
 
 @pytest.fixture
 async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
-    """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..)`:
-    a started UA of `kind` (pjsua2, baresip, linphone); skips when it cannot run here.
-    `contact_host` (pjsua2): a host name its Contact carries instead of `ip`."""
+    """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..,
+    contact_host=.., domain=.., password=..)`: a started UA of `kind` (pjsua2, baresip,
+    linphone); skips when it cannot run here. `contact_host` (pjsua2): a host name its
+    Contact carries instead of `ip`; `domain`/`password` (pjsua2): AOR user@domain with
+    digest credentials (docs/security.md)."""
     started: list[Agent] = []
 
     async def make(
@@ -51,6 +53,8 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         ip: str = "127.0.0.1",
         chat_uri: str = "",
         contact_host: str = "",
+        domain: str = "",
+        password: str = "",
     ) -> Agent:
         why = missing(kind)
         if why:
@@ -60,9 +64,9 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         options: dict[str, object] = {}
         if kind == "baresip":
             options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
-        if contact_host:
-            assert kind == "pjsua2", "only the pjsua2 driver names its Contact host"
-            options = {"contact_host": contact_host}
+        if contact_host or domain or password:
+            assert kind == "pjsua2", "only the pjsua2 driver names its Contact host or AOR"
+            options = {"contact_host": contact_host, "domain": domain, "password": password}
         agent = KINDS[kind](
             name=name,
             display=display or name.title(),

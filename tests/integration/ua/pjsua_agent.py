@@ -29,6 +29,8 @@ class PjsuaAgent(Agent):
     """PJSIP 2.15 through the pjsua2 wheel, one child process (pjsua_child.py) per UA."""
 
     kind: ClassVar[str] = "pjsua2"
+    domain: str = ""  # the AOR's host; empty: the phone's own ip:port
+    password: str = ""  # digest password; empty: none
     contact_host: str = ""  # a host name for its Contact instead of its address
 
     async def start(self) -> None:
@@ -40,6 +42,8 @@ class PjsuaAgent(Agent):
             "--transports", ",".join(self.transports),
             "--user", self.name,
             "--display", self.display,
+            "--domain", self.domain,
+            "--password", self.password,
             "--public", self.contact_host,
             "--log", str(self.log),
             stdin=asyncio.subprocess.PIPE,

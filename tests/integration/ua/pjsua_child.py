@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--transports", default="udp,tcp")
     parser.add_argument("--user", default="pj")
     parser.add_argument("--display", default="")
+    parser.add_argument("--domain", default="", help="AOR host (default: the bound ip:port)")
+    parser.add_argument("--password", default="", help="digest password (docs/security.md)")
     parser.add_argument("--public", default="", help="host name for the Contact (default --ip)")
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
@@ -200,7 +202,9 @@ def main() -> None:
     port = args.port
     acfg = pj.AccountConfig()
     name = f'"{args.display}" ' if args.display else ""
-    acfg.idUri = f"{name}<sip:{args.user}@{host}:{port}>"
+    acfg.idUri = f"{name}<sip:{args.user}@{args.domain or f'{host}:{port}'}>"
+    if args.password:  # answers 401 challenges of any realm with PJSIP's own digest code
+        acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
     acfg.sipConfig.contactUriParams = "" if "udp" in ports else ";transport=tcp"
     if args.public:  # a host name PJSIP would not resolve for itself, e.g. x.invalid
         acfg.sipConfig.contactForced = f"<sip:{args.user}@{args.public}:{port}>"

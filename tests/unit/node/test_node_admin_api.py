@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sipfleet.node.admin_api import build_app
 from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.node.admin_types import NodeState, RouteEntry, ShardState, TransferRequest
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
 
@@ -109,12 +110,27 @@ async def test_shards_are_idempotent(client: TestClient) -> None:
         {"group": GROUP, "capacity": 0},
         {"group": GROUP, "capacity": "10"},
         {"group": GROUP},
+        {"group": GROUP, "capacity": 1, "access": {"policy": "closed"}},
+        {"group": GROUP, "capacity": 1, "access": {"algorithms": ["MD5", "SHA-256"]}},
+        {"group": GROUP, "capacity": 1, "access": {"allow": ["alice@example.com"]}},
     ],
 )
 async def test_bad_shard_requests(client: TestClient, body: dict[str, object]) -> None:
     response = await client.post("/v1/shards", json=body, headers=AUTH)
     assert response.status == 400
     assert (await response.json())["error"]
+
+
+async def test_a_shard_takes_the_access_policy_it_is_given() -> None:
+    node = Node(Config("main", "main", "example.com", "127.0.0.10", 5060, 8080, TOKEN))
+    async with TestClient(TestServer(build_app(node, TOKEN))) as client:
+        access = {"policy": "allowlist", "allow": ["sip:alice@Example.com"], "algorithms": ["MD5"]}
+        body = {"group": GROUP, "capacity": 10, "access": access}
+        assert (await client.post("/v1/shards", json=body, headers=AUTH)).status == 201
+        policy = node.admission.policies[GROUP]
+        assert policy == AccessPolicy("allowlist", frozenset({"sip:alice@example.com"}), ("MD5",))
+        await client.delete("/v1/shards", json={"group": GROUP}, headers=AUTH)
+        assert GROUP not in node.admission.policies
 
 
 async def test_invalid_json_is_400(client: TestClient) -> None:

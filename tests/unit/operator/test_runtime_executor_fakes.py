@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 from admin_fakes import node_state, shard, transfer
 from sipfleet.node.admin_types import (
+    Access,
     NodeState,
     RouteEntry,
     Routes,
@@ -116,7 +117,10 @@ class FakeAdmin:
         self.puts.append(generation)
         return RoutesAck(generation=generation)
 
-    async def ensure_shard(self, group: str, capacity: int) -> ShardState:
+    async def ensure_shard(
+        self, group: str, capacity: int, access: Access | None = None
+    ) -> ShardState:
+        self.access = access
         return shard(group, uri=f"sip:new@{group}", capacity=capacity)
 
     async def delete_shard(self, group: str) -> ShardState:
@@ -198,6 +202,16 @@ async def test_a_new_shard_is_routed_in_the_pass_that_creates_it() -> None:
     entries = admins["f-main"].groups[A]
     assert [e.server for e in entries] == ["f-main", "f-node-1"]
     assert entries[1] == RouteEntry("f-node-1", f"sip:new@{A}", "active", 10)
+
+
+async def test_a_new_shard_gets_the_conference_access_policy() -> None:
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    access = Access(policy="allowlist", allow=("sip:a@example.com",))
+    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", observed(admins), access)
+    place = ShardPlacement("f-node-1", A, 10, "node ready")
+    await run.apply(decision(A, "f-main", create_shards=(place,)))
+    assert admins["f-node-1"].access == access
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
