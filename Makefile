@@ -7,9 +7,9 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STATE ?= .state/dev
 
-.PHONY: setup system-deps venv kube-binaries test-tools lint test test-unit test-integration test-e2e demo crds bench clean
+.PHONY: setup system-deps venv kube-binaries images test-tools lint test test-unit test-integration test-e2e demo crds bench clean
 
-setup: system-deps venv kube-binaries test-tools
+setup: system-deps venv kube-binaries images test-tools
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -24,6 +24,10 @@ venv: $(VENV)/.installed
 
 kube-binaries:
 	@bash devcluster/build-kube-binaries.sh
+
+# The node and operator images without Docker (mmdebstrap; minutes once, cached by content).
+images: venv system-deps
+	@$(VENV)/bin/sipfleet dev images
 
 # kubeconform, actionlint, Prometheus Operator CRDs, mermaid: used by the chart and docs tests.
 test-tools:

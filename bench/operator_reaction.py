@@ -160,7 +160,7 @@ class Marks:
 
     async def _routes_have_node(self) -> bool:
         routes = await self.main.routes()
-        return len(routes.get("groups", {}).get(GROUP, [])) > 1
+        return len(routes.groups.get(GROUP, ())) > 1
 
     async def _shard_on_a_node(self) -> bool:
         for pod in self.watch.snapshot().values():
@@ -169,7 +169,7 @@ class Marks:
                     pod.ip, AdminClient(f"http://{pod.ip}:8080", self.token, timeout=1.0)
                 )
                 state = await node.state()
-                if any(s["group"] == GROUP for s in state["shards"]):
+                if any(s.group == GROUP for s in state.shards):
                     return True
         return False
 
@@ -215,7 +215,7 @@ class Bench:
 
             async def shard_on_main() -> bool:
                 state = await admin.state()
-                return any(s["group"] == GROUP for s in state["shards"])
+                return any(s.group == GROUP for s in state.shards)
 
             await wait_for("the group's shard on the main server", shard_on_main, 30)
             crowd = TimedCrowd(GROUP, (str(main.ip), 5060), host=MEMBER_HOST)

@@ -22,12 +22,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from opbench import servers
 from opbench.crowd import TimedCrowd
 from opbench.servers import Server
 from sipbench.procs import BenchError, Procs, exit_on_sigterm
+from sipfleet.node.admin_types import RouteEntry, TransferRequest
 
 MAIN_HOST, NODE_HOST, MEMBER_HOST = "127.0.0.201", "127.0.0.202", "127.0.0.203"
 POLL = 0.05
@@ -78,24 +78,24 @@ class Pair:
     def __init__(self, main: Server, node: Server) -> None:
         self.main, self.node = main, node
         self.generation = 0
-        self.groups: dict[str, list[dict[str, Any]]] = {}
+        self.groups: dict[str, list[RouteEntry]] = {}
 
     async def add_group(self, group: str, capacity: int) -> str:
         """Create the group on both servers, push routes; the node's shard URI."""
         main_shard = await self.main.admin.ensure_shard(group, capacity)
         node_shard = await self.node.admin.ensure_shard(group, capacity)
         self.groups[group] = [
-            {"server": s.name, "uri": shard["uri"], "state": "active", "free": capacity}
+            RouteEntry(s.name, shard.uri, "active", capacity)
             for s, shard in ((self.main, main_shard), (self.node, node_shard))
         ]
         self.generation += 1
         for server in (self.main, self.node):
             await server.admin.put_routes(self.generation, self.groups)
-        return str(node_shard["uri"])
+        return node_shard.uri
 
     async def members(self, server: Server, group: str) -> int:
         state = await server.admin.state()
-        return sum(int(s["members"]) for s in state["shards"] if s["group"] == group)
+        return sum(s.members for s in state.shards if s.group == group)
 
 
 def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
@@ -119,15 +119,15 @@ async def run_rate(pair: Pair, rate: float, count: int, timeout: float) -> RateR
             raise BenchError(f"{joined}/{count} joined, main reports {on_main}")
         started = time.monotonic()
         transfer = await pair.main.admin.start_transfer(
-            group, node_uri, count=count, method="refer", rate=rate
+            TransferRequest(group, node_uri, "refer", rate, count=count)
         )
         samples: list[tuple[float, int]] = []
         deadline = started + timeout
         while True:
-            state = await pair.main.admin.transfer(transfer["id"])
+            state = await pair.main.admin.transfer(transfer.id)
             now = time.monotonic()
-            samples.append((now, int(state["moved"])))
-            if state["state"] != "running" or now > deadline:
+            samples.append((now, state.moved))
+            if state.state != "running" or now > deadline:
                 break
             await asyncio.sleep(POLL)
         seconds = now - started
@@ -144,9 +144,9 @@ async def run_rate(pair: Pair, rate: float, count: int, timeout: float) -> RateR
             rate=rate,
             members=count,
             joined=joined,
-            moved=int(state["moved"]),
-            failed=int(state["failed"]),
-            state=str(state["state"]),
+            moved=state.moved,
+            failed=state.failed,
+            state=state.state,
             seconds=seconds,
             steady=steady_rate(samples, count),
             on_node=on_node,

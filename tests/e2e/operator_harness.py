@@ -117,6 +117,8 @@ class Members:
     period_ms: int = 1000
     group_user: str = GROUP_USER
     proc: subprocess.Popen[bytes] | None = None
+    port: int = 5060
+    """The entry point's port (a NodePort: tests/e2e/test_operator_exposure.py)."""
 
     @property
     def logfile(self) -> Path:
@@ -127,7 +129,7 @@ class Members:
         self.proc = subprocess.Popen(
             [
                 "sipp",
-                f"{self.main_ip}:5060",
+                f"{self.main_ip}:{self.port}",
                 "-sf",
                 str(RESIDENT),
                 "-s",
@@ -214,7 +216,9 @@ def _host(uri: str) -> str:
     return uri.split("@", 1)[-1].split(":", 1)[0].split(";", 1)[0]
 
 
-def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = GROUP_USER) -> str:
+def send_group_message(
+    main_ip: str, workdir: Path, who: str, group_user: str = GROUP_USER, port: int = 5060
+) -> str:
     """A transient member joins via the main server, sends one MESSAGE, leaves.
 
     Returns the body the others should log (member.xml sends "hello from <who>1").
@@ -223,7 +227,7 @@ def send_group_message(main_ip: str, workdir: Path, who: str, group_user: str = 
     result = subprocess.run(
         [
             "sipp",
-            f"{main_ip}:5060",
+            f"{main_ip}:{port}",
             "-sf",
             str(SENDER),
             "-s",

@@ -35,7 +35,10 @@ TOKEN = "e2e-admin-token"
 SERVICE_RETRY_S = 3.0
 
 # A SIP OPTIONS (RFC 3261 section 11) over UDP or TCP; prints the status line.
-# The same source runs on the host and, through `kubectl exec`, in a pod.
+# The same source runs on the host and, through `kubectl exec`, in a pod. The
+# Via asks for rport (RFC 3581): host -> Service traffic is masqueraded with a
+# random source port (kube-proxy's `masquerade fully-random`), and without
+# rport a UDP response goes to the Via's port (RFC 3261 18.2.2), not the source.
 OPTIONS_CLIENT = r"""
 import socket, sys, uuid
 def options(host, port, transport, timeout=1.0):
@@ -46,7 +49,7 @@ def options(host, port, transport, timeout=1.0):
         me, my_port = s.getsockname()
         branch = "z9hG4bK" + uuid.uuid4().hex
         msg = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/{transport} {me}:{my_port};branch={branch}\r\n"
+               f"Via: SIP/2.0/{transport} {me}:{my_port};branch={branch};rport\r\n"
                f"Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag={uuid.uuid4().hex[:8]}\r\n"
                f"To: <sip:{host}:{port}>\r\nCall-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\n"
                "Content-Length: 0\r\n\r\n")

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sipfleet.node.admin_client import AdminClient
+from sipfleet.node.admin_types import NodeState
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -104,15 +105,13 @@ class NodeProc:
         ):
             return parse_metrics(await response.text())
 
-    async def state(self) -> dict[str, object]:
+    async def state(self) -> NodeState:
         async with self.client() as client:
             return await client.state()
 
     async def members(self, group: str) -> int:
         state = await self.state()
-        shards = state["shards"]
-        assert isinstance(shards, list)
-        return sum(int(s["members"]) for s in shards if s["group"] == group)
+        return sum(s.members for s in state.shards if s.group == group)
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:

@@ -7,11 +7,11 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sipfleet.node.admin_api import TransferRequest
+from sipfleet.node import takeover
+from sipfleet.node.admin_types import RouteEntry, TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
 from sipfleet.node.presentation import SenderDisplay
-from sipfleet.node.routes import RouteEntry
 from sipfleet.node.sip import (
     NameAddr,
     SipRequest,
@@ -288,7 +288,7 @@ async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFac
     node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
     await node.start()
     try:
-        target = node.ensure_shard(GROUP, 5)[0]["uri"]
+        target = node.ensure_shard(GROUP, 5)[0].uri
         source = server.shards[GROUP].uri
         table = {
             GROUP: (
@@ -330,7 +330,7 @@ async def test_messages_during_a_transfer_are_never_lost(server: Node, ua: UAFac
         for phone in phones:
             assert not phone.done(), phone  # still answering, no assertion failed inside
             phone.cancel()
-        assert server.transfer(job["id"])["moved"] == 1
+        assert server.transfer(job.id).moved == 1
         assert set(got) == {b"alice: " + body for body in sent}  # none lost
         duplicates = len(got) - len(sent)
         counted = server.metrics.registry.get_sample_value(
@@ -354,7 +354,7 @@ async def test_refused_refer_fails_the_transfer(server: Node, ua: UAFactory) -> 
     assert refer.headers.get("Refer-To") == "<sip:conf7-node9@127.0.0.9:5060>"
     bob.answer(refer, 603)
     await asyncio.sleep(0.2)
-    assert server.transfer(job["id"]) | {"id": ""} == {
+    assert server.transfer(job.id).model_dump() | {"id": ""} == {
         "id": "",
         "group": GROUP,
         "target": "sip:conf7-node9@127.0.0.9:5060",
@@ -371,6 +371,121 @@ async def test_refused_refer_fails_the_transfer(server: Node, ua: UAFactory) -> 
         "sipfleet_node_transfers_total", {"outcome": "failed"}
     )
     assert failed == 1
+
+
+async def test_requests_follow_the_route_set(server: Node, ua: UAFactory) -> None:
+    """Members behind a Record-Routing proxy get every in-dialog request through it
+    (RFC 3261 12.1.1, 12.2.1.1): loose router -> Route headers, Request-URI the
+    Contact; strict router -> Request-URI the router, the Contact last in Route. The
+    focus's Contact says isfocus and its requests keep the dialog's identities
+    (RFC 4579)."""
+    alice, bob, carol, proxy = [await ua(n) for n in ("alice", "bob", "carol", "proxy")]
+    loose = f"<sip:127.0.0.1:{proxy.port};lr>"
+    alice.send(server, "INVITE", GROUP, extra=f"Record-Route: {loose}")
+    joined = await alice.final()
+    assert joined.status == 200 and joined.headers.get("Record-Route") == loose
+    assert joined.contact is not None and "isfocus" in joined.contact.params
+    alice.peer_tag = joined.to_tag
+    strict = f"<sip:127.0.0.1:{proxy.port};maddr=127.0.0.1>"
+    bob.send(server, "INVITE", GROUP, extra=f"Record-Route: {strict}")
+    assert (await bob.final()).status == 200
+    await carol.join(server, uri=GROUP)  # the shard has room for two: a redirect
+    server.ensure_shard(GROUP, 3)
+    assert (await carol.join(server)).status == 200
+    carol.send(server, "MESSAGE", f"sip:conf7@{server.sent_by}", body=b"hi", ctype="text/plain")
+    assert (await carol.final()).status == 200
+    seen = {}
+    for _ in range(2):
+        request = await proxy.request()
+        assert request.method == "MESSAGE"
+        seen[request.call_id] = request
+        proxy.answer(request)
+    via_loose, via_strict = seen[alice.call_id], seen[bob.call_id]
+    assert via_loose.uri == f"sip:alice@127.0.0.1:{alice.port}"
+    assert via_loose.headers.get_list("Route") == [loose]
+    assert via_loose.from_.uri == GROUP and via_loose.to.uri == alice.aor  # as created
+    assert via_strict.uri == f"sip:127.0.0.1:{proxy.port};maddr=127.0.0.1"
+    assert via_strict.headers.get_list("Route") == [f"<sip:bob@127.0.0.1:{bob.port}>"]
+    with pytest.raises(TimeoutError):
+        await alice.receive(timeout=0.3)  # nothing straight to the member
+    # A conference subscription through the proxy: its NOTIFYs take the route too.
+    alice.send(
+        server,
+        "SUBSCRIBE",
+        GROUP,
+        in_dialog=False,
+        call_id="sub-1",
+        extra=f"Event: conference\r\nRecord-Route: {loose}",
+    )
+    assert (await alice.final()).status == 200
+    notify = await proxy.request()
+    assert notify.method == "NOTIFY" and notify.headers.get_list("Route") == [loose]
+    proxy.answer(notify)
+    await server.delete_shard(GROUP)  # BYE to every member, through the proxy
+    byes = {(await proxy.request()).method for _ in range(2)}
+    assert byes == {"BYE"}
+
+
+async def test_refer_to_server_falls_back_to_refer_without_replaces(
+    server: Node, ua: UAFactory
+) -> None:
+    """RFC 3891 6: only a member that announced Supported: replaces is INVITEd with
+    Replaces; the others are sent an in-dialog REFER to the target."""
+    bob = await ua("bob")
+    await bob.join(server)  # no Supported: replaces
+    target = "sip:conf7-node9@127.0.0.9:5060"
+    server.start_transfer(TransferRequest(GROUP, target, "refer-to-server", 10.0, count=1))
+    refer = await bob.request()
+    assert refer.method == "REFER" and refer.headers.get("Refer-To") == f"<{target}>"
+    assert refer.contact is not None and "isfocus" in refer.contact.params
+    bob.answer(refer, 603)
+
+
+async def test_ringing_replaces_invite_is_cancelled(
+    server: Node, ua: UAFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An INVITE with Replaces that only rings is CANCELled (RFC 3261 9.1), and the
+    transfer fails with the member kept on the old server."""
+    monkeypatch.setattr(takeover, "RING_TIMEOUT", 0.5)
+    node = Node(Config("node", "node1", "example.com", "127.0.0.5", 0, 0, "token"))
+    await node.start()
+    try:
+        target = node.ensure_shard(GROUP, 5)[0].uri
+        table = {
+            GROUP: (
+                RouteEntry("main", server.shards[GROUP].uri, "active", 0),
+                RouteEntry("node1", target, "active", 5),
+            )
+        }
+        server.put_routes(1, table)
+        node.put_routes(1, table)
+        bob = await ua("bob")
+        bob.send(server, "INVITE", f"sip:conf7@{server.sent_by}", extra="Supported: replaces")
+        joined = await bob.final()
+        assert joined.status == 200
+        bob.peer_tag = joined.to_tag
+        bob.cseq -= 1
+        bob.send(server, "ACK", f"sip:conf7@{server.sent_by}")
+        job = server.start_transfer(
+            TransferRequest(GROUP, target, "refer-to-server", 10.0, count=1)
+        )
+        invite = await bob.request()
+        assert invite.method == "INVITE" and invite.headers.get("Replaces")
+        bob.answer(invite, 180)
+        cancel = await bob.request()
+        assert cancel.method == "CANCEL" and cancel.via.branch == invite.via.branch
+        bob.answer(cancel)
+        bob.answer(invite, 487)
+        ack = await bob.request()
+        assert ack.method == "ACK"
+        for _ in range(50):
+            if server.transfer(job.id).state != "running":
+                break
+            await asyncio.sleep(0.05)
+        assert server.transfer(job.id).failed == 1
+        assert [m.aor for m in server.shards[GROUP].members.values()] == [bob.aor]
+    finally:
+        node.close()
 
 
 # ---- SDP offer/answer (RFC 3264) and how the sender is shown --------------------------
@@ -440,7 +555,8 @@ async def test_a_member_accepting_cpim_gets_cpim(server: Node, ua: UAFactory) ->
     delivered = await _deliver(server, alice, bob, b"hello")
     assert delivered.headers.get("Content-Type") == "message/cpim"
     cpim = unwrap_cpim(delivered.body)
-    assert cpim.from_ == f'"alice" <{alice.aor}>' and cpim.to == f"<{GROUP}>"
+    # RFC 3862 3.3: a quoted Formal-name is followed directly by "<"
+    assert cpim.from_ == f'"alice"<{alice.aor}>' and cpim.to == f"<{GROUP}>"
     assert (cpim.content_type, cpim.body) == ("text/plain", b"hello")
 
 
@@ -455,8 +571,9 @@ async def test_sender_display_modes(mode: SenderDisplay, ua: UAFactory) -> None:
         await bob.join(node)
         delivered = await _deliver(node, alice, bob, b"hi")
         from_ = NameAddr.parse(delivered.headers.get("From") or "")
-        # In the dialog, From keeps the dialog's URI and tag (RFC 3261 12.2.1.1).
-        assert from_.uri == node.shards[GROUP].uri and delivered.from_tag == bob.peer_tag
+        # In the dialog, From keeps the dialog's URI (the INVITE's To) and tag
+        # (RFC 3261 12.2.1.1, RFC 4579).
+        assert from_.uri == GROUP and delivered.from_tag == bob.peer_tag
         expected = {
             SenderDisplay.AUTO: (None, "text/plain", b"alice: hi"),
             SenderDisplay.PREFIX: (None, "text/plain", b"alice: hi"),
@@ -470,6 +587,33 @@ async def test_sender_display_modes(mode: SenderDisplay, ua: UAFactory) -> None:
             assert delivered.body == expected[2]
     finally:
         node.close()
+
+
+async def test_target_refresh_moves_delivery_and_bad_ones_are_refused(
+    server: Node, ua: UAFactory
+) -> None:
+    """A re-INVITE's Contact becomes the remote target (RFC 3261 12.2.2); one this
+    server cannot send to is refused 403 and the old target kept; a request whose
+    CSeq is not above the last one gets 500."""
+    alice, bob, moved = await ua("alice"), await ua("bob"), await ua("bob2")
+    await alice.join(server)
+    await bob.join(server)
+    uri = f"sip:conf7@{server.sent_by}"
+    bob.send(server, "INVITE", uri, contact="sip:bob@phone.invalid")
+    assert (await bob.final()).status == 403
+    bob.send(server, "INVITE", uri, contact=f"sip:bob@127.0.0.1:{moved.port}")
+    assert (await bob.final()).status == 200
+    bob.cseq -= 1
+    bob.send(server, "ACK", uri)
+    saved, bob.cseq = bob.cseq, 0
+    bob.send(server, "MESSAGE", uri, body=b"stale", ctype="text/plain")  # CSeq 1 again
+    assert (await bob.final()).status == 500  # out of order (12.2.2)
+    bob.cseq = saved
+    alice.send(server, "MESSAGE", uri, body=b"hi", ctype="text/plain")
+    assert (await alice.final()).status == 200
+    delivered = await moved.request()
+    assert delivered.method == "MESSAGE" and delivered.call_id == bob.call_id
+    moved.answer(delivered)
 
 
 async def test_a_bad_answer_in_the_ack_keeps_the_member(server: Node, ua: UAFactory) -> None:

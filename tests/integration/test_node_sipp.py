@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
+from sipfleet.node.admin_types import RouteEntry, TransferRequest, TransferState
 
 GROUP = "sip:conf1@example.com"
 SENDER = {"send": "1"}  # member.xml: send the group MESSAGE instead of waiting for it
@@ -13,12 +14,7 @@ SENDER = {"send": "1"}  # member.xml: send the group MESSAGE instead of waiting 
 
 async def routes(generation: int, *entries: tuple[NodeProc, int]) -> None:
     """Push the same table to every server: the group on `entries` in this order."""
-    table = {
-        GROUP: [
-            {"server": n.name, "uri": (await shard_uri(n)), "state": "active", "free": free}
-            for n, free in entries
-        ]
-    }
+    table = {GROUP: [RouteEntry(n.name, await shard_uri(n), "active", free) for n, free in entries]}
     for node, _ in entries:
         async with node.client() as client:
             await client.put_routes(generation, table)
@@ -26,15 +22,13 @@ async def routes(generation: int, *entries: tuple[NodeProc, int]) -> None:
 
 async def shard_uri(node: NodeProc) -> str:
     state = await node.state()
-    shards = state["shards"]
-    assert isinstance(shards, list)
-    return str(next(s["uri"] for s in shards if s["group"] == GROUP))
+    return next(s.uri for s in state.shards if s.group == GROUP)
 
 
 async def make_shard(node: NodeProc, capacity: int) -> str:
     async with node.client() as client:
         shard = await client.ensure_shard(GROUP, capacity)
-    return str(shard["uri"])
+    return shard.uri
 
 
 def has_members(node: NodeProc, count: int):  # type: ignore[no-untyped-def]
@@ -85,23 +79,24 @@ async def test_redirect_past_capacity_and_tree_delivery(fleet: Fleet, sipp: Sipp
     assert node_metrics['sipfleet_node_tree_forwards_total{direction="up",kind="group"}'] == 1
 
 
-async def _transfer_all(source: NodeProc, target_uri: str, count: int) -> dict[str, object]:
+async def _transfer_all(source: NodeProc, target_uri: str, count: int) -> TransferState:
     async with source.client() as client:
-        job = await client.start_transfer(GROUP, target_uri, count=count, rate=10.0)
-    return await _wait_transfer(source, str(job["id"]))
+        job = await client.start_transfer(
+            TransferRequest(GROUP, target_uri, rate=10.0, count=count)
+        )
+    return await _wait_transfer(source, job.id)
 
 
-async def _wait_transfer(source: NodeProc, transfer_id: str) -> dict[str, object]:
-    job: dict[str, object] = {}
+async def _wait_transfer(source: NodeProc, transfer_id: str) -> TransferState:
+    jobs: list[TransferState] = []
     async with source.client() as client:
 
         async def finished() -> bool:
-            nonlocal job
-            job = await client.transfer(transfer_id)
-            return job["state"] != "running"
+            jobs.append(await client.transfer(transfer_id))
+            return jobs[-1].state != "running"
 
         await eventually(finished, timeout=30, what="transfer finished")
-    return job
+    return jobs[-1]
 
 
 @pytest.mark.parametrize("refersub", ["true", "false"])
@@ -125,7 +120,7 @@ async def test_refer_transfer_moves_20_members(
     )
     await eventually(has_members(main, 20), what="20 members on main")
     job = await _transfer_all(main, node_uri, 20)
-    assert (job["state"], job["moved"], job["failed"]) == ("done", 20, 0), job
+    assert (job.state, job.moved, job.failed) == ("done", 20, 0), job
     assert await main.members(GROUP) == 0
     assert await node.members(GROUP) == 20
     # A new member joins main and writes: main -> tree -> node1 -> all 20 moved members.
@@ -156,9 +151,9 @@ async def test_drain_empties_a_node(fleet: Fleet, sipp: SippFactory) -> None:
     await eventually(has_members(node, 8), what="8 members on node1")
     async with node.client() as client:
         state = await client.drain()
-    assert state["draining"] is True
+    assert state.draining is True
     job = await _transfer_all(node, main_uri, 8)
-    assert (job["moved"], job["failed"]) == (8, 0), job
+    assert (job.moved, job.failed) == (8, 0), job
     assert await node.members(GROUP) == 0
     assert await main.members(GROUP) == 8
     # A join at the drained node is redirected to main; the message reaches the 8 there.
@@ -204,11 +199,11 @@ async def test_refer_to_server_moves_members_with_replaces(fleet: Fleet, sipp: S
     assert await joins.wait() == 0, joins.report()
     await eventually(has_members(main, 5), what="5 members on main")
     async with main.client() as client:
-        job = await client.start_transfer(
-            GROUP, node_uri, count=5, method="refer-to-server", rate=10.0
+        started = await client.start_transfer(
+            TransferRequest(GROUP, node_uri, "refer-to-server", 10.0, count=5)
         )
-    job = await _wait_transfer(main, str(job["id"]))
-    assert (job["state"], job["moved"], job["failed"]) == ("done", 5, 0), job
+    job = await _wait_transfer(main, started.id)
+    assert (job.state, job.moved, job.failed) == ("done", 5, 0), job
     await eventually(has_members(main, 0), what="old dialogs ended")
     assert await node.members(GROUP) == 5
     sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)

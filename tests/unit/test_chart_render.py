@@ -189,6 +189,12 @@ def test_alerts_cover_the_four_failure_modes(all_docs: list[Manifest]) -> None:
     }
 
 
+def test_default_fleet_carries_the_exposure_choice(all_docs: list[Manifest]) -> None:
+    """The chart's values pick the exposure mode (docs/install.md, "Reaching the fleet")."""
+    (fleet,) = [d for d in all_docs if d["kind"] == "SipFleet"]
+    assert fleet["spec"]["exposure"] == {"mode": "NodePort", "entryServiceType": "LoadBalancer"}
+
+
 def test_server_network_policy_opens_sip_and_guards_admin(all_docs: list[Manifest]) -> None:
     policy = next(
         p for p in by_kind(all_docs, "NetworkPolicy") if p["metadata"]["namespace"] == "sip"
@@ -221,6 +227,10 @@ def test_server_network_policy_opens_sip_and_guards_admin(all_docs: list[Manifes
         (
             {"defaultFleet": {"enabled": True, "name": "Main_Fleet"}},
             "at '/defaultFleet/name'",
+        ),
+        (
+            {"defaultFleet": {"spec": {"exposure": {"mode": "HostNetwork"}}}},
+            "at '/defaultFleet/spec/exposure/mode'",
         ),
     ],
 )

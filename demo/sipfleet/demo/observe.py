@@ -13,6 +13,7 @@ import kubernetes
 from sipfleet.demo import manifests
 from sipfleet.demo.timeline import Mark, Timeline
 from sipfleet.node.admin_client import AdminClient, AdminError
+from sipfleet.node.admin_types import NodeState
 from sipfleet.operator.kube import Kube, Obj, api_client
 from sipfleet.operator.pods import secret_token
 
@@ -59,11 +60,9 @@ def pod_state(pod: Obj, draining: bool) -> str:
     return "Starting" if status.get("podIP") else "Pending"
 
 
-def shard_members(state: dict[str, Any], group: str) -> int | None:
-    for shard in state.get("shards", []):
-        if shard.get("group") == group:
-            return int(shard.get("members", 0))
-    return None
+def shard_members(state: NodeState, group: str) -> int | None:
+    """Members of the group's shard on that server (None: no shard of it there)."""
+    return next((s.members for s in state.shards if s.group == group), None)
 
 
 def decision_text(status: dict[str, Any]) -> str:
@@ -117,7 +116,7 @@ class Observer:
             manifests.NAMESPACE, f"sipfleet.io/fleet={manifests.FLEET}"
         )
 
-    async def _server_state(self, ip: str | None) -> dict[str, Any] | None:
+    async def _server_state(self, ip: str | None) -> NodeState | None:
         token = await self.token()
         if ip is None or token is None:
             return None
@@ -125,17 +124,16 @@ class Observer:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5))
         client = AdminClient(f"http://{ip}:{ADMIN_PORT}", token, session=self._session)
         try:
-            state: dict[str, Any] = await client.state()
+            return await client.state()
         except AdminError:
             return None
-        return state
 
     async def _server(self, pod: Obj) -> ServerView:
         meta = pod["metadata"]
         labels = meta.get("labels") or {}
         state = await self._server_state(pod.get("status", {}).get("podIP"))
         members = shard_members(state, manifests.GROUP) if state else None
-        draining = bool(state and state.get("draining")) or "sipfleet.io/draining" in labels
+        draining = bool(state and state.draining) or "sipfleet.io/draining" in labels
         return ServerView(
             meta["name"], labels.get("sipfleet.io/role", "?"), pod_state(pod, draining), members
         )

@@ -1,6 +1,7 @@
 """`sipfleet`: the project's command line.
 
-sipfleet dev up|down|status --state-dir DIR   the local control plane
+sipfleet dev up|down|status --state-dir DIR   the local cluster (--node real|process)
+sipfleet dev images                          the node and operator images, without Docker
 sipfleet demo [--state-dir DIR]               the fleet scaling out and back in (sipfleet.demo)
 """
 
@@ -10,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sipfleet.devcluster.binaries import BinariesError
+from sipfleet.devcluster import imagebuild
+from sipfleet.devcluster.binaries import BinariesError, source_checkout
 from sipfleet.devcluster.controlplane import ControlPlane, DevClusterError
 from sipfleet.devcluster.hostnet import HostNetError
 from sipfleet.devcluster.pki import PKIError
@@ -44,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
                 "else process)",
             )
 
+    dev_commands.add_parser(
+        "images",
+        help="build the node and operator images without Docker (cached; `up --node real` "
+        "imports them)",
+    )
+
     demo = commands.add_parser(
         "demo", help="run the operator and members on a local cluster; watch the fleet scale"
     )
@@ -68,6 +76,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _build_images() -> int:
+    """`sipfleet dev images`: build (or find cached) the project's images; 2 if it cannot."""
+    repo = source_checkout()
+    if repo is None:
+        print("sipfleet: the images are built from a sipfleet checkout", file=sys.stderr)
+        return 2
+    try:
+        archive, tags = imagebuild.build(repo)
+    except imagebuild.ImageBuildError as err:
+        print(f"sipfleet: {err}", file=sys.stderr)
+        return 2
+    print(f"{', '.join(tags)}: {archive}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -87,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             except DemoError as err:
                 print(f"sipfleet demo: {err}", file=sys.stderr)
                 return 1
+        if args.action == "images":
+            return _build_images()
         plane = ControlPlane(args.state_dir)
         if args.action == "up":
             plane.up(api_port=args.api_port, node=args.node)

@@ -227,8 +227,8 @@ class ControlPlane:
         ports = _choose_ports(self.layout, api_port, kind)
         creds = pki.ensure(self.layout.pki, NODE_NAME)
         if real is not None:
+            real.network.up()  # refused while another state dir's real node runs
             real.remember_host()
-            real.network.up()
         server = f"https://{self.address}:{ports.apiserver}"
         for path, pair, user in (
             (self.layout.admin_kubeconfig, creds.admin, "sipfleet-admin"),

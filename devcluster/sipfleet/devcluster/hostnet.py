@@ -85,6 +85,13 @@ def _write_sysctl(name: str, value: str) -> None:
         raise HostNetError(f"cannot set {name.replace('/', '.')}={value}: {err}") from err
 
 
+def _owner() -> str:
+    try:
+        return OWNER.read_text().strip()
+    except OSError:
+        return ""
+
+
 def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
@@ -126,16 +133,13 @@ class HostNetwork:
         network (interfaces, rules and NodePorts are host-wide).
         """
         me = str(self.record.resolve())
-        try:
-            owner = OWNER.read_text().strip()
-        except OSError:
-            owner = ""
-        if owner and owner != me and Path(owner).is_file():
+        owner = self.other_owner()
+        if owner:
             raise HostNetError(
                 f"another real node runs on this machine (record {owner}); "
                 "stop it with `sipfleet dev down --state-dir` on its state dir"
             )
-        if not owner and (link_exists(NODE_BRIDGE) or link_exists(POD_BRIDGE)):
+        if not _owner() and (link_exists(NODE_BRIDGE) or link_exists(POD_BRIDGE)):
             raise HostNetError(
                 f"{NODE_BRIDGE}/{POD_BRIDGE} exist but no state dir owns them; "
                 f"remove them (ip link del) if they are left from a crashed run"
@@ -161,6 +165,13 @@ class HostNetwork:
         # Pod -> Service -> pod on the same bridge must pass the host's
         # conntrack both ways (the reply would otherwise skip the un-DNAT).
         _write_sysctl("net/bridge/bridge-nf-call-iptables", "1")
+
+    def other_owner(self) -> str:
+        """The record of another state dir whose real node holds the host network, or ""."""
+        owner = _owner()
+        if owner and owner != str(self.record.resolve()) and Path(owner).is_file():
+            return owner
+        return ""
 
     def down(self) -> list[str]:
         """Remove everything `up` created and restore the sysctls; return what was done."""

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,6 +157,19 @@ def app_key(files: dict[str, Path | bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
+STALE_S = 3600.0
+"""App archives (one per source state, ~600 MB each) unused this long are removed."""
+
+
+def _prune(cache: Path, keep: Path) -> None:
+    """Remove app layer dirs other than `keep` not touched for `STALE_S` seconds
+    (another checkout sharing the cache may be importing a recent one)."""
+    now = time.time()
+    for old in cache.glob("app-*"):
+        if old != keep and now - old.stat().st_mtime > STALE_S:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def build(repo: Path, out: Callable[[str], None] = print) -> tuple[Path, list[str]]:
     """Build (or take from the cache) both images in one archive; return it and the tags.
 
@@ -172,7 +186,10 @@ def build(repo: Path, out: Callable[[str], None] = print) -> tuple[Path, list[st
     if not app.is_file():
         ociarchive.layer_from_files(app, files, mode=0o755)
     archive = app_dir / "images.tar"
-    if not archive.is_file():
+    _prune(cache, keep=app_dir)
+    if archive.is_file():
+        os.utime(app_dir)  # in use: not stale for `_prune`
+    else:
         configs = {
             spec.tag: ociarchive.ImageConfig(
                 entrypoint=[f"{VENV}/bin/{spec.entrypoint}"],

@@ -238,8 +238,19 @@ class RealNode:
         return len(ids)
 
     def cleanup(self) -> list[str]:
-        """Undo on the host what the node did; return a line per thing removed."""
+        """Undo on the host what the node did; return a line per thing removed.
+
+        When another state dir's real node holds the host (this one's `up`
+        was refused), only this state dir's own mounts are touched: the
+        tables, chains, cgroups and bridges are that node's.
+        """
         done: list[str] = []
+        other = self.network.other_owner()
+        if other:
+            unmounted = unmount_under(self.layout.node)
+            if unmounted:
+                done.append(f"{unmounted} mounts under {self.layout.node}")
+            return [*done, f"nothing host-wide: the host network belongs to {other}"]
         for family, table in KUBE_PROXY_TABLES:
             listed = subprocess.run(["nft", "list", "table", family, table], capture_output=True)
             if listed.returncode == 0:

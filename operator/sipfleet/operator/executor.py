@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
+from sipfleet.node.admin_types import RouteEntry, TransferRequest
+from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
-from sipfleet.operator import rollout
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
 from sipfleet.operator.planner import Decision, Route
-from sipfleet.operator.routing import FleetRoutes, RouteEntry, next_generation
+from sipfleet.operator.routing import FleetRoutes, next_generation
 from sipfleet.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,9 @@ class Executor:
         except _FAILURES as exc:
             self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
             return None
-        self.outcome.did("ShardCreated", f"{group} on {server} at {shard.get('uri')}")
-        free = max(0, int(shard.get("capacity", capacity)) - int(shard.get("members", 0)))
-        return RouteEntry(server, str(shard["uri"]), "active", free)
+        self.outcome.did("ShardCreated", f"{group} on {server} at {shard.uri}")
+        free = max(0, shard.capacity - shard.members)
+        return RouteEntry(server, shard.uri, "active", free)
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.
@@ -164,7 +165,7 @@ class Executor:
             self.fleet_routes.drop_group(group)
             await self._push()
         for server, state in sorted(self.observed.states.items()):
-            if any(s.get("group") == group for s in state.get("shards", [])):
+            if any(s.group == group for s in state.shards):
                 try:
                     await self._client(server).delete_shard(group)
                 except _FAILURES as exc:
@@ -177,10 +178,7 @@ class Executor:
 
     def _reported(self) -> dict[str, int]:
         """Servers we observed -> their routes generation."""
-        return {
-            name: int(state.get("routes_generation", 0))
-            for name, state in self.observed.states.items()
-        }
+        return {name: state.routes_generation for name, state in self.observed.states.items()}
 
     async def _push(self) -> None:
         """Push every changed table with one new generation (under the fleet's route lock).
@@ -219,8 +217,8 @@ class Executor:
                 table = await self._client(server).routes()
             except _FAILURES:
                 continue
-            for group, raw in (table.get("groups") or {}).items():
-                routes.seed(group, [RouteEntry.from_json(e) for e in raw])
+            for group, entries in table.groups.items():
+                routes.seed(group, entries)
             routes.seeded.add(server)
 
     async def _drain(self, server: str, reason: str) -> None:
@@ -239,13 +237,14 @@ class Executor:
             if t.source not in self.observed.urls:
                 continue
             try:
-                answer = await self._client(t.source).start_transfer(
-                    decision.group, t.target_uri, count=t.count, method=t.method, rate=t.rate
+                request = TransferRequest(
+                    decision.group, t.target_uri, t.method, t.rate, count=t.count
                 )
+                answer = await self._client(t.source).start_transfer(request)
             except _FAILURES as exc:
                 self.outcome.failed("TransferFailed", f"{t.reason}: {exc}")
                 continue
-            started.append(f"{t.reason} (id {answer.get('id')}, {t.rate:g}/s)")
+            started.append(f"{t.reason} (id {answer.id}, {t.rate:g}/s)")
         if started:
             self.outcome.did("Transfer", "; ".join(started))
 
@@ -263,8 +262,8 @@ class Executor:
             state, transfers = await client.state(), await client.transfers()
         except _FAILURES:
             return False
-        busy = any(int(s.get("members", 0)) > 0 for s in state.get("shards", [])) or any(
-            t.get("state") == "running" for t in transfers
+        busy = any(s.members > 0 for s in state.shards) or any(
+            t.state == "running" for t in transfers
         )
         if busy:
             log.info("not deleting %s yet: it still has members or a running transfer", server)
@@ -294,7 +293,13 @@ class Executor:
                 body = podlib.server_pod(self.fleet_body, name, "node", spec, index)
                 body["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: template}
                 try:
-                    await self._create(body)
+                    exposed = await exposure.prepare_pod(
+                        self.rt.kube, self.fleet_body, body, self.fleet_spec
+                    )
+                    if exposed is None:
+                        self.outcome.did("AddressPending", f"{name} waits for its Service")
+                        continue
+                    await self._create(exposed)
                 except _FAILURES as exc:
                     self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
                     continue

@@ -205,6 +205,19 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    # Services ------------------------------------------------------------------
+    async def read_service(self, namespace: str, name: str) -> Obj | None:
+        return await self._get_or_none(self._core.read_namespaced_service, name, namespace)
+
+    async def ensure_service(self, namespace: str, body: Obj) -> Obj:
+        """Create the Service unless one with that name exists; return what is stored."""
+        return await self._create_or_existing(
+            self._core.create_namespaced_service,
+            self._core.read_namespaced_service,
+            namespace,
+            body,
+        )
+
     # PodDisruptionBudgets ------------------------------------------------------
     async def apply_pdb(self, namespace: str, body: Obj) -> Obj:
         """Create the budget, or patch its ``spec.minAvailable`` when it differs."""

@@ -268,6 +268,29 @@ class RolloutPolicy(CrdModel):
     )
 
 
+ExposureMode = Literal["PodIP", "HostPort", "NodePort", "LoadBalancer"]
+EntryServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+class ExposureSpec(CrdModel):
+    """How members reach the servers (docs/install.md, "Reaching the fleet")."""
+
+    mode: ExposureMode = Field(
+        default="PodIP",
+        description="What each server advertises in Via, Contact, the 302's Contact, "
+        "Refer-To and SDP: PodIP (its Pod IP; members inside the cluster or a routable "
+        "pod network), HostPort (its node's InternalIP and the SIP port as a host "
+        "port; one server per node and port), NodePort or LoadBalancer (a Service "
+        "per server, created before its Pod; the Pod starts once the Service has an "
+        "address and advertises it).",
+    )
+    entry_service_type: EntryServiceType = Field(
+        default="ClusterIP",
+        description="Type of the Service '<fleet>-sip' in front of the main server, the "
+        "fleet's stable entry point (target of the domain's _sip._udp/_sip._tcp SRV).",
+    )
+
+
 class SipFleetSpec(CrdModel):
     """Desired state of a fleet: one main SIP server plus elastic nodes."""
 
@@ -310,6 +333,9 @@ class SipFleetSpec(CrdModel):
         pattern=DNS_SUBDOMAIN,
         description="Secret (key 'token') holding the admin API token; generated when absent.",
     )
+    exposure: ExposureSpec = _section(
+        ExposureSpec, "How members outside the pod network reach the servers."
+    )
 
     def grace_period_seconds(self) -> int:
         """Seconds a stopping server gets to move a full server's members away.
@@ -349,6 +375,9 @@ class MainServerStatus(CrdModel):
     pod: str | None = Field(default=None, description="Name of the main server's Pod.")
     ip: str | None = Field(default=None, description="Pod IP of the main server.")
     ready: bool = Field(default=False, description="Whether the main server is ready for SIP.")
+    advertised: str | None = Field(
+        default=None, description="host:port the main server advertises to members."
+    )
 
 
 class NodeStatus(CrdModel):
@@ -357,6 +386,9 @@ class NodeStatus(CrdModel):
     name: str = Field(description="Pod name of the node.")
     ip: str | None = Field(default=None, description="Pod IP of the node.")
     ready: bool = Field(default=False, description="Whether the node is ready for SIP.")
+    advertised: str | None = Field(
+        default=None, description="host:port the node advertises to members."
+    )
     draining: bool = Field(default=False, description="Whether the node is being emptied.")
     terminating: bool = Field(
         default=False,
@@ -389,6 +421,11 @@ class SipFleetStatus(CrdModel):
     ready_nodes: int = Field(default=0, ge=0, description="Number of ready node Pods.")
     updated_nodes: int = Field(
         default=0, ge=0, description="Node Pods running the current node template."
+    )
+    entry_point: str | None = Field(
+        default=None,
+        description="Where members join: the main server's Service, host:port "
+        "(its external address once it has one, else its cluster DNS name).",
     )
 
 
@@ -626,6 +663,7 @@ FLEET = Resource(
         PrinterColumn(
             "Updated", "integer", ".status.updatedNodes", "Nodes on the current template."
         ),
+        PrinterColumn("Entry", "string", ".status.entryPoint", "Where members join.", 1),
         _AGE,
     ),
 )

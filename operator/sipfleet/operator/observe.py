@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sipfleet.node.admin_client import AdminError
+from sipfleet.node.admin_types import NodeState, TransferState
 from sipfleet.operator import pods as podlib
 from sipfleet.operator import rollout
 from sipfleet.operator.kube import Obj
@@ -58,22 +59,16 @@ def pod_phase(pod: Mapping[str, Any]) -> PodPhase:
     return cast(PodPhase, phase if phase in _PHASES else "Unknown")
 
 
-def shards_by_group(state: Mapping[str, Any] | None) -> dict[str, Shard]:
+def shards_by_group(state: NodeState | None) -> dict[str, Shard]:
     """group -> its shard, from a ``/v1/state`` answer."""
-    out = {}
-    for sh in (state or {}).get("shards", []):
-        out[str(sh.get("group"))] = Shard(
-            uri=str(sh["uri"]),
-            members=int(sh.get("members", 0)),
-            capacity=int(sh.get("capacity", 0)),
-        )
-    return out
+    shards = () if state is None else state.shards
+    return {sh.group: Shard(uri=sh.uri, members=sh.members, capacity=sh.capacity) for sh in shards}
 
 
 def server_observation(
     pod: Mapping[str, Any],
     role: Role,
-    state: Mapping[str, Any] | None,
+    state: NodeState | None,
     shard: Shard | None,
     load: LoadReading,
     template: str | None = None,
@@ -89,7 +84,7 @@ def server_observation(
     draining = (
         stopping
         or labels.get(podlib.LABEL_DRAINING) == "true"
-        or bool((state or {}).get("draining"))
+        or (state is not None and state.draining)
     )
     metrics: Freshness
     if state is None:
@@ -120,7 +115,7 @@ def server_observation(
 
 
 def in_flight(
-    listings: Mapping[str, Iterable[Mapping[str, Any]]],
+    listings: Mapping[str, Iterable[TransferState]],
     group: str,
     server_of_uri: Mapping[str, str],
 ) -> tuple[InFlightTransfer, ...]:
@@ -128,11 +123,10 @@ def in_flight(
     out = []
     for source, transfers in sorted(listings.items()):
         for t in transfers:
-            if t.get("group") != group or t.get("state") != "running":
+            if t.group != group or t.state != "running":
                 continue
-            done = int(t.get("moved", 0)) + int(t.get("failed", 0))
-            remaining = max(0, int(t.get("requested", 0)) - done)
-            target = server_of_uri.get(str(t.get("target")), str(t.get("target")))
+            remaining = max(0, t.requested - t.moved - t.failed)
+            target = server_of_uri.get(t.target, t.target)
             out.append(InFlightTransfer(source=source, target=target, remaining=remaining))
     return tuple(out)
 
@@ -150,11 +144,11 @@ class FleetView:
     main_pod: Obj | None
     node_pods: tuple[Obj, ...]
     urls: Mapping[str, str]
-    states: Mapping[str, Mapping[str, Any]]
+    states: Mapping[str, NodeState]
     """/v1/state of every server that answered."""
     shards: Mapping[str, Mapping[str, Shard]]
     """server -> group -> its shard there."""
-    transfers: Mapping[str, Mapping[str, tuple[Mapping[str, Any], ...]]]
+    transfers: Mapping[str, Mapping[str, tuple[TransferState, ...]]]
     """group -> source server -> that server's transfers of the group."""
     scraped: Mapping[str, Mapping[str, int]] | None
     """server -> group -> members from its /metrics (None: Prometheus is the source)."""
@@ -187,12 +181,12 @@ async def view_fleet(
         asyncio.gather(*(_maybe(c.state()) for c in clients)),
         asyncio.gather(*(_maybe(c.transfers()) for c in clients)),
     )
-    states = {n: s for n, s in zip(names, states_l, strict=True) if isinstance(s, dict)}
+    states = {n: s for n, s in zip(names, states_l, strict=True) if isinstance(s, NodeState)}
     shards = {n: shards_by_group(st) for n, st in states.items()}
-    transfers: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    transfers: dict[str, dict[str, list[TransferState]]] = {}
     for n, listing in zip(names, transfers_l, strict=True):
         for t in listing if isinstance(listing, list) else ():
-            transfers.setdefault(str(t.get("group")), {}).setdefault(n, []).append(t)
+            transfers.setdefault(t.group, {}).setdefault(n, []).append(t)
     scraper = ScrapeLoadSource(rt.session)
     scraped = None
     if scrape:
@@ -221,7 +215,7 @@ class Observed:
     node_pods: tuple[Obj, ...]
     other_nodes: int
     urls: Mapping[str, str]
-    states: Mapping[str, Mapping[str, Any]]
+    states: Mapping[str, NodeState]
     taken: float
     """When the underlying FleetView was fetched (time.monotonic())."""
     unmoved: Mapping[str, int] = field(default_factory=dict)

@@ -16,31 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
-EntryState = Literal["active", "draining"]
-
-
-@dataclass(frozen=True)
-class RouteEntry:
-    """One server's place in a group's list (the first entry is the root)."""
-
-    server: str
-    uri: str
-    state: EntryState = "active"
-    free: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"server": self.server, "uri": self.uri, "state": self.state, "free": self.free}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> RouteEntry:
-        state: EntryState = "draining" if raw.get("state") == "draining" else "active"
-        return cls(str(raw["server"]), str(raw["uri"]), state, int(raw.get("free", 0)))
-
+from sipfleet.node.admin_types import RouteEntry
 
 GroupRoutes = tuple[RouteEntry, ...]
-Table = dict[str, list[dict[str, Any]]]
+Table = dict[str, GroupRoutes]
+"""One server's whole table: group -> its entries (PUT /v1/routes, admin_types.Routes)."""
 
 
 def next_generation(now: float, observed: Iterable[int], last: int = 0) -> int:
@@ -54,7 +35,7 @@ def tables_by_server(groups: Mapping[str, GroupRoutes]) -> dict[str, Table]:
     for group in sorted(groups):
         entries = groups[group]
         for entry in entries:
-            tables.setdefault(entry.server, {})[group] = [e.to_json() for e in entries]
+            tables.setdefault(entry.server, {})[group] = entries
     return tables
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
-from sipfleet.operator import rollout
 from sipfleet.operator.conditions import Condition, merge_conditions, timestamp
 from sipfleet.operator.models import SipConferenceStatus, SipFleetStatus
 from sipfleet.operator.planner import Decision, Limit, Observations
@@ -147,8 +147,10 @@ def fleet_status(
     previous: Mapping[str, Any] | None,
     now: datetime,
     template: str | None = None,
+    entry_point: str | None = None,
 ) -> Status:
-    """The SipFleet status: main server, node Pods and their readiness.
+    """The SipFleet status: main server, node Pods and their readiness, the
+    address each advertises, and the fleet's entry point.
 
     ``template`` is the current node template digest (rollout.py): nodes
     built from another are counted as not updated, and the ``Rolling``
@@ -168,6 +170,7 @@ def fleet_status(
                 "name": name,
                 "ip": (pod.get("status") or {}).get("podIP"),
                 "ready": podlib.pod_ready(pod),
+                "advertised": exposure.advertised(pod),
                 "draining": (pod["metadata"].get("labels") or {}).get(podlib.LABEL_DRAINING)
                 == "true",
                 "terminating": podlib.terminating(pod),
@@ -210,10 +213,12 @@ def fleet_status(
             "pod": main_pod["metadata"]["name"] if main_pod else None,
             "ip": (main_pod.get("status") or {}).get("podIP") if main_pod else None,
             "ready": main_ready,
+            "advertised": exposure.advertised(main_pod) if main_pod else None,
         },
         "nodes": nodes,
         "nodeCount": len(nodes),
         "readyNodes": sum(1 for n in nodes if n["ready"]),
         "updatedNodes": len(nodes) - len(old),
+        "entryPoint": entry_point,
     }
     return SipFleetStatus.model_validate(raw).to_k8s()

@@ -20,7 +20,8 @@ Modules, one job each:
 
 Operator-facing facts:
     Shard URI: a server names its shard of group `sip:<user>@<domain>`
-        `sip:<user>-<server name>@<listen ip>:<sip port>` (POST /v1/shards returns it).
+        `sip:<user>-<server name>@<host>:<port>` (POST /v1/shards returns it): the
+        advertised address and UDP port (--advertise-*), else the listen ip and sip port.
         A server answers INVITEs to that URI and to the group URI itself
         (`sip:<user>@...`, matched on the user part).
     Member counts: GET /v1/state -> shards[].members (and member_uris), or the gauge

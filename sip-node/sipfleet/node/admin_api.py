@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sipfleet.node.admin_types import (
+    TRANSFER_REQUEST,
+    TRANSFERS,
+    Conflict,
+    ErrorBody,
+    GroupRef,
+    NodeState,
+    RoutesAck,
+    ShardRequest,
+    ShardState,
+    Status,
+    TransferRequest,
+    TransferState,
+    describe,
+)
 from sipfleet.node.metrics import CONTENT_TYPE, NodeMetrics
 from sipfleet.node.openapi import OPENAPI
 from sipfleet.node.routes import Groups, RoutesError, StaleGeneration, parse_routes
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-METHODS = ("refer", "refer-to-server")
-
-
-class Conflict(Exception):
-    """The request clashes with the server's state (HTTP 409)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferRequest:
-    group: str
-    target: str
-    method: str
-    rate: float
-    count: int | None = None
-    members: tuple[str, ...] | None = None
 
 
 class Control(Protocol):
@@ -37,18 +37,22 @@ class Control(Protocol):
     metrics: NodeMetrics
 
     def ready(self) -> bool: ...
-    def state(self) -> dict[str, Any]: ...
-    def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]: ...
-    async def delete_shard(self, group: str) -> dict[str, Any]: ...
+    def state(self) -> NodeState: ...
+    def ensure_shard(self, group: str, capacity: int) -> tuple[ShardState, bool]: ...
+    async def delete_shard(self, group: str) -> ShardState: ...
     def put_routes(self, generation: int, groups: Groups) -> None: ...
-    def start_transfer(self, request: TransferRequest) -> dict[str, Any]: ...
-    def transfer(self, transfer_id: str) -> dict[str, Any]: ...
-    def transfers(self) -> list[dict[str, Any]]: ...
-    def drain(self) -> dict[str, Any]: ...
+    def start_transfer(self, request: TransferRequest) -> TransferState: ...
+    def transfer(self, transfer_id: str) -> TransferState: ...
+    def transfers(self) -> list[TransferState]: ...
+    def drain(self) -> NodeState: ...
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _json(ErrorBody(error=message), status)
+
+
+def _json(body: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,43 +89,23 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _group(body: dict[str, Any]) -> str:
-    group = body.get("group")
-    if not isinstance(group, str) or not group.startswith("sip:") or "@" not in group:
-        raise ValueError("group must be a SIP URI like sip:conf3@example.com")
-    return group
+M = TypeVar("M", bound=BaseModel)
 
 
-def _positive_int(body: dict[str, Any], key: str) -> int:
-    value = body.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{key} must be a positive integer")
-    return value
+def _parse(model: type[M], body: dict[str, Any]) -> M:
+    """The body as `model`; ValueError (HTTP 400) naming the bad fields."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from None
 
 
 def parse_transfer(body: dict[str, Any]) -> TransferRequest:
-    group = _group(body)
-    target = body.get("target")
-    if not isinstance(target, str) or not target.startswith("sip:"):
-        raise ValueError("target must be the shard URI to move members to (sip:...)")
-    method = body.get("method", "refer")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}")
-    rate = body.get("rate", 50.0)
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= 10000:
-        raise ValueError("rate must be a number of transfers per second in (0, 10000]")
-    count, members = body.get("count"), body.get("members")
-    if (count is None) == (members is None):
-        raise ValueError("give exactly one of count (int) or members (list of member URIs)")
-    if members is not None:
-        if (
-            not isinstance(members, list)
-            or not members
-            or not all(isinstance(m, str) for m in members)
-        ):
-            raise ValueError("members must be a non-empty list of member URIs")
-        return TransferRequest(group, target, method, float(rate), members=tuple(members))
-    return TransferRequest(group, target, method, float(rate), count=_positive_int(body, "count"))
+    """A POST /v1/transfers body; ValueError (HTTP 400) naming the bad fields."""
+    try:
+        return TRANSFER_REQUEST.validate_python(body)
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from None
 
 
 def build_app(control: Control, token: str) -> web.Application:
@@ -130,12 +114,12 @@ def build_app(control: Control, token: str) -> web.Application:
 
     @routes.get("/healthz")
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return _json(Status(status="ok"))
 
     @routes.get("/readyz")
     async def readyz(_: web.Request) -> web.Response:
         if control.ready():
-            return web.json_response({"status": "ready"})
+            return _json(Status(status="ready"))
         return _error(503, "SIP listeners are not up yet")
 
     @routes.get("/metrics")
@@ -150,22 +134,22 @@ def build_app(control: Control, token: str) -> web.Application:
 
     @routes.get("/v1/state")
     async def state(_: web.Request) -> web.Response:
-        return web.json_response(control.state())
+        return _json(control.state())
 
     @routes.post("/v1/shards")
     async def ensure_shard(request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        shard, created = control.ensure_shard(_group(body), _positive_int(body, "capacity"))
-        return web.json_response(shard, status=201 if created else 200)
+        body = _parse(ShardRequest, await _json_object(request))
+        shard, created = control.ensure_shard(body.group, body.capacity)
+        return _json(shard, 201 if created else 200)
 
     @routes.delete("/v1/shards")
     async def delete_shard(request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        return web.json_response(await control.delete_shard(_group(body)))
+        body = _parse(GroupRef, await _json_object(request))
+        return _json(await control.delete_shard(body.group))
 
     @routes.get("/v1/routes")
     async def get_routes(_: web.Request) -> web.Response:
-        return web.json_response(control.state()["routes"])
+        return _json(control.state().routes)
 
     @routes.put("/v1/routes")
     async def put_routes(request: web.Request) -> web.Response:
@@ -174,26 +158,28 @@ def build_app(control: Control, token: str) -> web.Application:
         except RoutesError as exc:
             raise ValueError(str(exc)) from None
         control.put_routes(generation, groups)
-        return web.json_response({"generation": generation})
+        return _json(RoutesAck(generation=generation))
 
     @routes.post("/v1/transfers")
     async def start_transfer(request: web.Request) -> web.Response:
         body = await _json_object(request)
-        return web.json_response(control.start_transfer(parse_transfer(body)), status=202)
+        return _json(control.start_transfer(parse_transfer(body)), 202)
 
     @routes.get("/v1/transfers")
     async def list_transfers(_: web.Request) -> web.Response:
-        return web.json_response(control.transfers())
+        return web.Response(
+            body=TRANSFERS.dump_json(control.transfers()), content_type="application/json"
+        )
 
     @routes.get("/v1/transfers/{id}")
     async def get_transfer(request: web.Request) -> web.Response:
-        return web.json_response(control.transfer(request.match_info["id"]))
+        return _json(control.transfer(request.match_info["id"]))
 
     @routes.post("/v1/drain")
     async def drain(request: web.Request) -> web.Response:
         if request.can_read_body:
             await _json_object(request)
-        return web.json_response(control.drain())
+        return _json(control.drain())
 
     app = web.Application(middlewares=[_auth_middleware(token)], client_max_size=1 << 20)
     app.add_routes(routes)

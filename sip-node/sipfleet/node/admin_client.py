@@ -1,11 +1,28 @@
-"""Async client for the sipfleet-node admin API."""
+"""Async client for the sipfleet-node admin API; answers come back as the contract's
+types (admin_types.py), validated, so callers never re-parse JSON. A malformed
+answer raises pydantic.ValidationError."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel
+from sipfleet.node.admin_types import (
+    TRANSFER_REQUEST,
+    TRANSFERS,
+    GroupRef,
+    NodeState,
+    RouteEntry,
+    Routes,
+    RoutesAck,
+    ShardRequest,
+    ShardState,
+    TransferRequest,
+    TransferState,
+)
 
 
 class AdminError(Exception):
@@ -54,6 +71,8 @@ class AdminClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
+            if isinstance(body, BaseModel):
+                body = body.model_dump(mode="json")
             async with self._session.request(
                 method,
                 self.base_url + path,
@@ -85,61 +104,39 @@ class AdminClient:
             return False
         return True
 
-    async def state(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", "/v1/state")
-        return result
+    async def state(self) -> NodeState:
+        return NodeState.model_validate(await self._request("GET", "/v1/state"))
 
     async def metrics(self) -> str:
         return str(await self._request("GET", "/metrics"))
 
-    async def ensure_shard(self, group: str, capacity: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request(
-            "POST", "/v1/shards", {"group": group, "capacity": capacity}
-        )
-        return result
+    async def ensure_shard(self, group: str, capacity: int) -> ShardState:
+        body = ShardRequest(group=group, capacity=capacity)
+        return ShardState.model_validate(await self._request("POST", "/v1/shards", body))
 
-    async def delete_shard(self, group: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("DELETE", "/v1/shards", {"group": group})
-        return result
+    async def delete_shard(self, group: str) -> ShardState:
+        answer = await self._request("DELETE", "/v1/shards", GroupRef(group=group))
+        return ShardState.model_validate(answer)
 
-    async def routes(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", "/v1/routes")
-        return result
+    async def routes(self) -> Routes:
+        return Routes.model_validate(await self._request("GET", "/v1/routes"))
 
     async def put_routes(
-        self, generation: int, groups: dict[str, list[dict[str, Any]]]
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request(
-            "PUT", "/v1/routes", {"generation": generation, "groups": groups}
-        )
-        return result
+        self, generation: int, groups: Mapping[str, Sequence[RouteEntry]]
+    ) -> RoutesAck:
+        body = Routes(generation=generation, groups={g: tuple(es) for g, es in groups.items()})
+        return RoutesAck.model_validate(await self._request("PUT", "/v1/routes", body))
 
-    async def start_transfer(
-        self,
-        group: str,
-        target: str,
-        *,
-        count: int | None = None,
-        members: list[str] | None = None,
-        method: str = "refer",
-        rate: float = 50.0,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"group": group, "target": target, "method": method, "rate": rate}
-        if count is not None:
-            body["count"] = count
-        if members is not None:
-            body["members"] = members
-        result: dict[str, Any] = await self._request("POST", "/v1/transfers", body)
-        return result
+    async def start_transfer(self, request: TransferRequest) -> TransferState:
+        body = TRANSFER_REQUEST.dump_python(request, mode="json", exclude_none=True)
+        return TransferState.model_validate(await self._request("POST", "/v1/transfers", body))
 
-    async def transfer(self, transfer_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("GET", f"/v1/transfers/{transfer_id}")
-        return result
+    async def transfer(self, transfer_id: str) -> TransferState:
+        answer = await self._request("GET", f"/v1/transfers/{transfer_id}")
+        return TransferState.model_validate(answer)
 
-    async def transfers(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._request("GET", "/v1/transfers")
-        return result
+    async def transfers(self) -> list[TransferState]:
+        return TRANSFERS.validate_python(await self._request("GET", "/v1/transfers"))
 
-    async def drain(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request("POST", "/v1/drain", {})
-        return result
+    async def drain(self) -> NodeState:
+        return NodeState.model_validate(await self._request("POST", "/v1/drain", {}))

@@ -19,6 +19,28 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
     ("--domain", "SIPFLEET_DOMAIN", str, None, "SIP domain of the group URIs (e.g. example.com)"),
     ("--listen", "SIPFLEET_LISTEN", str, None, "IP address to listen on (SIP and admin API)"),
     ("--sip-port", "SIPFLEET_SIP_PORT", int, 5060, "SIP port, UDP and TCP"),
+    (
+        "--advertise-host",
+        "SIPFLEET_ADVERTISE_HOST",
+        str,
+        "",
+        "IP address members reach this server at (a node or Service address), written "
+        "into Via, Contact, Refer-To, shard URIs and SDP; empty: the listen address",
+    ),
+    (
+        "--advertise-udp-port",
+        "SIPFLEET_ADVERTISE_UDP_PORT",
+        int,
+        0,
+        "UDP port members reach this server at (e.g. a NodePort); 0: the SIP port",
+    ),
+    (
+        "--advertise-tcp-port",
+        "SIPFLEET_ADVERTISE_TCP_PORT",
+        int,
+        0,
+        "TCP port members reach this server at; 0: the SIP port",
+    ),
     ("--admin-port", "SIPFLEET_ADMIN_PORT", int, 8080, "admin HTTP API port"),
     (
         "--token-file",

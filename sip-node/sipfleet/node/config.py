@@ -33,6 +33,13 @@ class Config:
     """Graceful-exit budget after SIGTERM (the Pod's terminationGracePeriodSeconds)."""
     drain_rate: float = 50.0
     """Members/s moved to other servers during a graceful exit (the fleet's transfer rate)."""
+    advertise_host: str = ""
+    """The IP address members reach this server at, written into everything it sends
+    them (Via, Contact, 302 Contact, Refer-To, shard URIs, SDP); "" = `listen`."""
+    advertise_udp_port: int = 0
+    """The UDP port members reach this server at (a NodePort, a host port); 0 = `sip_port`."""
+    advertise_tcp_port: int = 0
+    """The TCP port members reach this server at; 0 = `sip_port`."""
 
     def __post_init__(self) -> None:
         if self.role not in ("main", "node"):
@@ -47,7 +54,19 @@ class Config:
             raise ConfigError(f"listen address {self.listen!r} is not an IP address") from None
         if not addr.is_loopback and not addr.is_private and not addr.is_unspecified:
             raise ConfigError(f"listen address {self.listen!r} must be loopback or private")
-        for label, port in (("sip port", self.sip_port), ("admin port", self.admin_port)):
+        if self.advertise_host:
+            try:
+                ipaddress.ip_address(self.advertise_host)
+            except ValueError:
+                raise ConfigError(
+                    f"advertised address {self.advertise_host!r} is not an IP address"
+                ) from None
+        for label, port in (
+            ("sip port", self.sip_port),
+            ("admin port", self.admin_port),
+            ("advertised UDP port", self.advertise_udp_port),
+            ("advertised TCP port", self.advertise_tcp_port),
+        ):
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{label} {port} is outside 0..65535")
         if not self.token:

@@ -27,11 +27,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sipfleet.node.admin_api import Conflict, TransferRequest
+from sipfleet.node.admin_types import Conflict, RouteEntry, TransferRequest, TransferState
 from sipfleet.node.node import Node
-from sipfleet.node.routes import RouteEntry
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +111,18 @@ class Evacuation:
 
     def step(self) -> None:
         """Start transfers for members not yet being moved, within the rate left."""
-        jobs = [j for j in self.node.transfers() if j["state"] == "running"]
+        jobs = [j for j in self.node.transfers() if j.state == "running"]
         if self.node.routes.generation != self._generation:
             # A new table carries the operator's fresh free counts: only the
             # members still on their way count against them.
             self._generation = self.node.routes.generation
             self._taken = {}
             for job in jobs:
-                self._taken[job["target"]] = self._taken.get(job["target"], 0) + job["pending"]
-        spare = self.rate - sum(float(j["rate"]) for j in jobs if j["id"] in self._mine)
+                self._taken[job.target] = self._taken.get(job.target, 0) + job.pending
+        spare = self.rate - sum(j.rate for j in jobs if j.id in self._mine)
         moving: dict[str, int] = {}
         for job in jobs:
-            moving[job["group"]] = moving.get(job["group"], 0) + job["pending"]
+            moving[job.group] = moving.get(job.group, 0) + job.pending
         for group, shard in sorted(self.node.shards.items()):
             unassigned = len(shard.members) - moving.get(group, 0)
             if unassigned <= 0 or spare < MIN_RATE:
@@ -136,18 +134,18 @@ class Evacuation:
                 started = self._start(TransferRequest(group, target, "refer", rate, count))
                 if started is not None:
                     spare -= rate
-                    self._taken[target] = self._taken.get(target, 0) + int(started["requested"])
+                    self._taken[target] = self._taken.get(target, 0) + started.requested
 
-    def _start(self, request: TransferRequest) -> Mapping[str, Any] | None:
+    def _start(self, request: TransferRequest) -> TransferState | None:
         try:
             job = self.node.start_transfer(request)
         except (Conflict, LookupError, ValueError) as exc:
             log.info("evacuation: no transfer of %s to %s: %s", request.group, request.target, exc)
             return None
-        self._mine.add(str(job["id"]))
+        self._mine.add(job.id)
         log.info(
             "evacuation: moving %d members of %s to %s at %.3g/s",
-            job["requested"],
+            job.requested,
             request.group,
             request.target,
             request.rate,

@@ -1,104 +1,83 @@
 """Group focus state: shards hosted here, their members and the dialogs with them.
 
-A member is one INVITE dialog between a participant and this server. The
-MESSAGE delivered to a member is assembled from byte templates made once per
-member (dialog headers) and once per group message (sender, body), so a
-fan-out does no per-delivery serialisation beyond the Via branch and CSeq.
+A member is one INVITE dialog between a participant and this server, kept as
+the SIP core's Dialog (RFC 3261 12: route set, remote target, CSeq both ways).
+A fan-out builds each delivery with `Dialog.prepare`, the core's fast path:
+the dialog's fixed fields are serialised once per remote target and the group
+message's fields once per message, so a delivery costs a Via, a CSeq and a join.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sipfleet.node.admin_types import ShardState
 from sipfleet.node.sdp import MediaSession
-from sipfleet.node.sip import Headers, SipRequest, SipUri, Via, address_of, format_hostport
-from sipfleet.node.sip.ids import new_branch
+from sipfleet.node.sip import SipMessage, SipParseError, SipUri, address_of, format_hostport
+from sipfleet.node.sip.dialog import Dialog
+from sipfleet.node.sip.message import HeaderBlock, Outbound
 from sipfleet.node.transport import Peer
 
 MemberState = Literal["joined", "transferring"]
-
-
-@dataclass
-class PrebuiltRequest(SipRequest):
-    """Adapter for the core's client transactions: a request whose wire form was
-    assembled from byte templates. Of the request, the transaction layer reads only
-    the method, the top Via (given here already parsed, so it is not parsed back
-    from text on the hot path) and the wire form."""
-
-    wire: bytes = b""
-    top_via: Via | None = None
-
-    @property
-    def via(self) -> Via:
-        return self.top_via if self.top_via is not None else super().via
-
-    def to_bytes(self) -> bytes:
-        return self.wire
+NO_FIELDS = HeaderBlock()
+Locate = Callable[[str], Peer]
+"""Where requests for a URI go (RFC 3263 4 without DNS), e.g. `SipStack.target_of` for
+the peer a dialog came from. Raises SipParseError or sip.target.UnreachableTarget."""
 
 
 @dataclass(eq=False, slots=True)
 class Member:
-    """One dialog with a participant (also used for conference subscriptions)."""
+    """One dialog with a participant (also used for conference subscriptions).
+    `locate` maps the dialog's next hop to an address; `supports_replaces` says
+    whether it announced RFC 3891 support."""
 
     aor: str
-    contact: str
-    peer: Peer
-    call_id: str
-    remote_tag: str
-    local_tag: str
-    local_uri: str
-    local_cseq: int = 1
+    dialog: Dialog
+    locate: Locate
+    supports_replaces: bool = False
     state: MemberState = "joined"
     media: MediaSession = field(default_factory=MediaSession)  # the dialog's SDP state
     accepts_cpim: bool = False  # listed message/cpim in an Accept header
-    request_prefix: bytes = b""
-    dialog_headers: bytes = b""
-    from_rest: bytes = b""  # dialog_headers after "From: ", for a From with a display name
-
-    def __post_init__(self) -> None:
-        self.request_prefix = f" {self.contact} SIP/2.0\r\nVia: ".encode()
-        self.from_rest = (
-            f"<{self.local_uri}>;tag={self.local_tag}\r\nMax-Forwards: 70\r\n"
-            f"To: <{self.aor}>;tag={self.remote_tag}\r\nCall-ID: {self.call_id}\r\n"
-        ).encode()
-        self.dialog_headers = b"From: " + self.from_rest
+    _peer: tuple[str, Peer] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.call_id, self.local_tag)
+        return (self.dialog.call_id, self.dialog.local_tag)
+
+    @property
+    def peer(self) -> Peer:
+        """Where requests in the dialog go: its first route, else its remote target
+        (RFC 3261 8.1.2, 12.2.1.1); follows target refreshes. Raises like `locate`
+        (check a new remote target before it is taken)."""
+        hop = self.dialog.next_hop
+        cached = self._peer
+        if cached is None or cached[0] is not hop:
+            cached = self._peer = (hop, self.locate(hop))
+        return cached[1]
 
     def request(
         self,
         method: str,
         sent_by: str,
-        extra: bytes,
+        extra: HeaderBlock = NO_FIELDS,
         body: bytes = b"",
         transport: str | None = None,
-        from_display: bytes = b"",
-    ) -> PrebuiltRequest:
-        """An in-dialog request from the templates. `sent_by` is our host:port; `extra`
-        holds further header lines (each ending in CRLF) without Content-Length;
-        `from_display` is put before the From URI (a display name may change within
-        a dialog, the URI and tag may not: RFC 3261 12.2.1.1)."""
-        self.local_cseq += 1
-        transport = (transport or self.peer.transport).upper()
-        branch = new_branch()
-        host, _, port = sent_by.rpartition(":")
-        via = Via(transport, host, int(port), {"branch": branch})
-        wire = b"".join(
-            (
-                method.encode(),
-                self.request_prefix,
-                f"SIP/2.0/{transport} {sent_by};branch={branch}\r\n".encode(),
-                b"From: " + from_display + self.from_rest if from_display else self.dialog_headers,
-                f"CSeq: {self.local_cseq} {method}\r\n".encode(),
-                extra,
-                f"Content-Length: {len(body)}\r\n\r\n".encode(),
-                body,
-            )
+        from_display: str = "",
+    ) -> Outbound:
+        """The next request in the dialog (route set, identities and CSeq as RFC 3261
+        12.2.1.1 says). `sent_by` is our host:port; `extra` holds further fields;
+        `from_display` replaces the From display name (a display name may change
+        within a dialog, the URI and tag may not: RFC 3261 12.2.1.1)."""
+        return self.dialog.prepare(
+            method,
+            sent_by=sent_by,
+            transport=transport or self.peer.transport,
+            extra=extra,
+            body=body,
+            from_display=from_display,
         )
-        return PrebuiltRequest(method, self.contact, Headers(), wire=wire, top_via=via)
 
 
 @dataclass(eq=False, slots=True)
@@ -123,15 +102,16 @@ class Shard:
     def has_room(self) -> bool:
         return not self.draining and len(self.members) < self.capacity
 
-    def to_json(self, server_draining: bool) -> dict[str, object]:
-        return {
-            "group": self.group,
-            "uri": self.uri,
-            "members": len(self.members),
-            "capacity": self.capacity,
-            "draining": self.draining or server_draining,
-            "member_uris": sorted(self.by_aor),
-        }
+    def state(self, server_draining: bool) -> ShardState:
+        """The shard as the admin API shows it."""
+        return ShardState(
+            group=self.group,
+            uri=self.uri,
+            members=len(self.members),
+            capacity=self.capacity,
+            draining=self.draining or server_draining,
+            member_uris=tuple(sorted(self.by_aor)),
+        )
 
 
 def user_of(uri: str) -> str:
@@ -146,8 +126,24 @@ def shard_uri(group_uri: str, server: str, host: str, port: int) -> str:
 
 
 def peer_of(uri: str, default_transport: str = "udp") -> Peer:
-    """Where to send requests for a SIP URI (host:port, ;transport= honoured)."""
+    """Where to send requests for a SIP URI (host:port, ;transport= honoured).
+    Raises SipParseError for a URI that is not SIP."""
     parsed = SipUri.parse(uri)
     transport = (parsed.params.get("transport") or default_transport).lower()
     host = address_of(parsed.host)
     return Peer("tcp" if transport == "tcp" else "udp", host, parsed.port or 5060)
+
+
+def focus_contact(uri: str) -> str:
+    """Our Contact as a conference focus: `<uri>;isfocus` (RFC 4579 5.1)."""
+    return f"<{uri}>;isfocus"
+
+
+def supports_replaces(message: SipMessage) -> bool:
+    """Does the message announce the `replaces` option tag (RFC 3891 6) in
+    Supported or Require (RFC 3261 20.37, 20.32)? A malformed list counts as no."""
+    try:
+        tags = message.headers.get_list("Supported") + message.headers.get_list("Require")
+    except SipParseError:
+        return False
+    return any(tag.strip().lower() == "replaces" for tag in tags)

@@ -1,64 +1,106 @@
-"""The group server: SIP request handling, shards, the distribution tree, the admin Control.
+"""The group server's shell: SIP request handling, shards and members, the admin Control.
 
-Flow of a group MESSAGE: the server a member is on hands it to the group's
-root (entry 0 of the routes), which sends it down the tree; every server
-forwards to its children and delivers to its own members. Message ids make
-forwarding loop-free and exactly-once per server. Roster updates (who is on
-which server) travel the same way, so every server knows the whole group.
+The group logic that has state over time is pure and lives elsewhere: the
+distribution tree and rosters (distribution.py), transfers (transfers.py) and
+conference subscriptions (subscriptions.py) take events and `now` and return
+actions, which this module performs (SIP requests through the stack, metrics)
+with one loop timer per logic (clock.py). Joining, leaving, redirecting and
+the fan-out to this server's members are still done here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from sipfleet.node.admin_api import TransferRequest
+from sipfleet.node.admin_types import (
+    AdvertisedAddress,
+    NodeState,
+    RouteEntry,
+    ShardState,
+    SipAddress,
+    TransferRequest,
+    TransferState,
+)
+from sipfleet.node.clock import CoreClock
 from sipfleet.node.config import Config
-from sipfleet.node.focus import Member, Shard, peer_of, shard_uri, user_of
+from sipfleet.node.distribution import (
+    Deliver,
+    Distribution,
+    Forward,
+    RosterChanged,
+    RosterDue,
+    TreeAction,
+)
+from sipfleet.node.focus import (
+    NO_FIELDS,
+    Member,
+    Shard,
+    focus_contact,
+    peer_of,
+    shard_uri,
+    supports_replaces,
+    user_of,
+)
 from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.presentation import accepts_cpim, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
-from sipfleet.node.routes import Groups, RouteEntry, RoutingTable, tree_position
+from sipfleet.node.routes import Groups, RoutingTable
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import SDP_TYPE, SdpError
-from sipfleet.node.sip import SipRequest, SipResponse, format_hostport
+from sipfleet.node.sip import SipParseError, SipRequest, SipResponse, format_hostport
+from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
+from sipfleet.node.sip.message import HeaderBlock
+from sipfleet.node.sip.replaces import refer_target
 from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
+    Advertised,
     Outgoing,
     RequestContext,
     ResponseCallback,
     SipStack,
     route_for_size,
 )
-from sipfleet.node.subscriptions import Subscriptions
-from sipfleet.node.transfers import Transfers
+from sipfleet.node.subscriptions import (
+    Respond,
+    SendNotify,
+    Subscription,
+    SubscriptionAction,
+    Subscriptions,
+)
+from sipfleet.node.takeover import Takeover
+from sipfleet.node.transfers import (
+    Finished,
+    Item,
+    Release,
+    SendRefer,
+    SendServerRefer,
+    TransferAction,
+    Transfers,
+)
 from sipfleet.node.transport import Peer
 
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
 DIRECTION = "X-Sipfleet-Direction"
-ROSTER_DELAY = 0.05
-SEEN_IDS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteShard:
-    """What a peer server last reported about its shard of a group."""
-
-    server: str
-    uri: str
-    capacity: int
-    members: frozenset[str]
+def advertised_of(config: Config) -> Advertised | None:
+    """The address members reach the server at, when any of --advertise-host,
+    --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
+    listen address); None when members reach it where it listens."""
+    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+        return None
+    return Advertised(
+        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+    )
 
 
 class Node:
@@ -68,35 +110,53 @@ class Node:
         self.metrics = metrics or NodeMetrics()
         self.routes = RoutingTable()
         self.shards: dict[str, Shard] = {}
-        self.remote: dict[str, dict[str, RemoteShard]] = {}
+        self.tree = Distribution(config.name, config.tree_fanout)
         self.draining = False
         self.reservations = Reservations()
         self.key = config.token.encode()
         self.verifier = Verifier(self.key)
-        self.subs = Subscriptions(self)
-        self.jobs = Transfers(self)
+        self.subs = Subscriptions()
+        self._subs_clock: CoreClock | None = None
+        self.jobs = Transfers(config.listen)
+        self.takeover = Takeover(self)
+        self._jobs_clock: CoreClock | None = None
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._by_user: dict[str, Shard] = {}
         self._groups_by_user: dict[str, str] = {}
         self._dialogs: dict[tuple[str, str], tuple[Shard, Member]] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._roster_due: dict[str, asyncio.TimerHandle] = {}
-        self._roster_seq = 0
+        self._tree_clock: CoreClock | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        config = self.config
         stack = SipStack(
-            self.config.listen, self.config.sip_port, self, self.metrics, self._limiter
+            config.listen,
+            config.sip_port,
+            self,
+            self.metrics,
+            self._limiter,
+            advertised=advertised_of(config),
         )
         await stack.start()
+        loop = asyncio.get_running_loop()
+        self._jobs_clock = CoreClock(
+            loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
+        )
+        self._tree_clock = CoreClock(
+            loop, self.tree.next_deadline, lambda now: self._tree(self.tree.tick(now))
+        )
+        self._subs_clock = CoreClock(
+            loop,
+            self.subs.next_deadline,
+            lambda now: self._subscription(self.subs.tick(now, self.roster)),
+        )
         self._stack = stack  # ready from here on
 
     def close(self) -> None:
-        for handle in self._roster_due.values():
-            handle.cancel()
-        self.jobs.close()
-        self.subs.close()
+        for clock in (self._jobs_clock, self._subs_clock, self._tree_clock):
+            if clock is not None:
+                clock.close()
         if self._stack is not None:
             self._stack.close()
 
@@ -126,23 +186,34 @@ class Node:
     def ready(self) -> bool:
         return self._stack is not None
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.config.role,
-            "domain": self.config.domain,
-            "sip": {"host": self.host, "port": self.port},
-            "draining": self.draining,
-            "routes_generation": self.routes.generation,
-            "shards": [s.to_json(self.draining) for s in self.shards.values()],
-            "routes": self.routes.to_json(),
-        }
+    def state(self) -> NodeState:
+        return NodeState(
+            name=self.name,
+            role=self.config.role,
+            domain=self.config.domain,
+            sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),
+            draining=self.draining,
+            routes_generation=self.routes.generation,
+            shards=tuple(s.state(self.draining) for s in self.shards.values()),
+            routes=self.routes.snapshot(),
+        )
 
-    def ensure_shard(self, group: str, capacity: int) -> tuple[dict[str, Any], bool]:
+    def _advertised(self) -> AdvertisedAddress | None:
+        """The advertised address members reach us at (admin API), None if we have none."""
+        a = advertised_of(self.config)
+        if a is None:
+            return None
+        return AdvertisedAddress(
+            host=a.host, udp_port=a.udp_port or self.port, tcp_port=a.tcp_port or self.port
+        )
+
+    def ensure_shard(self, group: str, capacity: int) -> tuple[ShardState, bool]:
         shard = self.shards.get(group)
         created = shard is None
         if shard is None:
-            shard = Shard(group, shard_uri(group, self.name, self.host, self.port), capacity)
+            a = advertised_of(self.config)
+            host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
+            shard = Shard(group, shard_uri(group, self.name, host, port), capacity)
             self.shards[group] = shard
             self._by_user[user_of(shard.uri)] = shard
             self._index_groups()
@@ -150,9 +221,9 @@ class Node:
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
         self.schedule_roster(group)
-        return shard.to_json(self.draining), created
+        return shard.state(self.draining), created
 
-    async def delete_shard(self, group: str) -> dict[str, Any]:
+    async def delete_shard(self, group: str) -> ShardState:
         shard = self.shards.get(group)
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
@@ -163,8 +234,8 @@ class Node:
         self._index_groups()
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
-        self._send_roster(group, shard_gone=shard)
-        return shard.to_json(self.draining)
+        self._report_roster(group, shard_gone=shard)
+        return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
         if not self.routes.replace(generation, groups):
@@ -176,16 +247,18 @@ class Node:
         for group in self.shards:
             self.schedule_roster(group)
 
-    def start_transfer(self, request: TransferRequest) -> dict[str, Any]:
-        return self.jobs.start(request)
+    def start_transfer(self, request: TransferRequest) -> TransferState:
+        job = self.jobs.start(request, self.shards.get(request.group), self.now())
+        self._transfer([])  # arms the clock for the first REFER
+        return job
 
-    def transfer(self, transfer_id: str) -> dict[str, Any]:
+    def transfer(self, transfer_id: str) -> TransferState:
         return self.jobs.get(transfer_id)
 
-    def transfers(self) -> list[dict[str, Any]]:
-        return self.jobs.list()
+    def transfers(self) -> list[TransferState]:
+        return self.jobs.all()
 
-    def drain(self) -> dict[str, Any]:
+    def drain(self) -> NodeState:
         self.draining = True
         for group in self.shards:
             self.schedule_roster(group)
@@ -211,7 +284,8 @@ class Node:
     def handle_unacked(self, request: SipRequest) -> None:
         """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
         for shard, member in list(self._dialogs.values()):
-            if member.call_id == request.call_id and member.remote_tag == request.from_tag:
+            dialog = member.dialog
+            if dialog.call_id == request.call_id and dialog.remote_tag == request.from_tag:
                 self.remove_member(shard, member, bye=True, reason="unacked")
 
     def handle_request(self, ctx: RequestContext) -> None:
@@ -229,6 +303,30 @@ class Node:
         tag = request.to_tag
         return None if tag is None else self._dialogs.get((request.call_id, tag))
 
+    def _in_dialog_request(self, ctx: RequestContext) -> tuple[Shard, Member] | None:
+        """The member dialog an in-dialog request belongs to, its CSeq accounted for
+        and its target refresh applied (RFC 3261 12.2.2); None once answered (481
+        for no such dialog, 500 for a CSeq out of order, 403 for a new remote
+        target this server cannot send to, which is then not taken)."""
+        found = self._dialog(ctx.request)
+        if found is None:
+            ctx.respond(481)
+            return None
+        member = found[1]
+        dialog = member.dialog
+        target = dialog.remote_target
+        status = dialog.receive(ctx.request)
+        if status is not None:
+            ctx.respond(status, reason="CSeq Out Of Order")
+            return None
+        try:
+            member.peer  # noqa: B018 -- a refreshed next hop must be reachable (RFC 3263 4)
+        except (UnreachableTarget, SipParseError) as exc:
+            dialog.remote_target = target
+            ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
+            return None
+        return found
+
     def resolve(self, request: SipRequest) -> tuple[str, Shard | None]:
         """The group a request is addressed to, and this server's shard of it if any."""
         user = request.request_uri.user or ""
@@ -243,10 +341,8 @@ class Node:
     def _on_invite(self, ctx: RequestContext) -> None:
         request = ctx.request
         if request.to_tag is not None:
-            found = self._dialog(request)
-            if found is None:
-                ctx.respond(481)
-            else:
+            found = self._in_dialog_request(ctx)
+            if found is not None:  # a re-INVITE: it may have refreshed the remote target
                 self._answer_invite(ctx, found[0], found[1])
             return
         try:
@@ -265,26 +361,30 @@ class Node:
             entries=self.routes.entries(group),
             self_name=self.name,
             reservations=self.reservations,
-            known_free=self._known_free(group),
+            known_free=self.tree.known_free(group),
             now=now,
         )
         if isinstance(decision, Join):
             assert shard is not None
-            try:
-                target = self.stack.target_of(contact.uri, ctx.peer)
-            except UnreachableTarget as exc:
-                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
-                return
+            peer = ctx.peer
+            dialog = Dialog.as_uas(
+                request,
+                new_tag(),
+                focus_contact(self.stack.local_uri(user_of(shard.uri), peer)),
+                transport=peer.transport,
+            )
             member = Member(
                 aor,
-                contact.uri,
-                target,
-                request.call_id,
-                request.from_tag or "",
-                new_tag(),
-                shard.uri,
+                dialog,
+                lambda uri: self.stack.target_of(uri, peer),
+                supports_replaces(request),
                 accepts_cpim=accepts_cpim(request.headers.get("Accept")),
             )
+            try:
+                member.peer  # noqa: B018 -- the next hop must be reachable (RFC 3263 4)
+            except (UnreachableTarget, SipParseError) as exc:
+                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
+                return
             if self._answer_invite(ctx, shard, member):
                 self.add_member(shard, member)
         elif isinstance(decision, Redirect):
@@ -312,18 +412,17 @@ class Node:
             ctx.respond(488, [("Warning", f'399 sipfleet "bad SDP offer: {exc}"')])
             return False
         headers = [
-            ("Contact", f"<{self.stack.local_uri(user_of(shard.uri), ctx.peer)}>"),
+            ("Contact", member.dialog.local_contact or ""),
             ("Allow", ALLOW),
             ("Supported", "replaces, norefersub"),
             ("Content-Type", SDP_TYPE),
         ]
-        ctx.respond(200, headers, body, to_tag=member.local_tag)
+        ctx.respond(200, headers, body, to_tag=member.dialog.local_tag)
         return True
 
     def _on_bye(self, ctx: RequestContext) -> None:
-        found = self._dialog(ctx.request)
+        found = self._in_dialog_request(ctx)
         if found is None:
-            ctx.respond(481)
             return
         ctx.respond(200)
         self.remove_member(found[0], found[1], bye=False, reason="bye_received")
@@ -345,9 +444,8 @@ class Node:
     def _on_message(self, ctx: RequestContext) -> None:
         request = ctx.request
         if request.to_tag is not None:
-            found = self._dialog(request)
+            found = self._in_dialog_request(ctx)
             if found is None:
-                ctx.respond(481)
                 return
             shard, sender = found[0], found[1].aor
         else:
@@ -382,16 +480,66 @@ class Node:
         shard = self.shards.get(group)
         if shard is not None and aor in shard.by_aor:
             return True
-        return any(aor in r.members for r in self.remote.get(group, {}).values())
+        return aor in self.tree.remote_members(group)
 
     def _on_subscribe(self, ctx: RequestContext) -> None:
-        self.subs.on_subscribe(ctx)
+        request, group = ctx.request, None
+        if request.to_tag is None:
+            try:
+                group = self.resolve(request)[0]
+            except LookupError:
+                group = None
+        peer = ctx.peer
+        actions = self.subs.on_subscribe(
+            request,
+            group,
+            f"<{self.stack.local_uri(self.name, peer)}>",
+            lambda uri: self.stack.target_of(uri, peer),
+            peer.transport,
+            self.roster,
+            self.now(),
+        )
+        self._subscription(actions, ctx)
+
+    def roster(self, group: str) -> frozenset[str]:
+        """Every member of the group on every server, as far as this server knows."""
+        shard = self.shards.get(group)
+        remote = self.tree.remote_members(group)
+        return remote if shard is None else remote | shard.by_aor.keys()
+
+    def _subscription(
+        self, actions: list[SubscriptionAction], ctx: RequestContext | None = None
+    ) -> None:
+        """Perform what subscriptions.Subscriptions asked for."""
+        for action in actions:
+            if isinstance(action, Respond):
+                assert ctx is not None, "only on_subscribe answers"
+                ctx.respond(
+                    action.status, action.headers, to_tag=action.to_tag, reason=action.reason
+                )
+            elif isinstance(action, SendNotify):
+                sub = action.subscription
+                done = self._notified(sub)
+                self.send_in_dialog(sub.subscriber, "NOTIFY", action.extra, action.body, done)
+        if self._subs_clock is not None:
+            self._subs_clock.rearm()
+
+    def _notified(self, sub: Subscription) -> ResponseCallback:
+        def answered(response: SipResponse | None) -> None:
+            if response is None or response.status >= 200:
+                self.subs.notify_answered(sub, None if response is None else response.status)
+
+        return answered
 
     def _on_notify(self, ctx: RequestContext) -> None:
-        if not self.jobs.on_notify(ctx.request):
-            ctx.respond(481)
-            return
-        ctx.respond(200)
+        """A NOTIFY about a REFER: in a member's dialog (REFER to the member) it is
+        accounted to that dialog first (RFC 6665 4.1.2, RFC 3261 12.2.2)."""
+        request = ctx.request
+        if self._dialog(request) is not None and self._in_dialog_request(ctx) is None:
+            return  # answered: CSeq out of order or an unreachable new target
+        matched, actions = self.jobs.on_notify(request.call_id, request.body, self.now())
+        ctx.respond(200 if matched else 481)
+        self._transfer(actions)
 
     def _on_refer(self, ctx: RequestContext) -> None:
         ctx.respond(403, reason="Only Servers May REFER Here")
@@ -406,6 +554,51 @@ class Node:
         "NOTIFY": _on_notify,
         "REFER": _on_refer,
     }
+
+    # ---- transfers (the logic is transfers.Transfers; this performs its actions) ---------
+    def now(self) -> float:
+        """The loop's monotonic clock (seconds), the time base of the group logic."""
+        return asyncio.get_running_loop().time()
+
+    def _transfer(self, actions: list[TransferAction]) -> None:
+        for action in actions:
+            if isinstance(action, SendRefer):
+                item = action.item
+                refer_to = f"<{self.stack.uri_for(action.target, item.member.peer)}>"
+                extra = HeaderBlock(
+                    [("Refer-To", refer_to), ("Referred-By", f"<{item.shard.uri}>")]
+                )
+                self.send_in_dialog(item.member, "REFER", extra, callback=self._referred(item))
+            elif isinstance(action, SendServerRefer):
+                member = action.item.member
+                target = self.stack.uri_for(member.dialog.remote_target, member.peer)
+                self.send_s2s(
+                    "REFER",
+                    action.target,
+                    [
+                        ("Refer-To", refer_target(target, action.replaces)),
+                        *action.headers,
+                        ("Contact", f"<{self.server_uri}>"),
+                    ],
+                    b"",
+                    call_id=action.call_id,
+                    callback=self._referred(action.item),
+                )
+            elif isinstance(action, Release):
+                item = action.item
+                self.remove_member(item.shard, item.member, bye=True, reason="transferred")
+            elif isinstance(action, Finished):
+                self.metrics.transfers.labels(action.outcome).inc()
+        if self._jobs_clock is not None:
+            self._jobs_clock.rearm()
+
+    def _referred(self, item: Item) -> ResponseCallback:
+        def answered(response: SipResponse | None) -> None:
+            if response is None or response.status >= 200:
+                status = None if response is None else response.status
+                self._transfer(self.jobs.refer_answered(item, status, self.now()))
+
+        return answered
 
     # ---- members -----------------------------------------------------------------------
     def add_member(self, shard: Shard, member: Member) -> None:
@@ -423,77 +616,66 @@ class Node:
         shard.remove(member)
         if bye:
             self.send_in_dialog(member, "BYE")
-        self.jobs.on_member_left(member)
+        self._transfer(self.jobs.on_member_left(member, self.now()))
         self._members_changed(shard)
 
     def _members_changed(self, shard: Shard) -> None:
         self.metrics.members.labels(shard.group).set(len(shard.members))
         self.schedule_roster(shard.group)
-        self.subs.changed(shard.group)
+        self.subs.changed(shard.group, self.now())
+        self._subscription([])
 
     def send_in_dialog(
         self,
         member: Member,
         method: str,
-        extra: bytes = b"",
+        extra: HeaderBlock = NO_FIELDS,
         body: bytes = b"",
         callback: ResponseCallback | None = None,
-    ) -> None:
-        self.stack.send_request(*self._in_dialog(member, method, extra, body, callback))
+    ) -> str:
+        """Send a request in `member`'s dialog (through its route set); returns the
+        client transaction id."""
+        return self.stack.send_request(*self._in_dialog(member, method, extra, body, callback))
 
     def _in_dialog(
         self,
         member: Member,
         method: str,
-        extra: bytes,
+        extra: HeaderBlock,
         body: bytes,
         callback: ResponseCallback | None,
-        from_display: bytes = b"",
+        from_display: str = "",
     ) -> Outgoing:
         """An in-dialog request to `member`, over TCP when it is too large for UDP."""
-        sent_by = self.stack.sent_by(member.peer)
-        request = member.request(method, sent_by, extra, body, None, from_display)
-        peer = route_for_size(len(request.wire), member.peer)
-        if peer is not member.peer:
+        hop = member.peer
+        sent_by = self.stack.sent_by(hop)
+        request = member.request(method, sent_by, extra, body, hop.transport, from_display)
+        peer = route_for_size(len(request.data), hop)
+        if peer is not hop:
             request = member.request(method, sent_by, extra, body, peer.transport, from_display)
         return request, peer, callback
 
-    def group_members(self, group: str) -> set[str]:
-        """Every member of the group on every server, as far as this server knows."""
-        shard = self.shards.get(group)
-        members = set(shard.by_aor) if shard is not None else set()
-        for remote in self.remote.get(group, {}).values():
-            members |= remote.members
-        return members
-
-    # ---- the distribution tree ---------------------------------------------------------
-    def _position(self, group: str) -> tuple[RouteEntry | None, tuple[RouteEntry, ...]]:
-        """(root if it is another server, children) of this server in the group's tree."""
-        position = tree_position(self.routes.entries(group), self.name, self.config.tree_fanout)
-        if position is None:
-            return None, ()
-        root = None if position.root.server == self.name else position.root
-        return root, position.children
-
+    # ---- the distribution tree (distribution.Distribution; this does its I/O) -------------
     def _route_up(self, envelope: Envelope) -> None:
-        root, _ = self._position(envelope.group)
-        if root is None:
-            self._distribute(envelope)
-        else:
-            self._forward(envelope, root, "up")
+        self._tree(self.tree.route_up(envelope, self.routes.entries(envelope.group)))
 
-    def _distribute(self, envelope: Envelope) -> None:
-        if envelope.msg_id in self._seen:
-            return
-        self._seen[envelope.msg_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        for child in self._position(envelope.group)[1]:
-            self._forward(envelope, child, "down")
-        if envelope.kind == "group":
-            self._deliver_local(envelope)
-        else:
-            self._apply_roster(envelope)
+    def _tree(self, actions: list[TreeAction]) -> None:
+        """Perform what the tree logic asked for."""
+        for action in actions:
+            if isinstance(action, Forward):
+                self._forward(action.envelope, action.entry, action.direction)
+            elif isinstance(action, Deliver):
+                self._deliver_local(action.envelope)
+            elif isinstance(action, RosterChanged):
+                remote, now = action.remote, self.now()
+                self.reservations.release_present(remote.uri, set(remote.members))
+                self._transfer(self.jobs.on_roster(remote.uri, remote.members, now))
+                self.subs.changed(action.group, now)
+                self._subscription([])
+            elif isinstance(action, RosterDue):
+                self._report_roster(action.group)
+        if self._tree_clock is not None:
+            self._tree_clock.rearm()
 
     def _forward(self, envelope: Envelope, entry: RouteEntry, direction: str) -> None:
         self.metrics.forwarded.labels(direction, envelope.kind).inc()
@@ -560,7 +742,7 @@ class Node:
             ctx.respond(403, reason="Server Authentication Failed")
             return
         if request.method == "REFER":
-            self.jobs.on_server_refer(ctx)
+            self.takeover.on_server_refer(ctx)
         elif request.method == "NOTIFY":
             self._on_notify(ctx)
         elif request.method == "MESSAGE":
@@ -573,7 +755,7 @@ class Node:
             if request.headers.get(DIRECTION) == "up":
                 self._route_up(envelope)
             else:
-                self._distribute(envelope)
+                self._tree(self.tree.distribute(envelope, self.routes.entries(envelope.group)))
         else:
             ctx.respond(405, [("Allow", "MESSAGE, REFER, NOTIFY")])
 
@@ -623,59 +805,18 @@ class Node:
 
     # ---- rosters -----------------------------------------------------------------------
     def schedule_roster(self, group: str) -> None:
-        if group in self._roster_due or self._stack is None:
+        """Our shard of the group changed: report it soon (coalesced)."""
+        if self._stack is None:
             return
-        loop = asyncio.get_running_loop()
-        self._roster_due[group] = loop.call_later(ROSTER_DELAY, self._send_roster, group)
+        self.tree.schedule_roster(group, self.now())
+        self._tree([])
 
-    def _send_roster(self, group: str, shard_gone: Shard | None = None) -> None:
-        handle = self._roster_due.pop(group, None)
-        if handle is not None:
-            handle.cancel()
+    def _report_roster(self, group: str, shard_gone: Shard | None = None) -> None:
+        """Send our shard's roster up the tree (a deleted shard reports no members)."""
         shard = self.shards.get(group) or shard_gone
         if shard is None:
             return
         alive = shard_gone is None
-        body = json.dumps(
-            {
-                "server": self.name,
-                "uri": shard.uri,
-                "capacity": shard.capacity if alive and not self.draining else 0,
-                "members": sorted(shard.by_aor) if alive else [],
-            }
-        ).encode()
-        self._roster_seq += 1
-        envelope = Envelope(
-            "roster",
-            group,
-            f"{self.name}.{self._roster_seq}.{new_tag()}",
-            self.name,
-            "",
-            "application/json",
-            body,
-        )
-        self._route_up(envelope)
-
-    def _apply_roster(self, envelope: Envelope) -> None:
-        if envelope.origin == self.name:
-            return
-        try:
-            data = json.loads(envelope.body)
-            remote = RemoteShard(
-                str(data["server"]),
-                str(data["uri"]),
-                int(data["capacity"]),
-                frozenset(str(m) for m in data["members"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            log.warning("bad roster from %s", envelope.origin)
-            return
-        self.remote.setdefault(envelope.group, {})[remote.server] = remote
-        self.reservations.release_present(remote.uri, set(remote.members))
-        self.jobs.on_roster(remote.uri, remote.members)
-        self.subs.changed(envelope.group)
-
-    def _known_free(self, group: str) -> dict[str, int]:
-        return {
-            r.uri: max(0, r.capacity - len(r.members)) for r in self.remote.get(group, {}).values()
-        }
+        capacity = shard.capacity if alive and not self.draining else 0
+        members = list(shard.by_aor) if alive else []
+        self._route_up(self.tree.roster(group, shard.uri, capacity, members))

@@ -1,12 +1,54 @@
-"""The OpenAPI 3.1 document served at /openapi.json."""
+"""The OpenAPI 3.1 document served at /openapi.json.
+
+Its schemas are generated from the admin contract (admin_types.py), the same
+types the server validates with and the client returns, so the document cannot
+drift from the code; the paths below only name them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+from sipfleet.node.admin_types import (
+    ErrorBody,
+    GroupRef,
+    NodeState,
+    Routes,
+    RoutesAck,
+    ShardRequest,
+    ShardState,
+    Status,
+    TransferRequest,
+    TransferState,
+)
+
+_REF = "#/components/schemas/{model}"
+_MODELS: list[Any] = [
+    ErrorBody,
+    GroupRef,
+    NodeState,
+    Routes,
+    RoutesAck,
+    ShardRequest,
+    ShardState,
+    Status,
+    TransferRequest,
+    TransferState,
+]
+
+
+def _schemas() -> dict[str, Any]:
+    """Every contract type's JSON schema (requests as validated, responses as sent)."""
+    _, top = models_json_schema(
+        [(m, "validation") for m in _MODELS], ref_template=_REF, title="sipfleet-node admin"
+    )
+    schemas: dict[str, Any] = top["$defs"]
+    return schemas
+
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _REF.format(model=name)}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -14,90 +56,10 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 _ERRORS = {
-    "400": _json(_ref("Error"), "Invalid input"),
-    "401": _json(_ref("Error"), "Missing or wrong bearer token"),
-    "404": _json(_ref("Error"), "Unknown group or transfer"),
-    "409": _json(_ref("Error"), "Conflicts with the current state"),
-}
-_GROUP = {"type": "string", "pattern": "^sip:", "example": "sip:conf3@example.com"}
-_SHARD = {
-    "type": "object",
-    "required": ["group", "uri", "members", "capacity", "draining"],
-    "properties": {
-        "group": _GROUP,
-        "uri": {"type": "string", "description": "shard URI: sip:<group user>-<server>@host:port"},
-        "members": {"type": "integer"},
-        "capacity": {"type": "integer"},
-        "draining": {"type": "boolean"},
-        "member_uris": {"type": "array", "items": {"type": "string"}},
-    },
-}
-_ROUTE_ENTRY = {
-    "type": "object",
-    "required": ["server", "uri"],
-    "properties": {
-        "server": {"type": "string"},
-        "uri": {"type": "string"},
-        "state": {"enum": ["active", "draining"], "default": "active"},
-        "free": {"type": "integer", "default": 0},
-    },
-}
-_ROUTES = {
-    "type": "object",
-    "required": ["generation", "groups"],
-    "properties": {
-        "generation": {"type": "integer", "minimum": 0},
-        "groups": {
-            "type": "object",
-            "description": "group URI -> ordered server list; entry 0 is the tree root (main); "
-            "children of entry i are entries k*i+1..k*i+k (k = tree fanout)",
-            "additionalProperties": {"type": "array", "items": _ROUTE_ENTRY, "minItems": 1},
-        },
-    },
-}
-_TRANSFER_REQUEST = {
-    "type": "object",
-    "required": ["group", "target"],
-    "properties": {
-        "group": _GROUP,
-        "target": {"type": "string", "description": "shard URI to move members to"},
-        "count": {"type": "integer", "minimum": 1},
-        "members": {"type": "array", "items": {"type": "string"}},
-        "method": {"enum": ["refer", "refer-to-server"], "default": "refer"},
-        "rate": {"type": "number", "default": 50.0, "description": "REFERs per second"},
-    },
-    "description": "exactly one of count or members",
-}
-_TRANSFER = {
-    "type": "object",
-    "required": ["id", "group", "target", "method", "requested", "moved", "failed", "state"],
-    "properties": {
-        "id": {"type": "string"},
-        "group": _GROUP,
-        "target": {"type": "string"},
-        "method": {"enum": ["refer", "refer-to-server"]},
-        "requested": {"type": "integer"},
-        "moved": {"type": "integer"},
-        "failed": {"type": "integer"},
-        "state": {"enum": ["running", "done", "failed"]},
-    },
-}
-_STATE = {
-    "type": "object",
-    "required": ["name", "role", "domain", "sip", "draining", "routes_generation", "shards"],
-    "properties": {
-        "name": {"type": "string"},
-        "role": {"enum": ["main", "node"]},
-        "domain": {"type": "string"},
-        "sip": {
-            "type": "object",
-            "properties": {"host": {"type": "string"}, "port": {"type": "integer"}},
-        },
-        "draining": {"type": "boolean"},
-        "routes_generation": {"type": "integer"},
-        "shards": {"type": "array", "items": _ref("Shard")},
-        "routes": _ref("Routes"),
-    },
+    "400": _json(_ref("ErrorBody"), "Invalid input"),
+    "401": _json(_ref("ErrorBody"), "Missing or wrong bearer token"),
+    "404": _json(_ref("ErrorBody"), "Unknown group or transfer"),
+    "409": _json(_ref("ErrorBody"), "Conflicts with the current state"),
 }
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -122,25 +84,14 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "sipfleet-node admin API", "version": "1"},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string"}},
-            },
-            "Shard": _SHARD,
-            "Routes": _ROUTES,
-            "Transfer": _TRANSFER,
-            "State": _STATE,
-            "TransferRequest": _TRANSFER_REQUEST,
-        },
+        "schemas": _schemas(),
     },
     "paths": {
-        "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"})}, public=True)},
+        "/healthz": {"get": _op("Liveness", {"200": _json(_ref("Status"))}, public=True)},
         "/readyz": {
             "get": _op(
                 "200 once the SIP listeners are up, else 503",
-                {"200": _json({"type": "object"}), "503": _json(_ref("Error"), "Not ready")},
+                {"200": _json(_ref("Status")), "503": _json(_ref("ErrorBody"), "Not ready")},
                 public=True,
             )
         },
@@ -155,46 +106,46 @@ OPENAPI: dict[str, Any] = {
             "get": _op("This document", {"200": _json({"type": "object"})}, public=True)
         },
         "/v1/state": {
-            "get": _op("Server state, shards and member counts", {"200": _json(_ref("State"))})
+            "get": _op("Server state, shards and member counts", {"200": _json(_ref("NodeState"))})
         },
         "/v1/shards": {
             "post": _op(
                 "Create the group's shard here if it does not exist (idempotent); "
                 "a new capacity replaces the old one",
-                {"200": _json(_ref("Shard"), "Exists"), "201": _json(_ref("Shard"), "Created")},
                 {
-                    "type": "object",
-                    "required": ["group", "capacity"],
-                    "properties": {"group": _GROUP, "capacity": {"type": "integer", "minimum": 1}},
+                    "200": _json(_ref("ShardState"), "Exists"),
+                    "201": _json(_ref("ShardState"), "Created"),
                 },
+                _ref("ShardRequest"),
             ),
             "delete": _op(
                 "Delete the shard; remaining members get a BYE",
-                {"200": _json(_ref("Shard"))},
-                {"type": "object", "required": ["group"], "properties": {"group": _GROUP}},
+                {"200": _json(_ref("ShardState"))},
+                _ref("GroupRef"),
             ),
         },
         "/v1/routes": {
             "get": _op("The current routing table", {"200": _json(_ref("Routes"))}),
             "put": _op(
                 "Replace the routing table; lower generation -> 409, equal -> no-op",
-                {"200": _json({"type": "object"})},
+                {"200": _json(_ref("RoutesAck"))},
                 _ref("Routes"),
             ),
         },
         "/v1/transfers": {
             "post": _op(
                 "Start moving members to another shard",
-                {"202": _json(_ref("Transfer"), "Started")},
+                {"202": _json(_ref("TransferState"), "Started")},
                 _ref("TransferRequest"),
             ),
             "get": _op(
-                "All transfers", {"200": _json({"type": "array", "items": _ref("Transfer")})}
+                "All transfers",
+                {"200": _json({"type": "array", "items": _ref("TransferState")})},
             ),
         },
         "/v1/transfers/{id}": {
             "get": {
-                **_op("One transfer", {"200": _json(_ref("Transfer"))}),
+                **_op("One transfer", {"200": _json(_ref("TransferState"))}),
                 "parameters": [
                     {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
@@ -203,7 +154,7 @@ OPENAPI: dict[str, Any] = {
         "/v1/drain": {
             "post": _op(
                 "Stop taking joins (302 elsewhere); members stay until transferred",
-                {"200": _json(_ref("State"))},
+                {"200": _json(_ref("NodeState"))},
                 {"type": "object"},
             )
         },

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sipfleet.node.sip.cpim import CPIM_TYPE, CpimMessage, wrap_cpim
+from sipfleet.node.sip.message import HeaderBlock
 
 SENDER_HEADER = "X-Sipfleet-Sender"
 
@@ -44,13 +45,13 @@ class SenderDisplay(StrEnum):
 class Presentation:
     """One way of sending a group message to a member.
 
-    `from_display` goes before the From header's `<URI>` (e.g. `b'"alice" '`, or
-    empty); `extra` holds further header lines, each ending in CRLF, including
+    `from_display` goes before the From header's `<URI>` (e.g. `'"alice" '`, or
+    empty: the dialog's own); `extra` holds further header fields, including
     Content-Type; `body` is the MESSAGE body.
     """
 
-    from_display: bytes
-    extra: bytes
+    from_display: str
+    extra: HeaderBlock
     body: bytes
 
 
@@ -97,8 +98,8 @@ def _is_text_plain(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "text/plain"
 
 
-def _headers(sender: str, content_type: str) -> bytes:
-    return f"{SENDER_HEADER}: <{sender}>\r\nContent-Type: {content_type}\r\n".encode()
+def _headers(sender: str, content_type: str) -> HeaderBlock:
+    return HeaderBlock([(SENDER_HEADER, f"<{sender}>"), ("Content-Type", content_type)])
 
 
 def present(
@@ -107,15 +108,15 @@ def present(
     """The presentations of a group message from `sender` (AOR) to the group `group`
     (URI) in `mode`. `content_type` is the message's Content-Type; `body` its bytes."""
     name = sender_name(sender)
-    display = Presentation(f"{_quoted(name)} ".encode(), _headers(sender, content_type), body)
+    display = Presentation(f"{_quoted(name)} ", _headers(sender, content_type), body)
     if _is_text_plain(content_type):
-        prefix = Presentation(b"", display.extra, f"{name}: ".encode() + body)
+        prefix = Presentation("", display.extra, f"{name}: ".encode() + body)
     else:
         prefix = display
     # RFC 3862 3.3: Formal-name = 1*(Token SP) / String, so a quoted name is followed
     # directly by "<" (liblinphone rejects a space there as an invalid message).
     wrapped = wrap_cpim(CpimMessage(f"{_quoted(name)}<{sender}>", f"<{group}>", content_type, body))
-    cpim = Presentation(b"", _headers(sender, CPIM_TYPE), wrapped)
+    cpim = Presentation("", _headers(sender, CPIM_TYPE), wrapped)
     if mode is SenderDisplay.CPIM:
         return Delivery(cpim, cpim)
     if mode is SenderDisplay.DISPLAY_NAME:

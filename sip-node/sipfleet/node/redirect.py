@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sipfleet.node.routes import RouteEntry
+from sipfleet.node.admin_types import RouteEntry
 
 RESERVATION_SECONDS = 5.0
 

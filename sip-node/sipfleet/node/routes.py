@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-RouteState = Literal["active", "draining"]
+from pydantic import ValidationError
+from sipfleet.node.admin_types import RouteEntry, Routes, describe
 
 
 class RoutesError(ValueError):
@@ -17,58 +18,17 @@ class StaleGeneration(Exception):
     """A table older than the current one was pushed (HTTP 409)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RouteEntry:
-    server: str
-    uri: str
-    state: RouteState
-    free: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"server": self.server, "uri": self.uri, "state": self.state, "free": self.free}
-
-
 Groups = dict[str, tuple[RouteEntry, ...]]
 
 
 def parse_routes(payload: Any) -> tuple[int, Groups]:
-    """Validate a PUT /v1/routes body; raise RoutesError naming the bad field."""
-    if not isinstance(payload, Mapping):
-        raise RoutesError("body must be an object {generation, groups}")
-    generation = payload.get("generation")
-    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
-        raise RoutesError("generation must be a non-negative integer")
-    raw_groups = payload.get("groups")
-    if not isinstance(raw_groups, Mapping):
-        raise RoutesError("groups must be an object mapping group URI to a list of entries")
-    groups: Groups = {}
-    for group, entries in raw_groups.items():
-        if not isinstance(group, str) or not group.startswith("sip:"):
-            raise RoutesError(f"group key {group!r} must be a sip: URI")
-        if not isinstance(entries, Sequence) or isinstance(entries, str) or not entries:
-            raise RoutesError(f"groups[{group!r}] must be a non-empty list of entries")
-        groups[group] = tuple(_parse_entry(group, i, e) for i, e in enumerate(entries))
-        names = [e.server for e in groups[group]]
-        if len(set(names)) != len(names):
-            raise RoutesError(f"groups[{group!r}] lists a server twice")
-    return generation, groups
-
-
-def _parse_entry(group: str, index: int, raw: Any) -> RouteEntry:
-    where = f"groups[{group!r}][{index}]"
-    if not isinstance(raw, Mapping):
-        raise RoutesError(f"{where} must be an object")
-    server, uri, state = raw.get("server"), raw.get("uri"), raw.get("state", "active")
-    free = raw.get("free", 0)
-    if not isinstance(server, str) or not server:
-        raise RoutesError(f"{where}.server must be a non-empty string")
-    if not isinstance(uri, str) or not uri.startswith("sip:"):
-        raise RoutesError(f"{where}.uri must be a sip: URI")
-    if state not in ("active", "draining"):
-        raise RoutesError(f"{where}.state must be 'active' or 'draining'")
-    if not isinstance(free, int) or isinstance(free, bool):
-        raise RoutesError(f"{where}.free must be an integer")
-    return RouteEntry(server, uri, state, max(free, 0))
+    """Validate a PUT /v1/routes body (admin_types.Routes); raise RoutesError
+    naming the bad field."""
+    try:
+        routes = Routes.model_validate(payload)
+    except ValidationError as exc:
+        raise RoutesError(describe(exc)) from None
+    return routes.generation, dict(routes.groups)
 
 
 class RoutingTable:
@@ -92,11 +52,9 @@ class RoutingTable:
     def entries(self, group: str) -> tuple[RouteEntry, ...]:
         return self.groups.get(group, ())
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "generation": self.generation,
-            "groups": {g: [e.to_json() for e in es] for g, es in self.groups.items()},
-        }
+    def snapshot(self) -> Routes:
+        """The table as the admin API shows it."""
+        return Routes.model_construct(generation=self.generation, groups=dict(self.groups))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ KIND, GROUP, MSG_ID, ORIGIN, SENDER = (
     "X-Sipfleet-Sender",
 )
 MEMBER = "X-Sipfleet-Member"
+MEMBER_ROUTE = "X-Sipfleet-Member-Route"  # the member's route set (RFC 3261 12.1.1), if any
 
 
 # Left out of the MAC: what the transport may legitimately change (Via gets

@@ -20,6 +20,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from sipfleet.node.metrics import NodeMetrics
@@ -35,6 +36,7 @@ from sipfleet.node.sip import (
     format_hostport,
     parse_message,
 )
+from sipfleet.node.sip.message import Outbound
 from sipfleet.node.sip.response import error_response, make_response
 from sipfleet.node.sip.target import UnreachableTarget, request_target
 from sipfleet.node.sip.transaction import (
@@ -86,8 +88,20 @@ POLICY = Policy(
 Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]
 """Gets every response of a client transaction; None once if it timed out."""
-Outgoing = tuple[SipRequest, Peer, ResponseCallback | None]
-"""A request to send in a new client transaction: to whom, and who gets the answers."""
+Outgoing = tuple[SipRequest | Outbound, Peer, ResponseCallback | None]
+"""A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
+client transaction: to whom, and who gets the answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Advertised:
+    """Where members reach this server when that is not where it listens (a node's
+    address and host port, a Service's address and port): the address it writes
+    into what it sends them. A port of 0 means the listening port."""
+
+    host: str
+    udp_port: int = 0
+    tcp_port: int = 0
 
 
 class Application(Protocol):
@@ -162,7 +176,9 @@ def reply_address(response: SipResponse, peer: Peer) -> Peer:
 
 class SipStack:
     """The SIP transport and transaction layers for one server: UDP and TCP on
-    `host` (and its other-family twin, see `transport.listen_hosts`) at `port`."""
+    `host` (and its other-family twin, see `transport.listen_hosts`) at `port`.
+    With `advertised`, every address the helpers below write is the advertised
+    one (docs/transport.md)."""
 
     def __init__(
         self,
@@ -172,15 +188,17 @@ class SipStack:
         metrics: NodeMetrics,
         limiter: RateLimiter,
         tcp_limits: TcpLimits | None = None,
+        advertised: Advertised | None = None,
     ) -> None:
         self.host, self.port, self.app = host, port, app
+        self.advertised = advertised
         self.metrics, self.limiter = metrics, limiter
         self._loop = asyncio.get_running_loop()
         self.layer = TransactionLayer()
         self.clock = LayerClock(self._loop, self.layer, self.process)
         self._udp: dict[int, UdpEndpoint] = {}  # by address family
         self._hosts: dict[int, str] = {}  # our address per family
-        self._sent_by: dict[int | None, str] = {}  # Via sent-by per family, once listening
+        self._sent_by: dict[tuple[str, int], str] = {}  # Via sent-by per (host, port)
         self._tcp = TcpPool(self._loop, self, metrics, tcp_limits)
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
@@ -266,28 +284,40 @@ class SipStack:
 
     # ---- addresses the group layer writes --------------------------------------------
     def local_host(self, peer: Peer) -> str:
-        """Our address in `peer`'s address family (the primary one if we have none
-        in it), socket form."""
+        """Our address for `peer`, socket form: the advertised one (see `SipStack`),
+        else our address in its family (the primary one if we have none in it)."""
+        if self.advertised is not None:
+            return self.advertised.host
         family = address_family(peer.host)
         return self.host if family is None else self._hosts.get(family, self.host)
 
+    def local_port(self, peer: Peer) -> int:
+        """Our port for `peer`: the advertised port of its transport, else ours."""
+        advertised = self.advertised
+        if advertised is not None:
+            port = advertised.tcp_port if peer.transport == "tcp" else advertised.udp_port
+            return port or self.port
+        return self.port
+
     def sent_by(self, peer: Peer) -> str:
-        """The Via sent-by for requests to `peer`: our address in its family and
-        our port (RFC 3261 18.1.1), IPv6 bracketed. (Once per fan-out delivery,
-        so kept ready per family.)"""
-        sent_by = self._sent_by.get(address_family(peer.host))
+        """The Via sent-by for requests to `peer`: `local_host` and `local_port`
+        (RFC 3261 18.1.1), IPv6 bracketed. (Once per fan-out delivery, so kept
+        ready.)"""
+        host, port = self.local_host(peer), self.local_port(peer)
+        key = (host, port)
+        sent_by = self._sent_by.get(key)
         if sent_by is None:
-            sent_by = format_hostport(self.local_host(peer), self.port)
-            self._sent_by[address_family(peer.host)] = sent_by
+            sent_by = format_hostport(host, port)
+            self._sent_by[key] = sent_by
         return sent_by
 
     def local_uri(self, user: str, peer: Peer) -> str:
-        """`sip:user@host:port` as `peer` reaches this server: our address in its
-        family (IPv6 bracketed, RFC 3261 25.1) and `;transport=tcp` when it uses
-        TCP, so its requests in the dialog come back the way it can send them
+        """`sip:user@host:port` as `peer` reaches this server: `local_host` and
+        `local_port` (IPv6 bracketed, RFC 3261 25.1) and `;transport=tcp` when it
+        uses TCP, so its requests in the dialog come back the way it can send them
         (RFC 3261 8.1.1.8, 12.1.1, 19.1.1). Use it for Contact, Record-Route and
         Refer-To values this server writes for that peer."""
-        hostport = format_hostport(self.local_host(peer), self.port)
+        hostport = format_hostport(self.local_host(peer), self.local_port(peer))
         suffix = ";transport=tcp" if peer.transport == "tcp" else ""
         return f"sip:{user}@{hostport}{suffix}"
 
@@ -345,26 +375,36 @@ class SipStack:
             self._tcp.send(host, port, data, tx_id, connect=connect)
 
     def send_request(
-        self, request: SipRequest, peer: Peer, callback: ResponseCallback | None = None
-    ) -> None:
-        """Start a client transaction (the request's top Via carries a fresh branch)."""
-        self.send_requests([(request, peer, callback)])
+        self, request: SipRequest | Outbound, peer: Peer, callback: ResponseCallback | None = None
+    ) -> str:
+        """Start a client transaction (the request's top Via carries a fresh branch);
+        returns its id."""
+        tx_ids: list[str] = []
+        self.send_requests([(request, peer, callback)], tx_ids)
+        return tx_ids[0]
 
-    def send_requests(self, batch: Iterable[Outgoing]) -> int:
+    def send_requests(self, batch: Iterable[Outgoing], tx_ids: list[str] | None = None) -> int:
         """Start a client transaction for each (request, peer, callback) and send it
-        at once; returns how many. A fan-out passes all its deliveries here, so they
-        share one clock re-arm and one metrics update instead of one per delivery."""
+        at once; returns how many (and appends their ids to `tx_ids`). A fan-out
+        passes all its deliveries here, so they share one clock re-arm and one
+        metrics update instead of one per delivery."""
         now = self.now()
         count = 0
+        layer = self.layer
         try:
             for request, peer, callback in batch:
-                tx_id, events = self.layer.send_request(
-                    request,
-                    (peer.host, peer.port),
-                    peer.transport.upper(),
-                    now,
-                    udp_fallback=peer.udp_fallback,
-                )
+                destination, transport = (peer.host, peer.port), peer.transport.upper()
+                fallback = peer.udp_fallback
+                if isinstance(request, Outbound):
+                    tx_id, events = layer.send_prepared(
+                        request, destination, transport, now, udp_fallback=fallback
+                    )
+                else:
+                    tx_id, events = layer.send_request(
+                        request, destination, transport, now, udp_fallback=fallback
+                    )
+                if tx_ids is not None:
+                    tx_ids.append(tx_id)
                 if callback is not None:
                     self._callbacks[tx_id] = callback
                 self._act(events)
@@ -373,6 +413,10 @@ class SipStack:
             self.metrics.transactions.inc(count)
             self.clock.rearm()
         return count
+
+    def cancel(self, tx_id: str) -> None:
+        """CANCEL a client INVITE transaction (RFC 3261 9.1; see TransactionLayer.cancel)."""
+        self.process(self.layer.cancel(tx_id, self.now()))
 
     def process(self, events: list[Event]) -> None:
         """Act on the layer's events (also called by the clock)."""

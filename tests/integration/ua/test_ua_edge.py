@@ -15,15 +15,8 @@ from node_harness import Fleet
 
 pytestmark = pytest.mark.integration
 
-ROUTE = "issue 8 item 2: in-dialog requests from the server ignore the route set"
 EdgeFactory = Callable[[str, int], Kamailio]
-
-
-def xfail(kind: str, *reasons: str) -> object:
-    return pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason="; ".join(reasons)))
-
-
-ALL = [xfail("pjsua2", ROUTE), xfail("baresip", ROUTE), xfail("linphone", ROUTE)]
+ALL = ["pjsua2", "baresip", "linphone"]
 
 
 def relayed(edge: Kamailio, method: str, server_host: str) -> list[dict[str, str]]:

@@ -10,16 +10,6 @@ from node_harness import Fleet
 
 pytestmark = pytest.mark.integration
 
-REPLACES = (
-    "issue 8 item 6: refer-to-server INVITEs a phone without Supported: replaces "
-    "(it rings as a new call and is never CANCELled)"
-)
-
-
-def xfail(kind: str, reason: str) -> object:
-    return pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
 ALL = ["pjsua2", "baresip", "linphone"]
 
 
@@ -51,7 +41,7 @@ async def test_refer_followed(fleet: Fleet, phone: PhoneFactory, kind: str) -> N
     await only_on(conf, conf.node, agent)
 
 
-@pytest.mark.parametrize("kind", ["pjsua2", xfail("baresip", REPLACES), "linphone"])
+@pytest.mark.parametrize("kind", ALL)
 async def test_refer_to_server_replaces(fleet: Fleet, phone: PhoneFactory, kind: str) -> None:
     """node1 INVITEs the phone with Replaces (RFC 3891) where the phone announced
     Supported: replaces (PJSIP, liblinphone), and moves it with REFER otherwise

@@ -16,6 +16,7 @@ from sipfleet.demo.observe import (
 from sipfleet.demo.plot import write_png
 from sipfleet.demo.timeline import Timeline
 from sipfleet.demo.view import View, plain_line, servers_table, summary_table
+from sipfleet.node.admin_types import NodeState
 
 SNAP = Snapshot(
     12.0,
@@ -85,7 +86,21 @@ def test_pod_state_words() -> None:
 
 
 def test_shard_members_and_decision_text() -> None:
-    state = {"shards": [{"group": "sip:a@x", "members": 4}, {"group": "sip:b@x", "members": 0}]}
+    state = NodeState.model_validate(
+        {
+            "name": "n",
+            "role": "node",
+            "domain": "x",
+            "sip": {"host": "127.0.0.1", "port": 5060},
+            "draining": False,
+            "routes_generation": 0,
+            "shards": [
+                {"group": g, "uri": f"{g}-n", "members": n, "capacity": 5, "draining": False}
+                for g, n in (("sip:a@x", 4), ("sip:b@x", 0))
+            ],
+            "routes": {"generation": 0, "groups": {}},
+        }
+    )
     assert shard_members(state, "sip:b@x") == 0
     assert shard_members(state, "sip:c@x") is None
     assert decision_text({}) == ""

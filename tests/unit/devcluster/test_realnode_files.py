@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
-from sipfleet.devcluster import hostnet, imagebuild, nodeconfig, ociarchive
+from sipfleet.devcluster import hostnet, imagebuild, nodeconfig, ociarchive, realnode
 from sipfleet.devcluster.binaries import NodeBinaries
 from sipfleet.devcluster.cluster import host_address_towards
+from sipfleet.devcluster.layout import Layout
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[3]
@@ -143,3 +146,39 @@ def test_app_layer_has_the_packages_and_console_scripts() -> None:
 def test_members_reach_loopback_pods_from_loopback() -> None:
     """The process kubelet's 127.0.0.x pods are reached from 127.0.0.1 (no packet is sent)."""
     assert host_address_towards("127.0.0.23") == "127.0.0.1"
+
+
+def test_stale_app_archives_are_pruned_but_not_the_current_or_recent(tmp_path: Path) -> None:
+    old, recent, current = (tmp_path / f"app-{n}" for n in ("old", "recent", "current"))
+    for d in (old, recent, current):
+        d.mkdir()
+    stale = time.time() - imagebuild.STALE_S - 60
+    os.utime(old, (stale, stale))
+    os.utime(current, (stale, stale))
+    imagebuild._prune(tmp_path, keep=current)
+    assert not old.exists() and recent.exists() and current.exists()
+
+
+def test_down_of_a_refused_node_leaves_the_running_node_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second `up` is refused; its `down` must not remove the first node's host state."""
+    other = tmp_path / "first" / "net.json"
+    other.parent.mkdir()
+    other.write_text("{}")
+    owner = tmp_path / "owner"
+    owner.write_text(f"{other}\n")
+    monkeypatch.setattr(hostnet, "OWNER", owner)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"host-wide cleanup called: {args}")
+
+    monkeypatch.setattr(realnode, "remove_kubelet_chains", forbidden)
+    monkeypatch.setattr(realnode, "remove_cgroups", forbidden)
+    monkeypatch.setattr(realnode.subprocess, "run", forbidden)
+    monkeypatch.setattr(hostnet.HostNetwork, "down", forbidden)
+    node = realnode.RealNode(Layout(tmp_path / "second"), BINS)
+    with pytest.raises(hostnet.HostNetError, match="another real node"):
+        node.network.up()
+    (line,) = node.cleanup()
+    assert str(other) in line and owner.read_text() == f"{other}\n"

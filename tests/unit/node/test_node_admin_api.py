@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sipfleet.node.admin_api import build_app
 from sipfleet.node.admin_client import AdminClient, AdminError
+from sipfleet.node.admin_types import NodeState, RouteEntry, ShardState, TransferRequest
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
 
@@ -30,6 +31,38 @@ async def test_public_paths_need_no_token(client: TestClient) -> None:
     assert "sipfleet_node_rate_limited_total" in await metrics.text()
     spec = await (await client.get("/openapi.json")).json()
     assert "/v1/transfers/{id}" in spec["paths"]
+
+
+async def test_openapi_schemas_are_the_contract_types(client: TestClient) -> None:
+    """The served document's schemas come from admin_types, and the answers fit them."""
+    spec = await (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    generated = NodeState.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested = generated.pop("$defs")
+    assert schemas["NodeState"] == generated
+    assert all(schemas[name] == schema for name, schema in nested.items())
+    assert schemas["TransferRequest"]["properties"]["rate"]["exclusiveMinimum"] == 0
+    for path in spec["paths"].values():  # every reference resolves
+        for ref in _refs(path):
+            assert ref.removeprefix("#/components/schemas/") in schemas, ref
+    await client.post("/v1/shards", json={"group": GROUP, "capacity": 3}, headers=AUTH)
+    state = await (await client.get("/v1/state", headers=AUTH)).json()
+    assert NodeState.model_validate(state).shards[0] == ShardState(
+        group=GROUP,
+        uri="sip:conf3-main@127.0.0.10:5060",
+        members=0,
+        capacity=3,
+        draining=False,
+    )
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        return found + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Bearer t0ken0", "t0ken", "Basic x"])
@@ -61,7 +94,7 @@ async def test_shards_are_idempotent(client: TestClient) -> None:
     assert (state["name"], state["role"], state["sip"]) == (
         "main",
         "main",
-        {"host": "127.0.0.10", "port": 5060},
+        {"host": "127.0.0.10", "port": 5060, "advertised": None},
     )
     gone = await client.delete("/v1/shards", json={"group": GROUP}, headers=AUTH)
     assert gone.status == 200
@@ -151,18 +184,23 @@ async def test_admin_client(client: TestClient) -> None:
         assert await admin.health() is True
         assert await admin.ready() is False
         shard = await admin.ensure_shard(GROUP, 5)
-        assert shard["capacity"] == 5
-        await admin.put_routes(1, {GROUP: [{"server": "main", "uri": shard["uri"]}]})
+        assert shard.capacity == 5
+        ack = await admin.put_routes(1, {GROUP: [RouteEntry("main", shard.uri)]})
+        assert ack.generation == 1
+        assert (await admin.routes()).groups == {GROUP: (RouteEntry("main", shard.uri),)}
         with pytest.raises(AdminError) as stale:
             await admin.put_routes(0, {})
         assert stale.value.status == 409 and "older" in stale.value.message
-        assert (await admin.drain())["draining"] is True
-        assert (await admin.state())["shards"][0]["draining"] is True
+        assert (await admin.drain()).draining is True
+        assert (await admin.state()).shards[0].draining is True
         assert await admin.transfers() == []
+        with pytest.raises(AdminError) as conflict:  # nobody to move
+            await admin.start_transfer(TransferRequest(GROUP, "sip:x@h", count=1))
+        assert conflict.value.status == 409
         with pytest.raises(AdminError) as missing:
             await admin.transfer("nope")
         assert missing.value.status == 404
-        assert (await admin.delete_shard(GROUP))["group"] == GROUP
+        assert (await admin.delete_shard(GROUP)).group == GROUP
     async with AdminClient(url, "wrong") as intruder:
         with pytest.raises(AdminError) as denied:
             await intruder.state()

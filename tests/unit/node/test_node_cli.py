@@ -84,6 +84,23 @@ def test_environment(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.role, config.sip_port, config.admin_port) == ("main", 5070, 9090)
 
 
+def test_advertised_address(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults: nothing advertised (the listen address is written); a public
+    address is allowed there, unlike for --listen; the environment works too."""
+    config = parse_config(args(token))[0]
+    assert (config.advertise_host, config.advertise_udp_port, config.advertise_tcp_port) == (
+        "",
+        0,
+        0,
+    )
+    config = parse_config(args(token, "--advertise-host", "203.0.113.5"))[0]
+    assert config.advertise_host == "203.0.113.5" and config.listen == "127.0.0.11"
+    monkeypatch.setenv("SIPFLEET_ADVERTISE_UDP_PORT", "30060")
+    monkeypatch.setenv("SIPFLEET_ADVERTISE_TCP_PORT", "30061")
+    config = parse_config(args(token, "--advertise-host", "2001:db8::5"))[0]
+    assert (config.advertise_udp_port, config.advertise_tcp_port) == (30060, 30061)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -94,6 +111,8 @@ def test_environment(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--tree-fanout", "0"], "fanout 0"),
         (["--sip-port", "five"], "invalid int value"),
         (["--sender-display", "loud"], "invalid SenderDisplay value: 'loud'"),
+        (["--advertise-host", "sip.example.com"], "advertised address 'sip.example.com'"),
+        (["--advertise-tcp-port", "65536"], "advertised TCP port 65536 is outside"),
     ],
 )
 def test_bad_values_say_what_is_wrong(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.evacuation import assign
-from sipfleet.node.routes import RouteEntry
 
 MAIN = RouteEntry("main", "sip:g-main@10.0.0.1:5060", "active", 4)
 A = RouteEntry("a", "sip:g-a@10.0.0.2:5060", "active", 10)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.redirect import Join, NoRoom, Redirect, Reservations, decide
-from sipfleet.node.routes import RouteEntry
 
 MAIN = RouteEntry("main", "sip:c-main@h:1", "active", 0)
 A = RouteEntry("a", "sip:c-a@h:2", "active", 4)

@@ -89,7 +89,9 @@ def test_crd_names_columns_and_status_subresource() -> None:
     fleet = yaml.safe_load((CRDS / "sipfleet.io_sipfleets.yaml").read_text())
     assert fleet["spec"]["names"]["shortNames"] == ["sf"]
     columns = [c["name"] for c in fleet["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert [c for c in columns if c != "Domain"] == ["Nodes", "Ready", "Updated", "Age"]
+    assert [c for c in columns if c != "Domain"] == ["Nodes", "Ready", "Updated", "Entry", "Age"]
+    entry = fleet["spec"]["versions"][0]["additionalPrinterColumns"][4]
+    assert (entry["jsonPath"], entry["priority"]) == (".status.entryPoint", 1)  # -o wide
 
 
 def test_a_field_without_description_is_an_error() -> None:

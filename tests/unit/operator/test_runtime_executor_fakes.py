@@ -8,9 +8,19 @@ its root, and picks node names no other conference holds.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import pytest
+from admin_fakes import node_state, shard, transfer
+from sipfleet.node.admin_types import (
+    NodeState,
+    RouteEntry,
+    Routes,
+    RoutesAck,
+    ShardState,
+    TransferState,
+)
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.executor import Executor
 from sipfleet.operator.kube import Kube
@@ -39,6 +49,7 @@ SPEC = SipFleetSpec.model_validate({"mainServer": {"domain": "example.com"}})
 class FakeKube:
     def __init__(self) -> None:
         self.pods: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}
         self.created: list[str] = []
         self.deleted: list[str] = []
 
@@ -57,6 +68,16 @@ class FakeKube:
             self.created.append(name)
         return self.pods[name]
 
+    async def ensure_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Stores it; a NodePort Service gets node ports at once (as the API server does)."""
+        name = body["metadata"]["name"]
+        if name not in self.services:
+            if body["spec"]["type"] == "NodePort":
+                for i, port in enumerate(body["spec"]["ports"]):
+                    port["nodePort"] = 30100 + i
+            self.services[name] = body
+        return self.services[name]
+
     async def delete_pod(self, namespace: str, name: str) -> None:
         self.pods.pop(name, None)
         self.deleted.append(name)
@@ -68,41 +89,43 @@ class FakeKube:
 class FakeAdmin:
     """One server's admin API: its routing table, shards and calls."""
 
-    def __init__(self, groups: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    def __init__(self, groups: dict[str, tuple[RouteEntry, ...]] | None = None) -> None:
         self.generation = 1 if groups else 0
         self.groups = groups or {}
         self.puts: list[int] = []
         self.deleted_shards: list[str] = []
         self.drained = False
         self.members = 0
-        self.running: list[dict[str, Any]] = []
+        self.running: list[TransferState] = []
 
-    async def state(self) -> dict[str, Any]:
-        shards = [{"group": A, "members": self.members}] if self.members else []
-        return {"routes_generation": self.generation, "shards": shards}
+    async def state(self) -> NodeState:
+        shards = (shard(A, self.members),) if self.members else ()
+        return node_state(*shards, generation=self.generation)
 
-    async def transfers(self) -> list[dict[str, Any]]:
+    async def transfers(self) -> list[TransferState]:
         return self.running
 
-    async def routes(self) -> dict[str, Any]:
-        return {"generation": self.generation, "groups": self.groups}
+    async def routes(self) -> Routes:
+        return Routes(generation=self.generation, groups=self.groups)
 
-    async def put_routes(self, generation: int, groups: dict[str, Any]) -> dict[str, Any]:
+    async def put_routes(
+        self, generation: int, groups: Mapping[str, Sequence[RouteEntry]]
+    ) -> RoutesAck:
         assert generation > self.generation, "generations must grow"
-        self.generation, self.groups = generation, groups
+        self.generation, self.groups = generation, {g: tuple(es) for g, es in groups.items()}
         self.puts.append(generation)
-        return {"generation": generation}
+        return RoutesAck(generation=generation)
 
-    async def ensure_shard(self, group: str, capacity: int) -> dict[str, Any]:
-        return {"group": group, "uri": f"sip:new@{group}", "capacity": capacity, "members": 0}
+    async def ensure_shard(self, group: str, capacity: int) -> ShardState:
+        return shard(group, uri=f"sip:new@{group}", capacity=capacity)
 
-    async def delete_shard(self, group: str) -> dict[str, Any]:
+    async def delete_shard(self, group: str) -> ShardState:
         self.deleted_shards.append(group)
-        return {}
+        return shard(group)
 
-    async def drain(self) -> dict[str, Any]:
+    async def drain(self) -> NodeState:
         self.drained = True
-        return {}
+        return node_state(generation=self.generation, draining=True)
 
 
 class FakeRuntime(Runtime):
@@ -121,10 +144,7 @@ def observed(admins: dict[str, FakeAdmin], node_pods: tuple[dict[str, Any], ...]
         other_nodes=0,
         urls={name: name for name in admins},
         states={
-            name: {
-                "routes_generation": a.generation,
-                "shards": [{"group": g} for g in a.groups],
-            }
+            name: node_state(*(shard(g) for g in a.groups), generation=a.generation)
             for name, a in admins.items()
         },
         taken=time.monotonic(),
@@ -141,7 +161,7 @@ def decision(group: str, *servers: str, **kw: Any) -> Decision:
 
 
 async def test_restarted_operator_keeps_other_groups_on_the_main_server() -> None:
-    b_entry = [{"server": "f-main", "uri": "sip:b@f-main", "state": "active", "free": 3}]
+    b_entry = (RouteEntry("f-main", "sip:b@f-main", "active", 3),)
     admins = {"f-main": FakeAdmin({B: b_entry}), "f-node-1": FakeAdmin()}
     rt = FakeRuntime(FakeKube(), admins)
     await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
@@ -176,9 +196,8 @@ async def test_a_new_shard_is_routed_in_the_pass_that_creates_it() -> None:
         decision(A, "f-main", create_shards=(place,))
     )
     entries = admins["f-main"].groups[A]
-    assert [e["server"] for e in entries] == ["f-main", "f-node-1"]
-    new = {"server": "f-node-1", "uri": f"sip:new@{A}", "state": "active", "free": 10}
-    assert entries[1] == new
+    assert [e.server for e in entries] == ["f-main", "f-node-1"]
+    assert entries[1] == RouteEntry("f-node-1", f"sip:new@{A}", "active", 10)
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
@@ -201,6 +220,41 @@ async def test_new_nodes_take_free_names_and_never_another_conferences_pod() -> 
     assert kube.created == ["f-node-2", "f-node-3"]
     assert {podlib.conference_of(kube.pods[n]) for n in kube.created} == {"conf-a"}
     assert [e.reason for e in out.events] == ["ScaleOut"]
+
+
+@pytest.mark.parametrize("mode", ["NodePort", "LoadBalancer"])
+async def test_a_server_with_its_own_service_is_created_once_that_has_an_address(
+    mode: str,
+) -> None:
+    """NodePort: node ports come with the Service, so the Pod follows in the same
+    pass, advertising them. LoadBalancer with no IP yet: no Pod, so nothing can
+    route a join or transfer to it; the Service's IP lets the next pass create it."""
+    spec = SipFleetSpec.model_validate(
+        {"mainServer": {"domain": "example.com"}, "exposure": {"mode": mode}}
+    )
+    kube = FakeKube()
+    rt = FakeRuntime(kube, {"f-main": FakeAdmin()})
+
+    async def scale_out() -> list[str]:
+        ex = Executor(rt, "ns", FLEET_BODY, spec, "conf-a", "tok", observed(rt.admins))
+        out = await ex.apply(decision(A, "f-main", create_nodes=1, create_reason="scale out"))
+        return [e.reason for e in out.events]
+
+    reasons = await scale_out()
+    assert list(kube.services) == ["f-node-1-sip"]
+    if mode == "LoadBalancer":
+        assert kube.created == [] and reasons == ["AddressPending"]
+        kube.services["f-node-1-sip"]["status"] = {
+            "loadBalancer": {"ingress": [{"ip": "203.0.113.4"}]}
+        }
+        reasons = await scale_out()
+    assert kube.created == ["f-node-1"] and reasons == ["ScaleOut"]
+    env = {e["name"]: e for e in kube.pods["f-node-1"]["spec"]["containers"][0]["env"]}
+    if mode == "NodePort":
+        assert env["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == "30100"
+        assert env["SIPFLEET_ADVERTISE_TCP_PORT"]["value"] == "30101"
+    else:
+        assert env["SIPFLEET_ADVERTISE_HOST"]["value"] == "203.0.113.4"
 
 
 async def test_drain_labels_the_pod_and_tells_the_server() -> None:
@@ -226,7 +280,7 @@ async def test_deleted_node_leaves_the_routes_and_its_pod_goes() -> None:
     await executor(rt, "conf-a", observed(admins)).apply(
         decision(A, "f-main", "f-node-1", delete=(NodeAction("f-node-1", "empty"),))
     )
-    assert [e["server"] for e in admins["f-main"].groups[A]] == ["f-main"]
+    assert [e.server for e in admins["f-main"].groups[A]] == ["f-main"]
     assert kube.deleted == ["f-node-1"]
 
 
@@ -242,7 +296,7 @@ async def test_a_node_found_busy_at_the_last_moment_is_not_deleted(busy: str) ->
     if busy == "members":
         admins["f-node-1"].members = 1
     else:
-        admins["f-node-1"].running = [{"group": A, "state": "running"}]
+        admins["f-node-1"].running = [transfer(A, "sip:a-2@h", 1)]
     await executor(rt, "conf-a", observed(admins)).apply(
         decision(A, "f-main", "f-node-1", delete=(NodeAction("f-node-1", "empty"),))
     )
@@ -254,7 +308,7 @@ async def test_withdraw_removes_routes_shards_and_nodes() -> None:
     spec = podlib.server_pod_spec("f", SPEC, "node", "conf-a")
     node = podlib.server_pod(FLEET_BODY, "f-node-1", "node", spec, 1)
     kube.pods["f-node-1"] = node
-    b_entry = [{"server": "f-main", "uri": "sip:b@f-main", "state": "active", "free": 3}]
+    b_entry = (RouteEntry("f-main", "sip:b@f-main", "active", 3),)
     admins = {"f-main": FakeAdmin({B: b_entry}), "f-node-1": FakeAdmin()}
     rt = FakeRuntime(kube, admins)
     await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from admin_fakes import node_state, shard, transfer
+from sipfleet.node.admin_types import NodeState
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.loadsource import LoadReading
 from sipfleet.operator.observe import (
@@ -34,17 +36,13 @@ def pod(
     }
 
 
-def state(members: int | None, *, draining: bool = False) -> dict[str, Any]:
-    shards = (
-        []
-        if members is None
-        else [{"group": GROUP, "uri": "sip:conf3-x@127.0.0.11", "members": members, "capacity": 20}]
-    )
-    return {"name": "n", "draining": draining, "routes_generation": 4, "shards": shards}
+def state(members: int | None, *, draining: bool = False) -> NodeState:
+    shards = () if members is None else (shard(GROUP, members, uri="sip:conf3-x@127.0.0.11"),)
+    return node_state(*shards, generation=4, draining=draining)
 
 
 def observe_one(
-    p: dict[str, Any], role: str, st: dict[str, Any] | None, load: LoadReading
+    p: dict[str, Any], role: str, st: NodeState | None, load: LoadReading
 ) -> ServerObservation:
     return server_observation(p, role, st, shards_by_group(st).get(GROUP), load)  # type: ignore[arg-type]
 
@@ -104,25 +102,11 @@ def test_pending_pod_phase_passes_through() -> None:
 def test_in_flight_keeps_running_transfers_of_the_group() -> None:
     listings = {
         "main": [
-            {
-                "group": GROUP,
-                "target": "sip:c-1@h",
-                "requested": 10,
-                "moved": 3,
-                "failed": 1,
-                "state": "running",
-            },
-            {
-                "group": GROUP,
-                "target": "sip:c-1@h",
-                "requested": 5,
-                "moved": 5,
-                "failed": 0,
-                "state": "done",
-            },
-            {"group": "sip:other@x", "target": "sip:c-1@h", "requested": 5, "state": "running"},
+            transfer(GROUP, "sip:c-1@h", 10, moved=3, failed=1),
+            transfer(GROUP, "sip:c-1@h", 5, moved=5, state="done"),
+            transfer("sip:other@x", "sip:c-1@h", 5),
         ],
-        "n2": [{"group": GROUP, "target": "sip:unknown@h", "requested": 2, "state": "running"}],
+        "n2": [transfer(GROUP, "sip:unknown@h", 2)],
     }
     flights = in_flight(listings, GROUP, {"sip:c-1@h": "n1"})
     assert [(f.source, f.target, f.remaining) for f in flights] == [

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sipfleet.operator.routing import FleetRoutes, RouteEntry, next_generation, tables_by_server
+from sipfleet.node.admin_types import ROUTE_ENTRY, RouteEntry
+from sipfleet.operator.routing import FleetRoutes, next_generation, tables_by_server
 
 A = "sip:a@example.com"
 B = "sip:b@example.com"
@@ -33,7 +34,7 @@ def test_each_server_gets_every_group_it_hosts() -> None:
     assert set(tables) == {"main", "n1", "n2"}
     assert set(tables["main"]) == {A, B}
     assert set(tables["n1"]) == {A}
-    assert [e["server"] for e in tables["n2"][B]] == ["main", "n2"]
+    assert [e.server for e in tables["n2"][B]] == ["main", "n2"]
 
 
 def test_first_pass_pushes_to_hosting_servers_only() -> None:
@@ -124,4 +125,4 @@ def test_seed_never_overrides_known_entries() -> None:
 
 def test_entry_json_round_trip() -> None:
     e = RouteEntry("n1", "sip:c-1@127.0.0.11:5060", "draining", 0)
-    assert RouteEntry.from_json(e.to_json()) == e
+    assert ROUTE_ENTRY.validate_python(e.to_json()) == e

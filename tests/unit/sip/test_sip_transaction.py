@@ -11,6 +11,7 @@ from sipfleet.node.sip import (
     ResponseReceived,
     SipRequest,
     SipResponse,
+    Timers,
     TransactionLayer,
     TransactionTimedOut,
     Transmit,
@@ -384,3 +385,59 @@ def test_cancel_of_a_pending_client_invite() -> None:
     (got_cancel,) = server.receive(wire(cancel), ("127.0.0.1", 5060), "UDP", 0.1)
     assert isinstance(got_invite, RequestReceived) and isinstance(got_cancel, RequestReceived)
     assert got_cancel.cancels == got_invite.tx_id
+
+
+# -- CANCEL of a ringing client INVITE (RFC 3261 9.1, 17.1.1.2, Timer C 16.8) --------------
+
+
+def sent_methods(events: list[tuple[float, Event]]) -> list[tuple[float, str]]:
+    out = []
+    for at, event in events:
+        if isinstance(event, Transmit):
+            message = parse_message(event.data)
+            assert isinstance(message, SipRequest)
+            out.append((at, message.method))
+    return out
+
+
+def test_ringing_invite_is_cancelled_by_timer_c_not_dropped_by_timer_b() -> None:
+    layer = TransactionLayer(Timers(c=60.0))
+    invite = request("INVITE")
+    tx, _ = layer.send_request(invite, PEER, "UDP", 0.0)
+    layer.receive(wire(make_response(invite, 180, to_tag="tt")), PEER, "UDP", 1.0)
+    layer.receive(wire(make_response(invite, 180, to_tag="tt")), PEER, "UDP", 20.0)
+    events = run(layer, 79.9)
+    assert events == []  # no Timer B in Proceeding: the phone is still ringing
+    events = run(layer, 80.0)  # Timer C, restarted by the second 180
+    assert sent_methods(events) == [(80.0, "CANCEL")]
+    cancel = parse_message(events[0][1].data)  # type: ignore[union-attr]
+    assert isinstance(cancel, SipRequest) and cancel.via.branch == invite.via.branch
+    terminated = wire(make_response(invite, 487, to_tag="tt"))
+    out = layer.receive(terminated, PEER, "UDP", 80.2)
+    assert [type(e) for e in out] == [Transmit, ResponseReceived]  # ACK, then the TU
+    assert isinstance(out[1], ResponseReceived) and out[1].tx_id == tx
+
+
+def test_cancel_waits_for_a_provisional_and_bounds_the_wait() -> None:
+    layer = TransactionLayer()
+    invite = request("INVITE")
+    tx, _ = layer.send_request(invite, PEER, "TCP", 0.0)
+    assert layer.cancel(tx, 1.0) == []  # 9.1: not before a provisional response
+    out = layer.receive(wire(make_response(invite, 180, to_tag="tt")), PEER, "TCP", 2.0)
+    assert [type(e) for e in out] == [Transmit, ResponseReceived]
+    assert sent_methods([(2.0, out[0])]) == [(2.0, "CANCEL")]
+    assert layer.cancel(tx, 3.0) == []  # once
+    events = run(layer, 2.0 + 32.0)  # no final response within 64*T1 of the CANCEL
+    timeouts = [e for _, e in events if isinstance(e, TransactionTimedOut)]
+    # the INVITE and the CANCEL (nobody answered it either, Timer F)
+    assert sorted(e.tx_id for e in timeouts) == sorted([tx, f"{invite.via.branch}|CANCEL"])
+    assert len(layer) == 0
+
+
+def test_unanswered_invite_still_ends_with_timer_b() -> None:
+    layer = TransactionLayer()
+    tx, _ = layer.send_request(request("INVITE"), PEER, "TCP", 0.0)
+    layer.cancel(tx, 1.0)
+    events = run(layer, 40.0)
+    assert sent_methods(events) == []  # never a CANCEL without a provisional
+    assert [(t, type(e)) for t, e in events] == [(32.0, TransactionTimedOut)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 import pydantic
-from sipfleet.operator import disruption, metrics, rollout
+from sipfleet.operator import disruption, exposure, metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipFleetSpec
@@ -39,16 +39,24 @@ async def ensure_token_secret(rt: Runtime, body: Obj, spec: SipFleetSpec) -> str
     return podlib.secret_token(secret)
 
 
-async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> None:
-    """Create the main server Pod (role main) unless it exists."""
-    fleet = body["metadata"]["name"]
+async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> Obj:
+    """Create the entry Service and the main server Pod (role main) unless they
+    exist (the Pod waits for its own Service's address in a per-server exposure
+    mode); the entry Service as stored."""
+    fleet, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    entry = await rt.kube.ensure_service(namespace, exposure.entry_service(body, spec))
     pod = podlib.server_pod(
         body,
         podlib.main_pod_name(fleet),
         "main",
         podlib.server_pod_spec(fleet, spec, "main"),
     )
-    await rt.kube.ensure_pod(body["metadata"]["namespace"], pod)
+    exposed = await exposure.prepare_pod(rt.kube, body, pod, spec)
+    if exposed is None:
+        log.info("%s/%s: main server waits for its Service's address", namespace, fleet)
+    else:
+        await rt.kube.ensure_pod(namespace, exposed)
+    return entry
 
 
 async def ensure_budget(rt: Runtime, body: Obj) -> None:
@@ -95,9 +103,10 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         metrics.RECONCILES.labels(FLEET.kind).inc()
         fleet_spec = parse_spec(spec)
         obj = dict(body)
+        entry: Obj | None = None
         try:
             await ensure_token_secret(rt, obj, fleet_spec)
-            await ensure_main_pod(rt, obj, fleet_spec)
+            entry = await ensure_main_pod(rt, obj, fleet_spec)
         except ValueError as exc:
             metrics.ERRORS.labels("fleet").inc()
             kopf.event(body, type="Warning", reason="TokenInvalid", message=str(exc))
@@ -117,6 +126,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             dict(status),
             datetime.now(UTC),
             rollout.node_template_hash(obj, fleet_spec),
+            exposure.entry_point(entry),
         )
         patch.status.update(status_patch(status, new))
         metrics.set_fleet(

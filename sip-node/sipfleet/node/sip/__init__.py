@@ -62,11 +62,17 @@ Answering (response.py, validate.py)
     reason_phrase(status); new_tag(); new_branch(); new_call_id(host)
 
 Transactions (transaction.py) -- RFC 3261 17 + RFC 6026, virtual time
-    layer = TransactionLayer(Timers(t1=0.5, t2=4.0, t4=5.0, trying=0.2))
+    layer = TransactionLayer(Timers(t1=0.5, t2=4.0, t4=5.0, trying=0.2, c=181.0))
     layer.receive(message, source: (host, port), transport, now) -> list[Event]
     layer.respond(server_tx_id, response, now) -> list[Event]
     layer.send_request(request, destination, transport, now) -> (client_tx_id, list[Event])
         (request needs a top Via with branch=new_branch(); not for ACK)
+    layer.send_prepared(outbound, destination, transport, now)   the same for an
+        Outbound(request, branch, data) built by Dialog.prepare (no re-parse/serialise)
+    layer.cancel(invite_tx_id, now) -> list[Event]   CANCEL a client INVITE (9.1): at
+        once if it got a provisional, else when one comes; it ends with its final
+        response or 64*T1 later. Timer C (Timers.c) does this on its own after
+        a provisional with no final answer (16.8); Timer B runs only in Calling.
     layer.tick(now) -> list[Event];  layer.next_deadline() -> float | None
     layer.stats: Stats(transactions, retransmissions, absorbed, timeouts,
         merged, stray_responses, dropped) -- plain ints; len(layer) = live transactions
@@ -88,14 +94,22 @@ Transactions (transaction.py) -- RFC 3261 17 + RFC 6026, virtual time
     (via.py: stamp_via, response_route -- RFC 3261 18.2.2, RFC 3581).
     Retransmissions only over UDP.
 
-Dialogs (dialog.py)
+Dialogs (dialog.py) -- RFC 3261 12
     Dialog(call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-           route_set=[], local_cseq=0, remote_cseq=None, local_contact=None); .id
-    Dialog.as_uas(request, our_response, local_contact) / Dialog.as_uac(our_request, response, ...)
+           route_set=[], local_cseq=0, remote_cseq=None, local_contact=None,
+           secure=False); .id; .next_hop (first route, else the remote target)
+    Dialog.as_uas(request, local_tag, local_contact, transport=)
+    Dialog.as_uac(our_request, response, local_contact)
     dialog.create_request(method, *, sent_by, transport="UDP", headers=(), body=b"",
         content_type=None) -> SipRequest      (BYE, REFER, NOTIFY, MESSAGE; next CSeq)
-    dialog.ack(invite_cseq, *, sent_by, transport) -> SipRequest   (ACK for a 2xx)
+        Route set: loose router first -> Request-URI the remote target, Route the set;
+        strict router first -> Request-URI that router, the remote target last in Route.
+    dialog.prepare(method, *, sent_by, transport, extra=HeaderBlock, body, from_display)
+        -> Outbound   the fast path (fixed fields serialised once per remote target)
+    dialog.ack(invite_cseq, *, sent_by, transport) -> SipRequest   (ACK for a 2xx);
+        dialog.ack_with(...) -> Outbound (with a body)
     dialog.receive(request) -> 500 | None     (CSeq order; target refresh)
+    HeaderBlock(fields) (message.py): fields resolved and serialised once, reused
     incoming_dialog_id(message) -> (Call-ID, local tag, remote tag) | None
     make_cancel(invite) -> SipRequest   (send it with layer.send_request; same branch)
     new_request(method, uri, *, from_, to, call_id, cseq, sent_by, transport="UDP",

@@ -184,6 +184,15 @@ class Headers:
         new._items = list(self._items)
         return new
 
+    @classmethod
+    def of_items(cls, items: list[FieldItem]) -> Headers:
+        """Headers holding `items` (as `field_item` and HeaderBlock.items make them),
+        taken over as they are: the dialog fast path builds them without resolving
+        names again."""
+        new = cls.__new__(cls)
+        new._items = items
+        return new
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
@@ -200,6 +209,32 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
+
+
+FieldItem = tuple[str, str, str]
+"""A header field as Headers stores it: (lower-case canonical name, canonical name, value)."""
+
+
+def field_name(name: str) -> tuple[str, str]:
+    """(lower-case canonical name, canonical name) of a header name, for FieldItems."""
+    return _resolve(name)
+
+
+class HeaderBlock:
+    """Header fields resolved and serialised once, for reuse across many requests:
+    the dialog fast path (dialog.py) keeps one per dialog and a fan-out one per
+    group message, so a delivery neither re-resolves names nor re-formats lines."""
+
+    __slots__ = ("data", "items")
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        items: list[tuple[str, str, str]] = []
+        for name, value in fields:
+            key, canonical = _resolve(name)
+            items.append((key, canonical, value))
+        self.items = tuple(items)
+        self.data = "".join(f"{n}: {v}\r\n" for _, n, v in items).encode("utf-8", "surrogateescape")
+        """The fields' wire form, each line ending in CRLF."""
 
 
 T = TypeVar("T")
@@ -358,6 +393,18 @@ class SipResponse(_Message):
 
 
 SipMessage = SipRequest | SipResponse
+
+
+@dataclass(slots=True)
+class Outbound:
+    """A request ready for a client transaction: the message, the branch of the
+    top Via it carries and its wire form, built together (Dialog.prepare) so the
+    transaction layer neither parses the Via back nor serialises the message again
+    (`TransactionLayer.send_prepared`). `data` equals `request.to_bytes()`."""
+
+    request: SipRequest
+    branch: str
+    data: bytes
 
 
 def to_bytes(message: SipMessage) -> bytes:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from .dialog import make_cancel
 from .errors import SipParseError
 from .fields import Via
 from .ids import MAGIC_COOKIE
-from .message import Headers, SipMessage, SipRequest, SipResponse
+from .message import Headers, Outbound, SipMessage, SipRequest, SipResponse
 from .response import make_response
 from .via import Address, is_reliable, response_route, stamp_via, with_via_transport
 
@@ -27,12 +28,15 @@ from .via import Address, is_reliable, response_route, stamp_via, with_via_trans
 @dataclass(frozen=True)
 class Timers:
     """RFC 3261 timer values (seconds); `trying` is the 17.2.1 delay before
-    an INVITE server transaction sends 100 Trying on its own."""
+    an INVITE server transaction sends 100 Trying on its own; `c` is how long a
+    client INVITE waits for a final response after its latest provisional before
+    it is CANCELled (Timer C, 16.6 step 11 and 16.8: more than 3 minutes)."""
 
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
     trying: float = 0.2
+    c: float = 181.0
 
 
 # Events are read-only by convention, not frozen: a frozen dataclass's __init__
@@ -154,6 +158,7 @@ class _Tx:
     ack: bytes = b""  # client INVITE: the ACK for a non-2xx
     interval: float = 0.0
     acked: bool = False
+    cancel: bool = False  # client INVITE: CANCEL asked for (sent once a provisional came)
     keys: list[tuple[dict[object, str], object]] = field(default_factory=list)
     timers: dict[str, float] = field(default_factory=dict)
     # Server: where to open a new connection if the request's is gone (18.2.2).
@@ -304,6 +309,14 @@ class TransactionLayer:
         if status < 200:
             tx.state = "proceeding"  # Timer E now repeats at T2; Timer A stops
             tx.timers.pop("A", None)
+            if not tx.invite or "cancelled" in tx.timers:
+                return [event]
+            # 17.1.1.2: Timer B runs in Calling only; from here on Timer C bounds
+            # the wait for a final response (reset by every provisional, 16.8).
+            tx.timers.pop("B", None)
+            if tx.cancel:
+                return [*self._send_cancel(tx, now), event]
+            self._schedule(tx, "C", now + self.timers.c)
             return [event]
         tx.timers.clear()
         if tx.invite and status < 300:
@@ -369,10 +382,25 @@ class TransactionLayer:
         goes over TCP only for its size and, should the connection fail, is
         re-sent over UDP to the same address (RFC 3261 18.1.1). Raises
         ValueError for an ACK, a missing or reused branch."""
+        outbound = Outbound(request, request.via.branch or "", request.to_bytes())
+        return self.send_prepared(outbound, destination, transport, now, udp_fallback=udp_fallback)
+
+    def send_prepared(
+        self,
+        outbound: Outbound,
+        destination: Address,
+        transport: str,
+        now: float,
+        *,
+        udp_fallback: bool = False,
+    ) -> tuple[str, list[Event]]:
+        """`send_request` for a request whose branch and wire form were built with
+        it (`Dialog.prepare`, the fan-out fast path), so neither is derived again.
+        Raises ValueError like send_request."""
+        request, branch = outbound.request, outbound.branch
         if request.method == "ACK":
             raise ValueError("ACK is not sent in a transaction; transmit it directly")
-        branch = request.via.branch
-        if not branch or not branch.startswith(MAGIC_COOKIE):
+        if not branch.startswith(MAGIC_COOKIE):
             raise ValueError("the top Via needs a branch starting with z9hG4bK (ids.new_branch())")
         key = f"{branch}|{request.method}"
         if key in self._txs:
@@ -380,7 +408,7 @@ class TransactionLayer:
         reliable = is_reliable(transport)
         state = "calling" if request.method == "INVITE" else "trying"
         tx = _Tx(key, request, destination, transport, False, state, reliable)
-        tx.data = request.to_bytes()
+        tx.data = outbound.data
         if udp_fallback and reliable:
             tx.fallback = destination
         self._add(tx)
@@ -418,6 +446,26 @@ class TransactionLayer:
         """Arm Timer A (INVITE) or E (others) at T1 for a client transaction on UDP."""
         tx.interval = self.timers.t1
         self._schedule(tx, "A" if tx.invite else "E", now + tx.interval)
+
+    def cancel(self, tx_id: str, now: float) -> list[Event]:
+        """CANCEL client INVITE transaction `tx_id` (RFC 3261 9.1): at once if it
+        got a provisional response, else as soon as one comes (9.1 forbids it
+        earlier; Timer B still ends a transaction nothing answered). The INVITE
+        then ends with its final response (487, ACKed here) or 64*T1 after the
+        CANCEL (TransactionTimedOut). Nothing happens for another or a finished
+        transaction."""
+        tx = self._txs.get(tx_id)
+        if tx is None or tx.server or not tx.invite or tx.cancel:
+            return []
+        tx.cancel = True
+        return self._send_cancel(tx, now) if tx.state == "proceeding" else []
+
+    def _send_cancel(self, tx: _Tx, now: float) -> list[Event]:
+        tx.cancel = True
+        tx.timers.pop("C", None)
+        self._schedule(tx, "cancelled", now + 64 * self.timers.t1)
+        _, events = self.send_request(make_cancel(tx.request), tx.peer, tx.transport, now)
+        return events
 
     # -- timers ------------------------------------------------------------------
 
@@ -460,8 +508,10 @@ class TransactionLayer:
             self._schedule(tx, name, now + tx.interval)
             self.stats.retransmissions += 1
             return [Transmit(tx.data, tx.peer, tx.transport, True, tx.id)]
+        if name == "C":  # 16.8: no final response in time
+            return self._send_cancel(tx, now)
         self._terminate(tx)
-        if name in ("B", "F", "H") or (name == "L" and not tx.acked):
+        if name in ("B", "F", "H", "cancelled") or (name == "L" and not tx.acked):
             self.stats.timeouts += 1
             return [TransactionTimedOut(tx.id, tx.request, tx.server)]
         return []  # D, I, J, K, M, or L after the ACK: just end
