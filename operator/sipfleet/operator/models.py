@@ -261,7 +261,8 @@ class RolloutPolicy(CrdModel):
         default=1,
         ge=1,
         le=100,
-        description="Node Pods stopped at once to be replaced by Pods of the new template; "
+        description="Node Pods of one conference stopped at once to be replaced by Pods of "
+        "the new template; "
         "each moves its members away first (graceful exit) and its replacement starts at "
         "once (surge = the same number).",
     )
