@@ -197,7 +197,11 @@ def test_printer_columns_show_status(crds: Cluster) -> None:
     code, output = apply(crds, fleet("columns"))
     assert code == 0, output
     header = crds.kubectl("get", "-n", NAMESPACE, "sf", "columns").stdout.splitlines()[0]
-    assert header.split() == ["NAME", "NODES", "READY", "AGE"]
+    assert header.split() == ["NAME", "NODES", "READY", "UPDATED", "AGE"]
+    wide = crds.kubectl("get", "-n", NAMESPACE, "sf", "columns", "-o", "wide").stdout
+    assert wide.splitlines()[0].split() == [
+        "NAME", "DOMAIN", "NODES", "READY", "UPDATED", "ENTRY", "AGE"
+    ]  # fmt: skip
     both = crds.kubectl("get", "-n", NAMESPACE, "sip", "-o", "name").stdout.split()
     assert "sipconference.sipfleet.io/shown" in both and "sipfleet.sipfleet.io/columns" in both
 
