@@ -1,5 +1,6 @@
 """The repository tests itself alone: nothing reads files from beside the clone
-(issue 8 item 9: RFC 4475's messages were read from ../shared)."""
+(issue 8 item 9: RFC 4475's messages were read from the workspace's shared folder
+beside the clone)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 THIS = Path(__file__).resolve()
 ROOT = THIS.parents[2]
-# A path out of the repository: ../shared, a "shared" folder joined onto a parent of
+# A path out of the repository: the sibling shared folder, one joined onto a parent of
 # the repo, or the absolute path of the workspace the project was written in.
 OUTSIDE = re.compile(r"\.\./shared|/ *\"shared\"|/work/shared")
 SCANNED = ("tests", "bench", "scripts", ".ci", "sip-node", "operator", "demo", "devcluster")
