@@ -183,6 +183,18 @@ def assert_everyone_gets(f: Fleet, who: str) -> None:
     assert not missing, f"the MESSAGE from {who} missed (member: server IP) {missing}"
 
 
+def wait_members_settled(f: Fleet, timeout: float = 30) -> None:
+    """Wait until every member's last JOINED/MOVED line names a server that still
+    exists: a node exits once its transfers are confirmed, which can come before
+    the member's sipp logs its last move. A member truly left on a stopped server
+    never logs one, and the wait fails."""
+    wait_for(
+        "every member on a live server",
+        lambda: set(f.members.locations().values()) <= set(f.ips().values()),
+        timeout=timeout,
+    )
+
+
 def assert_moved_away(f: Fleet, on_victim: set[str], victim_ip: str, moves_before: int) -> None:
     """Every member the stopped server had moved to another server; none lost."""
     moved = [(m, ip) for m, ip in f.members.moves()[moves_before:] if m in on_victim]
@@ -331,6 +343,7 @@ def test_a_node_template_change_rolls_every_node_one_at_a_time(grown: Fleet) -> 
     assert reasons.count("RollingUpdate") >= 3
     assert not [m for r, m in events(f.kube, NS) if r == "MembersNotMoved"]
     # Every member of an old node moved; nobody is left on a stopped server.
+    wait_members_settled(f)
     where = f.members.locations()
     assert len(where) == MEMBERS
     assert not set(where.values()) & set(before.values()) - set(f.ips().values())
@@ -372,6 +385,7 @@ def test_members_a_too_short_grace_period_cannot_move_are_counted_and_reported(
         assert time.monotonic() - started < 180, f"rollout stuck: {f.describe()}"
         time.sleep(1)
     settle(f)
+    wait_members_settled(f)
     victim, _, on_victim = f.busiest_node()
     assert on_victim, "no member on a node: nothing to strand"
     victim_uid = _uid(f, victim)
