@@ -11,7 +11,7 @@ import signal
 import time
 
 from node_harness import Fleet, NodeProc, SippFactory, eventually
-from test_node_sipp import GROUP, SENDER, has_members, make_shard, routes
+from test_node_sipp import GROUP, SENDER, members_on_node1
 
 UNMOVED = f'sipfleet_node_unmoved_members_total{{group="{GROUP}"}}'
 
@@ -27,21 +27,7 @@ async def _exit(node: NodeProc, timeout: float) -> tuple[int, float]:
 
 
 async def test_sigterm_moves_every_member_then_exits(fleet: Fleet, sipp: SippFactory) -> None:
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3", "node", "--drain-rate", "10")
-    await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 50), (node, 50))
-    members = sipp(
-        "member_transfer.xml",
-        node.target,
-        "conf1-node1",
-        "stay",
-        calls=8,
-        rate=20,
-        sets={"refersub": "true"},
-    )
-    await eventually(has_members(node, 8), what="8 members on node1")
+    main, node, _, members = await members_on_node1(fleet, sipp, "stay", 8, ("--drain-rate", "10"))
     code, took = await _exit(node, timeout=20)
     assert code == 0
     assert took < 10, f"exit took {took:.1f}s for 8 members at 10/s"
@@ -57,21 +43,10 @@ async def test_sigterm_moves_every_member_then_exits(fleet: Fleet, sipp: SippFac
 async def test_members_that_cannot_move_are_counted_and_ended(
     fleet: Fleet, sipp: SippFactory
 ) -> None:
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3", "node", "--shutdown-seconds", "4")
-    await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 0), (node, 50))  # main is full: no room anywhere
-    sipp(
-        "member_transfer.xml",
-        node.target,
-        "conf1-node1",
-        "stuck",
-        calls=4,
-        rate=20,
-        sets={"refersub": "true"},
+    # main is full: no room anywhere
+    main, node, _, _ = await members_on_node1(
+        fleet, sipp, "stuck", 4, ("--shutdown-seconds", "4"), main_free=0
     )
-    await eventually(has_members(node, 4), what="4 members on node1")
     node.proc.send_signal(signal.SIGTERM)
     # Budget 4 s minus the 3 s exit reserve: after ~1 s the count is on /metrics.
     counted: dict[str, float] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
+from node_harness import Fleet, NodeProc, Sipp, SippFactory, eventually, free_port
 from sipfleet.node.admin_types import RouteEntry, TransferRequest, TransferState
 
 GROUP = "sip:conf1@example.com"
@@ -36,6 +36,35 @@ def has_members(node: NodeProc, count: int):  # type: ignore[no-untyped-def]
         return await node.members(GROUP) == count
 
     return check
+
+
+async def members_on_node1(
+    fleet: Fleet,
+    sipp: SippFactory,
+    tag: str,
+    count: int,
+    node_args: tuple[str, ...] = (),
+    main_free: int = 50,
+) -> tuple[NodeProc, NodeProc, str, Sipp]:
+    """main (127.0.0.2) and node1 (127.0.0.3) share conf1, with `count` sipp members
+    (member_transfer.xml, Refer-Sub) joined at node1; main announces `main_free`
+    room. (main, node1, main's shard URI, the members)."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3", "node", *node_args)
+    main_uri = await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, main_free), (node, 50))
+    members = sipp(
+        "member_transfer.xml",
+        node.target,
+        "conf1-node1",
+        tag,
+        calls=count,
+        rate=20,
+        sets={"refersub": "true"},
+    )
+    await eventually(has_members(node, count), what=f"{count} members on node1")
+    return main, node, main_uri, members
 
 
 async def test_message_reaches_49_other_members(fleet: Fleet, sipp: SippFactory) -> None:
@@ -134,21 +163,7 @@ async def test_refer_transfer_moves_20_members(
 
 
 async def test_drain_empties_a_node(fleet: Fleet, sipp: SippFactory) -> None:
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3")
-    main_uri = await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 50), (node, 50))
-    members = sipp(
-        "member_transfer.xml",
-        node.target,
-        "conf1-node1",
-        "drained",
-        calls=8,
-        rate=20,
-        sets={"refersub": "true"},
-    )
-    await eventually(has_members(node, 8), what="8 members on node1")
+    main, node, main_uri, members = await members_on_node1(fleet, sipp, "drained", 8)
     async with node.client() as client:
         state = await client.drain()
     assert state.draining is True

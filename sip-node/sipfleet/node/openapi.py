@@ -10,31 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
-from sipfleet.node.admin_types import (
-    ErrorBody,
-    GroupRef,
-    NodeState,
-    Routes,
-    RoutesAck,
-    ShardRequest,
-    ShardState,
-    Status,
-    TransferRequest,
-    TransferState,
-)
+from sipfleet.node import admin_types as types
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[Any] = [
-    ErrorBody,
-    GroupRef,
-    NodeState,
-    Routes,
-    RoutesAck,
-    ShardRequest,
-    ShardState,
-    Status,
-    TransferRequest,
-    TransferState,
+    types.ErrorBody,
+    types.GroupRef,
+    types.NodeState,
+    types.Routes,
+    types.RoutesAck,
+    types.ShardRequest,
+    types.ShardState,
+    types.Status,
+    types.TransferRequest,
+    types.TransferState,
 ]
 
 
