@@ -55,8 +55,9 @@ from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.presentation import accepts_cpim, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
+from sipfleet.node.rejoin import REPLICA, CrashRecovery
 from sipfleet.node.routes import Groups, RoutingTable
-from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
+from sipfleet.node.s2s import KIND, Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sdp import SDP_TYPE, SdpError
 from sipfleet.node.sip import SipParseError, SipRequest, SipResponse, format_hostport
@@ -125,6 +126,7 @@ class Node:
         self._subs_clock: CoreClock | None = None
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
+        self.recovery = CrashRecovery(self)
         self._jobs_clock: CoreClock | None = None
         self.admission = Admission(
             Guard(
@@ -168,8 +170,10 @@ class Node:
             lambda now: self._subscription(self.subs.tick(now, self.roster)),
         )
         self._stack = stack  # ready from here on
+        self.recovery.start(loop)
 
     def close(self) -> None:
+        self.recovery.close()
         for clock in (self._jobs_clock, self._subs_clock, self._tree_clock):
             if clock is not None:
                 clock.close()
@@ -246,6 +250,8 @@ class Node:
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
         self.schedule_roster(group)
+        if self._stack is not None:
+            self.recovery.routes_changed()
         return shard.state(self.draining), created
 
     async def delete_shard(self, group: str) -> ShardState:
@@ -261,6 +267,7 @@ class Node:
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
         self._report_roster(group, shard_gone=shard)
+        self.recovery.shard_deleted(group)
         return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
@@ -272,6 +279,8 @@ class Node:
             self._stack.exempt = frozenset(hosts - {self.host})
         for group in self.shards:
             self.schedule_roster(group)
+        if self._stack is not None:
+            self.recovery.routes_changed()
 
     def start_transfer(self, request: TransferRequest) -> TransferState:
         job = self.jobs.start(request, self.shards.get(request.group), self.now())
@@ -388,8 +397,9 @@ class Node:
         request = ctx.request
         if request.to_tag is not None:
             found = self._in_dialog_request(ctx)
-            if found is not None:  # a re-INVITE: it may have refreshed the remote target
-                self._answer_invite(ctx, found[0], found[1])
+            # a re-INVITE: it may have refreshed the remote target
+            if found is not None and self._answer_invite(ctx, found[0], found[1]):
+                self.recovery.joined(found[0], found[1])
             return
         try:
             group, shard = self.resolve(request)
@@ -651,6 +661,7 @@ class Node:
         shard.add(member)
         self._dialogs[member.key] = (shard, member)
         self.reservations.release(member.aor)
+        self.recovery.joined(shard, member)
         self._members_changed(shard)
 
     def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
@@ -660,6 +671,7 @@ class Node:
             return
         self.metrics.members_removed.labels(reason).inc()
         shard.remove(member)
+        self.recovery.left(shard, member)
         if bye:
             self.send_in_dialog(member, "BYE")
         self._transfer(self.jobs.on_member_left(member, self.now()))
@@ -791,6 +803,8 @@ class Node:
             self.takeover.on_server_refer(ctx)
         elif request.method == "NOTIFY":
             self._on_notify(ctx)
+        elif request.method == "MESSAGE" and request.headers.get(KIND) == REPLICA:
+            self.recovery.on_replica(ctx)
         elif request.method == "MESSAGE":
             try:
                 envelope = Envelope.from_request(request)

@@ -1,0 +1,92 @@
+"""A server killed with SIGKILL: another server brings its members back (rejoin.py).
+
+Real sipfleet-node processes and real sipp members (recovered_member.xml: they
+accept a re-INVITE in their dialog from a new server, then get a group
+MESSAGE from it and leave with a BYE to it in the same dialog); the routing
+table is pushed as the operator would.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from node_harness import Fleet, NodeProc, SippFactory, eventually
+from test_node_sipp import SENDER, has_members, make_shard, routes
+
+REPLICAS = "sipfleet_node_replicas_held"
+REJOINED = 'sipfleet_node_rejoins_total{method="reinvite",outcome="rejoined"}'
+
+
+def held(node: NodeProc, count: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return (await node.metrics()).get(REPLICAS) == count
+
+    return check
+
+
+async def _recovered(node: NodeProc, count: int, timeout: float) -> float:
+    """Seconds until `node` holds `count` members of the group (fails after `timeout`)."""
+    started = time.monotonic()
+    await eventually(has_members(node, count), timeout, f"{count} members on {node.name}")
+    return time.monotonic() - started
+
+
+async def test_members_of_a_killed_node_come_back_to_the_main_server(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", node.target, "conf1-node1", "orph", calls=10, rate=20)
+    await eventually(has_members(node, 10), what="10 members on node1")
+    await eventually(held(main, 10), what="main holding the 10 dialogs")
+    node.proc.send_signal(signal.SIGKILL)
+    took = await _recovered(main, 10, timeout=10)
+    print(f"10 members of a SIGKILLed node back on main in {took:.2f} s")
+    assert took < 5
+    metrics = await main.metrics()
+    assert metrics[REJOINED] == 10
+    assert metrics['sipfleet_node_orphaned_members_total{reason="silent"}'] == 10
+    # In their adopted dialogs they get the group's messages from main, and their
+    # BYE (CSeq checked, tags as before the crash) ends the dialog at main.
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 10
+    await eventually(has_members(main, 0), what="every recovered member left main")
+
+
+async def test_members_of_a_killed_main_server_come_back_to_its_buddy(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", main.target, "conf1", "orph", calls=8, rate=20)
+    await eventually(has_members(main, 8), what="8 members on main")
+    await eventually(held(node, 8), what="node1 (main's buddy) holding the 8 dialogs")
+    main.proc.send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    # The main server restarts (a new process, as a container restart) and is set up
+    # again as the operator would; its first replication batch to node1 names a new
+    # instance, which is how node1 learns of the restart before the silence deadline.
+    main = await fleet.start("main", "127.0.0.2", "main")
+    await make_shard(main, 50)
+    await routes(2, (main, 50), (node, 50))
+    took = await _recovered(node, 8, timeout=10) + (time.monotonic() - started)
+    print(f"8 members of a SIGKILLed main server back on node1 in {took:.2f} s")
+    assert took < 5
+    metrics = await node.metrics()
+    assert metrics[REJOINED] == 8
+    # The group is whole again behind the new main server: a message sent through it
+    # reaches the recovered members on node1, who then leave node1.
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 8
+    await eventually(has_members(node, 0), what="every recovered member left node1")
