@@ -557,6 +557,16 @@ class Node:
         )
         self._subscription(actions, ctx)
 
+    def listed_elsewhere(self, group: str, aor: str, origin: str) -> bool:
+        """Is `aor` a member of `group` here, or on a server other than `origin` as
+        far as the rosters this server got say? (A member a dead server had moved
+        away just before it died is not an orphan.)"""
+        shard = self.shards.get(group)
+        if shard is not None and aor in shard.by_aor:
+            return True
+        remote = self.tree.remote.get(group, {})
+        return any(aor in r.members for name, r in remote.items() if name != origin)
+
     def roster(self, group: str) -> frozenset[str]:
         """Every member of the group on every server, as far as this server knows."""
         shard = self.shards.get(group)

@@ -67,6 +67,7 @@ class RejoinHost(Protocol):
     @property
     def routes(self) -> RoutingTable: ...
     def now(self) -> float: ...
+    def listed_elsewhere(self, group: str, aor: str, origin: str) -> bool: ...
     def add_member(self, shard: Shard, member: Member) -> None: ...
     def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None: ...
     def send_s2s(
@@ -204,7 +205,8 @@ class CrashRecovery:
             )
             self._host.metrics.orphaned.labels(orphaned.reason).inc(len(orphaned.records))
             for record in orphaned.records:
-                self._rejoin(record)
+                if not self._host.listed_elsewhere(record.group, record.aor, orphaned.origin):
+                    self._rejoin(record)
 
     def _rejoin(self, record: DialogRecord) -> None:
         method = rejoin_method(record)
@@ -214,9 +216,6 @@ class CrashRecovery:
             counter.labels(method, "failed").inc()
             log.warning("no shard of %s here: %s lost", record.group, record.aor)
             return
-        if record.key in shard.members or record.aor in shard.by_aor:
-            return  # it is here already (moved before its server died)
-
         def report(status: int, reason: str) -> None:
             outcome = "rejoined" if status == 200 else "failed"
             counter.labels(method, outcome).inc()
