@@ -148,6 +148,12 @@ class NodeMetrics:
             ["method", "outcome"],
             registry=r,
         )
+        self.replayed = Counter(
+            p + "replayed_deliveries",
+            "Group messages sent again to members brought back after a crash: those "
+            "since their dead server's last sign of life (some may be duplicates)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -833,6 +833,7 @@ class Node:
         shard = self.shards.get(envelope.group)
         if shard is None:
             return
+        self.recovery.seen(envelope)
         started = time.perf_counter()
         recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
         if not recipients:
@@ -857,6 +858,22 @@ class Node:
         )
         self.metrics.messages_out.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    def deliver(self, shard: Shard, member: Member, envelope: Envelope) -> None:
+        """One group message to one member of `shard` (one brought back after a
+        crash gets those it missed: rejoin.py)."""
+        p = present(
+            self.config.sender_display,
+            envelope.sender,
+            envelope.group,
+            envelope.content_type,
+            envelope.body,
+        ).to(member.accepts_cpim)
+        done = self._delivery_result(shard, member)
+        self.stack.send_request(
+            *self._in_dialog(member, "MESSAGE", p.extra, p.body, done, p.from_display)
+        )
+        self.metrics.messages_out.inc()
 
     def _delivery_result(self, shard: Shard, member: Member) -> ResponseCallback:
         def done(response: SipResponse | None) -> None:

@@ -25,9 +25,9 @@ the holder).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from sipfleet.node.replicas import HEARTBEAT, Batch, DialogRecord, Key
 
@@ -39,7 +39,11 @@ CSEQ_JUMP = 10000
 dead server's by the requests it sent since its last batch, and the member
 rejects a CSeq not above its last (RFC 3261 12.2.2 accepts gaps)."""
 
+HISTORY = 64  # group messages kept per group for members coming back
+HISTORY_SECONDS = 30.0  # how long a group message is kept for them
+
 OrphanReason = Literal["restarted", "silent"]
+T = TypeVar("T")
 RejoinMethod = Literal["replaces", "reinvite"]
 
 
@@ -54,12 +58,15 @@ class DeclaredDead(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Orphaned:
-    """The members of `origin`'s instance `instance` have no server any more."""
+    """The members of `origin`'s instance `instance` have no server any more;
+    `last_seen` is when its last batch came (the caller's monotonic seconds):
+    group messages since then may not have reached them."""
 
     origin: str
     instance: str
     reason: OrphanReason
     records: tuple[DialogRecord, ...]
+    last_seen: float
 
 
 @dataclass(slots=True)
@@ -130,11 +137,11 @@ class Replicas:
         origin = self._origins.pop(name)
         self._total -= origin.count()
         if not origin.count():
-            return Orphaned(name, origin.instance, reason, ())  # nobody to take over
+            return Orphaned(name, origin.instance, reason, (), origin.last_seen)  # nobody
         self._dead[(name, origin.instance)] = None
         while len(self._dead) > MAX_DEAD:
             self._dead.popitem(last=False)
-        return Orphaned(name, origin.instance, reason, origin.all())
+        return Orphaned(name, origin.instance, reason, origin.all(), origin.last_seen)
 
     def held(self) -> dict[str, int]:
         """Origin server -> how many of its dialogs this server holds."""
@@ -149,3 +156,25 @@ def rejoin_method(record: DialogRecord) -> RejoinMethod:
     """How to bring an orphaned member back: Replaces (RFC 3891) when its UA
     announced support, else a re-INVITE in its dialog (RFC 3261 14)."""
     return "replaces" if record.supports_replaces else "reinvite"
+
+
+class History(Generic[T]):
+    """The last HISTORY group messages of each group (none older than
+    HISTORY_SECONDS), so a member brought back gets those sent while it was away
+    (the ones its dead server may not have delivered)."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, deque[tuple[float, T]]] = {}
+
+    def seen(self, group: str, item: T, now: float) -> None:
+        """A group message arrived at `now` (monotonic seconds)."""
+        kept = self._groups.setdefault(group, deque(maxlen=HISTORY))
+        kept.append((now, item))
+
+    def since(self, group: str, start: float, now: float) -> list[T]:
+        """The group's messages that arrived at or after `start`, oldest first."""
+        oldest = max(start, now - HISTORY_SECONDS)
+        return [item for at, item in self._groups.get(group, ()) if at >= oldest]
+
+    def forget(self, group: str) -> None:
+        self._groups.pop(group, None)

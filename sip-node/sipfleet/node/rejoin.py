@@ -29,6 +29,7 @@ from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.recovery import (
     CSEQ_JUMP,
     DeclaredDead,
+    History,
     Orphaned,
     ReplicaFull,
     Replicas,
@@ -36,7 +37,7 @@ from sipfleet.node.recovery import (
 )
 from sipfleet.node.replicas import Batch, DialogRecord, Outbox, holder_of, record_of
 from sipfleet.node.routes import RoutingTable
-from sipfleet.node.s2s import KIND
+from sipfleet.node.s2s import KIND, Envelope
 from sipfleet.node.sip import SipParseError, SipResponse
 from sipfleet.node.sip.dialog import Dialog
 from sipfleet.node.sip.ids import random_hex
@@ -70,6 +71,7 @@ class RejoinHost(Protocol):
     def listed_elsewhere(self, group: str, aor: str, origin: str) -> bool: ...
     def add_member(self, shard: Shard, member: Member) -> None: ...
     def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None: ...
+    def deliver(self, shard: Shard, member: Member, envelope: Envelope) -> None: ...
     def send_s2s(
         self,
         method: str,
@@ -93,6 +95,7 @@ class CrashRecovery:
         self.instance = random_hex(8)  # a new one each time the process starts
         self.outbox = Outbox(host.name, self.instance)
         self.replicas = Replicas()
+        self.history: History[Envelope] = History()
         self._clocks: list[CoreClock] = []
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -130,7 +133,12 @@ class CrashRecovery:
 
     def shard_deleted(self, group: str) -> None:
         self.outbox.forget_group(group)
+        self.history.forget(group)
         self._rearm()
+
+    def seen(self, envelope: Envelope) -> None:
+        """A group message reached our shard: kept for members brought back later."""
+        self.history.seen(envelope.group, envelope, self._host.now())
 
     def _send(self) -> None:
         host = self._host
@@ -206,9 +214,11 @@ class CrashRecovery:
             self._host.metrics.orphaned.labels(orphaned.reason).inc(len(orphaned.records))
             for record in orphaned.records:
                 if not self._host.listed_elsewhere(record.group, record.aor, orphaned.origin):
-                    self._rejoin(record)
+                    self._rejoin(record, orphaned.last_seen)
 
-    def _rejoin(self, record: DialogRecord) -> None:
+    def _rejoin(self, record: DialogRecord, away_since: float) -> None:
+        """Bring one member back; once back it gets the group messages that came
+        since `away_since` (the last sign of life of its server)."""
         method = rejoin_method(record)
         counter = self._host.metrics.rejoins
         shard = self._host.shards.get(record.group)
@@ -216,11 +226,16 @@ class CrashRecovery:
             counter.labels(method, "failed").inc()
             log.warning("no shard of %s here: %s lost", record.group, record.aor)
             return
+
         def report(status: int, reason: str) -> None:
             outcome = "rejoined" if status == 200 else "failed"
             counter.labels(method, outcome).inc()
             if outcome == "failed":
                 log.warning("%s not brought back: %d %s", record.aor, status, reason)
+                return
+            member = shard.by_aor.get(record.aor)
+            if member is not None:
+                self._replay(shard, member, away_since)
 
         try:
             if method == "replaces":
@@ -237,6 +252,17 @@ class CrashRecovery:
                 self._reinvite(shard, record, report)
         except (SipParseError, UnreachableTarget) as exc:
             report(502, f"unreachable: {exc}")
+
+    def _replay(self, shard: Shard, member: Member, since: float) -> None:
+        """The group messages `member` may have missed while it was away (some may
+        have reached it before its server died: duplicates, counted)."""
+        host = self._host
+        missed = [
+            e for e in self.history.since(shard.group, since, host.now()) if e.sender != member.aor
+        ]
+        for envelope in missed:
+            host.deliver(shard, member, envelope)
+        host.metrics.replayed.inc(len(missed))
 
     def _reinvite(self, shard: Shard, record: DialogRecord, report: Report) -> None:
         """Adopt the dead dialog: a re-INVITE in it (RFC 3261 14) whose Contact is

@@ -6,7 +6,10 @@ import pytest
 from sipfleet.node import recovery
 from sipfleet.node.recovery import (
     DEAD_AFTER,
+    HISTORY,
+    HISTORY_SECONDS,
     DeclaredDead,
+    History,
     ReplicaFull,
     Replicas,
     rejoin_method,
@@ -56,6 +59,7 @@ def test_a_silent_origin_is_dead_after_its_deadline() -> None:
     assert store.tick(1.0 + DEAD_AFTER - 0.01) == []
     (orphans,) = store.tick(1.0 + DEAD_AFTER)
     assert orphans.reason == "silent" and orphans.records == (record(1),)
+    assert orphans.last_seen == 1.0  # messages since then may not have reached them
     assert store.next_deadline() is None
     store.on_batch(batch(origin="node2", instance="a"), 9.0)  # no records: never "dead"
 
@@ -90,3 +94,16 @@ def test_the_store_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_replaces_only_for_a_ua_that_announced_it() -> None:
     assert rejoin_method(record(0)) == "replaces"
     assert rejoin_method(record(1)) == "reinvite"
+
+
+def test_history_keeps_what_a_member_may_have_missed() -> None:
+    history: History[str] = History()
+    for i in range(HISTORY + 5):
+        history.seen(GROUP, f"m{i}", float(i))
+    history.seen("sip:other@example.com", "x", 0.0)
+    now = float(HISTORY + 5)
+    assert history.since(GROUP, now - 3, now) == [f"m{HISTORY + i}" for i in (2, 3, 4)]
+    assert len(history.since(GROUP, 0.0, now)) == min(HISTORY, int(HISTORY_SECONDS))
+    assert history.since(GROUP, 0.0, now + 1000) == []  # too old to be worth sending
+    history.forget(GROUP)
+    assert history.since(GROUP, 0.0, now) == []
