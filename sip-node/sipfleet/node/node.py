@@ -859,9 +859,15 @@ class Node:
         self.metrics.messages_out.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 
-    def deliver(self, shard: Shard, member: Member, envelope: Envelope) -> None:
+    def deliver(
+        self,
+        shard: Shard,
+        member: Member,
+        envelope: Envelope,
+        then: ResponseCallback | None = None,
+    ) -> None:
         """One group message to one member of `shard` (one brought back after a
-        crash gets those it missed: rejoin.py)."""
+        crash gets those it missed: rejoin.py); `then` also gets the answer."""
         p = present(
             self.config.sender_display,
             envelope.sender,
@@ -869,7 +875,13 @@ class Node:
             envelope.content_type,
             envelope.body,
         ).to(member.accepts_cpim)
-        done = self._delivery_result(shard, member)
+        result = self._delivery_result(shard, member)
+
+        def done(response: SipResponse | None) -> None:
+            result(response)
+            if then is not None:
+                then(response)
+
         self.stack.send_request(
             *self._in_dialog(member, "MESSAGE", p.extra, p.body, done, p.from_display)
         )

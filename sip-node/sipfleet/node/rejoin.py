@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Protocol
 
 from sipfleet.node.clock import CoreClock
@@ -71,7 +72,13 @@ class RejoinHost(Protocol):
     def listed_elsewhere(self, group: str, aor: str, origin: str) -> bool: ...
     def add_member(self, shard: Shard, member: Member) -> None: ...
     def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None: ...
-    def deliver(self, shard: Shard, member: Member, envelope: Envelope) -> None: ...
+    def deliver(
+        self,
+        shard: Shard,
+        member: Member,
+        envelope: Envelope,
+        then: ResponseCallback | None = None,
+    ) -> None: ...
     def send_s2s(
         self,
         method: str,
@@ -255,14 +262,23 @@ class CrashRecovery:
 
     def _replay(self, shard: Shard, member: Member, since: float) -> None:
         """The group messages `member` may have missed while it was away (some may
-        have reached it before its server died: duplicates, counted)."""
+        have reached it before its server died: duplicates), one at a time, each
+        after the previous one's 2xx, in the order they came."""
         host = self._host
-        missed = [
+        missed = deque(
             e for e in self.history.since(shard.group, since, host.now()) if e.sender != member.aor
-        ]
-        for envelope in missed:
-            host.deliver(shard, member, envelope)
+        )
         host.metrics.replayed.inc(len(missed))
+
+        def send() -> None:
+            if missed and member.key in shard.members:
+                host.deliver(shard, member, missed.popleft(), answered)
+
+        def answered(response: SipResponse | None) -> None:
+            if response is not None and response.status < 300:
+                send()  # a failure stops here: the delivery path counts it
+
+        send()
 
     def _reinvite(self, shard: Shard, record: DialogRecord, report: Report) -> None:
         """Adopt the dead dialog: a re-INVITE in it (RFC 3261 14) whose Contact is
