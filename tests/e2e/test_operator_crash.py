@@ -36,6 +36,7 @@ from operator_harness import (
     Operator,
     apply,
     conference,
+    events,
     fleet,
     kill_server,
     main_ip,
@@ -194,6 +195,9 @@ def crash(f: Fleet, pod: str, label: str) -> None:
     assert len(victims) >= 10, f"{pod} holds only {len(victims)} members"
     rejoined_before = f.rejoins()
     restarts_before = restarts(f.kube, NS, pod)
+    reported_before = sum(
+        r == "ServerRestarted" and m.startswith(f"{pod} restarted") for r, m in events(f.kube, NS)
+    )
     ticker = Ticker(f.main_ip, f.workdir, label).start()
     try:
         time.sleep(3)  # messages before the crash
@@ -210,6 +214,17 @@ def crash(f: Fleet, pod: str, label: str) -> None:
             time.sleep(0.2)
         missing = victims - back.keys()
         wait_for(f"{pod} restarted", lambda: restarts(f.kube, NS, pod) > restarts_before, 60)
+        wait_for(
+            f"the operator's ServerRestarted Event for {pod}",
+            lambda: (
+                sum(
+                    r == "ServerRestarted" and m.startswith(f"{pod} restarted")
+                    for r, m in events(f.kube, NS)
+                )
+                > reported_before
+            ),
+            timeout=30,
+        )
         settle(f)
         time.sleep(5)  # messages after everyone is back
     finally:
