@@ -3,7 +3,9 @@
 Real sipfleet-node processes and real sipp members (recovered_member.xml: they
 accept a re-INVITE in their dialog from a new server, then get a group
 MESSAGE from it, the one they missed or a new one, and leave with a BYE to it
-in the same dialog); the routing table is pushed as the operator would.
+in the same dialog; or, when they announced Replaces, replaced_signalling.xml
+joining for a sipp UAS phone, replaced_phone.xml, that takes an INVITE with
+Replaces); the routing table is pushed as the operator would.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import signal
 import time
 
-from node_harness import Fleet, NodeProc, SippFactory, eventually
+from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
 from test_node_sipp import SENDER, has_members, make_shard, routes
 
 REPLICAS = "sipfleet_node_replicas_held"
@@ -97,3 +99,49 @@ async def test_members_of_a_killed_main_server_come_back_to_its_buddy(
     assert await members.wait() == 0, members.report()
     assert members.successful() == 8
     await eventually(has_members(node, 0), what="every recovered member left node1")
+
+
+async def test_members_announcing_replaces_come_back_with_an_invite_with_replaces(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """Their phones (a sipp UAS, replaced_phone.xml) get an INVITE with Replaces naming
+    the dead dialog (RFC 3891 3), answer it, and get the group's messages from main."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    phone_port = free_port("127.0.0.1")
+    phones = sipp(
+        "replaced_phone.xml",
+        "",
+        "unused",
+        "phone",
+        calls=5,
+        port=phone_port,
+        keys={
+            "oldhost": node.host,
+            "oldport": str(node.sip_port),
+            "newhost": main.host,
+            "newport": str(main.sip_port),
+        },
+    )
+    joins = sipp(
+        "replaced_signalling.xml",
+        node.target,
+        "conf1-node1",
+        "rep",
+        calls=5,
+        rate=10,
+        keys={"phoneport": str(phone_port)},
+    )
+    assert await joins.wait() == 0, joins.report()
+    await eventually(held(main, 5), what="main holding the 5 dialogs")
+    node.proc.send_signal(signal.SIGKILL)
+    await eventually(has_members(main, 5), 10, "5 members back on main")
+    metrics = await main.metrics()
+    assert metrics['sipfleet_node_rejoins_total{method="replaces",outcome="rejoined"}'] == 5
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    # Each phone's BYE to the dead node is not answered (sipp counts it apart).
+    await phones.wait_successful(5)
