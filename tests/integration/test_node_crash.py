@@ -145,3 +145,32 @@ async def test_members_announcing_replaces_come_back_with_an_invite_with_replace
     assert await sender.wait() == 0, sender.report()
     # Each phone's BYE to the dead node is not answered (sipp counts it apart).
     await phones.wait_successful(5)
+
+
+async def test_a_stalled_node_lets_its_taken_over_members_go_without_bye(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """A false alarm: node1 stops (SIGSTOP) for longer than the silence deadline, main
+    adopts its members' dialogs; when node1 resumes, main answers its next batch 410
+    and node1 lets the members go without a BYE (which would end the adopted dialogs)."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", node.target, "conf1-node1", "slow", calls=6, rate=20)
+    await eventually(has_members(node, 6), what="6 members on node1")
+    await eventually(held(main, 6), what="main holding the 6 dialogs")
+    node.proc.send_signal(signal.SIGSTOP)
+    try:
+        await _recovered(main, 6, since=time.monotonic())
+    finally:
+        node.proc.send_signal(signal.SIGCONT)
+    await eventually(has_members(node, 0), 10, "node1 letting its members go")
+    taken = 'sipfleet_node_members_removed_total{reason="taken_over"}'
+    assert (await node.metrics())[taken] == 6
+    # Nobody got a BYE (the scenario would fail on one): main delivers to all of them.
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 6
