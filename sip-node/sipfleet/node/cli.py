@@ -65,7 +65,8 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         SenderDisplay,
         SenderDisplay.AUTO,
         "how members' phones see who wrote a group message: auto, cpim, display-name "
-        "or prefix (docs/media-and-messages.md)",
+        "or prefix, for groups whose shard request names none "
+        "(docs/media-and-messages.md)",
     ),
     (
         "--shutdown-seconds",
