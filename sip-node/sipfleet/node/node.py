@@ -409,6 +409,7 @@ class Node:
             reservations=self.reservations,
             known_free=self.tree.known_free(group),
             now=now,
+            stopping=self.draining,
         )
         if isinstance(decision, Join):
             assert shard is not None
@@ -438,7 +439,8 @@ class Node:
             self.metrics.redirects.labels(group).inc()
             ctx.respond(302, [("Contact", f"<{self.stack.uri_for(decision.uri, ctx.peer)}>")])
         else:
-            ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
+            retry = [("Retry-After", str(decision.retry_after))]
+            ctx.respond(decision.status, retry, reason=decision.reason)
 
     def _answer_invite(self, ctx: RequestContext, shard: Shard, member: Member) -> bool:
         """200 with the SDP answer to the INVITE's offer, or with our offer when it had
