@@ -270,6 +270,32 @@ class RolloutPolicy(CrdModel):
 
 ExposureMode = Literal["PodIP", "HostPort", "NodePort", "LoadBalancer"]
 EntryServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+NodeAddressType = Literal["InternalIP", "ExternalIP"]
+
+
+class HostPortRange(CrdModel):
+    """Host ports HostPort-mode servers take, the lowest free one on their node."""
+
+    first: Port = Field(default=5060, description="Lowest host port (UDP and TCP alike).")
+    last: Port = Field(default=5099, description="Highest host port.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.first > self.last:
+            raise ValueError(f"hostPorts.first ({self.first}) exceeds last ({self.last})")
+        return self
+
+    def ports(self) -> range:
+        """The ports, first to last inclusive."""
+        return range(self.first, self.last + 1)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.first <= self.last", "first must not exceed last", ".first")
+            ]
+        }
+    )
 
 
 class ExposureSpec(CrdModel):
@@ -288,6 +314,18 @@ class ExposureSpec(CrdModel):
         default="ClusterIP",
         description="Type of the Service '<fleet>-sip' in front of the main server, the "
         "fleet's stable entry point (target of the domain's _sip._udp/_sip._tcp SRV).",
+    )
+    node_address_type: NodeAddressType = Field(
+        default="InternalIP",
+        description="HostPort mode: the node address a server advertises, its node's "
+        "InternalIP or ExternalIP. The operator places each server on a node that has "
+        "one; while none has, no server is created and a NodeAddressMissing Event and "
+        "the fleet's Exposed condition say so.",
+    )
+    host_ports: HostPortRange = _section(
+        HostPortRange,
+        "HostPort mode: the host ports servers take; each server gets the lowest one "
+        "no Pod on its node holds, so servers on one node never collide.",
     )
 
 
@@ -414,7 +452,8 @@ class SipFleetStatus(CrdModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Scaling and Degraded conditions.",
+        description="Ready, Scaling, Degraded, Rolling and Exposed (False while HostPort "
+        "mode finds no node for the main server) conditions.",
         json_schema_extra=_map_list("type"),
     )
     main_server: MainServerStatus | None = Field(
