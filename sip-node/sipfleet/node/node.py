@@ -154,6 +154,7 @@ class Node:
             advertised=advertised_of(config),
         )
         stack.lockout = self.admission.guard.lockout
+        stack.exempt = self.admission.shared_sources = config.trusted_sources
         await stack.start()
         loop = asyncio.get_running_loop()
         self._jobs_clock = CoreClock(
@@ -267,9 +268,10 @@ class Node:
         if not self.routes.replace(generation, groups):
             return
         self._index_groups()
-        if self._stack is not None:  # peer servers are not rate limited
+        if self._stack is not None:  # peer servers and trusted proxies are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
-            self._stack.exempt = frozenset(hosts - {self.host})
+            exempt = frozenset(hosts - {self.host}) | self.config.trusted_sources
+            self._stack.exempt = self.admission.shared_sources = exempt
         for group in self.shards:
             self.schedule_roster(group)
 
