@@ -197,6 +197,7 @@ def test_default_fleet_carries_the_exposure_choice(all_docs: list[Manifest]) -> 
         "entryServiceType": "LoadBalancer",
         "nodeAddressType": "ExternalIP",
         "hostPorts": {"first": 5080, "last": 5089},
+        "trustedProxies": ["192.0.2.1"],
     }
 
 

@@ -28,7 +28,7 @@ point. The builders are pure; `prepare_pod` is the thin I/O step.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -225,6 +225,17 @@ def entry_point(service: Mapping[str, Any] | None) -> str | None:
     return f"{meta['name']}.{meta['namespace']}.svc:{port}"
 
 
+def trust_proxies(pod: Obj, proxies: Sequence[str]) -> Obj:
+    """`pod` with ``SIPFLEET_TRUSTED_PROXIES`` set to `proxies` (a copy), or as is
+    when there are none."""
+    if not proxies:
+        return pod
+    out = copy.deepcopy(pod)
+    env = out["spec"]["containers"][0].setdefault("env", [])
+    env.append({"name": "SIPFLEET_TRUSTED_PROXIES", "value": ",".join(proxies)})
+    return out
+
+
 class ExposureApi(Protocol):
     """The part of `kube.Kube` that `prepare_pod` uses."""
 
@@ -267,6 +278,7 @@ async def prepare_pod(
     caller creates the Pod on a later pass). Raises NoHostSlot when HostPort mode
     finds no node for it (its `reason` is the Event reason), and what the
     Kubernetes API raises."""
+    pod = trust_proxies(pod, spec.exposure.trusted_proxies)
     mode = spec.exposure.mode
     if mode == "HostPort":
         return await _place(kube, fleet_body, pod, spec)

@@ -12,6 +12,7 @@ Both live next to each other in the model that owns them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
@@ -305,8 +306,8 @@ class ExposureSpec(CrdModel):
         default="PodIP",
         description="What each server advertises in Via, Contact, the 302's Contact, "
         "Refer-To and SDP: PodIP (its Pod IP; members inside the cluster or a routable "
-        "pod network), HostPort (its node's InternalIP and the SIP port as a host "
-        "port; one server per node and port), NodePort or LoadBalancer (a Service "
+        "pod network), HostPort (its node's InternalIP or ExternalIP and a host port "
+        "the operator picks free on that node, see hostPorts), NodePort or LoadBalancer (a Service "
         "per server, created before its Pod; the Pod starts once the Service has an "
         "address and advertises it).",
     )
@@ -327,6 +328,27 @@ class ExposureSpec(CrdModel):
         "HostPort mode: the host ports servers take; each server gets the lowest one "
         "no Pod on its node holds, so servers on one node never collide.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="IP addresses of edge proxies or SBCs in front of the fleet, which "
+        "carry many members: every server exempts them from its per-source rate limit and "
+        "locks out a member failing authentication through one by its From AOR, never the "
+        "proxy's address (sipfleet-node --trusted-proxies).",
+        json_schema_extra={
+            "items": {"type": "string", "maxLength": 45},
+            "x-kubernetes-validations": [
+                _cel("self.all(a, isIP(a))", "every trusted proxy must be an IP address")
+            ],
+        },
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_address(address)  # ValueError names the bad one
+        return value
 
 
 class SipFleetSpec(CrdModel):

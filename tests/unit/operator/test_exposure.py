@@ -247,3 +247,24 @@ def test_entry_point_and_status_show_the_addresses() -> None:
     status = fleet_status(None, [], {}, 1, None, datetime.now(UTC), unplaced=unplaced)
     exposed = {c["type"]: c for c in status["conditions"]}["Exposed"]
     assert (exposed["status"], exposed["reason"], exposed["message"]) == ("False", *unplaced)
+
+
+async def test_trusted_proxies_reach_every_server_and_must_be_addresses() -> None:
+    s = SipFleetSpec.model_validate(
+        {
+            "mainServer": {"domain": "example.com"},
+            "exposure": {"trustedProxies": ["192.0.2.1", "2001:db8::7"]},
+        }
+    )
+    pod = await exposure.prepare_pod(FakeKube(), FLEET, node_pod(s), s)
+    assert pod is not None
+    assert env(pod)["SIPFLEET_TRUSTED_PROXIES"]["value"] == "192.0.2.1,2001:db8::7"
+    plain = await exposure.prepare_pod(FakeKube(), FLEET, node_pod(spec()), spec())
+    assert plain is not None and "SIPFLEET_TRUSTED_PROXIES" not in env(plain)
+    with pytest.raises(ValueError, match=r"edge\.example\.com"):
+        SipFleetSpec.model_validate(
+            {
+                "mainServer": {"domain": "example.com"},
+                "exposure": {"trustedProxies": ["edge.example.com"]},
+            }
+        )
