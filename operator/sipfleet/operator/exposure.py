@@ -44,6 +44,16 @@ LABEL_SERVER = "sipfleet.io/server"
 HOST_IP = "status.hostIP"
 PER_SERVER_SERVICE: frozenset[str] = frozenset({"NodePort", "LoadBalancer"})
 _SIP_PORTS = ("sip-udp", "sip-tcp")
+_SERVER_SET = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+"""Pod metadata the API server sets, which a create request must not carry."""
 
 
 @dataclass(frozen=True)
@@ -249,8 +259,9 @@ class ExposureApi(Protocol):
 async def _place(
     kube: ExposureApi, fleet_body: Mapping[str, Any], pod: Obj, spec: SipFleetSpec
 ) -> Obj:
-    """`pod` pinned to a node with a free host port (hostports.py); the stored Pod
-    instead if it exists already (it was placed when it was created)."""
+    """`pod` pinned to a node with a free host port (hostports.py); if it exists
+    already, its stored manifest without what the API server sets (it was placed
+    when it was created: creating it again finds it, or re-creates that place)."""
     meta = pod["metadata"]
     everything = await kube.list_all_pods()
     for stored in everything:
@@ -258,7 +269,12 @@ async def _place(
             meta["namespace"],
             meta["name"],
         ):
-            return stored
+            again = copy.deepcopy(stored)
+            again.pop("status", None)
+            again["spec"].pop("nodeName", None)
+            for key in _SERVER_SET:
+                again["metadata"].pop(key, None)
+            return again
     slot = hostports.choose(
         await kube.list_nodes(),
         everything,

@@ -190,9 +190,10 @@ async def test_prepare_pod_waits_for_the_service_address() -> None:
     assert pod is not None and not kube.services
     assert env(pod)["SIPFLEET_ADVERTISE_HOST"]["value"] == "192.168.1.4"
     assert env(pod)["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == "5060"  # hostPorts.first
-    # A Pod that exists already is handed back as stored, not placed again.
-    kube.pods = [{**pod, "status": {"phase": "Running"}}]
-    assert await exposure.prepare_pod(kube, FLEET, node_pod(s), s) is kube.pods[0]
+    # A Pod that exists already keeps its place (without what the API server set).
+    meta = {**pod["metadata"], "uid": "u-9", "resourceVersion": "7"}
+    kube.pods = [{**pod, "metadata": meta, "status": {"phase": "Running"}}]
+    assert await exposure.prepare_pod(kube, FLEET, node_pod(s), s) == pod
     # The next server on that node takes the next host port.
     main = pods.server_pod(FLEET, "f-main", "main", pods.server_pod_spec("f", s, "main"))
     placed = await exposure.prepare_pod(kube, FLEET, main, s)
