@@ -533,3 +533,65 @@ def check_stale_udp_entry(
         lambda: keepalive.answered_after(ready_at),
         timeout=10,
     )
+
+
+def test_host_port_mode_says_when_no_node_has_the_chosen_address_type(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """nodeAddressType ExternalIP on nodes that only have an InternalIP: no server
+    is created, the SipFleet's Exposed condition and a Warning Event say why;
+    switched to InternalIP, the main server is placed on the node with a host
+    port bound to that address. Runs on whichever cluster the suite uses."""
+    ns = "op-expose-hostport-api"
+    workdir = tmp_path_factory.mktemp(ns)
+    op = Operator(operator_namespace(cluster, ns, workdir), ns, workdir / "operator.log").start()
+    try:
+        exposure = {"mode": "HostPort", "nodeAddressType": "ExternalIP"}
+        apply(cluster, ns, fleet("expose", minNodes=0, maxNodes=1, exposure=exposure))
+
+        def exposed_condition() -> dict[str, Any] | None:
+            conditions = fleet_status(cluster, ns).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Exposed"), None)
+
+        cond = wait_for("the Exposed condition", exposed_condition, timeout=60)
+        assert (cond["status"], cond["reason"]) == ("False", "NodeAddressMissing"), cond
+        assert "no schedulable node has an ExternalIP" in cond["message"], cond
+        events = get_json(cluster, "events", "-n", ns, "--field-selector=reason=NodeAddressMissing")
+        assert events["items"] and events["items"][0]["type"] == "Warning", events
+        assert not get_json(cluster, "pods", "-n", ns)["items"]
+
+        cluster.kubectl(
+            "patch", "sipfleet", "expose", "-n", ns, "--type=merge",
+            "-p", json.dumps({"spec": {"exposure": {"nodeAddressType": "InternalIP"}}}),
+        )  # fmt: skip
+        node = get_json(cluster, "nodes")["items"][0]
+        internal = next(
+            a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"
+        )
+        pod = wait_for(
+            "the main server placed",
+            lambda: find_json(cluster, "pod", "expose-main", "-n", ns),
+            timeout=60,
+        )
+        sip = [p for p in pod["spec"]["containers"][0]["ports"] if p["name"] != "admin"]
+        assert {(p["hostPort"], p.get("hostIP")) for p in sip} == {(5060, internal)}
+        terms = pod["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        assert terms == [
+            {
+                "matchFields": [
+                    {"key": "metadata.name", "operator": "In", "values": [node["metadata"]["name"]]}
+                ]
+            }
+        ]
+        cond = wait_for(
+            "Exposed True",
+            lambda: (c := exposed_condition()) and c["status"] == "True" and c,
+            timeout=60,
+        )
+        st = fleet_status(cluster, ns)
+        assert st["mainServer"]["advertised"] == f"{internal}:5060"
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
