@@ -119,6 +119,14 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         300.0,
         "seconds a locked-out source's requests are dropped",
     ),
+    (
+        "--trusted-proxies",
+        "SIPFLEET_TRUSTED_PROXIES",
+        str,
+        "",
+        "comma-separated IP addresses of edge proxies/SBCs carrying many members: no "
+        "per-source rate limit; a failing member behind one is locked out, not the proxy",
+    ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
 

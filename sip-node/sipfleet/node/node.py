@@ -141,6 +141,7 @@ class Node:
             advertised=advertised_of(config),
         )
         stack.lockout = self.admission.guard.lockout
+        stack.exempt = self.admission.shared_sources = config.trusted_sources
         await stack.start()
         loop = asyncio.get_running_loop()
         self._clocks = [
@@ -282,9 +283,10 @@ class Node:
     def put_routes(self, generation: int, groups: Groups) -> None:
         if not self.group.put_routes(generation, groups, self._now()):
             return
-        if self._stack is not None:  # peer servers are not rate limited
+        if self._stack is not None:  # peer servers and trusted proxies are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
-            self._stack.exempt = frozenset(hosts - {self.host})
+            exempt = frozenset(hosts - {self.host}) | self.config.trusted_sources
+            self._stack.exempt = self.admission.shared_sources = exempt
         self._rearm()
 
     def start_transfer(self, request: TransferRequest) -> TransferState:
