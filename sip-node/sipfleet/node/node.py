@@ -81,6 +81,7 @@ from sipfleet.node.subscriptions import (
     Subscriptions,
 )
 from sipfleet.node.takeover import Takeover
+from sipfleet.node.tls import Certificates
 from sipfleet.node.transfers import (
     Finished,
     Item,
@@ -102,10 +103,18 @@ def advertised_of(config: Config) -> Advertised | None:
     """The address members reach the server at, when any of --advertise-host,
     --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
     listen address); None when members reach it where it listens."""
-    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+    if not (
+        config.advertise_host
+        or config.advertise_udp_port
+        or config.advertise_tcp_port
+        or config.advertise_tls_port
+    ):
         return None
     return Advertised(
-        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+        config.advertise_host or config.listen,
+        config.advertise_udp_port,
+        config.advertise_tcp_port,
+        config.advertise_tls_port,
     )
 
 
@@ -141,6 +150,7 @@ class Node:
         self._groups_by_user: dict[str, str] = {}
         self._dialogs: dict[tuple[str, str], tuple[Shard, Member]] = {}
         self._tree_clock: CoreClock | None = None
+        self.certificates = None if config.tls is None else Certificates(config.tls)
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +162,7 @@ class Node:
             self.metrics,
             self._limiter,
             advertised=advertised_of(config),
+            tls=self.certificates,
         )
         stack.lockout = self.admission.guard.lockout
         await stack.start()
