@@ -75,6 +75,7 @@ from sipfleet.node.subscriptions import (
     Subscriptions,
 )
 from sipfleet.node.takeover import Takeover
+from sipfleet.node.tls import Certificates
 from sipfleet.node.transfers import (
     Finished,
     Item,
@@ -95,10 +96,18 @@ def advertised_of(config: Config) -> Advertised | None:
     """The address members reach the server at, when any of --advertise-host,
     --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
     listen address); None when members reach it where it listens."""
-    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+    if not (
+        config.advertise_host
+        or config.advertise_udp_port
+        or config.advertise_tcp_port
+        or config.advertise_tls_port
+    ):
         return None
     return Advertised(
-        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+        config.advertise_host or config.listen,
+        config.advertise_udp_port,
+        config.advertise_tcp_port,
+        config.advertise_tls_port,
     )
 
 
@@ -128,6 +137,7 @@ class Node:
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._clocks: list[CoreClock] = []
+        self.certificates = None if config.tls is None else Certificates(config.tls)
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,6 +149,7 @@ class Node:
             self.metrics,
             self._limiter,
             advertised=advertised_of(config),
+            tls=self.certificates,
         )
         stack.lockout = self.admission.guard.lockout
         stack.exempt = self.admission.shared_sources = config.trusted_sources
