@@ -96,6 +96,9 @@ class Executor:
     """How its members see who wrote a group message (SipConference.spec.senderDisplay;
     None: each server's default), for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
+    created_on: set[str] = field(default_factory=set, init=False)
+    """Servers this pass created a shard on: their route table is pushed whatever
+    they reported (a restarted one may not have answered the observation)."""
 
     @property
     def fleet(self) -> str:
@@ -117,6 +120,8 @@ class Executor:
             # Route a new shard in the pass that created it: leaving it to the
             # next observation cost a whole interval of scale-out reaction time
             # (bench/operator_reaction.py).
+            if created:
+                self.created_on.add(created.server)
             if created and all(e.server != created.server for e in entries):
                 # The main server heads the table (the tree's root): a restarted
                 # one (crash recovery) gets its routes in this same pass, not one
@@ -189,8 +194,10 @@ class Executor:
             await self._delete(name, f"delete {name}: {group} released")
 
     def _reported(self) -> dict[str, int]:
-        """Servers we observed -> their routes generation."""
-        return {name: state.routes_generation for name, state in self.observed.states.items()}
+        """Servers we observed -> their routes generation (0 for one we created a
+        shard on in this pass: it needs its table)."""
+        reported = {n: state.routes_generation for n, state in self.observed.states.items()}
+        return reported | dict.fromkeys(self.created_on, 0)
 
     async def _push(self) -> None:
         """Push every changed table with one new generation (under the fleet's route lock).
