@@ -207,9 +207,10 @@ class GroupCore:
         self.tree.schedule_roster(group, now)
         return shard, created
 
-    def delete_shard(self, group: str, now: float) -> list[GroupAction]:
+    def delete_shard(self, group: str, now: float) -> tuple[Shard, list[GroupAction]]:
         """End every member's session (BYE) and drop the shard; the tree learns it
-        has no members here. Raises LookupError when there is no such shard."""
+        has no members here. Returns the dropped shard and the actions. Raises
+        LookupError when there is no such shard."""
         shard = self.shards.get(group)
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
@@ -220,7 +221,7 @@ class GroupCore:
         self._by_user.pop(user_of(shard.uri), None)
         self._index_groups()
         out += self._report_roster(group, now, shard_gone=shard)
-        return out
+        return shard, out
 
     def put_routes(self, generation: int, groups: Groups, now: float) -> bool:
         """Take a pushed routing table; False (and no change) for an old generation."""

@@ -261,7 +261,7 @@ class Node:
         a = advertised_of(self.config)
         host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
         shard, created = self.group.ensure_shard(
-            group, capacity, shard_uri(group, self.name, host, port), self._now(), sender_display
+            group, capacity, shard_uri(group, self.name, host, port), self.now(), sender_display
         )
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
@@ -270,9 +270,7 @@ class Node:
 
     async def delete_shard(self, group: str) -> ShardState:
         """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
-        shard = self.shards.get(group)
-        actions = self.group.delete_shard(group, self.now())
-        assert shard is not None  # delete_shard raised otherwise
+        shard, actions = self.group.delete_shard(group, self.now())
         self.admission.policies.pop(group, None)
         self._perform(actions)
         self.metrics.members.remove(group)
@@ -280,7 +278,7 @@ class Node:
         return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
-        if not self.group.put_routes(generation, groups, self._now()):
+        if not self.group.put_routes(generation, groups, self.now()):
             return
         if self._stack is not None:  # peer servers are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
@@ -299,16 +297,9 @@ class Node:
         return self.jobs.all()
 
     def drain(self) -> NodeState:
-        self.group.drain(self._now())
+        self.group.drain(self.now())
         self._rearm()
         return self.state()
-
-    def _now(self) -> float:
-        """`now()`, also outside a running loop (admin calls before the start)."""
-        try:
-            return self.now()
-        except RuntimeError:
-            return time.monotonic()
 
     # ---- SIP requests (group.GroupCore decides; this answers and performs) ---------------
     def handle_ack(self, request: SipRequest) -> None:
