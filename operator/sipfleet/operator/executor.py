@@ -308,6 +308,9 @@ class Executor:
                         self.outcome.did("AddressPending", f"{name} waits for its Service")
                         continue
                     await self._create(exposed)
+                except exposure.NoHostSlot as exc:
+                    self.outcome.failed(exc.reason, f"create {name}: {exc}")
+                    break
                 except _FAILURES as exc:
                     self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
                     continue

@@ -37,8 +37,9 @@ Operator-facing facts:
     Redirect: a join goes to the local shard while it has room and neither the shard
         nor the server drains; else 302 to the active route entry with the most free
         room (the smaller of the pushed `free` and the free room the server last
-        reported over the tree, minus 302s still in flight for 5 s); else 480 with
-        Retry-After: 30.
+        reported over the tree, minus 302s still in flight for 5 s); else 480 Group
+        Full with Retry-After: 30, or, from a draining (stopping) server, 503 Service
+        Unavailable with Retry-After: 5 (RFC 3261 21.5.4).
     Group MESSAGE: in dialog, or out of dialog to the group URI from a member's AOR
         (From URI); anyone else gets 403. It goes to the group's root, then down the
         tree; each server sends it to its members (except the sender) as an in-dialog

@@ -6,8 +6,9 @@ This module decides everything a group does with its members, without I/O:
 - join (RFC 3261 13.3, RFC 3264 5 and 6): 404 for no such group, 400 without a
   SIP Contact, 403 for a Contact this server cannot send to, a 302 to the shard
   with most room when this one has none (flow 1, redirect.py), 480 when no
-  shard has room, 415/488 for a body that is not an SDP offer, else 200 with
-  the SDP answer (or an offer when the INVITE had none) and a new member;
+  shard has room (503 while this server is stopping), 415/488 for a body that
+  is not an SDP offer, else 200 with the SDP answer (or an offer when the
+  INVITE had none) and a new member;
 - in-dialog requests (RFC 3261 12.2.2): 481 for no such dialog, 500 for a CSeq
   out of order, 403 for a refreshed remote target this server cannot reach;
 - leave: a BYE (200, RFC 3261 15.1.2), a 2xx never ACKed (13.3.1.4), a
@@ -340,6 +341,7 @@ class GroupCore:
             reservations=self.reservations,
             known_free=self.tree.known_free(group),
             now=now,
+            stopping=self.draining,
         )
         if isinstance(decision, Join):
             assert shard is not None
@@ -348,7 +350,8 @@ class GroupCore:
             self.reservations.reserve(decision.uri, aor, now)
             contact_uri = addresses.uri_for(decision.uri, peer)
             return [Redirected(group), Reply(302, (("Contact", f"<{contact_uri}>"),))]
-        return [Reply(480, (("Retry-After", str(decision.retry_after)),), reason="Group Full")]
+        retry = (("Retry-After", str(decision.retry_after)),)
+        return [Reply(decision.status, retry, reason=decision.reason)]
 
     def _join(
         self,

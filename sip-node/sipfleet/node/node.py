@@ -75,6 +75,7 @@ from sipfleet.node.subscriptions import (
     Subscriptions,
 )
 from sipfleet.node.takeover import Takeover
+from sipfleet.node.tls import Certificates
 from sipfleet.node.transfers import (
     Finished,
     Item,
@@ -95,10 +96,18 @@ def advertised_of(config: Config) -> Advertised | None:
     """The address members reach the server at, when any of --advertise-host,
     --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
     listen address); None when members reach it where it listens."""
-    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+    if not (
+        config.advertise_host
+        or config.advertise_udp_port
+        or config.advertise_tcp_port
+        or config.advertise_tls_port
+    ):
         return None
     return Advertised(
-        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+        config.advertise_host or config.listen,
+        config.advertise_udp_port,
+        config.advertise_tcp_port,
+        config.advertise_tls_port,
     )
 
 
@@ -128,6 +137,7 @@ class Node:
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._clocks: list[CoreClock] = []
+        self.certificates = None if config.tls is None else Certificates(config.tls)
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,8 +149,10 @@ class Node:
             self.metrics,
             self._limiter,
             advertised=advertised_of(config),
+            tls=self.certificates,
         )
         stack.lockout = self.admission.guard.lockout
+        stack.exempt = self.admission.shared_sources = config.trusted_sources
         await stack.start()
         loop = asyncio.get_running_loop()
         self._clocks = [
@@ -280,9 +292,10 @@ class Node:
     def put_routes(self, generation: int, groups: Groups) -> None:
         if not self.group.put_routes(generation, groups, self.now()):
             return
-        if self._stack is not None:  # peer servers are not rate limited
+        if self._stack is not None:  # peer servers and trusted proxies are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
-            self._stack.exempt = frozenset(hosts - {self.host})
+            exempt = frozenset(hosts - {self.host}) | self.config.trusted_sources
+            self._stack.exempt = self.admission.shared_sources = exempt
         self._rearm()
 
     def start_transfer(self, request: TransferRequest) -> TransferState:
