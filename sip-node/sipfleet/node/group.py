@@ -497,7 +497,12 @@ class GroupCore:
         recipients = tuple(m for m in shard.members.values() if m.aor != sender)
         if not recipients:
             return []
-        return [FanOut(shard, envelope, recipients, shard.sender_display or self.sender_display)]
+        return [FanOut(shard, envelope, recipients, self.sender_display_of(shard))]
+
+    def sender_display_of(self, shard: Shard) -> SenderDisplay:
+        """How `shard`'s members are shown who wrote a group message: its own mode
+        (SipConference.spec.senderDisplay), else this server's default."""
+        return shard.sender_display or self.sender_display
 
     def delivery_answered(
         self, shard: Shard, member: Member, status: int | None, now: float
