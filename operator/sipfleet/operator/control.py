@@ -22,6 +22,7 @@ from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
+from sipfleet.operator.recovery import restart_events
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 
 
@@ -133,6 +134,9 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         outcome = await _executor(rt, ctx, observed).apply(decision)
     found, memory.unmoved = unmoved_events(decision.group, observed.unmoved, memory.unmoved)
     outcome.events.extend(found)
+    servers = ([observed.main_pod] if observed.main_pod else []) + list(observed.node_pods)
+    crashed, memory.restarts = restart_events(decision.group, servers, memory.restarts)
+    outcome.events.extend(crashed)
     if decision.kind != "steady":
         metrics.DECISIONS.labels(decision.kind).inc()
     if outcome.failures:

@@ -495,8 +495,8 @@ class GroupCore:
             return []
         sender = envelope.sender
         recipients = tuple(m for m in shard.members.values() if m.aor != sender)
-        if not recipients:
-            return []
+        # Even with no recipient here: the shell keeps the message for members it
+        # may bring back after a crash (rejoin.py).
         return [FanOut(shard, envelope, recipients, self.sender_display_of(shard))]
 
     def sender_display_of(self, shard: Shard) -> SenderDisplay:
