@@ -291,6 +291,51 @@ class ExposureSpec(CrdModel):
     )
 
 
+class TlsSpec(CrdModel):
+    """SIP over TLS (RFC 3261 26.2, sips:) and the certificate of every server."""
+
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret of type kubernetes.io/tls (keys 'tls.crt' and 'tls.key', as "
+        "cert-manager writes them) mounted into every server; a changed Secret is used for "
+        "new connections within seconds, without dropping calls. Absent: no TLS, no wss.",
+    )
+    port: Port = Field(
+        default=5061,
+        description="SIP over TLS port of every server. A 302 or REFER to another server "
+        "names its TLS port as far above its SIP port as this is above the main server's "
+        "(docs/transport.md), so main and node SIP ports must be equal.",
+    )
+    ca_secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret whose key 'ca.crt' holds extra CAs (PEM) a server trusts when "
+        "it opens a TLS connection to a member; the system CAs are trusted as well.",
+    )
+
+
+class WebSocketSpec(CrdModel):
+    """SIP over WebSocket (RFC 7118) for browser clients (JsSIP, SIP.js)."""
+
+    ws_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Plain WebSocket (ws) port of every server; 0 (the default): off. "
+        "Messages cross the network in clear: prefer wssPort.",
+    )
+    wss_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Secure WebSocket (wss) port of every server, with the tls Secret's "
+        "certificate; 0 (the default): off.",
+    )
+
+
 class SipFleetSpec(CrdModel):
     """Desired state of a fleet: one main SIP server plus elastic nodes."""
 
@@ -344,6 +389,10 @@ class SipFleetSpec(CrdModel):
     exposure: ExposureSpec = _section(
         ExposureSpec, "How members outside the pod network reach the servers."
     )
+    tls: TlsSpec = _section(TlsSpec, "SIP over TLS: the servers' certificate and port.")
+    websocket: WebSocketSpec = _section(
+        WebSocketSpec, "SIP over WebSocket (ws, wss) ports for browser clients."
+    )
 
     def grace_period_seconds(self) -> int:
         """Seconds a stopping server gets to move a full server's members away.
@@ -364,6 +413,17 @@ class SipFleetSpec(CrdModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> Self:
+        if self.websocket.wss_port and not self.tls.secret_name:
+            raise ValueError("websocket.wssPort needs tls.secretName (the certificate)")
+        if self.tls.secret_name and self.main_server.sip_port != self.node_template.sip_port:
+            raise ValueError(
+                "with tls.secretName, mainServer.sipPort and nodeTemplate.sipPort "
+                "must be equal (every server's TLS port is as far above it)"
+            )
+        return self
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -371,7 +431,21 @@ class SipFleetSpec(CrdModel):
                     "self.minNodes <= self.maxNodes",
                     "minNodes must be less than or equal to maxNodes",
                     ".minNodes",
-                )
+                ),
+                _cel(
+                    "!has(self.websocket) || !has(self.websocket.wssPort) || "
+                    "self.websocket.wssPort == 0 || "
+                    "(has(self.tls) && has(self.tls.secretName))",
+                    "websocket.wssPort needs tls.secretName (the certificate)",
+                    ".websocket.wssPort",
+                ),
+                _cel(
+                    "!has(self.tls) || !has(self.tls.secretName) || "
+                    "self.mainServer.sipPort == self.nodeTemplate.sipPort",
+                    "with tls.secretName, mainServer.sipPort and nodeTemplate.sipPort must be "
+                    "equal",
+                    ".tls.secretName",
+                ),
             ]
         }
     )
