@@ -113,6 +113,13 @@ def test_advertised_address(token: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         (["--sender-display", "loud"], "invalid SenderDisplay value: 'loud'"),
         (["--advertise-host", "sip.example.com"], "advertised address 'sip.example.com'"),
         (["--advertise-tcp-port", "65536"], "advertised TCP port 65536 is outside"),
+        (["--tls-cert-file", "/x/tls.crt"], "needs both --tls-cert-file and --tls-key-file"),
+        (["--wss-port", "8443"], "--wss-port needs the TLS certificate"),
+        (["--tls-port", "65536"], "TLS port 65536 is outside"),
+        (
+            ["--tls-cert-file", "/nonexistent/tls.crt", "--tls-key-file", "/nonexistent/tls.key"],
+            "cannot use certificate /nonexistent/tls.crt",
+        ),
     ],
 )
 def test_bad_values_say_what_is_wrong(
@@ -152,3 +159,9 @@ def test_bad_env_value(
     with pytest.raises(SystemExit):
         parse_config(args(token))
     assert "SIPFLEET_SIP_PORT='abc' is not a valid int" in capsys.readouterr().err
+
+
+def test_tls_and_websocket_are_off_by_default(token: Path) -> None:
+    config = parse_config(args(token))[0]
+    assert config.tls is None
+    assert (config.ws_port, config.wss_port, config.tls_port) == (0, 0, 5061)
