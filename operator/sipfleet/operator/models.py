@@ -315,6 +315,13 @@ class TlsSpec(CrdModel):
         description="Secret whose key 'ca.crt' holds extra CAs (PEM) a server trusts when "
         "it opens a TLS connection to a member; the system CAs are trusted as well.",
     )
+    server_to_server: bool = Field(
+        default=False,
+        description="Requests between the fleet's servers (distribution, transfers) over "
+        "TLS too, to each other's TLS port; each server's certificate is checked against "
+        "caSecretName's ca.crt, else the tls Secret's own ca.crt (cert-manager writes it), "
+        "without an address check (Pod IPs are not in certificates).",
+    )
 
 
 class WebSocketSpec(CrdModel):

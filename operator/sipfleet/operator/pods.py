@@ -153,6 +153,8 @@ class ServerPodSpec:
     tls_port: int = 5061
     ca_secret: str | None = None
     """Secret with extra CAs (key CA_KEY) trusted for outbound TLS, if any."""
+    s2s_tls: bool = False
+    """Requests between servers over TLS (CAs: ca_secret, else the tls Secret's ca.crt)."""
     ws_port: int = 0
     """SIP over WebSocket port; 0: off."""
     wss_port: int = 0
@@ -190,6 +192,7 @@ def server_pod_spec(
         tls_secret=spec.tls.secret_name,
         tls_port=spec.tls.port,
         ca_secret=spec.tls.ca_secret_name,
+        s2s_tls=spec.tls.server_to_server,
         ws_port=spec.websocket.ws_port,
         wss_port=spec.websocket.wss_port,
         extra_env={e.name: e.value for e in tpl.env},
@@ -324,6 +327,10 @@ def _secret_files(
         volumes.append({"name": "tls", "secret": {"secretName": spec.tls_secret}})
         if spec.wss_port:
             env.append({"name": "SIPFLEET_WSS_PORT", "value": str(spec.wss_port)})
+        if spec.s2s_tls:
+            env.append({"name": "SIPFLEET_S2S_TRANSPORT", "value": "tls"})
+            if not spec.ca_secret:  # the fleet CA that cert-manager puts beside the pair
+                env.append({"name": "SIPFLEET_TLS_CA_FILE", "value": f"{TLS_MOUNT}/{CA_KEY}"})
     if spec.ca_secret:
         env.append({"name": "SIPFLEET_TLS_CA_FILE", "value": f"{CA_MOUNT}/{CA_KEY}"})
         mounts.append({"name": "tls-ca", "mountPath": CA_MOUNT, "readOnly": True})

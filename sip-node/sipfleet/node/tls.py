@@ -9,9 +9,12 @@ stays), then into the live context: OpenSSL copies a context's certificate
 into each connection when the connection is made, so connections already up
 keep theirs (and their dialogs), and every new handshake gets the new one.
 
-Outbound TLS connections (to a member's `sips:` Contact, or between servers)
-verify the peer's certificate against the system's CAs plus `ca_file`, and
-the address they connect to (an IP address SAN, RFC 5922 7.2 for names).
+Outbound TLS connections to a member's `sips:` Contact verify its certificate
+against the system's CAs plus `ca_file`, and the address they connect to (an
+IP address SAN). Connections to the fleet's other servers (server-to-server
+TLS, an option) verify the certificate against `ca_file` only (the fleet's CA)
+without an address check: a server's Pod IP is not known when its certificate
+is issued, and server-to-server requests carry their own HMAC (s2s_auth.py).
 """
 
 from __future__ import annotations
@@ -76,8 +79,18 @@ class Certificates:
         self.settings = settings
         self.server = _server_context()
         _load(self.server, settings)
-        self.client = ssl.create_default_context(cafile=settings.ca_file or None)
-        self.client.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            self.client = ssl.create_default_context(cafile=settings.ca_file or None)
+            self.peers = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.peers.check_hostname = False  # CERT_REQUIRED stays: the chain is checked
+            if settings.ca_file:
+                self.peers.load_verify_locations(settings.ca_file)
+            else:
+                self.peers.load_default_certs()
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"cannot use CA file {settings.ca_file}: {exc}") from exc
+        for context in (self.client, self.peers):
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._seen = self._signatures()
         self.reloads = 0
 

@@ -224,12 +224,16 @@ class TcpPool:
         *,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        peer_ssl: ssl.SSLContext | None = None,
     ) -> None:
         """A TCP pool, or a TLS one (transport "tls") when given `server_ssl` for
-        inbound and `client_ssl` for outbound connections (RFC 3261 26.2)."""
+        inbound and `client_ssl` for outbound connections (RFC 3261 26.2);
+        `peer_ssl` (default `client_ssl`) for outbound connections to `exempt`
+        hosts, the fleet's other servers."""
         self._loop, self.receiver, self._metrics = loop, receiver, metrics
         self.limits = limits or TcpLimits()
         self.server_ssl, self.client_ssl = server_ssl, client_ssl
+        self.peer_ssl = peer_ssl or client_ssl
         self.transport = "tcp" if server_ssl is None and client_ssl is None else "tls"
         self._gauge = (
             metrics.tcp_connections if self.transport == "tcp" else metrics.tls_connections
@@ -282,12 +286,12 @@ class TcpPool:
             async with asyncio.timeout(self.limits.connect_timeout):
                 if self.client_ssl is None:
                     await self._loop.create_connection(lambda: conn, host, port)
-                else:  # the peer's certificate must name the address (IP SAN)
+                else:  # a member's certificate must name the address (IP SAN)
                     await self._loop.create_connection(
                         lambda: conn,
                         host,
                         port,
-                        ssl=self.client_ssl,
+                        ssl=self.peer_ssl if host in self.exempt else self.client_ssl,
                         server_hostname=host,
                         ssl_handshake_timeout=self.handshake_timeout,
                     )

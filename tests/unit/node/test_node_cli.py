@@ -116,6 +116,8 @@ def test_advertised_address(token: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         (["--tls-cert-file", "/x/tls.crt"], "needs both --tls-cert-file and --tls-key-file"),
         (["--wss-port", "8443"], "--wss-port needs the TLS certificate"),
         (["--tls-port", "65536"], "TLS port 65536 is outside"),
+        (["--s2s-transport", "udp"], "server-to-server transport 'udp' is not tcp or tls"),
+        (["--s2s-transport", "tls"], "--s2s-transport tls needs the TLS certificate"),
         (
             ["--tls-cert-file", "/nonexistent/tls.crt", "--tls-key-file", "/nonexistent/tls.key"],
             "cannot use certificate /nonexistent/tls.crt",

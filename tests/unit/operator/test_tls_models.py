@@ -95,3 +95,17 @@ def test_entry_service_and_host_ports_carry_tls_and_websocket() -> None:
 def test_inconsistent_tls_settings_are_refused(body: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         SipFleetSpec.model_validate({"mainServer": MAIN, **body})
+
+
+def test_server_to_server_tls_trusts_the_secret_ca_unless_told_otherwise() -> None:
+    base = {"mainServer": MAIN, "tls": {"secretName": "c", "serverToServer": True}}
+    env = {
+        e["name"]: e.get("value")
+        for e in _pod(SipFleetSpec.model_validate(base))["spec"]["containers"][0]["env"]
+    }
+    assert env["SIPFLEET_S2S_TRANSPORT"] == "tls"
+    assert env["SIPFLEET_TLS_CA_FILE"] == "/etc/sipfleet/tls/ca.crt"  # cert-manager's ca.crt
+    base["tls"]["caSecretName"] = "fleet-ca"  # type: ignore[index]
+    pod = _pod(SipFleetSpec.model_validate(base))
+    cas = [e for e in pod["spec"]["containers"][0]["env"] if e["name"] == "SIPFLEET_TLS_CA_FILE"]
+    assert cas == [{"name": "SIPFLEET_TLS_CA_FILE", "value": "/etc/sipfleet/ca/ca.crt"}]
