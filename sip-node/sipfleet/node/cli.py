@@ -106,7 +106,8 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         SenderDisplay,
         SenderDisplay.AUTO,
         "how members' phones see who wrote a group message: auto, cpim, display-name "
-        "or prefix (docs/media-and-messages.md)",
+        "or prefix, for groups whose shard request names none "
+        "(docs/media-and-messages.md)",
     ),
     (
         "--shutdown-seconds",
@@ -158,6 +159,14 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         float,
         300.0,
         "seconds a locked-out source's requests are dropped",
+    ),
+    (
+        "--trusted-proxies",
+        "SIPFLEET_TRUSTED_PROXIES",
+        str,
+        "",
+        "comma-separated IP addresses of edge proxies/SBCs carrying many members: no "
+        "per-source rate limit; a failing member behind one is locked out, not the proxy",
     ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]

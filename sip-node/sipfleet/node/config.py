@@ -49,6 +49,11 @@ class Config:
     """Authentication failures within a minute that lock a source out."""
     lockout_seconds: float = 300.0
     """How long a locked-out source's requests are dropped."""
+    trusted_proxies: str = ""
+    """Comma-separated IP addresses of edge proxies or SBCs that carry many members
+    (docs/install.md, "Reaching the fleet"): exempt from the per-source rate limit,
+    and member authentication failures through them lock out the member behind
+    them (source and From AOR), never the proxy's whole address."""
     advertise_host: str = ""
     """The IP address members reach this server at, written into everything it sends
     them (Via, Contact, 302 Contact, Refer-To, shard URIs, SDP); "" = `listen`."""
@@ -80,6 +85,11 @@ class Config:
         if not self.tls_cert_file:
             return None
         return TlsSettings(self.tls_cert_file, self.tls_key_file, self.tls_port, self.tls_ca_file)
+
+    @property
+    def trusted_sources(self) -> frozenset[str]:
+        """`trusted_proxies` as a set of addresses."""
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
 
     @property
     def access_default(self) -> AccessPolicy:
@@ -155,5 +165,12 @@ class Config:
             raise ConfigError("lockout needs failures >= 1 and seconds > 0")
         if self.nonce_seconds <= 0:
             raise ConfigError(f"nonce lifetime {self.nonce_seconds} s must be > 0")
+        for address in self.trusted_sources:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(
+                    f"trusted proxy {address!r} is not an IP address (list them comma-separated)"
+                ) from None
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")
