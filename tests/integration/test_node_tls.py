@@ -240,17 +240,30 @@ async def test_certificate_rotation_keeps_the_dialog_and_serves_the_new_certific
         alice.close()
 
 
-async def test_handshake_that_never_finishes_is_closed(fleet: Fleet, tmp_path: Path) -> None:
-    """A peer that opens TCP to the TLS port and never says ClientHello is closed after
-    the message deadline (TcpLimits, 10 s), and never counts as a connection."""
+async def test_handshakes_are_bounded_like_tcp_connections(fleet: Fleet, tmp_path: Path) -> None:
+    """Peers that open TCP to the TLS port and never finish a handshake count as
+    connections from the accept: the 33rd from one source is refused at once (32 per
+    source), the others are closed after the message deadline (TcpLimits, 10 s)."""
     ca = TestCa(tmp_path / "ca")
     node, tls_port, _ = await tls_server(fleet, ca)
-    reader, writer = await asyncio.open_connection(HOST, tls_port)
+    silent = [await asyncio.open_connection(HOST, tls_port) for _ in range(32)]
     try:
-        assert await asyncio.wait_for(reader.read(), 20) == b""  # closed by the server
-        assert (await node.metrics())["sipfleet_node_tls_connections"] == 0
-    finally:
+
+        async def counted() -> bool:
+            return (await node.metrics())["sipfleet_node_tls_connections"] == 32
+
+        await eventually(counted, what="32 half-open TLS connections counted")
+        reader, writer = await asyncio.open_connection(HOST, tls_port)
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # the 33rd: refused at once
         writer.close()
+        assert await asyncio.wait_for(silent[0][0].read(), 20) == b""  # the deadline
+        await eventually(lambda: _metric_is(node, "sipfleet_node_tls_connections", 0), 5, "gone")
+        metrics = await node.metrics()
+        assert metrics['sipfleet_node_tcp_refused_total{reason="per_source"}'] == 1
+        assert metrics['sipfleet_node_tcp_closed_total{reason="half_sent"}'] == 32
+    finally:
+        for _, w in silent:
+            w.close()
 
 
 async def _members(node: NodeProc, count: int) -> bool:
@@ -302,3 +315,7 @@ async def test_servers_talk_to_each_other_over_tls(fleet: Fleet, tmp_path: Path)
             assert metrics["sipfleet_node_tcp_connections"] == 0, server.name  # none in clear
     finally:
         alice.close()
+
+
+async def _metric_is(node: NodeProc, name: str, value: float) -> bool:
+    return (await node.metrics()).get(name) == value

@@ -325,14 +325,8 @@ class SipStack:
         if self._tls is not None:
             tls_port = self.ports.get("tls", self._tls_port)
             try:
-                server = await self._loop.create_server(
-                    self._tls.inbound,
-                    host,
-                    tls_port,
-                    family=family,
-                    reuse_address=True,
-                    ssl=self._tls.server_ssl,
-                    ssl_handshake_timeout=self._tls.handshake_timeout,
+                server = await self._loop.create_server(  # TLS: TcpConnection does it
+                    self._tls.inbound, host, tls_port, family=family, reuse_address=True
                 )
             except OSError:
                 transport.close()
