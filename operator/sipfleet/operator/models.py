@@ -20,6 +20,14 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+from sipfleet.node.auth.policy import (
+    ALGORITHM_CHOICES,
+    ALGORITHMS_RULE,
+    AOR_PATTERN,
+    Algorithm,
+    Mode,
+    check_algorithms,
+)
 
 GROUP = "sipfleet.io"
 VERSION = "v1alpha1"
@@ -680,29 +688,26 @@ class TransferPolicy(CrdModel):
     )
 
 
-AccessMode = Literal["open", "authenticated", "allowlist"]
 SenderDisplayMode = Literal["auto", "cpim", "display-name", "prefix"]
-DigestAlgorithm = Literal["SHA-256", "MD5"]
-AOR = r"^sip:[^@\s]+@[^@\s]+$"
 
 
 class AccessSpec(CrdModel):
     """Who may join the group, post to it and read its roster (docs/security.md)."""
 
-    policy: AccessMode = Field(
+    policy: Mode = Field(
         default="authenticated",
         description="open: anyone (the sender is not verified); authenticated: SIP digest "
         "credentials from the fleet's memberCredentialsSecret; allowlist: authenticated "
         "and listed in allow. New conferences are authenticated unless they say open.",
     )
-    allow: list[Annotated[str, Field(max_length=512, pattern=AOR)]] = Field(
+    allow: list[Annotated[str, Field(max_length=512, pattern=AOR_PATTERN)]] = Field(
         default_factory=list,
         max_length=10000,
         description="Addresses of record (sip:user@domain) allowed when policy is allowlist.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    algorithms: list[DigestAlgorithm] = Field(
-        default_factory=lambda: list[DigestAlgorithm](["SHA-256"]),
+    algorithms: list[Algorithm] = Field(
+        default_factory=lambda: list[Algorithm](["SHA-256"]),
         min_length=1,
         max_length=2,
         description="Digest algorithms members may answer with, challenged in this order: "
@@ -711,8 +716,8 @@ class AccessSpec(CrdModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self == ['SHA-256'] || self == ['SHA-256', 'MD5'] || self == ['MD5']",
-                    "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
+                    " || ".join(f"self == {list(choice)}" for choice in ALGORITHM_CHOICES),
+                    ALGORITHMS_RULE,
                 )
             ]
         },
@@ -721,8 +726,7 @@ class AccessSpec(CrdModel):
     @field_validator("algorithms")
     @classmethod
     def _sha256_first(cls, algorithms: list[str]) -> list[str]:
-        if algorithms not in (["SHA-256"], ["SHA-256", "MD5"], ["MD5"]):
-            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        check_algorithms(algorithms)
         return algorithms
 
 
