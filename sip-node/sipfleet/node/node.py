@@ -86,7 +86,6 @@ from sipfleet.node.transfers import (
     TransferAction,
     Transfers,
 )
-from sipfleet.node.transport import Peer
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +154,7 @@ class Node:
         )
         stack.lockout = self.admission.guard.lockout
         stack.exempt = self.admission.shared_sources = config.trusted_sources
+        stack.s2s_tls = config.s2s_transport == "tls"
         await stack.start()
         loop = asyncio.get_running_loop()
         self._clocks = [
@@ -677,7 +677,8 @@ class Node:
         from_uri: str | None = None,
         callback: ResponseCallback | None = None,
     ) -> None:
-        """Send a signed request to a peer server over TCP."""
+        """Send a signed request to a peer server over TCP (TLS with --s2s-transport tls)."""
+        peer = self.stack.server_peer(peer_of(uri))
         request = build_request(
             method,
             uri,
@@ -691,11 +692,9 @@ class Node:
             body=body,
             key=self.key,
             now=time.time(),
+            transport=peer.transport.upper(),
         )
-        target = peer_of(uri)
-        self.stack.send_request(
-            request, Peer("tcp", target.host, target.port), callback or self._s2s_result
-        )
+        self.stack.send_request(request, peer, callback or self._s2s_result)
 
     def _s2s_result(self, response: SipResponse | None) -> None:
         if response is None or response.status >= 300:
