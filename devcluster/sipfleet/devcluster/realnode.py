@@ -446,7 +446,10 @@ def remove_cgroups(name: str) -> int:
 def require_root() -> None:
     """The real node changes the host's network and cgroups: root only."""
     if os.geteuid() != 0:
-        raise RealNodeError("the real node needs root (network interfaces, cgroups, mounts)")
+        raise RealNodeError(
+            "the local cluster needs root (it creates network interfaces, cgroups, mounts "
+            "and containers): run it with sudo"
+        )
     for tool in ("ip", "nft", "umount"):
         if shutil.which(tool) is None:
             raise RealNodeError(f"{tool} is not installed; run scripts/install-system-deps.sh")
