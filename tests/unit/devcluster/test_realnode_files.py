@@ -26,7 +26,11 @@ def test_pods_get_no_default_route_and_no_masquerade() -> None:
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
     assert bridge["ipMasq"] is False and bridge["isDefaultGateway"] is False
     routes = [r["dst"] for r in bridge["ipam"]["routes"]]
-    assert routes == [hostnet.SERVICE_CIDR, f"{hostnet.NODE_IP}/32"]
+    assert routes == [
+        hostnet.SERVICE_CIDR,
+        f"{hostnet.NODE_IP}/32",
+        nodeconfig.LOAD_BALANCER_RANGE,
+    ]
     assert "0.0.0.0/0" not in routes
 
 
