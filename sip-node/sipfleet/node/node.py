@@ -42,6 +42,7 @@ from sipfleet.node.distribution import (
     TreeAction,
 )
 from sipfleet.node.focus import (
+    DROPPED,
     NO_FIELDS,
     Member,
     Shard,
@@ -657,10 +658,13 @@ class Node:
 
     def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
         """End a member's session here (with a BYE when `bye`), counted once in
-        `members_removed_total{reason}`; a member already gone is left alone."""
+        `members_removed_total{reason}` (and in the shard's `dropped` for a reason in
+        `focus.DROPPED`); a member already gone is left alone."""
         if self._dialogs.pop(member.key, None) is None:
             return
         self.metrics.members_removed.labels(reason).inc()
+        if reason in DROPPED:
+            shard.dropped += 1
         shard.remove(member)
         if bye:
             self.send_in_dialog(member, "BYE")
