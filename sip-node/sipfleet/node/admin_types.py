@@ -152,6 +152,12 @@ class ShardState(BaseModel):
     capacity: int
     draining: bool
     member_uris: tuple[str, ...] = ()
+    dropped: int = Field(
+        default=0,
+        description="members whose session this server ended without their asking and "
+        "without moving them (a delivery timed out, the dialog was gone, the 2xx was "
+        "never ACKed), since the shard was created",
+    )
 
 
 class AdvertisedAddress(BaseModel):

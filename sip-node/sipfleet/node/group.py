@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sipfleet.node.distribution import Deliver, Distribution, Forward, RosterChanged, RosterDue
-from sipfleet.node.focus import Member, Shard, focus_contact, supports_replaces, user_of
+from sipfleet.node.focus import (
+    DROPPED,
+    Member,
+    Shard,
+    focus_contact,
+    supports_replaces,
+    user_of,
+)
 from sipfleet.node.presentation import Presentation, SenderDisplay, accepts_cpim, present
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
 from sipfleet.node.routes import Groups, RoutingTable
@@ -287,9 +294,12 @@ class GroupCore:
         self, shard: Shard, member: Member, *, bye: bool, reason: str, now: float
     ) -> list[GroupAction]:
         """End `member`'s session here (with a BYE when `bye`); nothing for a member
-        already gone, so a member is counted once."""
+        already gone, so a member is counted once (and once in the shard's `dropped`
+        for a reason in `focus.DROPPED`: a member lost, reported to the operator)."""
         if self._dialogs.pop(member.key, None) is None:
             return []
+        if reason in DROPPED:
+            shard.dropped += 1
         shard.remove(member)
         self.tree.schedule_roster(shard.group, now)
         return [Left(shard, member, reason, bye)]
