@@ -157,7 +157,8 @@ def run_throughput(
         cpu = sipp.run_step(t, args.cpu_rate, args.cpu_seconds, workdir / "cpu")
         print(
             f"  {t.name:<9} CPU per request at {args.cpu_rate:,}/s: "
-            f"{cpu.cpu_us_per_request:.1f} us ({cpu.ok}/{cpu.sent} answered, "
+            f"{cpu.cpu_us_per_request:.1f} us, of which system {cpu.sys_us_per_request:.1f} us "
+            f"({cpu.ok}/{cpu.sent} answered, "
             f"machine {cpu.machine_busy:.0f}% busy)",
             flush=True,
         )
