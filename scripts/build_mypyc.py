@@ -68,7 +68,12 @@ def build(target: Path) -> None:
             shutil.copy2(so, staging / "lib" / so.name)
         (staging / "complete").write_text(f"{sys.version}\n{', '.join(compiled.modules())}\n")
         shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another build of the same sources finished first: keep it
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (target / "complete").is_file():
+                raise
 
 
 def check(target: Path) -> str | None:
@@ -109,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as exc:
         tail = (exc.stdout or b"").decode(errors="replace")[-2000:]
         print(f"build_mypyc: mypyc failed, the pure Python core runs:\n{tail}")
+        return 0
+    except OSError as exc:
+        print(f"build_mypyc: could not write the build ({exc}), the pure Python core runs")
         return 0
     problem = check(target)
     if problem is not None:
