@@ -137,6 +137,14 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     servers = ([observed.main_pod] if observed.main_pod else []) + list(observed.node_pods)
     crashed, memory.restarts = restart_events(decision.group, servers, memory.restarts)
     outcome.events.extend(crashed)
+    dropped = {
+        server: shard.dropped
+        for server, state in observed.states.items()
+        for shard in state.shards
+        if shard.group == decision.group
+    }
+    found, memory.dropped = dropped_events(decision.group, dropped, memory.dropped)
+    outcome.events.extend(found)
     if decision.kind != "steady":
         metrics.DECISIONS.labels(decision.kind).inc()
     if outcome.failures:
@@ -183,6 +191,31 @@ def unmoved_events(
         if count > reported.get(server, 0)
     ]
     return events, dict(unmoved)
+
+
+def dropped_events(
+    group: str, dropped: Mapping[str, int], reported: Mapping[str, int]
+) -> tuple[list[Event], dict[str, int]]:
+    """Warning Events for members whose session a server ended without their asking
+    and without moving them (its shard's ``dropped`` count grew), each count once.
+
+    ``dropped`` is this pass's server -> count (servers it could read);
+    ``reported`` what earlier passes posted. A count below the remembered one
+    is a new Pod of the same name (or a new shard): remembered as is. Servers
+    not read this pass keep their remembered count.
+    """
+    events = [
+        Event(
+            "Warning",
+            "MembersDropped",
+            f"{server} ended the sessions of {count - reported.get(server, 0)} members of "
+            f"{group} without moving them (a delivery timed out, the dialog was gone or "
+            "the 2xx was never ACKed; sipfleet_node_members_removed_total by reason)",
+        )
+        for server, count in sorted(dropped.items())
+        if count > reported.get(server, 0)
+    ]
+    return events, {**reported, **dropped}
 
 
 async def release(rt: Runtime, ctx: Context) -> Outcome:

@@ -86,7 +86,6 @@ from sipfleet.node.transfers import (
     TransferAction,
     Transfers,
 )
-from sipfleet.node.transport import Peer
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +154,7 @@ class Node:
         )
         stack.lockout = self.admission.guard.lockout
         stack.exempt = self.admission.shared_sources = config.trusted_sources
+        stack.s2s_tls = config.s2s_transport == "tls"
         await stack.start()
         loop = asyncio.get_running_loop()
         self._clocks = [
@@ -277,7 +277,7 @@ class Node:
         a = advertised_of(self.config)
         host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
         shard, created = self.group.ensure_shard(
-            group, capacity, shard_uri(group, self.name, host, port), self._now(), sender_display
+            group, capacity, shard_uri(group, self.name, host, port), self.now(), sender_display
         )
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
@@ -288,9 +288,7 @@ class Node:
 
     async def delete_shard(self, group: str) -> ShardState:
         """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
-        shard = self.shards.get(group)
-        actions = self.group.delete_shard(group, self.now())
-        assert shard is not None  # delete_shard raised otherwise
+        shard, actions = self.group.delete_shard(group, self.now())
         self.admission.policies.pop(group, None)
         self._perform(actions)
         self.metrics.members.remove(group)
@@ -299,7 +297,7 @@ class Node:
         return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
-        if not self.group.put_routes(generation, groups, self._now()):
+        if not self.group.put_routes(generation, groups, self.now()):
             return
         if self._stack is not None:  # peer servers and trusted proxies are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
@@ -320,16 +318,9 @@ class Node:
         return self.jobs.all()
 
     def drain(self) -> NodeState:
-        self.group.drain(self._now())
+        self.group.drain(self.now())
         self._rearm()
         return self.state()
-
-    def _now(self) -> float:
-        """`now()`, also outside a running loop (admin calls before the start)."""
-        try:
-            return self.now()
-        except RuntimeError:
-            return time.monotonic()
 
     # ---- SIP requests (group.GroupCore decides; this answers and performs) ---------------
     def handle_ack(self, request: SipRequest) -> None:
@@ -686,7 +677,8 @@ class Node:
         from_uri: str | None = None,
         callback: ResponseCallback | None = None,
     ) -> None:
-        """Send a signed request to a peer server over TCP."""
+        """Send a signed request to a peer server over TCP (TLS with --s2s-transport tls)."""
+        peer = self.stack.server_peer(peer_of(uri))
         request = build_request(
             method,
             uri,
@@ -700,11 +692,9 @@ class Node:
             body=body,
             key=self.key,
             now=time.time(),
+            transport=peer.transport.upper(),
         )
-        target = peer_of(uri)
-        self.stack.send_request(
-            request, Peer("tcp", target.host, target.port), callback or self._s2s_result
-        )
+        self.stack.send_request(request, peer, callback or self._s2s_result)
 
     def _s2s_result(self, response: SipResponse | None) -> None:
         if response is None or response.status >= 300:
