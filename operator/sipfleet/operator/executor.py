@@ -122,12 +122,10 @@ class Executor:
             # (bench/operator_reaction.py).
             if created:
                 self.created_on.add(created.server)
-            if created and all(e.server != created.server for e in entries):
-                # The main server heads the table (the tree's root): a restarted
-                # one (crash recovery) gets its routes in this same pass, not one
-                # interval later, during which it took messages for no one.
-                main = created.server == podlib.main_pod_name(self.fleet)
-                entries.insert(0 if main else len(entries), created)
+            if created and created.server == podlib.main_pod_name(self.fleet):
+                entries = self._with_main(decision, created, entries)
+            elif created and all(e.server != created.server for e in entries):
+                entries.append(created)
         await self.push_routes(decision.group, entries)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")
@@ -141,6 +139,23 @@ class Executor:
         if decision.create_nodes:
             await self._create_nodes(decision.create_nodes, decision.create_reason)
         return self.outcome
+
+    def _with_main(
+        self, decision: Decision, main: RouteEntry, entries: list[RouteEntry]
+    ) -> list[RouteEntry]:
+        """The table headed by a main server whose shard this pass (re)created: a
+        main server back from a crash gets its routes in this same pass, not one
+        interval later, during which it took messages for no one. The planner
+        routes nothing while the main server has no shard, so the other servers'
+        entries come from the group's last table (those still observed and not
+        being deleted), fresh ones from the next pass."""
+        gone = {a.server for a in decision.delete}
+        rest = entries or [
+            e
+            for e in self.fleet_routes.groups.get(decision.group, ())
+            if e.server in self.observed.urls and e.server not in gone
+        ]
+        return [main, *(e for e in rest if e.server != main.server)]
 
     async def _ensure_shard(self, server: str, group: str, capacity: int) -> RouteEntry | None:
         """Create the group's shard on ``server``; its routing entry, or None on failure."""

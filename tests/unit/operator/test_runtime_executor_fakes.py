@@ -235,8 +235,12 @@ async def test_a_server_restarting_while_observed_gets_its_table_with_its_new_sh
     seen = observed(admins)
     seen = replace(seen, states={n: st for n, st in seen.states.items() if n != "f-main"})
     place = ShardPlacement("f-main", A, 10, "main ready")
-    await executor(rt, "conf-a", seen).apply(decision(A, "f-node-1", create_shards=(place,)))
-    assert [e.server for e in admins["f-main"].groups[A]] == ["f-main", "f-node-1"]
+    # The planner routes nothing while the main server has no shard: the table is
+    # the last one, headed by the main server's new shard.
+    await executor(rt, "conf-a", seen).apply(decision(A, create_shards=(place,)))
+    for server in ("f-main", "f-node-1"):
+        assert [e.server for e in admins[server].groups[A]] == ["f-main", "f-node-1"]
+    assert admins["f-main"].groups[A][0].uri == f"sip:new@{A}"
 
 
 async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display() -> None:
