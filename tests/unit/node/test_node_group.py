@@ -22,7 +22,8 @@ from sipfleet.node.group import (
     Reply,
 )
 from sipfleet.node.presentation import SenderDisplay
-from sipfleet.node.redirect import RESERVATION_SECONDS
+from sipfleet.node.redirect import RESERVATION_SECONDS, STOPPING_RETRY_AFTER
+from sipfleet.node.routes import StaleGeneration
 from sipfleet.node.s2s import Envelope
 from sipfleet.node.sip import Headers, SipRequest, SipUri, format_hostport
 from sipfleet.node.sip.target import request_target
@@ -228,6 +229,14 @@ def test_a_draining_server_redirects_every_join() -> None:
     )
     core.drain(0.0)
     assert reply(join(core, Phone("p0", 6000))).status == 302
+
+
+def test_a_draining_server_with_no_room_anywhere_answers_503() -> None:
+    core = one_shard()
+    core.drain(0.0)  # no routes: no other server to send the join to
+    answer = reply(join(core, Phone("p0", 6000)))
+    assert answer.status == 503  # RFC 3261 21.5.4: this server is stopping
+    assert dict(answer.headers)["Retry-After"] == str(STOPPING_RETRY_AFTER)
 
 
 def test_bye_leaves_once_and_a_second_bye_gets_481() -> None:
@@ -453,10 +462,12 @@ def test_deleting_a_shard_byes_its_members_and_reports_it_empty() -> None:
     assert core.resolve(alice.request("MESSAGE", uri=GROUP)) == (GROUP, None)  # still routed
 
 
-def test_the_same_routes_generation_again_is_a_no_op() -> None:
+def test_the_same_routes_generation_again_is_a_no_op_and_an_older_one_refused() -> None:
     core = node1_core()
     assert not core.put_routes(1, {}, 1.0)
     assert core.routes.generation == 1 and core.routes.entries(GROUP)
+    with pytest.raises(StaleGeneration):
+        core.put_routes(0, {}, 1.0)
 
 
 def test_a_member_is_a_core_dialog() -> None:
