@@ -120,6 +120,7 @@ class Executor:
             if created and all(e.server != created.server for e in entries):
                 entries.append(created)
         await self.push_routes(decision.group, entries)
+        await self._sender_display(decision.group)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")
         for action in decision.drain:
@@ -147,6 +148,28 @@ class Executor:
         self.outcome.did("ShardCreated", f"{group} on {server} at {shard.uri}")
         free = max(0, shard.capacity - shard.members)
         return RouteEntry(server, shard.uri, "active", free)
+
+    async def _sender_display(self, group: str) -> None:
+        """Give the group's existing shards the conference's sender display when it
+        changed (SipConference.spec.senderDisplay; new shards get it when created).
+        Unsetting it is not sent: a shard keeps the mode it has."""
+        wanted = self.sender_display
+        if wanted is None:
+            return
+        for server, state in sorted(self.observed.states.items()):
+            for shard in state.shards:
+                if shard.group != group or shard.sender_display == wanted:
+                    continue
+                try:
+                    await self._client(server).ensure_shard(
+                        group, shard.capacity, sender_display=wanted
+                    )
+                except _FAILURES as exc:
+                    self.outcome.failed(
+                        "ShardFailed", f"sender display of {group} on {server}: {exc}"
+                    )
+                    continue
+                self.outcome.did("SenderDisplay", f"{group} on {server} shows senders as {wanted}")
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.

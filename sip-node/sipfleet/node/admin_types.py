@@ -153,6 +153,9 @@ class ShardState(BaseModel):
     capacity: int
     draining: bool
     member_uris: tuple[str, ...] = ()
+    sender_display: SenderDisplay | None = Field(
+        default=None, description="the group's own sender display; null: --sender-display"
+    )
 
 
 class AdvertisedAddress(BaseModel):

@@ -117,6 +117,7 @@ class Shard:
             capacity=self.capacity,
             draining=self.draining or server_draining,
             member_uris=tuple(sorted(self.by_aor)),
+            sender_display=self.sender_display,
         )
 
 

@@ -144,6 +144,7 @@ async def test_a_shard_takes_the_sender_display_it_is_given() -> None:
             assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
             await admin.ensure_shard(GROUP, 10)  # not given: kept
             assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
+            assert (await admin.state()).shards[0].sender_display is SenderDisplay.CPIM
             body = {"group": GROUP, "capacity": 10, "sender_display": "display-name"}
             assert (await client.post("/v1/shards", json=body, headers=AUTH)).status == 200
             assert node.shards[GROUP].sender_display is SenderDisplay.DISPLAY_NAME

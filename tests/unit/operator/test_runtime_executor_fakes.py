@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -101,6 +102,7 @@ class FakeAdmin:
         self.running: list[TransferState] = []
         self.access: Access | None = None
         self.sender_display: SenderDisplay | None = None
+        self.ensured: list[tuple[str, int, SenderDisplay | None]] = []
 
     async def state(self) -> NodeState:
         shards = (shard(A, self.members),) if self.members else ()
@@ -128,6 +130,7 @@ class FakeAdmin:
         sender_display: SenderDisplay | None = None,
     ) -> ShardState:
         self.access, self.sender_display = access, sender_display
+        self.ensured.append((group, capacity, sender_display))
         return shard(group, uri=f"sip:new@{group}", capacity=capacity)
 
     async def delete_shard(self, group: str) -> ShardState:
@@ -222,6 +225,25 @@ async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display(
     await run.apply(decision(A, "f-main", create_shards=(place,)))
     assert admins["f-node-1"].access == access
     assert admins["f-node-1"].sender_display is SenderDisplay.CPIM
+
+
+async def test_a_changed_sender_display_reaches_the_existing_shards_once() -> None:
+    admins = {"f-main": FakeAdmin({A: (RouteEntry("f-main", "sip:a@f-main"),)})}
+    rt = FakeRuntime(FakeKube(), admins)
+    before = observed(admins)  # f-main's shard of A shows senders the server's way
+    prefix = SenderDisplay.PREFIX
+    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", before, None, prefix)
+    await run.apply(decision(A, "f-main"))
+    assert admins["f-main"].ensured == [(A, 20, prefix)]  # its capacity kept
+    assert admins["f-main"].access is None  # the policy is left as it is
+    assert ("Normal", "SenderDisplay") in [(e.type, e.reason) for e in run.outcome.events]
+    after = replace(before, states={"f-main": node_state(shard(A, sender_display=prefix))})
+    await Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", after, None, prefix).apply(
+        decision(A, "f-main")
+    )
+    assert len(admins["f-main"].ensured) == 1  # already so: nothing sent
+    await executor(rt, "conf-a", before).apply(decision(A, "f-main"))  # unset: left alone
+    assert len(admins["f-main"].ensured) == 1
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
