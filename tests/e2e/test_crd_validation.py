@@ -143,6 +143,16 @@ BAD_OBJECTS = [
         "should match",
     ),
     (
+        fleet("wss-no-cert", websocket={"wssPort": 8443}),
+        "spec.websocket.wssPort",
+        "websocket.wssPort needs tls.secretName",
+    ),
+    (
+        fleet("tls-ports", tls={"secretName": "cert"}, nodeTemplate={"sipPort": 5070}),
+        "spec.tls.secretName",
+        "mainServer.sipPort and nodeTemplate.sipPort must be equal",
+    ),
+    (
         manifest("SipConference", "no-fleet", {"uri": "sip:a@example.com"}),
         "spec.fleetRef",
         "Required",

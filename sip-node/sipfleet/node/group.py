@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sipfleet.node.distribution import Deliver, Distribution, Forward, RosterChanged, RosterDue
-from sipfleet.node.focus import Member, Shard, focus_contact, supports_replaces, user_of
+from sipfleet.node.focus import (
+    DROPPED,
+    Member,
+    Shard,
+    focus_contact,
+    supports_replaces,
+    user_of,
+)
 from sipfleet.node.presentation import Presentation, SenderDisplay, accepts_cpim, present
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
 from sipfleet.node.routes import Groups, RoutingTable
@@ -288,9 +295,12 @@ class GroupCore:
         self, shard: Shard, member: Member, *, bye: bool, reason: str, now: float
     ) -> list[GroupAction]:
         """End `member`'s session here (with a BYE when `bye`); nothing for a member
-        already gone, so a member is counted once."""
+        already gone, so a member is counted once (and once in the shard's `dropped`
+        for a reason in `focus.DROPPED`: a member lost, reported to the operator)."""
         if self._dialogs.pop(member.key, None) is None:
             return []
+        if reason in DROPPED:
+            shard.dropped += 1
         shard.remove(member)
         self.tree.schedule_roster(shard.group, now)
         return [Left(shard, member, reason, bye)]
@@ -496,8 +506,8 @@ class GroupCore:
             return []
         sender = envelope.sender
         recipients = tuple(m for m in shard.members.values() if m.aor != sender)
-        if not recipients:
-            return []
+        # Even with no recipient here: the shell keeps the message for members it
+        # may bring back after a crash (rejoin.py).
         return [FanOut(shard, envelope, recipients, self.sender_display_of(shard))]
 
     def sender_display_of(self, shard: Shard) -> SenderDisplay:
