@@ -154,15 +154,16 @@ class Executor:
         return RouteEntry(server, shard.uri, "active", free)
 
     async def _sender_display(self, group: str) -> None:
-        """Give the group's existing shards the conference's sender display when it
-        changed (SipConference.spec.senderDisplay; new shards get it when created).
-        Unsetting it is not sent: a shard keeps the mode it has."""
+        """Give the group's existing shards the conference's sender display when they
+        show senders another way (SipConference.spec.senderDisplay changed; new shards
+        get it when created). Unsetting it is not sent: a shard keeps the mode it has.
+        A server that does not report the mode predates it and is left alone."""
         wanted = self.sender_display
         if wanted is None:
             return
         for server, state in sorted(self.observed.states.items()):
             for shard in state.shards:
-                if shard.group != group or shard.sender_display == wanted:
+                if shard.group != group or shard.sender_display in (None, wanted):
                     continue
                 try:
                     await self._client(server).ensure_shard(

@@ -153,7 +153,10 @@ class ShardState(BaseModel):
     draining: bool
     member_uris: tuple[str, ...] = ()
     sender_display: SenderDisplay | None = Field(
-        default=None, description="the group's own sender display; null: --sender-display"
+        default=None,
+        description="how the shard's members are shown who wrote a group message: the "
+        "group's own sender display, else the server's --sender-display (null only from "
+        "servers that predate it)",
     )
     dropped: int = Field(
         default=0,

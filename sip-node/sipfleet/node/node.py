@@ -246,9 +246,12 @@ class Node:
             sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),
             draining=self.draining,
             routes_generation=self.routes.generation,
-            shards=tuple(s.state(self.draining) for s in self.shards.values()),
+            shards=tuple(self._shard_state(s) for s in self.shards.values()),
             routes=self.routes.snapshot(),
         )
+
+    def _shard_state(self, shard: Shard) -> ShardState:
+        return shard.state(self.draining, self.group.sender_display_of(shard))
 
     def _advertised(self) -> AdvertisedAddress | None:
         """The advertised address members reach us at (admin API), None if we have none."""
@@ -284,7 +287,7 @@ class Node:
         if self._stack is not None:
             self.recovery.routes_changed()
         self._rearm()
-        return shard.state(self.draining), created
+        return self._shard_state(shard), created
 
     async def delete_shard(self, group: str) -> ShardState:
         """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
@@ -294,7 +297,7 @@ class Node:
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
         self.recovery.shard_deleted(group)
-        return shard.state(self.draining)
+        return self._shard_state(shard)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
         if not self.group.put_routes(generation, groups, self.now()):

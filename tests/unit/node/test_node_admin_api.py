@@ -55,6 +55,7 @@ async def test_openapi_schemas_are_the_contract_types(client: TestClient) -> Non
         members=0,
         capacity=3,
         draining=False,
+        sender_display=SenderDisplay.AUTO,  # the server's --sender-display
     )
 
 
@@ -140,6 +141,8 @@ async def test_a_shard_takes_the_sender_display_it_is_given() -> None:
     async with TestClient(TestServer(build_app(node, TOKEN))) as client:
         url = str(client.make_url("")).rstrip("/")
         async with AdminClient(url, TOKEN) as admin:
+            await admin.ensure_shard(GROUP, 10)
+            assert (await admin.state()).shards[0].sender_display is SenderDisplay.AUTO
             await admin.ensure_shard(GROUP, 10, sender_display=SenderDisplay.CPIM)
             assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
             await admin.ensure_shard(GROUP, 10)  # not given: kept

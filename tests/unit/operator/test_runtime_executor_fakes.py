@@ -243,7 +243,8 @@ async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display(
 async def test_a_changed_sender_display_reaches_the_existing_shards_once() -> None:
     admins = {"f-main": FakeAdmin({A: (RouteEntry("f-main", "sip:a@f-main"),)})}
     rt = FakeRuntime(FakeKube(), admins)
-    before = observed(admins)  # f-main's shard of A shows senders the server's way
+    auto = node_state(shard(A, sender_display=SenderDisplay.AUTO))  # the server's way
+    before = replace(observed(admins), states={"f-main": auto})
     prefix = SenderDisplay.PREFIX
     run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", before, None, prefix)
     await run.apply(decision(A, "f-main"))
@@ -257,6 +258,11 @@ async def test_a_changed_sender_display_reaches_the_existing_shards_once() -> No
     assert len(admins["f-main"].ensured) == 1  # already so: nothing sent
     await executor(rt, "conf-a", before).apply(decision(A, "f-main"))  # unset: left alone
     assert len(admins["f-main"].ensured) == 1
+    old = replace(before, states={"f-main": node_state(shard(A))})  # reports no mode
+    await Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", old, None, prefix).apply(
+        decision(A, "f-main")
+    )
+    assert len(admins["f-main"].ensured) == 1  # a server that predates the mode: left alone
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
