@@ -96,6 +96,9 @@ class Executor:
     """How its members see who wrote a group message (SipConference.spec.senderDisplay;
     None: each server's default), for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
+    created_on: set[str] = field(default_factory=set, init=False)
+    """Servers this pass created a shard on: their route table is pushed whatever
+    they reported (a restarted one may not have answered the observation)."""
 
     @property
     def fleet(self) -> str:
@@ -117,12 +120,12 @@ class Executor:
             # Route a new shard in the pass that created it: leaving it to the
             # next observation cost a whole interval of scale-out reaction time
             # (bench/operator_reaction.py).
-            if created and all(e.server != created.server for e in entries):
-                # The main server heads the table (the tree's root): a restarted
-                # one (crash recovery) gets its routes in this same pass, not one
-                # interval later, during which it took messages for no one.
-                main = created.server == podlib.main_pod_name(self.fleet)
-                entries.insert(0 if main else len(entries), created)
+            if created:
+                self.created_on.add(created.server)
+            if created and created.server == podlib.main_pod_name(self.fleet):
+                entries = self._with_main(decision, created, entries)
+            elif created and all(e.server != created.server for e in entries):
+                entries.append(created)
         await self.push_routes(decision.group, entries)
         await self._sender_display(decision.group)
         for action in decision.roll:  # graceful: the node moves its members, then exits
@@ -137,6 +140,23 @@ class Executor:
         if decision.create_nodes:
             await self._create_nodes(decision.create_nodes, decision.create_reason)
         return self.outcome
+
+    def _with_main(
+        self, decision: Decision, main: RouteEntry, entries: list[RouteEntry]
+    ) -> list[RouteEntry]:
+        """The table headed by a main server whose shard this pass (re)created: a
+        main server back from a crash gets its routes in this same pass, not one
+        interval later, during which it took messages for no one. The planner
+        routes nothing while the main server has no shard, so the other servers'
+        entries come from the group's last table (those still observed and not
+        being deleted), fresh ones from the next pass."""
+        gone = {a.server for a in decision.delete}
+        rest = entries or [
+            e
+            for e in self.fleet_routes.groups.get(decision.group, ())
+            if e.server in self.observed.urls and e.server not in gone
+        ]
+        return [main, *(e for e in rest if e.server != main.server)]
 
     async def _ensure_shard(self, server: str, group: str, capacity: int) -> RouteEntry | None:
         """Create the group's shard on ``server``; its routing entry, or None on failure."""
@@ -213,8 +233,10 @@ class Executor:
             await self._delete(name, f"delete {name}: {group} released")
 
     def _reported(self) -> dict[str, int]:
-        """Servers we observed -> their routes generation."""
-        return {name: state.routes_generation for name, state in self.observed.states.items()}
+        """Servers we observed -> their routes generation (0 for one we created a
+        shard on in this pass: it needs its table)."""
+        reported = {n: state.routes_generation for n, state in self.observed.states.items()}
+        return reported | dict.fromkeys(self.created_on, 0)
 
     async def _push(self) -> None:
         """Push every changed table with one new generation (under the fleet's route lock).

@@ -227,6 +227,24 @@ async def test_a_restarted_main_server_is_routed_at_the_root_in_the_same_pass() 
     assert [e.server for e in admins["f-node-1"].groups[A]] == ["f-main", "f-node-1"]
 
 
+async def test_a_server_restarting_while_observed_gets_its_table_with_its_new_shard() -> None:
+    """The main server did not answer the observation (it was restarting) and had its
+    table pushed before; the pass that recreates its shard pushes its table again."""
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    admins["f-main"] = FakeAdmin()  # restarted: no shard, no table
+    seen = observed(admins)
+    seen = replace(seen, states={n: st for n, st in seen.states.items() if n != "f-main"})
+    place = ShardPlacement("f-main", A, 10, "main ready")
+    # The planner routes nothing while the main server has no shard: the table is
+    # the last one, headed by the main server's new shard.
+    await executor(rt, "conf-a", seen).apply(decision(A, create_shards=(place,)))
+    for server in ("f-main", "f-node-1"):
+        assert [e.server for e in admins[server].groups[A]] == ["f-main", "f-node-1"]
+    assert admins["f-main"].groups[A][0].uri == f"sip:new@{A}"
+
+
 async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display() -> None:
     admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
     rt = FakeRuntime(FakeKube(), admins)
