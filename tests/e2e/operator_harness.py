@@ -9,7 +9,10 @@ Members are sipp processes; each logs JOINED/RECV/MOVED/LEFT lines
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterable
@@ -461,3 +464,44 @@ def save_events(kube: Cluster, namespace: str, path: Path) -> None:
 def events(kube: Cluster, namespace: str) -> list[tuple[str, str]]:
     items = get_json(kube, "events", "-n", namespace)["items"]
     return [(e["reason"], e.get("message", "")) for e in items]
+
+
+def server_pids(kube: Cluster, namespace: str, pod: str) -> list[int]:
+    """The host pids of a server Pod's container (the process kubelet runs it as a
+    host process, ``sipfleet://<pid>``; on the real node every process whose cgroup
+    names the ``containerd://<id>`` container), [] while it is not running."""
+    body = get_json(kube, "pod", pod, "-n", namespace)
+    statuses = (body.get("status") or {}).get("containerStatuses", [])
+    running = [s["containerID"] for s in statuses if s.get("containerID")]
+    if not running:
+        return []
+    scheme, _, ident = running[0].partition("://")
+    if scheme == "sipfleet":
+        return [int(ident)] if Path(f"/proc/{ident}").exists() else []
+    pids = []
+    for cgroup in Path("/proc").glob("[0-9]*/cgroup"):
+        try:
+            if ident in cgroup.read_text():
+                pids.append(int(cgroup.parent.name))
+        except OSError:
+            continue  # the process ended meanwhile
+    return sorted(pids)
+
+
+def kill_server(kube: Cluster, namespace: str, pod: str) -> list[int]:
+    """SIGKILL a server Pod's process, as an OOM kill or a crash would end it (the
+    kubelet then restarts its container: restartPolicy Always). Returns the pids
+    killed; fails when the container has no process to kill."""
+    pids = server_pids(kube, namespace, pod)
+    assert pids, f"{pod} has no running container process"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def restarts(kube: Cluster, namespace: str, pod: str) -> int:
+    """How many times the kubelet restarted the Pod's containers."""
+    body = get_json(kube, "pod", pod, "-n", namespace)
+    statuses = (body.get("status") or {}).get("containerStatuses", [])
+    return sum(int(s.get("restartCount", 0)) for s in statuses)

@@ -23,6 +23,8 @@ KUBE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "pause")
 RUNC = Path("/usr/sbin/runc")
 CNI_BIN_DIR = Path("/usr/lib/cni")
+CNI_PLUGINS = ("bridge", "host-local", "portmap")
+"""The CNI plugins the node's conflist uses (Debian's containernetworking-plugins)."""
 BUILD_SCRIPT = "build-kube-binaries.sh"
 
 
@@ -106,8 +108,11 @@ def missing_node_binaries() -> list[Path]:
     missing += [p for p in wanted if not os.access(p, os.X_OK) and p not in missing]
     if not os.access(bins.runc, os.X_OK):
         missing.append(bins.runc)
-    if not os.access(bins.cni_bin_dir / "bridge", os.X_OK):
-        missing.append(bins.cni_bin_dir / "bridge")
+    missing += [
+        bins.cni_bin_dir / plugin
+        for plugin in CNI_PLUGINS
+        if not os.access(bins.cni_bin_dir / plugin, os.X_OK)
+    ]
     return missing
 
 
@@ -138,12 +143,8 @@ def source_checkout() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "images").is_dir() else None
 
 
-def build(*, control_plane_only: bool = False) -> None:
-    """Run the build script (minutes, once); raise BinariesError if it cannot.
-
-    With `control_plane_only`, only what the process kubelet's cluster needs
-    (the control plane and helm), not the real node's binaries.
-    """
+def build() -> None:
+    """Run the build script (minutes, once); raise BinariesError if it cannot."""
     script = find_build_script()
     if script is None:
         raise BinariesError(
@@ -155,8 +156,7 @@ def build(*, control_plane_only: bool = False) -> None:
             "Kubernetes binaries are missing and Go is not installed; install Go >= 1.26 "
             "(https://go.dev/doc/install), then run `make kube-binaries`"
         )
-    only = ["--control-plane"] if control_plane_only else []
-    result = subprocess.run(["bash", str(script), *only], check=False)
+    result = subprocess.run(["bash", str(script)], check=False)
     if result.returncode != 0:
         raise BinariesError(f"{script} failed (exit {result.returncode}); see its log above")
 
@@ -167,7 +167,7 @@ def locate(*, build_if_missing: bool = True) -> Binaries:
         if not build_if_missing:
             names = ", ".join(str(p) for p in missing_binaries())
             raise BinariesError(f"missing {names}; run `make kube-binaries`")
-        build(control_plane_only=True)
+        build()
         still = missing_binaries()
         if still:
             names = ", ".join(str(p) for p in still)

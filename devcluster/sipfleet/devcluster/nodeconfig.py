@@ -20,6 +20,10 @@ DEAD_REGISTRY = "http://127.0.0.1:9"
 """Every registry host points here (the discard port, nothing listens): no pull leaves."""
 REGISTRIES = ("docker.io", "registry.k8s.io", "quay.io", "ghcr.io", "gcr.io", "_default")
 CNI_NETWORK = "sipfleet"
+LOAD_BALANCER_RANGE = "10.245.0.8/29"
+"""Addresses a LoadBalancer Service may be given here (no load balancer runs: a
+test writes them into status.loadBalancer.ingress, and kube-proxy DNATs them).
+Pods route them to the host, as a cloud's VIPs are routable from its pods."""
 
 
 def containerd_toml(root: Path, bins: NodeBinaries) -> str:
@@ -81,7 +85,12 @@ def registry_hosts_toml(host: str) -> str:
 
 
 def cni_conflist(ipam_dir: Path) -> str:
-    """The pod network: the bridge plugin, host-local IPAM, no default route, no masquerade."""
+    """The pod network: the bridge plugin, host-local IPAM, no default route, no
+    masquerade; then portmap, which makes a Pod's ``hostPort`` a DNAT on the node
+    (iptables chains ``CNI-HOSTPORT-*``/``CNI-DN-*`` in the nat table, removed by
+    `realnode.remove_portmap_chains` on `dev down`). The operator gives each host
+    port a ``hostIP`` (the node address), so only that address is translated,
+    never 127.0.0.1 or the host's other addresses."""
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -101,9 +110,11 @@ def cni_conflist(ipam_dir: Path) -> str:
                         "routes": [
                             {"dst": hostnet.SERVICE_CIDR, "gw": hostnet.POD_GATEWAY},
                             {"dst": f"{hostnet.NODE_IP}/32", "gw": hostnet.POD_GATEWAY},
+                            {"dst": LOAD_BALANCER_RANGE, "gw": hostnet.POD_GATEWAY},
                         ],
                     },
                 },
+                {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
             ],
         },
         indent=2,

@@ -4,8 +4,8 @@ kube-scheduler and CoreDNS, next to the control plane of controlplane.py.
 `RealNode.files` writes the configs; `RealNode.argv` gives each process's
 command line (started and recorded like the control plane's); `images`
 loads the local images into containerd; `cleanup` undoes on the host what
-the node did there (pods, mounts, cgroups, kube-proxy's tables, the host
-network of hostnet.py).
+the node did there (pods, mounts, cgroups, kube-proxy's tables, the CNI
+portmap plugin's host-port chains, the host network of hostnet.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -39,6 +41,11 @@ KUBELET_CHAINS = {
 }
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def state_dir_of(host_record: Path) -> Path:
+    """The state dir whose `RealNode.host_record` is `host_record`."""
+    return host_record.parents[2]
 
 
 class RealNodeError(RuntimeError):
@@ -67,6 +74,7 @@ class RealNode:
 
     @property
     def host_record(self) -> Path:
+        """The host network's record (`state_dir_of` goes back from it)."""
         return self.layout.node / "host" / "net.json"
 
     @property
@@ -259,6 +267,9 @@ class RealNode:
         unmounted = unmount_under(self.layout.node)
         if unmounted:
             done.append(f"{unmounted} mounts under {self.layout.node}")
+        killed = kill_cgroup_tasks("kubepods")
+        if killed:
+            done.append(f"{killed} container processes left without containerd")
         removed = remove_cgroups("kubepods")
         if removed:
             done.append(f"{removed} kubepods cgroups")
@@ -268,6 +279,9 @@ class RealNode:
         removed_chains = remove_kubelet_chains()
         if removed_chains:
             done.append(f"{removed_chains} kubelet iptables chains")
+        removed_chains = remove_portmap_chains()
+        if removed_chains:
+            done.append(f"{removed_chains} CNI portmap iptables chains")
         try:
             before = json.loads(self.dirs_record.read_text())
             existed, tables = set(before["dirs"]), before["tables"]
@@ -335,6 +349,43 @@ def remove_kubelet_chains() -> int:
     return count
 
 
+PORTMAP_CHAINS = ("CNI-HOSTPORT-", "CNI-DN-")
+"""Prefixes of the nat chains the CNI portmap plugin makes for host ports."""
+
+
+def remove_portmap_chains() -> int:
+    """Delete the portmap plugin's nat chains (`PORTMAP_CHAINS`) and the jumps to
+    them from the base chains, with iptables and ip6tables; return how many chains.
+
+    A Pod deleted through the kubelet has its ``CNI-DN-*`` chain removed by the
+    plugin; the shared ``CNI-HOSTPORT-*`` chains and those of Pods still running
+    at `dev down` stay until removed here.
+    """
+    count = 0
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        listed = subprocess.run([tool, "-t", "nat", "-S"], capture_output=True, text=True)
+        ours: list[str] = []
+        for line in listed.stdout.splitlines():
+            words = shlex.split(line)  # comments are quoted ("CNI portfwd requiring masquerade")
+            if words[:1] == ["-N"] and words[1].startswith(PORTMAP_CHAINS):
+                ours.append(words[1])
+            elif words[:1] == ["-A"] and "-j" in words:
+                target = words[words.index("-j") + 1]
+                if target.startswith(PORTMAP_CHAINS) and not words[1].startswith(PORTMAP_CHAINS):
+                    subprocess.run([tool, "-t", "nat", "-D", *words[1:]], capture_output=True)
+        for chain in ours:
+            subprocess.run([tool, "-t", "nat", "-F", chain], capture_output=True)
+        for chain in ours:
+            if (
+                subprocess.run([tool, "-t", "nat", "-X", chain], capture_output=True).returncode
+                == 0
+            ):
+                count += 1
+    return count
+
+
 def _full_ref(tag: str) -> str:
     """The name containerd stores `tag` under (``docker.io/`` added to a bare name)."""
     first = tag.split("/")[0]
@@ -355,6 +406,23 @@ def unmount_under(root: Path) -> int:
         if subprocess.run(["umount", "-l", point], capture_output=True).returncode == 0:
             count += 1
     return count
+
+
+def kill_cgroup_tasks(name: str) -> int:
+    """SIGKILL every process in the cgroup `name` (and below) of every v1 hierarchy.
+
+    Only pods whose containerd is gone are left there by the time `cleanup`
+    runs (a crashed run); returns how many processes were signalled.
+    """
+    pids: set[int] = set()
+    for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else ():
+        for procs_file in (hierarchy / name).rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in procs_file.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
 
 
 def remove_cgroups(name: str) -> int:
@@ -379,7 +447,10 @@ def remove_cgroups(name: str) -> int:
 def require_root() -> None:
     """The real node changes the host's network and cgroups: root only."""
     if os.geteuid() != 0:
-        raise RealNodeError("the real node needs root (network interfaces, cgroups, mounts)")
+        raise RealNodeError(
+            "the local cluster needs root (it creates network interfaces, cgroups, mounts "
+            "and containers): run it with sudo"
+        )
     for tool in ("ip", "nft", "umount"):
         if shutil.which(tool) is None:
             raise RealNodeError(f"{tool} is not installed; run scripts/install-system-deps.sh")

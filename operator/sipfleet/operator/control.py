@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic
 from sipfleet.node.admin_types import Access
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
@@ -21,6 +22,7 @@ from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
+from sipfleet.operator.recovery import restart_events
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 
 
@@ -106,7 +108,18 @@ async def _observe(rt: Runtime, ctx: Context) -> Observed:
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:
     snap = ctx.snapshot
     access = Access.model_validate(ctx.spec.access.to_k8s())
-    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed, access)
+    mode = ctx.spec.sender_display
+    return Executor(
+        rt,
+        ctx.namespace,
+        snap.body,
+        snap.spec,
+        ctx.name,
+        snap.token,
+        observed,
+        access,
+        None if mode is None else SenderDisplay(mode),
+    )
 
 
 async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> Pass:
@@ -121,6 +134,9 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         outcome = await _executor(rt, ctx, observed).apply(decision)
     found, memory.unmoved = unmoved_events(decision.group, observed.unmoved, memory.unmoved)
     outcome.events.extend(found)
+    servers = ([observed.main_pod] if observed.main_pod else []) + list(observed.node_pods)
+    crashed, memory.restarts = restart_events(decision.group, servers, memory.restarts)
+    outcome.events.extend(crashed)
     dropped = {
         server: shard.dropped
         for server, state in observed.states.items()

@@ -12,6 +12,7 @@ Both live next to each other in the model that owns them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
@@ -19,6 +20,14 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+from sipfleet.node.auth.policy import (
+    ALGORITHM_CHOICES,
+    ALGORITHMS_RULE,
+    AOR_PATTERN,
+    Algorithm,
+    Mode,
+    check_algorithms,
+)
 
 GROUP = "sipfleet.io"
 VERSION = "v1alpha1"
@@ -270,6 +279,32 @@ class RolloutPolicy(CrdModel):
 
 ExposureMode = Literal["PodIP", "HostPort", "NodePort", "LoadBalancer"]
 EntryServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+NodeAddressType = Literal["InternalIP", "ExternalIP"]
+
+
+class HostPortRange(CrdModel):
+    """Host ports HostPort-mode servers take, the lowest free one on their node."""
+
+    first: Port = Field(default=5060, description="Lowest host port (UDP and TCP alike).")
+    last: Port = Field(default=5099, description="Highest host port.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.first > self.last:
+            raise ValueError(f"hostPorts.first ({self.first}) exceeds last ({self.last})")
+        return self
+
+    def ports(self) -> range:
+        """The ports, first to last inclusive."""
+        return range(self.first, self.last + 1)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.first <= self.last", "first must not exceed last", ".first")
+            ]
+        }
+    )
 
 
 class ExposureSpec(CrdModel):
@@ -279,8 +314,8 @@ class ExposureSpec(CrdModel):
         default="PodIP",
         description="What each server advertises in Via, Contact, the 302's Contact, "
         "Refer-To and SDP: PodIP (its Pod IP; members inside the cluster or a routable "
-        "pod network), HostPort (its node's InternalIP and the SIP port as a host "
-        "port; one server per node and port), NodePort or LoadBalancer (a Service "
+        "pod network), HostPort (its node's InternalIP or ExternalIP and a host port "
+        "the operator picks free on that node, see hostPorts), NodePort or LoadBalancer (a Service "
         "per server, created before its Pod; the Pod starts once the Service has an "
         "address and advertises it).",
     )
@@ -288,6 +323,91 @@ class ExposureSpec(CrdModel):
         default="ClusterIP",
         description="Type of the Service '<fleet>-sip' in front of the main server, the "
         "fleet's stable entry point (target of the domain's _sip._udp/_sip._tcp SRV).",
+    )
+    node_address_type: NodeAddressType = Field(
+        default="InternalIP",
+        description="HostPort mode: the node address a server advertises, its node's "
+        "InternalIP or ExternalIP. The operator places each server on a node that has "
+        "one; while none has, no server is created and a NodeAddressMissing Event and "
+        "the fleet's Exposed condition say so.",
+    )
+    host_ports: HostPortRange = _section(
+        HostPortRange,
+        "HostPort mode: the host ports servers take; each server gets the lowest one "
+        "no Pod on its node holds, so servers on one node never collide.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="IP addresses of edge proxies or SBCs in front of the fleet, which "
+        "carry many members: every server exempts them from its per-source rate limit and "
+        "locks out a member failing authentication through one by its From AOR, never the "
+        "proxy's address (sipfleet-node --trusted-proxies).",
+        json_schema_extra={
+            "items": {"type": "string", "maxLength": 45},
+            "x-kubernetes-validations": [
+                _cel("self.all(a, isIP(a))", "every trusted proxy must be an IP address")
+            ],
+        },
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_address(address)  # ValueError names the bad one
+        return value
+
+
+class TlsSpec(CrdModel):
+    """SIP over TLS (RFC 3261 26.2, sips:) and the certificate of every server."""
+
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret of type kubernetes.io/tls (keys 'tls.crt' and 'tls.key', as "
+        "cert-manager writes them) mounted into every server; a changed Secret is used for "
+        "new connections within seconds, without dropping calls. Absent: no TLS, no wss.",
+    )
+    port: Port = Field(
+        default=5061,
+        description="SIP over TLS port of every server. A 302 or REFER to another server "
+        "names its TLS port as far above its SIP port as this is above the main server's "
+        "(docs/transport.md), so main and node SIP ports must be equal.",
+    )
+    ca_secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret whose key 'ca.crt' holds extra CAs (PEM) a server trusts when "
+        "it opens a TLS connection to a member; the system CAs are trusted as well.",
+    )
+    server_to_server: bool = Field(
+        default=False,
+        description="Requests between the fleet's servers (distribution, transfers) over "
+        "TLS too, to each other's TLS port; each server's certificate is checked against "
+        "caSecretName's ca.crt, else the tls Secret's own ca.crt (cert-manager writes it), "
+        "without an address check (Pod IPs are not in certificates).",
+    )
+
+
+class WebSocketSpec(CrdModel):
+    """SIP over WebSocket (RFC 7118) for browser clients (JsSIP, SIP.js)."""
+
+    ws_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Plain WebSocket (ws) port of every server; 0 (the default): off. "
+        "Messages cross the network in clear: prefer wssPort.",
+    )
+    wss_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Secure WebSocket (wss) port of every server, with the tls Secret's "
+        "certificate; 0 (the default): off.",
     )
 
 
@@ -344,6 +464,10 @@ class SipFleetSpec(CrdModel):
     exposure: ExposureSpec = _section(
         ExposureSpec, "How members outside the pod network reach the servers."
     )
+    tls: TlsSpec = _section(TlsSpec, "SIP over TLS: the servers' certificate and port.")
+    websocket: WebSocketSpec = _section(
+        WebSocketSpec, "SIP over WebSocket (ws, wss) ports for browser clients."
+    )
 
     def grace_period_seconds(self) -> int:
         """Seconds a stopping server gets to move a full server's members away.
@@ -364,6 +488,17 @@ class SipFleetSpec(CrdModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> Self:
+        if self.websocket.wss_port and not self.tls.secret_name:
+            raise ValueError("websocket.wssPort needs tls.secretName (the certificate)")
+        if self.tls.secret_name and self.main_server.sip_port != self.node_template.sip_port:
+            raise ValueError(
+                "with tls.secretName, mainServer.sipPort and nodeTemplate.sipPort "
+                "must be equal (every server's TLS port is as far above it)"
+            )
+        return self
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -371,7 +506,21 @@ class SipFleetSpec(CrdModel):
                     "self.minNodes <= self.maxNodes",
                     "minNodes must be less than or equal to maxNodes",
                     ".minNodes",
-                )
+                ),
+                _cel(
+                    "!has(self.websocket) || !has(self.websocket.wssPort) || "
+                    "self.websocket.wssPort == 0 || "
+                    "(has(self.tls) && has(self.tls.secretName))",
+                    "websocket.wssPort needs tls.secretName (the certificate)",
+                    ".websocket.wssPort",
+                ),
+                _cel(
+                    "!has(self.tls) || !has(self.tls.secretName) || "
+                    "self.mainServer.sipPort == self.nodeTemplate.sipPort",
+                    "with tls.secretName, mainServer.sipPort and nodeTemplate.sipPort must be "
+                    "equal",
+                    ".tls.secretName",
+                ),
             ]
         }
     )
@@ -414,7 +563,8 @@ class SipFleetStatus(CrdModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Scaling and Degraded conditions.",
+        description="Ready, Scaling, Degraded, Rolling and Exposed (False while HostPort "
+        "mode finds no node for the main server) conditions.",
         json_schema_extra=_map_list("type"),
     )
     main_server: MainServerStatus | None = Field(
@@ -538,28 +688,26 @@ class TransferPolicy(CrdModel):
     )
 
 
-AccessMode = Literal["open", "authenticated", "allowlist"]
-DigestAlgorithm = Literal["SHA-256", "MD5"]
-AOR = r"^sip:[^@\s]+@[^@\s]+$"
+SenderDisplayMode = Literal["auto", "cpim", "display-name", "prefix"]
 
 
 class AccessSpec(CrdModel):
     """Who may join the group, post to it and read its roster (docs/security.md)."""
 
-    policy: AccessMode = Field(
+    policy: Mode = Field(
         default="authenticated",
         description="open: anyone (the sender is not verified); authenticated: SIP digest "
         "credentials from the fleet's memberCredentialsSecret; allowlist: authenticated "
         "and listed in allow. New conferences are authenticated unless they say open.",
     )
-    allow: list[Annotated[str, Field(max_length=512, pattern=AOR)]] = Field(
+    allow: list[Annotated[str, Field(max_length=512, pattern=AOR_PATTERN)]] = Field(
         default_factory=list,
         max_length=10000,
         description="Addresses of record (sip:user@domain) allowed when policy is allowlist.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    algorithms: list[DigestAlgorithm] = Field(
-        default_factory=lambda: list[DigestAlgorithm](["SHA-256"]),
+    algorithms: list[Algorithm] = Field(
+        default_factory=lambda: list[Algorithm](["SHA-256"]),
         min_length=1,
         max_length=2,
         description="Digest algorithms members may answer with, challenged in this order: "
@@ -568,8 +716,8 @@ class AccessSpec(CrdModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self == ['SHA-256'] || self == ['SHA-256', 'MD5'] || self == ['MD5']",
-                    "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
+                    " || ".join(f"self == {list(choice)}" for choice in ALGORITHM_CHOICES),
+                    ALGORITHMS_RULE,
                 )
             ]
         },
@@ -578,8 +726,7 @@ class AccessSpec(CrdModel):
     @field_validator("algorithms")
     @classmethod
     def _sha256_first(cls, algorithms: list[str]) -> list[str]:
-        if algorithms not in (["SHA-256"], ["SHA-256", "MD5"], ["MD5"]):
-            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        check_algorithms(algorithms)
         return algorithms
 
 
@@ -605,6 +752,14 @@ class SipConferenceSpec(CrdModel):
     transfer: TransferPolicy = _section(TransferPolicy, "How members move between servers.")
     access: AccessSpec = _section(
         AccessSpec, "Who may join, post and read the roster: open, authenticated or allowlist."
+    )
+    sender_display: SenderDisplayMode | None = Field(
+        default=None,
+        description="How members' phones are shown who wrote a group message "
+        "(docs/media-and-messages.md): auto (message/cpim to members that accept it, "
+        "else a 'name: ' text prefix), cpim, display-name (the From display name) or "
+        "prefix. Unset: each server's --sender-display (default auto). Applied when the "
+        "group's shard is created on a server.",
     )
 
     @field_validator("uri")

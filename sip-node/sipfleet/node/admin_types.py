@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
+from sipfleet.node.auth.policy import AOR_PATTERN, Algorithm, Mode, check_algorithms
+from sipfleet.node.presentation import SenderDisplay
 
 METHODS = ("refer", "refer-to-server")
 TransferMethod = Literal["refer", "refer-to-server"]
@@ -96,8 +98,7 @@ class RoutesAck(BaseModel):
     generation: int
 
 
-Aor = Annotated[StrictStr, Field(pattern=r"^sip:[^@\s]+@[^@\s]+$", description="sip:user@domain")]
-DigestAlgorithm = Literal["SHA-256", "MD5"]
+Aor = Annotated[StrictStr, Field(pattern=AOR_PATTERN, description="sip:user@domain")]
 
 
 class Access(BaseModel):
@@ -106,15 +107,14 @@ class Access(BaseModel):
     algorithms members may answer with, SHA-256 first (RFC 8760)."""
 
     model_config = _CONFIG
-    policy: Literal["open", "authenticated", "allowlist"] = "authenticated"
+    policy: Mode = "authenticated"
     allow: tuple[Aor, ...] = ()
-    algorithms: Annotated[tuple[DigestAlgorithm, ...], Field(min_length=1)] = ("SHA-256",)
+    algorithms: Annotated[tuple[Algorithm, ...], Field(min_length=1)] = ("SHA-256",)
 
     @field_validator("algorithms")
     @classmethod
     def _sha256_first(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
-        if algorithms not in (("SHA-256",), ("SHA-256", "MD5"), ("MD5",)):
-            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        check_algorithms(algorithms)
         return algorithms
 
     def to_json(self) -> dict[str, Any]:
@@ -124,12 +124,15 @@ class Access(BaseModel):
 class ShardRequest(BaseModel):
     """POST /v1/shards: create the group's shard here (idempotent; a new capacity
     replaces the old one; `access`, when given, becomes the group's policy here,
-    else the server's --default-policy applies)."""
+    else the server's --default-policy applies; `sender_display`, when given, is how
+    the group's members are shown who wrote a group message, else the server's
+    --sender-display applies: docs/media-and-messages.md)."""
 
     model_config = _CONFIG
     group: GroupUri
     capacity: Annotated[StrictInt, Field(ge=1)]
     access: Access | None = None
+    sender_display: SenderDisplay | None = None
 
 
 class GroupRef(BaseModel):

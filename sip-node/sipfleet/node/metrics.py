@@ -95,6 +95,12 @@ class NodeMetrics:
         self.tcp_connections = Gauge(
             p + "tcp_connections", "TCP connections open (inbound and outbound)", registry=r
         )
+        self.tls_connections = Gauge(
+            p + "tls_connections", "TLS connections open (inbound and outbound)", registry=r
+        )
+        self.ws_connections = Gauge(
+            p + "ws_connections", "WebSocket connections open (ws and wss)", registry=r
+        )
         self.tcp_refused = Counter(
             p + "tcp_refused",
             "TCP connections refused for a limit (total, per_source)",
@@ -125,6 +131,33 @@ class NodeMetrics:
             p + "members_removed",
             "Members whose session this server ended or saw end, by reason",
             ["reason"],
+            registry=r,
+        )
+
+        # Crash recovery (replicas.py, recovery.py, rejoin.py).
+        self.replicas_held = Gauge(
+            p + "replicas_held",
+            "Dialogs of other servers' members this server holds replicas of",
+            registry=r,
+        )
+        self.orphaned = Counter(
+            p + "orphaned_members",
+            "Members of a dead server this server took charge of, by how the death "
+            "was noticed (restarted, silent)",
+            ["reason"],
+            registry=r,
+        )
+        self.rejoins = Counter(
+            p + "rejoins",
+            "Orphaned members brought back (rejoined) or lost (failed), by method "
+            "(replaces: INVITE with Replaces, reinvite: re-INVITE in the dead dialog)",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.replayed = Counter(
+            p + "replayed_deliveries",
+            "Group messages sent again to members brought back after a crash: those "
+            "since their dead server's last sign of life (some may be duplicates)",
             registry=r,
         )
 

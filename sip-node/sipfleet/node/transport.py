@@ -1,4 +1,4 @@
-"""asyncio adapters: UDP endpoints and TCP connections (inbound and pooled outbound).
+"""asyncio adapters: UDP endpoints and TCP or TLS connections (inbound and pooled outbound).
 
 Every resource a peer can make this server hold here is bounded: TCP
 connections in total and per source address, how long one may stay idle,
@@ -14,12 +14,14 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol, cast
 
 from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.sip import Limits, SipMessage, SipParseError, StreamFramer
+from sipfleet.node.tls import ServerSession
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ class SendError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Where a message came from or goes to; transport is "udp" or "tcp", host is
+    """Where a message came from or goes to; transport is "udp", "tcp", "tls", "ws" or
+    "wss" (lower case), host is
     an IP address in socket form (IPv6 without brackets). `udp_fallback` marks a
     request sent over TCP only because of its size (RFC 3261 18.1.1): should the
     connection fail, it is re-sent over UDP."""
@@ -124,30 +127,37 @@ class TcpLimits:
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection, framed by Content-Length; writes are buffered by asyncio
-    up to `TcpLimits.max_write_buffer`."""
+    """One TCP connection (TLS when its pool has contexts), framed by Content-Length;
+    writes are buffered by asyncio up to `TcpLimits.max_write_buffer`. An inbound
+    TLS connection is counted from the TCP accept and handshakes through a
+    `tls.ServerSession` within the message deadline, so a handshake that never ends
+    is bounded like a silent TCP connection (per source, in total, in time)."""
 
     def __init__(self, pool: TcpPool, outbound: bool) -> None:
         self._pool, self.outbound = pool, outbound
         self._framer = StreamFramer(pool.limits.stream)
         self.transport: asyncio.Transport | None = None
-        self.peer = Peer("tcp", "", 0)
+        self.peer = Peer(pool.transport, "", 0)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._pending_tx: list[str] = []  # transactions waiting for the connect
         self.last_activity = pool.now()
         self.message_started: float | None = None  # when a partial message began
         self.close_reason = "peer"
+        self._tls: ServerSession | None = None  # inbound TLS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer("tcp", host, port)
+        self.peer = Peer(self._pool.transport, host, port)
         self.last_activity = self._pool.now()
         if not self.outbound:  # its first message is due within the deadline too
             self.message_started = self.last_activity
         if not self._pool.opened(self):
             self.transport.close()
+            return
+        if not self.outbound and self._pool.server_ssl is not None:
+            self._tls = ServerSession(self._pool.server_ssl)
             return
         if self._pending:
             self.transport.writelines(self._pending)
@@ -158,6 +168,10 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = self._pool.now()
         self.last_activity = now
+        if self._tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         try:
             messages = self._framer.feed(data)
         except SipParseError as exc:
@@ -171,6 +185,29 @@ class TcpConnection(asyncio.Protocol):
         for message in messages:
             self._pool.receiver.on_stream_message(message, self.peer, self)
 
+    def _decrypt(self, data: bytes) -> bytes:
+        """The application bytes of TLS records from the peer; b"" when there are none
+        yet or the connection failed (then it is closed)."""
+        tls = self._tls
+        assert tls is not None and self.transport is not None
+        established = tls.established
+        try:
+            plain = tls.receive(data)
+        except ssl.SSLError as exc:
+            log.debug("TLS with %s failed: %s", self.peer, exc)
+            self.transport.write(tls.outgoing())  # the alert, if any
+            self.close("parse_error" if established else "handshake")
+            return b""
+        out = tls.outgoing()
+        if not established and tls.established and self._pending:
+            out += tls.send(b"".join(self._pending))
+            self._pending.clear()
+            self._pending_tx.clear()
+            self._pending_bytes = 0
+        if out:
+            self.transport.write(out)
+        return plain
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._pool.forget(self)
@@ -178,7 +215,8 @@ class TcpConnection(asyncio.Protocol):
     def write(self, data: bytes, tx_id: str = "") -> None:
         """Queue `data`; raises SendError when the connection is closing or its
         peer has left more than `max_write_buffer` bytes unread (then it is closed)."""
-        if self.transport is None:  # still connecting
+        tls = self._tls
+        if self.transport is None or (tls is not None and not tls.established):  # connecting
             if self._pending_bytes + len(data) > self._pool.limits.max_write_buffer:
                 raise SendError("too much queued for a TCP connection still being opened")
             self._pending.append(data)
@@ -192,7 +230,7 @@ class TcpConnection(asyncio.Protocol):
             self.close("write_buffer")
             raise SendError(f"TCP peer {self.peer.host}:{self.peer.port} is not reading")
         self.last_activity = self._pool.now()
-        self.transport.write(data)
+        self.transport.write(data if tls is None else tls.send(data))
 
     def connect_failed(self) -> list[str]:
         """The transactions whose data was waiting for a connect that failed."""
@@ -218,9 +256,23 @@ class TcpPool:
         receiver: Receiver,
         metrics: NodeMetrics,
         limits: TcpLimits | None = None,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        peer_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """A TCP pool, or a TLS one (transport "tls") when given `server_ssl` for
+        inbound and `client_ssl` for outbound connections (RFC 3261 26.2);
+        `peer_ssl` (default `client_ssl`) for outbound connections to `exempt`
+        hosts, the fleet's other servers."""
         self._loop, self.receiver, self._metrics = loop, receiver, metrics
         self.limits = limits or TcpLimits()
+        self.server_ssl, self.client_ssl = server_ssl, client_ssl
+        self.peer_ssl = peer_ssl or client_ssl
+        self.transport = "tcp" if server_ssl is None and client_ssl is None else "tls"
+        self._gauge = (
+            metrics.tcp_connections if self.transport == "tcp" else metrics.tls_connections
+        )
         self._by_addr: dict[tuple[str, int], TcpConnection] = {}
         self._all: set[TcpConnection] = set()
         self._per_source: dict[str, int] = {}
@@ -267,14 +319,29 @@ class TcpPool:
     async def _connect(self, conn: TcpConnection, host: str, port: int) -> None:
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
-                await self._loop.create_connection(lambda: conn, host, port)
-        except OSError as exc:  # TimeoutError included
+                if self.client_ssl is None:
+                    await self._loop.create_connection(lambda: conn, host, port)
+                else:  # a member's certificate must name the address (IP SAN)
+                    await self._loop.create_connection(
+                        lambda: conn,
+                        host,
+                        port,
+                        ssl=self.peer_ssl if host in self.exempt else self.client_ssl,
+                        server_hostname=host,
+                        ssl_handshake_timeout=self.handshake_timeout,
+                    )
+        except OSError as exc:  # TimeoutError and ssl.SSLError included
             log.info("TCP connect to %s:%d failed: %s", host, port, exc or "timed out")
             self._metrics.tcp_closed.labels("connect_failed").inc()
             self.forget(conn)
             tx_ids = conn.connect_failed()
             if tx_ids:
                 self.receiver.on_send_failed(tx_ids)
+
+    @property
+    def handshake_timeout(self) -> float:
+        """Seconds an outbound TLS handshake may take: the message deadline."""
+        return self.limits.message_deadline
 
     def opened(self, conn: TcpConnection) -> bool:
         """A connection is up; False when it must be refused (over a limit)."""
@@ -294,7 +361,7 @@ class TcpPool:
             self._per_source[source] = self._per_source.get(source, 0) + 1
             self._all.add(conn)
         self._by_addr.setdefault((conn.peer.host, conn.peer.port), conn)
-        self._metrics.tcp_connections.set(len(self._all))
+        self._gauge.set(len(self._all))
         self._arm_sweeper()
         return True
 
@@ -314,7 +381,7 @@ class TcpPool:
                 del self._by_addr[key]
         if conn.close_reason != "refused":
             self._metrics.tcp_closed.labels(conn.close_reason).inc()
-        self._metrics.tcp_connections.set(len(self._all))
+        self._gauge.set(len(self._all))
 
     def _arm_sweeper(self) -> None:
         if self._sweeper is None and not self._closed:
