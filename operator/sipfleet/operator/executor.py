@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.node.admin_types import Access, RouteEntry, TransferRequest
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
@@ -120,6 +121,7 @@ class Executor:
             if created and all(e.server != created.server for e in entries):
                 entries.append(created)
         await self.push_routes(decision.group, entries)
+        await self._sync_access(decision.group)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")
         for action in decision.drain:
@@ -147,6 +149,28 @@ class Executor:
         self.outcome.did("ShardCreated", f"{group} on {server} at {shard.uri}")
         free = max(0, shard.capacity - shard.members)
         return RouteEntry(server, shard.uri, "active", free)
+
+    async def _sync_access(self, group: str) -> None:
+        """Re-send the conference's access policy to every server whose shard of
+        ``group`` reports another one, so a changed SipConference.spec.access reaches
+        running servers (ensure_shard is idempotent; the capacity stays)."""
+        if self.access is None:
+            return
+        wanted = AccessPolicy.from_json(self.access.to_json())
+        for server, state in self.observed.states.items():
+            for shard in state.shards:
+                if shard.group != group or shard.access is None:  # not reported: left alone
+                    continue
+                if AccessPolicy.from_json(shard.access.to_json()) == wanted:
+                    continue
+                try:
+                    await self._client(server).ensure_shard(group, shard.capacity, self.access)
+                except _FAILURES as exc:
+                    self.outcome.failed("AccessFailed", f"access of {group} on {server}: {exc}")
+                    continue
+                self.outcome.did(
+                    "AccessUpdated", f"{group} on {server}: policy {self.access.policy}"
+                )
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.

@@ -152,6 +152,10 @@ class ShardState(BaseModel):
     capacity: int
     draining: bool
     member_uris: tuple[str, ...] = ()
+    access: Access | None = Field(
+        default=None,
+        description="the group's access policy in force on this server (None: not reported)",
+    )
 
 
 class AdvertisedAddress(BaseModel):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from sipfleet.node.admin_types import (
+    Access,
     AdvertisedAddress,
     NodeState,
     RouteEntry,
@@ -242,9 +243,17 @@ class Node:
             sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),
             draining=self.draining,
             routes_generation=self.routes.generation,
-            shards=tuple(s.state(self.draining) for s in self.shards.values()),
+            shards=tuple(
+                s.state(self.draining).model_copy(update={"access": self._access_of(s.group)})
+                for s in self.shards.values()
+            ),
             routes=self.routes.snapshot(),
         )
+
+    def _access_of(self, group: str) -> Access | None:
+        """The access policy in force for `group` here, as the admin API shows it."""
+        policy = self.admission.policy_for(group)
+        return None if policy is None else Access.model_validate(policy.to_json())
 
     def _advertised(self) -> AdvertisedAddress | None:
         """The advertised address members reach us at (admin API), None if we have none."""
