@@ -243,17 +243,15 @@ class Node:
             sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),
             draining=self.draining,
             routes_generation=self.routes.generation,
-            shards=tuple(
-                s.state(self.draining).model_copy(update={"access": self._access_of(s.group)})
-                for s in self.shards.values()
-            ),
+            shards=tuple(self._shard_state(s) for s in self.shards.values()),
             routes=self.routes.snapshot(),
         )
 
-    def _access_of(self, group: str) -> Access | None:
-        """The access policy in force for `group` here, as the admin API shows it."""
-        policy = self.admission.policy_for(group)
-        return None if policy is None else Access.model_validate(policy.to_json())
+    def _shard_state(self, shard: Shard) -> ShardState:
+        """The shard as the admin API shows it, with the access policy in force here."""
+        policy = self.admission.policy_for(shard.group)
+        access = None if policy is None else Access.model_validate(policy.to_json())
+        return shard.state(self.draining).model_copy(update={"access": access})
 
     def _advertised(self) -> AdvertisedAddress | None:
         """The advertised address members reach us at (admin API), None if we have none."""
@@ -287,7 +285,7 @@ class Node:
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
         self._rearm()
-        return shard.state(self.draining), created
+        return self._shard_state(shard), created
 
     async def delete_shard(self, group: str) -> ShardState:
         """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
