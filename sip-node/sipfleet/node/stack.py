@@ -91,6 +91,8 @@ Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]
 """Gets every response of a client transaction; None once if it timed out."""
 Outgoing = tuple[SipRequest | Outbound, Peer, ResponseCallback | None]
+"""A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
+client transaction: to whom, and who gets the answers."""
 
 
 class StreamPool(Protocol):
@@ -99,10 +101,6 @@ class StreamPool(Protocol):
     def send(
         self, host: str, port: int, data: bytes, tx_id: str = "", *, connect: bool = True
     ) -> None: ...
-
-
-"""A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
-client transaction: to whom, and who gets the answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,11 @@ class Advertised:
 
     def port(self, transport: str) -> int:
         """The advertised port of `transport` (Peer.transport), 0 when not set."""
-        return {"udp": self.udp_port, "tcp": self.tcp_port, "tls": self.tls_port}.get(transport, 0)
+        if transport == "udp":
+            return self.udp_port
+        if transport == "tcp":
+            return self.tcp_port
+        return self.tls_port if transport == "tls" else 0
 
 
 class Application(Protocol):
