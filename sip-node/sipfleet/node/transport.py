@@ -230,7 +230,13 @@ class TcpConnection(asyncio.Protocol):
             self.close("write_buffer")
             raise SendError(f"TCP peer {self.peer.host}:{self.peer.port} is not reading")
         self.last_activity = self._pool.now()
-        self.transport.write(data if tls is None else tls.send(data))
+        if tls is not None:
+            try:
+                data = tls.send(data)
+            except ssl.SSLError as exc:  # the session ended (e.g. the peer's close_notify)
+                self.close("peer")
+                raise SendError(f"TLS to {self.peer.host}:{self.peer.port}: {exc}") from exc
+        self.transport.write(data)
 
     def connect_failed(self) -> list[str]:
         """The transactions whose data was waiting for a connect that failed."""
