@@ -39,12 +39,15 @@ class Peer:
     "wss" (lower case), host is
     an IP address in socket form (IPv6 without brackets). `udp_fallback` marks a
     request sent over TCP only because of its size (RFC 3261 18.1.1): should the
-    connection fail, it is re-sent over UDP."""
+    connection fail, it is re-sent over UDP. `sips` marks a TLS peer that uses
+    `sips:` URIs (its request's Request-URI or its Contact), so the URIs written for
+    it are `sips:` too (RFC 3261 12.1.1); other TLS peers get `;transport=tls`."""
 
     transport: str
     host: str
     port: int
     udp_fallback: bool = False
+    sips: bool = False
 
 
 @lru_cache(maxsize=4096)
