@@ -68,6 +68,18 @@ class SipNode:
         return shard
 
 
+def core(code_dir: Path | None = None) -> str:
+    """Which SIP core a sip-node started now runs: "compiled (mypyc)" when a build
+    for its sources exists (scripts/build_mypyc.py) and SIPFLEET_PURE_PYTHON is not
+    set, else "pure Python"."""
+    env = None if code_dir is None else dict(os.environ, PYTHONPATH=str(code_dir.resolve()))
+    probe = "from sipfleet.node.sip import compiled; print(compiled.ACTIVE)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    return "compiled (mypyc)" if out.stdout.strip() == "True" else "pure Python"
+
+
 def start(
     procs: Procs,
     host: str,

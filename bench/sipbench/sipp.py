@@ -48,6 +48,12 @@ class Step:
     sipp_cpu: float
     machine_busy: float  # % of all cores, including work that is not the benchmark's
     server_cpu_s: float = 0.0  # the server's user+system CPU seconds during the step
+    server_sys_s: float = 0.0  # of which system (kernel) time: the socket calls
+
+    @property
+    def sys_us_per_request(self) -> float:
+        """Of `cpu_us_per_request`, the kernel's part (system time)."""
+        return 1e6 * self.server_sys_s / self.ok if self.ok else float("nan")
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -161,7 +167,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
     ]
     meter = CpuMeter({"server": target.session_id})
     sipp_cpu = _run(argv, step_dir, seconds + 30)
-    used = meter.seconds()["server"]
+    user_s, sys_s = meter.split()["server"]
     server_cpu = meter.percent()["server"]
     machine_busy = meter.machine_busy()
     stats = _final_stats(step_dir / "stat.csv")
@@ -182,7 +188,8 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
         server_cpu=server_cpu,
         sipp_cpu=100.0 * sipp_cpu / max(elapsed, 1e-6),
         machine_busy=machine_busy,
-        server_cpu_s=used,
+        server_cpu_s=user_s + sys_s,
+        server_sys_s=sys_s,
     )
 
 

@@ -123,6 +123,11 @@ BAD_OBJECTS = [
         "should match",
     ),
     (
+        conference("loud", senderDisplay="loud"),
+        "spec.senderDisplay",
+        'supported values: "auto", "cpim", "display-name", "prefix"',
+    ),
+    (
         conference("zero-cap", capacity={"membersPerServer": 0}),
         "spec.capacity.membersPerServer",
         "greater than or equal to 1",

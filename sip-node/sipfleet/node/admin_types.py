@@ -156,6 +156,12 @@ class ShardState(BaseModel):
         default=None,
         description="the group's access policy in force on this server (None: not reported)",
     )
+    dropped: int = Field(
+        default=0,
+        description="members whose session this server ended without their asking and "
+        "without moving them (a delivery timed out, the dialog was gone, the 2xx was "
+        "never ACKed), since the shard was created",
+    )
 
 
 class AdvertisedAddress(BaseModel):
