@@ -158,6 +158,10 @@ class ShardState(BaseModel):
         "group's own sender display, else the server's --sender-display (null only from "
         "servers that predate it)",
     )
+    access: Access | None = Field(
+        default=None,
+        description="the group's access policy in force on this server (None: not reported)",
+    )
     dropped: int = Field(
         default=0,
         description="members whose session this server ended without their asking and "

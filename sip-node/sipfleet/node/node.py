@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from sipfleet.node.admin_types import (
+    Access,
     AdvertisedAddress,
     NodeState,
     RouteEntry,
@@ -251,7 +252,12 @@ class Node:
         )
 
     def _shard_state(self, shard: Shard) -> ShardState:
-        return shard.state(self.draining, self.group.sender_display_of(shard))
+        """The shard as the admin API shows it, with the access policy and the
+        sender display in force here."""
+        policy = self.admission.policy_for(shard.group)
+        access = None if policy is None else Access.model_validate(policy.to_json())
+        state = shard.state(self.draining, self.group.sender_display_of(shard))
+        return state.model_copy(update={"access": access})
 
     def _advertised(self) -> AdvertisedAddress | None:
         """The advertised address members reach us at (admin API), None if we have none."""

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sipfleet.node.admin_api import build_app
 from sipfleet.node.admin_client import AdminClient, AdminError
-from sipfleet.node.admin_types import NodeState, RouteEntry, ShardState, TransferRequest
+from sipfleet.node.admin_types import Access, NodeState, RouteEntry, ShardState, TransferRequest
 from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
@@ -56,6 +56,7 @@ async def test_openapi_schemas_are_the_contract_types(client: TestClient) -> Non
         capacity=3,
         draining=False,
         sender_display=SenderDisplay.AUTO,  # the server's --sender-display
+        access=Access(policy="open"),  # no credentials here: the server's default
     )
 
 

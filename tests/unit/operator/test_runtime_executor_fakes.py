@@ -414,3 +414,33 @@ async def test_node_names_fill_gaps(count: int) -> None:
         decision(A, "f-main", create_nodes=count, create_reason="scale out")
     )
     assert kube.created == ["f-node-1", "f-node-3", "f-node-4"][:count]
+
+
+async def test_a_changed_access_policy_reaches_running_shards_once() -> None:
+    entries = (RouteEntry("f-main", "sip:a@f-main", "active", 5),)
+    admins = {"f-main": FakeAdmin({A: entries}), "f-node-1": FakeAdmin({A: entries})}
+    rt = FakeRuntime(FakeKube(), admins)
+    obs = observed(admins)
+    reported = {
+        "f-main": Access(policy="open"),  # stale: the conference said open before
+        "f-node-1": Access(policy="authenticated", allow=()),  # already as wanted
+    }
+    obs = replace(
+        obs,
+        states={
+            name: state.model_copy(
+                update={
+                    "shards": tuple(
+                        s.model_copy(update={"access": reported[name]}) for s in state.shards
+                    )
+                }
+            )
+            for name, state in obs.states.items()
+        },
+    )
+    wanted = Access(policy="authenticated")
+    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", obs, wanted)
+    outcome = await run.apply(decision(A, "f-main", "f-node-1"))
+    assert admins["f-main"].access == wanted  # re-sent to the stale server only
+    assert admins["f-node-1"].access is None
+    assert [e.reason for e in outcome.events] == ["AccessUpdated"]
