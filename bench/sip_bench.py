@@ -7,7 +7,10 @@
    (role main) where the MESSAGE goes to a group whose only member is the
    sender: the full group path (membership check, 200, fan-out to nobody) with
    no deliveries, the closest equivalent of a stateless 200 that sip-node has.
-   Reports the best sustained rate (< 1% failures), p50/p99 latency, CPU.
+   Reports the best sustained rate (< 1% failures), p50/p99 latency, CPU, and
+   each server's CPU microseconds per request at a fixed moderate rate (user+
+   system time from /proc over a bounded sipp run, divided by the MESSAGEs
+   answered): unlike the rate, other work on a shared machine hardly moves it.
 2. Fan-out: one MESSAGE to a group of N members (default 1,000), against
    Kamailio's imc module (room preloaded with the same members but the last,
    who joins with #join) and against a sip-node group those members joined by
@@ -68,6 +71,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fixed rate of the microsecond latency run (default 1000/s)",
     )
     p.add_argument(
+        "--cpu-rate",
+        type=int,
+        default=2000,
+        help="fixed rate of the CPU-per-request run (default 2000/s)",
+    )
+    p.add_argument(
+        "--cpu-seconds", type=float, default=5.0, help="length of the CPU-per-request run"
+    )
+    p.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="only the CPU-per-request and latency runs: no rate search, no fan-out",
+    )
+    p.add_argument(
         "--children",
         type=int,
         default=2,
@@ -125,12 +142,22 @@ def run_throughput(
     searches = {
         t.name: (sipp.RateSearch(args.start_rate, args.ceiling), stepper(t)) for t in targets
     }
-    sipp.search_together(searches, args.budget * len(targets))
+    if not args.cpu_only:
+        sipp.search_together(searches, args.budget * len(targets))
     results = []
     for t in targets:
         search = searches[t.name][0]
+        cpu = sipp.run_step(t, args.cpu_rate, args.cpu_seconds, workdir / "cpu")
+        print(
+            f"  {t.name:<9} CPU per request at {args.cpu_rate:,}/s: "
+            f"{cpu.cpu_us_per_request:.1f} us ({cpu.ok}/{cpu.sent} answered, "
+            f"machine {cpu.machine_busy:.0f}% busy)",
+            flush=True,
+        )
         latency = sipp.run_latency(t, args.latency_rate, 3.0, workdir)
-        results.append(Throughput(t.name, search.steps, search.good, args.latency_rate, latency))
+        results.append(
+            Throughput(t.name, search.steps, search.good, args.latency_rate, latency, cpu)
+        )
     return results
 
 
@@ -272,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: report.throughput.extend(run_throughput(targets, args, procs.workdir)),
             )
             procs.stop_pid(*stateless)
+            if args.cpu_only:
+                return finish(report, args, t_start)
             groups: list[fanout.Group] = []
             if args.only != "sip-node":
                 guarded(
@@ -298,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work dir kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    return finish(report, args, t_start)
+
+
+def finish(report: Report, args: argparse.Namespace, t_start: float) -> int:
+    """Print the report and write it to --out."""
     report.settings.append(f"Total run time {time.monotonic() - t_start:.0f} s")
     text = render(report)
     print()

@@ -167,9 +167,13 @@ class CpuMeter:
         d_total = total - self._machine[1]
         return 100.0 * (busy - self._machine[0]) / d_total if d_total > 0 else 0.0
 
-    def percent(self) -> dict[str, float]:
-        elapsed = max(time.monotonic() - self._t0, 1e-6)
+    def seconds(self) -> dict[str, float]:
+        """User+system CPU seconds each session used since the meter started."""
         return {
-            name: 100.0 * (session_cpu_seconds(sid) - self._start[name]) / elapsed
+            name: session_cpu_seconds(sid) - self._start[name]
             for name, sid in self.sessions.items()
         }
+
+    def percent(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self._t0, 1e-6)
+        return {name: 100.0 * used / elapsed for name, used in self.seconds().items()}

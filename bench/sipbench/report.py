@@ -24,6 +24,7 @@ class Throughput:
     best: Step | None
     latency_rate: int
     latency_us: list[float]
+    cpu: Step | None = None  # the fixed-rate run measuring CPU per request
 
     @property
     def max_rate(self) -> float:
@@ -147,7 +148,26 @@ def render(report: Report) -> str:
             + (f"{b.server_cpu:.0f} | {b.sipp_cpu:.0f} |" if b else "- | - |")
             + f" {t.peak:,.0f} |"
         )
+    out += [
+        "",
+        "CPU per request: the server's user+system CPU time (all its processes, from /proc) "
+        "during a fixed-rate run, divided by the MESSAGEs it answered 200. Other work on "
+        "the machine delays a server but hardly adds to its CPU time, so this is the "
+        "steady number on a shared machine.",
+        "",
+        "| server | rate | answered | CPU us per request | server CPU % | machine busy % |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in report.throughput:
+        c = t.cpu
+        if c is not None:
+            out.append(
+                f"| {t.name} | {c.rate:,}/s | {c.ok}/{c.sent} | {c.cpu_us_per_request:.1f} | "
+                f"{c.server_cpu:.0f} | {c.machine_busy:.0f} |"
+            )
+    for t in report.throughput:
+        if not t.steps:
+            continue
         out += [
             "",
             f"Steps against {t.name}:",

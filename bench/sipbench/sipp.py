@@ -45,6 +45,14 @@ class Step:
     server_cpu: float
     sipp_cpu: float
     machine_busy: float  # % of all cores, including work that is not the benchmark's
+    server_cpu_s: float = 0.0  # the server's user+system CPU seconds during the step
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """The server's CPU microseconds per MESSAGE answered 200: much steadier on a
+        shared machine than the rate, since other work delays the server but does not
+        add to its CPU time."""
+        return 1e6 * self.server_cpu_s / self.ok if self.ok else float("nan")
 
     @property
     def achieved(self) -> float:
@@ -150,6 +158,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
     ]
     meter = CpuMeter({"server": target.session_id})
     sipp_cpu = _run(argv, step_dir, seconds + 30)
+    used = meter.seconds()["server"]
     server_cpu = meter.percent()["server"]
     machine_busy = meter.machine_busy()
     stats = _final_stats(step_dir / "stat.csv")
@@ -170,6 +179,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
         server_cpu=server_cpu,
         sipp_cpu=100.0 * sipp_cpu / max(elapsed, 1e-6),
         machine_busy=machine_busy,
+        server_cpu_s=used,
     )
 
 

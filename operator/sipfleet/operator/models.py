@@ -600,6 +600,7 @@ class TransferPolicy(CrdModel):
 
 
 AccessMode = Literal["open", "authenticated", "allowlist"]
+SenderDisplayMode = Literal["auto", "cpim", "display-name", "prefix"]
 DigestAlgorithm = Literal["SHA-256", "MD5"]
 AOR = r"^sip:[^@\s]+@[^@\s]+$"
 
@@ -666,6 +667,14 @@ class SipConferenceSpec(CrdModel):
     transfer: TransferPolicy = _section(TransferPolicy, "How members move between servers.")
     access: AccessSpec = _section(
         AccessSpec, "Who may join, post and read the roster: open, authenticated or allowlist."
+    )
+    sender_display: SenderDisplayMode | None = Field(
+        default=None,
+        description="How members' phones are shown who wrote a group message "
+        "(docs/media-and-messages.md): auto (message/cpim to members that accept it, "
+        "else a 'name: ' text prefix), cpim, display-name (the From display name) or "
+        "prefix. Unset: each server's --sender-display (default auto). Applied when the "
+        "group's shard is created on a server.",
     )
 
     @field_validator("uri")

@@ -9,6 +9,7 @@ from typing import Literal
 from sipfleet.node.auth.credentials import CredentialStore
 from sipfleet.node.auth.policy import OPEN, SECURE_DEFAULT, AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
+from sipfleet.node.tls import TlsSettings
 
 Role = Literal["main", "node"]
 
@@ -60,6 +61,27 @@ class Config:
     """The UDP port members reach this server at (a NodePort, a host port); 0 = `sip_port`."""
     advertise_tcp_port: int = 0
     """The TCP port members reach this server at; 0 = `sip_port`."""
+    tls_cert_file: str = ""
+    """PEM certificate chain for TLS (`tls.crt` of a Secret); "" = no TLS, no wss."""
+    tls_key_file: str = ""
+    """PEM private key of `tls_cert_file` (`tls.key`)."""
+    tls_port: int = 5061
+    """SIP over TLS port (RFC 3261 26.2, sips:); 0 = a free one."""
+    tls_ca_file: str = ""
+    """Extra CAs (PEM) trusted when this server opens a TLS connection."""
+    advertise_tls_port: int = 0
+    """The TLS port members reach this server at; 0 = `tls_port`."""
+    ws_port: int = 0
+    """SIP over plain WebSocket port (RFC 7118 ws); 0 = off."""
+    wss_port: int = 0
+    """SIP over secure WebSocket port (wss, needs the TLS certificate); 0 = off."""
+
+    @property
+    def tls(self) -> TlsSettings | None:
+        """The TLS settings, None when no certificate is configured."""
+        if not self.tls_cert_file:
+            return None
+        return TlsSettings(self.tls_cert_file, self.tls_key_file, self.tls_port, self.tls_ca_file)
 
     @property
     def trusted_sources(self) -> frozenset[str]:
@@ -102,9 +124,17 @@ class Config:
             ("admin port", self.admin_port),
             ("advertised UDP port", self.advertise_udp_port),
             ("advertised TCP port", self.advertise_tcp_port),
+            ("TLS port", self.tls_port),
+            ("advertised TLS port", self.advertise_tls_port),
+            ("ws port", self.ws_port),
+            ("wss port", self.wss_port),
         ):
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{label} {port} is outside 0..65535")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS needs both --tls-cert-file and --tls-key-file")
+        if self.wss_port and not self.tls_cert_file:
+            raise ConfigError("--wss-port needs the TLS certificate (--tls-cert-file)")
         if not self.token:
             raise ConfigError("the token is empty: write a non-empty token into the token file")
         if self.tree_fanout < 1:

@@ -8,6 +8,7 @@ from .errors import SipParseError
 from .scan import params_from_parts, parse_params, quote, split_outside
 from .uri import Params, SipUri, format_hostport, format_params, parse_hostport
 
+_NOT_IN_URI = frozenset(" \t<>")
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
@@ -55,7 +56,7 @@ class NameAddr:
                 raise SipParseError("quoted display name must be followed by <uri>")
         lt = text.find("<")
         if lt >= 0:
-            if display is None:
+            if display is None and lt > 0:
                 words = text[:lt].split()
                 if not all(is_token(w) for w in words):
                     raise SipParseError(f"display name must be quoted: {text[:lt][:80]!r}")
@@ -69,7 +70,7 @@ class NameAddr:
             uri, rest = uri.rstrip(), sep + rest
             if "?" in uri:
                 raise SipParseError(f"a URI with headers must be inside <>: {uri[:80]!r}")
-        if ":" not in uri or any(c in uri for c in " \t<>"):
+        if ":" not in uri or not _NOT_IN_URI.isdisjoint(uri):
             raise SipParseError(f"bad URI {uri[:80]!r}")
         return cls(uri, display, parse_params(rest))
 

@@ -109,13 +109,16 @@ class Headers:
     """Ordered, case-insensitive, multi-valued header fields.
 
     Values are raw strings (parsed lazily by the accessors on messages).
-    Iteration yields `(name, value)` pairs in order.
+    Iteration yields `(name, value)` pairs in order. The first value of each
+    name is also kept in a dict, so `get` (a dozen per request handled) costs
+    one lookup instead of a scan of every field.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_first", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = []
+        self._first: dict[str, str] = {}  # lower-case canonical name -> first value
         for name, value in items:
             self.add(name, value)
 
@@ -123,14 +126,19 @@ class Headers:
         """Append a field (compact names are expanded)."""
         key, name = _resolve(name)
         self._items.append((key, name, value))
+        if key not in self._first:
+            self._first[key] = value
+
+    def add_item(self, item: FieldItem) -> None:
+        """Append a field whose name is already resolved (`field_item`, or an item
+        of another Headers): the parser's and the response builder's fast path."""
+        self._items.append(item)
+        if item[0] not in self._first:
+            self._first[item[0]] = item[2]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name`, or `default`."""
-        key = _resolve(name)[0]
-        for k, _, value in self._items:
-            if k == key:
-                return value
-        return default
+        return self._first.get(_resolve(name)[0], default)
 
     def get_all(self, name: str) -> list[str]:
         """Every field value of `name`, in order (not comma-split)."""
@@ -141,6 +149,12 @@ class Headers:
         """Every element of a comma-separated list header (Via, Route,
         Contact, Require, ...), across all its fields, quotes and <> aware."""
         return [v for value in self.get_all(name) for v in split_commas(value)]
+
+    def fields(self) -> list[FieldItem]:
+        """The fields as stored, in order: (lower-case canonical name, canonical
+        name, value). Read-only: copying them into another Headers (`add_item`)
+        skips resolving the names again."""
+        return self._items
 
     def has_name_prefix(self, prefix: str) -> bool:
         """Does any field name start with `prefix` (give it in lower case)?"""
@@ -160,6 +174,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace all fields of `name` with one, at the first one's position."""
         key, name = _resolve(name)
+        self._first[key] = value
         for i, (k, _, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (key, name, value)
@@ -172,16 +187,19 @@ class Headers:
         key = _resolve(name)[0]
         before = len(self._items)
         self._items = [it for it in self._items if it[0] != key]
+        self._first.pop(key, None)
         return before - len(self._items)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before all others (e.g. a new top Via)."""
         key, name = _resolve(name)
         self._items.insert(0, (key, name, value))
+        self._first[key] = value
 
     def copy(self) -> Headers:
         new = Headers()
         new._items = list(self._items)
+        new._first = dict(self._first)
         return new
 
     @classmethod
@@ -191,6 +209,10 @@ class Headers:
         names again."""
         new = cls.__new__(cls)
         new._items = items
+        new._first = {}
+        for key, _, value in items:
+            if key not in new._first:
+                new._first[key] = value
         return new
 
     def __contains__(self, name: object) -> bool:
@@ -257,6 +279,13 @@ def _parse_first_contact(first_field: str) -> NameAddr | None:
     if not values or values[0] == "*":
         return None
     return NameAddr.parse(values[0])
+
+
+def _parse_max_forwards(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not value.isascii() or len(value) > 10 or int(value) > 255:
+        raise SipParseError(f"bad Max-Forwards {value[:20]!r} (want 0-255)")
+    return int(value)
 
 
 def _required(headers: Headers, name: str) -> str:
@@ -328,10 +357,7 @@ class _Message:
         value = self.headers.get("Max-Forwards")
         if value is None:
             return None
-        value = value.strip()
-        if not value.isdigit() or not value.isascii() or len(value) > 10 or int(value) > 255:
-            raise SipParseError(f"bad Max-Forwards {value[:20]!r} (want 0-255)")
-        return int(value)
+        return self._parsed("max-forwards", value, _parse_max_forwards)
 
     def replace_top_via(self, via: Via) -> None:
         """Rewrite the top Via (e.g. stamped with received/rport), keeping it parsed."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import SipParseError
 from .fields import is_token
-from .message import Headers, SipMessage, SipRequest, SipResponse
+from .message import Headers, SipMessage, SipRequest, SipResponse, field_name
 
 
 @dataclass(frozen=True)
@@ -97,19 +97,33 @@ def _unfolded_lines(text: str, limits: Limits) -> list[str]:
     return lines
 
 
+# Header name spellings (as they stand before the colon) already checked to be
+# tokens, with their resolved names: the same few arrive in every message. Bounded
+# against hostile input; past the bound, new spellings are checked every time.
+MAX_CHECKED_NAMES = 4096
+_CHECKED_NAMES: dict[str, tuple[str, str]] = {}
+
+
 def _parse_fields(lines: list[str], limits: Limits) -> tuple[Headers, list[str]]:
     headers = Headers()
     lengths: list[str] = []
+    known = _CHECKED_NAMES
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not is_token(name):
-            raise SipParseError(f"bad header line {line[:80]!r}")
+        item = known.get(name) if colon else None
+        if item is None:
+            spelling = name
+            name = name.rstrip(" \t")
+            if not colon or not is_token(name):
+                raise SipParseError(f"bad header line {line[:80]!r}")
+            item = field_name(name)
+            if len(known) < MAX_CHECKED_NAMES:
+                known[spelling] = item
         value = value.strip(" \t")
-        if name.lower() in ("content-length", "l"):
+        if item[0] == "content-length":
             lengths.append(value)
         else:
-            headers.add(name, value)
+            headers.add_item((item[0], item[1], value))
     return headers, lengths
 
 

@@ -60,6 +60,7 @@ REASONS = {
     606: "Not Acceptable",
 }
 _COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
+_COPIED_KEYS = frozenset(name.lower() for name in _COPIED)
 
 
 def reason_phrase(status: int) -> str:
@@ -89,12 +90,15 @@ def response_from_headers(
 ) -> SipResponse:
     """Core of `make_response`, usable when only the request's headers are known."""
     out = Headers()
-    for name, value in request_headers:
-        if name in _COPIED or (name == "Record-Route" and 100 < status < 300):
-            if name == "To" and status != 100:
+    record_route = 100 < status < 300
+    for item in request_headers.fields():  # names already resolved: copied as they are
+        key = item[0]
+        if key in _COPIED_KEYS or (record_route and key == "record-route"):
+            if key == "to" and status != 100:
+                value = item[2]
                 has_tag = _has_tag(value) if to_has_tag is None else to_has_tag
-                value = _tagged(value, has_tag, to_tag)
-            out.add(name, value)
+                item = (key, item[1], _tagged(value, has_tag, to_tag))
+            out.add_item(item)
     for name, value in headers:
         out.add(name, value)
     return SipResponse(status, reason or reason_phrase(status), out, body)

@@ -8,6 +8,7 @@ raises SipParseError (drop it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from .errors import SipParseError
 from .fields import NameAddr
@@ -21,8 +22,11 @@ KNOWN_METHODS = frozenset(
     | {"NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
 )
 _Answer = tuple[int, list[tuple[str, str]]]  # status, extra headers
-_MANDATORY = ("Via", "To", "From", "Call-ID", "CSeq")
-_SINGLE = ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
+# (lower-case name, name) of the fields that must be present, and that must not repeat
+_MANDATORY = tuple((n.lower(), n) for n in ("Via", "To", "From", "Call-ID", "CSeq"))
+_SINGLE = tuple(
+    (n.lower(), n) for n in ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
+)
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,21 @@ def _accepts(accept: str, wanted: str) -> bool:
     return bool(ranges & {wanted, f"{major}/*", "*/*"})
 
 
+@cache
+def _allow_value(methods: frozenset[str]) -> str:
+    """The Allow header value for `methods` (RFC 3261 20.5), built once per policy."""
+    return ", ".join(sorted(methods))
+
+
 def _syntax_error(request: SipRequest) -> str | None:
     """Name the first missing, repeated or malformed mandatory field."""
     headers = request.headers
     counts = headers.counts()
-    for name in _MANDATORY:
-        if name.lower() not in counts:
+    for key, name in _MANDATORY:
+        if key not in counts:
             return f"missing {name} header"
-    for name in _SINGLE:
-        if counts.get(name.lower(), 0) > 1:
+    for key, name in _SINGLE:
+        if counts.get(key, 0) > 1:
             return f"more than one {name} header"
     try:
         top_via = request.via  # only the top Via is ours to read (a UAS)
@@ -78,9 +88,12 @@ def _syntax_error(request: SipRequest) -> str | None:
         _, method = request.cseq
         request.max_forwards  # noqa: B018
         if "contact" in counts:
-            for value in headers.get_list("Contact"):
-                if value != "*":
-                    NameAddr.parse(value)
+            request.contact  # noqa: B018 - the first one, parsed once (the TU reads it)
+            first = headers.get("Contact") or ""
+            if counts["contact"] > 1 or "," in first:
+                for value in headers.get_list("Contact")[1:]:
+                    if value != "*":
+                        NameAddr.parse(value)
     except SipParseError as exc:
         return exc.reason
     if top_via.branch == MAGIC_COOKIE:
@@ -93,7 +106,7 @@ def _syntax_error(request: SipRequest) -> str | None:
 def check_request(request: SipRequest, policy: Policy = DEFAULT_POLICY) -> SipResponse | None:
     """The error response for `request`, or None when it may be processed."""
     problem = _syntax_error(request)
-    allow = [("Allow", ", ".join(sorted(policy.allowed_methods)))]
+    allow = [("Allow", _allow_value(policy.allowed_methods))]
     answer: _Answer | None
     if request.version.upper() != "SIP/2.0":
         answer = (505, [])
