@@ -329,6 +329,8 @@ def exposed(
         yield Exposed(mode, ns, workdir)
     finally:
         op.stop()
+        events = real_cluster.kubectl("get", "events", "-n", ns, "-o", "wide", check=False)
+        (workdir / "events.txt").write_text(events.stdout + events.stderr)
         real_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         if mode == "LoadBalancer":
             subprocess.run(["ip", "route", "del", LB_RANGE], check=False)

@@ -280,7 +280,7 @@ async def _place(
         everything,
         address_type=spec.exposure.node_address_type,
         ports=spec.exposure.host_ports.ports(),
-        is_ours={podlib.LABEL_FLEET: fleet_body["metadata"]["name"]},
+        is_ours=(meta["namespace"], {podlib.LABEL_FLEET: fleet_body["metadata"]["name"]}),
         tolerations=pod["spec"].get("tolerations") or (),
     )
     return expose_pod(pod, "HostPort", slot=slot)
