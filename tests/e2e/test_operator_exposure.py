@@ -457,6 +457,7 @@ def test_member_outside_the_pod_network_joins_is_redirected_gets_messages_and_is
     # source port and comes back. The portmap DNAT of a host port keeps the source.
     assert wait_for("an answer with rport", lambda: udp_options(main.host, main.udp, True), 15)
     without_rport = udp_options(main.host, main.udp, rport=False)
+    print(f"#18933 {ex.mode}: answer without rport: {without_rport}")
     assert (without_rport is None) == SNAT_FROM_HOST[ex.mode], without_rport
 
     # 4 members who leave on "leave-cmd" fill the main server; the 5th is sent on.
@@ -586,6 +587,8 @@ def check_stale_udp_entry(
         lambda: keepalive.answered_after(ready_at),
         timeout=10,
     )
+    first = min(a for a in keepalive.answered if a > ready_at)
+    print(f"#76517 {ex.mode}: fixed source port answered {first - ready_at:.2f} s after Ready")
 
 
 def test_host_port_mode_says_when_no_node_has_the_chosen_address_type(
