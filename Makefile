@@ -20,7 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# The SIP core compiled with mypyc, cached by source hash outside the repo (pure Python
+# runs when there is no compiler or the sources changed since: scripts/build_mypyc.py).
 venv: $(VENV)/.installed
+	@$(PY) scripts/build_mypyc.py
 
 kube-binaries:
 	@bash devcluster/build-kube-binaries.sh
@@ -60,7 +63,7 @@ test-e2e: setup
 
 # The demo needs no chart test tools (test-tools).
 demo: system-deps venv kube-binaries
-	$(VENV)/bin/sipfleet demo --node real --state-dir $(STATE)
+	$(VENV)/bin/sipfleet demo --state-dir $(STATE)
 
 clean:
 	-$(VENV)/bin/sipfleet dev down --state-dir $(STATE)

@@ -148,8 +148,8 @@ def test_app_layer_has_the_packages_and_console_scripts() -> None:
     assert not any("__pycache__" in name for name in files)
 
 
-def test_members_reach_loopback_pods_from_loopback() -> None:
-    """The process kubelet's 127.0.0.x pods are reached from 127.0.0.1 (no packet is sent)."""
+def test_the_source_address_follows_the_route() -> None:
+    """Loopback is reached from loopback (no packet is sent); pods from the pod bridge."""
     assert host_address_towards("127.0.0.23") == "127.0.0.1"
 
 
