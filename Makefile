@@ -20,7 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# The SIP core compiled with mypyc, cached by source hash outside the repo (pure Python
+# runs when there is no compiler or the sources changed since: scripts/build_mypyc.py).
 venv: $(VENV)/.installed
+	@$(PY) scripts/build_mypyc.py
 
 kube-binaries:
 	@bash devcluster/build-kube-binaries.sh

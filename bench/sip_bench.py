@@ -26,6 +26,7 @@ started processes are killed on exit, Ctrl-C or error.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -102,6 +103,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="measure the sip-node code in this folder (a patched copy of sip-node/) "
         "instead of the installed one",
     )
+    p.add_argument(
+        "--pure-python",
+        action="store_true",
+        help="run sip-node's pure Python SIP core even when a mypyc build exists "
+        "(sets SIPFLEET_PURE_PYTHON=1; see scripts/build_mypyc.py)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, sipp traces)")
     args = p.parse_args(argv)
     if args.quick:
@@ -150,7 +157,8 @@ def run_throughput(
         cpu = sipp.run_step(t, args.cpu_rate, args.cpu_seconds, workdir / "cpu")
         print(
             f"  {t.name:<9} CPU per request at {args.cpu_rate:,}/s: "
-            f"{cpu.cpu_us_per_request:.1f} us ({cpu.ok}/{cpu.sent} answered, "
+            f"{cpu.cpu_us_per_request:.1f} us, of which system {cpu.sys_us_per_request:.1f} us "
+            f"({cpu.ok}/{cpu.sent} answered, "
             f"machine {cpu.machine_busy:.0f}% busy)",
             flush=True,
         )
@@ -249,6 +257,8 @@ def guarded(report: Report, what: str, fn: Callable[[], None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pure_python:
+        os.environ["SIPFLEET_PURE_PYTHON"] = "1"  # inherited by sip-node
     exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="sipbench-"))
     members = [f"m{i:04d}" for i in range(args.members)]
@@ -268,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Steps of {args.step_seconds:.1f} s; all traffic on {HOST}",
         ]
     )
+    if args.only != "kamailio":
+        report.settings.append(
+            f"sip-node's SIP core: {sipnode.core(args.sip_node_dir)} "
+            "(scripts/build_mypyc.py builds it; --pure-python forces the pure one)"
+        )
     if args.sip_node_dir is not None:
         report.settings.append(f"sip-node code from {args.sip_node_dir} (not the installed copy)")
     t_start = time.monotonic()

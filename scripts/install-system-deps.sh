@@ -18,6 +18,10 @@ command -v runc >/dev/null || need+=(runc)
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/portmap ]] || need+=(containernetworking-plugins)
 command -v nft >/dev/null || need+=(nftables)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+# A C compiler and the Python headers: scripts/build_mypyc.py compiles the SIP core
+# with them (without them sip-node runs its pure Python core, slower).
+command -v gcc >/dev/null || need+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' 2>/dev/null || need+=(python3-dev)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "install-system-deps: missing ${need[*]} and no apt-get here; install them with your package manager" >&2

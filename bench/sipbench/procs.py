@@ -129,8 +129,14 @@ def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
 
 def session_cpu_seconds(session_id: int) -> float:
     """User+system CPU seconds of every live process in session `session_id`."""
+    user, system = session_cpu_split(session_id)
+    return user + system
+
+
+def session_cpu_split(session_id: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of every live process in session `session_id`."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -141,8 +147,9 @@ def session_cpu_seconds(session_id: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         # fields[0] is state (field 3 of stat); session is field 6, utime 14, stime 15.
         if int(fields[3]) == session_id:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / tick, system / tick
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -158,7 +165,7 @@ class CpuMeter:
 
     def __init__(self, sessions: dict[str, int]) -> None:
         self.sessions = sessions
-        self._start = {name: session_cpu_seconds(sid) for name, sid in sessions.items()}
+        self._start = {name: session_cpu_split(sid) for name, sid in sessions.items()}
         self._machine = machine_ticks()
         self._t0 = time.monotonic()
 
@@ -169,10 +176,16 @@ class CpuMeter:
 
     def seconds(self) -> dict[str, float]:
         """User+system CPU seconds each session used since the meter started."""
-        return {
-            name: session_cpu_seconds(sid) - self._start[name]
-            for name, sid in self.sessions.items()
-        }
+        return {name: sum(split) for name, split in self.split().items()}
+
+    def split(self) -> dict[str, tuple[float, float]]:
+        """(user, system) CPU seconds each session used since the meter started."""
+        out = {}
+        for name, sid in self.sessions.items():
+            user, system = session_cpu_split(sid)
+            user0, system0 = self._start[name]
+            out[name] = (user - user0, system - system0)
+        return out
 
     def percent(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-6)

@@ -155,15 +155,16 @@ def render(report: Report) -> str:
         "the machine delays a server but hardly adds to its CPU time, so this is the "
         "steady number on a shared machine.",
         "",
-        "| server | rate | answered | CPU us per request | server CPU % | machine busy % |",
-        "|---|---|---|---|---|---|",
+        "| server | rate | answered | CPU us per request | of which system (kernel) | "
+        "server CPU % | machine busy % |",
+        "|---|---|---|---|---|---|---|",
     ]
     for t in report.throughput:
         c = t.cpu
         if c is not None:
             out.append(
                 f"| {t.name} | {c.rate:,}/s | {c.ok}/{c.sent} | {c.cpu_us_per_request:.1f} | "
-                f"{c.server_cpu:.0f} | {c.machine_busy:.0f} |"
+                f"{c.sys_us_per_request:.1f} | {c.server_cpu:.0f} | {c.machine_busy:.0f} |"
             )
     for t in report.throughput:
         if not t.steps:

@@ -68,14 +68,27 @@ class SipNode:
         return shard
 
 
+def core(code_dir: Path | None = None) -> str:
+    """Which SIP core a sip-node started now runs: "compiled (mypyc)" when a build
+    for its sources exists (scripts/build_mypyc.py) and SIPFLEET_PURE_PYTHON is not
+    set, else "pure Python"."""
+    env = None if code_dir is None else dict(os.environ, PYTHONPATH=str(code_dir.resolve()))
+    probe = "from sipfleet.node.sip import compiled; print(compiled.ACTIVE)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    return "compiled (mypyc)" if out.stdout.strip() == "True" else "pure Python"
+
+
 def start(
     procs: Procs,
     host: str,
     wrapper: list[str] | None = None,
     name: str = "sip-node",
     code_dir: Path | None = None,
+    extra: list[str] | None = None,
 ) -> SipNode:
-    """Start sip-node and wait for /readyz.
+    """Start sip-node and wait for /readyz (`extra`: more sipfleet-node flags).
 
     `wrapper` is an argv to run it under (a profiler, an interpreter with flags);
     `code_dir` replaces the installed sip-node folder (to measure a patched copy).
@@ -99,6 +112,7 @@ def start(
             "--domain", DOMAIN, "--listen", host, "--sip-port", str(sip_port),
             "--admin-port", str(admin_port), "--token-file", str(token_file),
             "--rate-limit", NO_LIMIT, "--rate-burst", NO_LIMIT, "--log-level", "WARNING",
+            *(extra or []),
         ]  # fmt: skip
         proc = procs.start(name, argv, env=env)
         if _wait_ready(proc, host, admin_port):

@@ -32,6 +32,8 @@ class Target:
     group_uri: str
     from_uri: str
     session_id: int  # the server's process session, for its CPU use
+    scenario: Path = SCENARIO  # e.g. scenarios/uac_message_auth.xml (security.py)
+    extra: tuple[str, ...] = ()  # more sipp options, e.g. ("-au", user, "-ap", password)
 
 
 @dataclass
@@ -46,6 +48,12 @@ class Step:
     sipp_cpu: float
     machine_busy: float  # % of all cores, including work that is not the benchmark's
     server_cpu_s: float = 0.0  # the server's user+system CPU seconds during the step
+    server_sys_s: float = 0.0  # of which system (kernel) time: the socket calls
+
+    @property
+    def sys_us_per_request(self) -> float:
+        """Of `cpu_us_per_request`, the kernel's part (system time)."""
+        return 1e6 * self.server_sys_s / self.ok if self.ok else float("nan")
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -75,7 +83,7 @@ def _sipp_argv(target: Target, rate: int, calls: int, local_port: int, timeout_s
         SIPP,
         f"{target.host}:{target.port}",
         "-sf",
-        str(SCENARIO),
+        str(target.scenario),
         "-key",
         "group_uri",
         target.group_uri,
@@ -97,6 +105,7 @@ def _sipp_argv(target: Target, rate: int, calls: int, local_port: int, timeout_s
         "2000",
         "-timeout",
         f"{timeout_s}s",
+        *target.extra,
     ]
 
 
@@ -158,7 +167,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
     ]
     meter = CpuMeter({"server": target.session_id})
     sipp_cpu = _run(argv, step_dir, seconds + 30)
-    used = meter.seconds()["server"]
+    user_s, sys_s = meter.split()["server"]
     server_cpu = meter.percent()["server"]
     machine_busy = meter.machine_busy()
     stats = _final_stats(step_dir / "stat.csv")
@@ -179,7 +188,8 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
         server_cpu=server_cpu,
         sipp_cpu=100.0 * sipp_cpu / max(elapsed, 1e-6),
         machine_busy=machine_busy,
-        server_cpu_s=used,
+        server_cpu_s=user_s + sys_s,
+        server_sys_s=sys_s,
     )
 
 

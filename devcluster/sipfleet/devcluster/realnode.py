@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -367,7 +368,7 @@ def remove_portmap_chains() -> int:
         listed = subprocess.run([tool, "-t", "nat", "-S"], capture_output=True, text=True)
         ours: list[str] = []
         for line in listed.stdout.splitlines():
-            words = line.split()
+            words = shlex.split(line)  # comments are quoted ("CNI portfwd requiring masquerade")
             if words[:1] == ["-N"] and words[1].startswith(PORTMAP_CHAINS):
                 ours.append(words[1])
             elif words[:1] == ["-A"] and "-j" in words:

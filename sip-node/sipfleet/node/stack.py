@@ -68,6 +68,7 @@ from sipfleet.node.transport import (
 log = logging.getLogger(__name__)
 
 UDP_MAX_REQUEST = 1300
+MAX_PEERS = 4096  # Peer objects kept for reuse (SipStack._peer)
 PORT_ATTEMPTS = 5  # with port 0, tries to find a port free on both UDP and TCP
 SYNTAX_ERRORS = frozenset({400, 413, 414, 416, 505})
 # Bodies this server takes: SDP offers on INVITE, chat payloads on MESSAGE, sipfrag on
@@ -225,9 +226,16 @@ class SipStack:
             None
             if tls is None
             else TcpPool(
-                self._loop, self, metrics, tcp_limits, server_ssl=tls.server, client_ssl=tls.client
+                self._loop,
+                self,
+                metrics,
+                tcp_limits,
+                server_ssl=tls.server,
+                client_ssl=tls.client,
+                peer_ssl=tls.peers,
             )
         )
+        self.s2s_tls = False  # requests to the fleet's other servers go over TLS
         self.ports: dict[str, int] = {}  # listening port by transport (Peer.transport)
         self._tls_port = 0 if tls is None else tls.settings.port
         self._streams: dict[str, StreamPool] = {"tcp": self._tcp}
@@ -235,6 +243,7 @@ class SipStack:
             self._streams["tls"] = self._tls
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
+        self._peers: dict[tuple[str, tuple[str, int]], Peer] = {}  # see _peer
 
     @property
     def exempt(self) -> frozenset[str]:
@@ -318,14 +327,8 @@ class SipStack:
         if self._tls is not None:
             tls_port = self.ports.get("tls", self._tls_port)
             try:
-                server = await self._loop.create_server(
-                    self._tls.inbound,
-                    host,
-                    tls_port,
-                    family=family,
-                    reuse_address=True,
-                    ssl=self._tls.server_ssl,
-                    ssl_handshake_timeout=self._tls.handshake_timeout,
+                server = await self._loop.create_server(  # TLS: TcpConnection does it
+                    self._tls.inbound, host, tls_port, family=family, reuse_address=True
                 )
             except OSError:
                 transport.close()
@@ -411,6 +414,15 @@ class SipStack:
         offset = self.local_port(peer) - self.local_port(Peer("udp", peer.host, 0))
         parsed.scheme, parsed.port = "sips", (parsed.port or 5060) + offset
         return str(parsed)
+
+    def server_peer(self, target: Peer) -> Peer:
+        """Where a request to another server of the fleet goes, given its shard or
+        server URI's host and port (`target`): TCP there, or with server-to-server
+        TLS (`s2s_tls`) TLS at its TLS port, as far above its SIP port as ours is."""
+        if not self.s2s_tls:
+            return Peer("tcp", target.host, target.port)
+        offset = self.ports.get("tls", self._tls_port) - self.port
+        return Peer("tls", target.host, target.port + offset)
 
     def target_of(self, uri: str, via: Peer) -> Peer:
         """Where to send requests for a Contact (or other) URI that `via` gave us
@@ -593,11 +605,21 @@ class SipStack:
             if callback is not None:
                 callback(None)
 
+    def _peer(self, transport: str, source: tuple[str, int]) -> Peer:
+        """The Peer for a transaction's `source` (transport as the layer spells it),
+        kept from one request to the next: most come from the same few peers, and a
+        frozen dataclass costs about 1 us to build. Bounded: cleared when full."""
+        key = (transport, source)
+        peer = self._peers.get(key)
+        if peer is None:
+            if len(self._peers) >= MAX_PEERS:
+                self._peers.clear()
+            peer = self._peers[key] = Peer(transport.lower(), *source)
+        return peer
+
     def _deliver(self, event: RequestReceived) -> None:
-        transport = event.transport.lower()
-        ctx = RequestContext(
-            self, event.tx_id, event.request, Peer(transport, *event.source), event.cancels
-        )
+        peer = self._peer(event.transport, event.source)
+        ctx = RequestContext(self, event.tx_id, event.request, peer, event.cancels)
         try:
             self.app.handle_request(ctx)
         except SipParseError as exc:
@@ -636,12 +658,13 @@ class SipStack:
             self.transmit(response.to_bytes(), reply_address(response, peer))
 
     def _allowed(self, peer: Peer) -> bool:
-        if peer.host in self.exempt:
+        if peer.host in self._tcp.exempt:
             return True
-        if self.lockout is not None and self.lockout.locked(peer.host, self.now()):
+        now = self._loop.time()
+        if self.lockout is not None and self.lockout.locked(peer.host, now):
             self.metrics.member_auth_failures.labels("locked_out").inc()
             return False
-        if self.limiter.allow(peer.host, self.now()):
+        if self.limiter.allow(peer.host, now):
             return True
         self.metrics.rate_limited.inc()
         return False

@@ -145,8 +145,13 @@ Notes for the server:
       re-encode them yourself.
     - Default Limits: 64 KiB head, 256 header fields, 8 KiB per (unfolded)
       line, 4 KiB Request-URI, 1 MiB stream body.
+Compiled build (compiled.py): with `make venv`, scripts/build_mypyc.py compiles
+the modules above with mypyc into ~/.cache/sipfleet/mypyc/<key of the sources>/;
+when a build for the current sources exists it is used, else this pure Python
+(the reference; SIPFLEET_PURE_PYTHON=1 forces it). `compiled.ACTIVE` says which.
 """
 
+from . import compiled  # first: it puts a compiled build, if any, on this package's path
 from .confinfo import CONFERENCE_INFO_TYPE, Endpoint, User, conference_info
 from .cpim import CPIM_TYPE, CpimMessage, unwrap_cpim, wrap_cpim
 from .dialog import Dialog, DialogId, incoming_dialog_id, make_cancel, new_request
@@ -214,6 +219,7 @@ __all__ = [
     "build_sipfrag",
     "canonical_name",
     "check_request",
+    "compiled",
     "conference_info",
     "error_response",
     "format_host",

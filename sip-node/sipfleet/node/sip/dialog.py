@@ -206,6 +206,9 @@ class Dialog:
     secure: bool = False
     _block: _Block | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self._block = None  # set here too: a mypyc-compiled dataclass skips init=False defaults
+
     @property
     def id(self) -> DialogId:
         return (self.call_id, self.local_tag, self.remote_tag)

@@ -207,9 +207,8 @@ class Headers:
         """Headers holding `items` (as `field_item` and HeaderBlock.items make them),
         taken over as they are: the dialog fast path builds them without resolving
         names again."""
-        new = cls.__new__(cls)
+        new = cls()
         new._items = items
-        new._first = {}
         for key, _, value in items:
             if key not in new._first:
                 new._first[key] = value
