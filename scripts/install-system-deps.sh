@@ -15,7 +15,7 @@ command -v linphone-daemon >/dev/null || need+=(linphone-cli)
 # The real local node (devcluster/README.md): runc and the CNI plugins under
 # containerd, nft for its guard rails and kube-proxy, mmdebstrap for images.
 command -v runc >/dev/null || need+=(runc)
-[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/portmap ]] || need+=(containernetworking-plugins)
 command -v nft >/dev/null || need+=(nftables)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 # A C compiler and the Python headers: scripts/build_mypyc.py compiles the SIP core

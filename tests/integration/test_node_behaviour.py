@@ -589,6 +589,27 @@ async def test_sender_display_modes(mode: SenderDisplay, ua: UAFactory) -> None:
         node.close()
 
 
+async def test_a_conference_sender_display_overrides_the_servers(ua: UAFactory) -> None:
+    """The shard's sender display (SipConference.spec.senderDisplay) wins over the
+    server's --sender-display; a shard created without one follows the server."""
+    cpim = SenderDisplay.CPIM
+    node = Node(Config("main", "main", "example.com", HOST, 0, 0, "token", sender_display=cpim))
+    await node.start()
+    try:
+        node.ensure_shard(GROUP, 2, sender_display=SenderDisplay.DISPLAY_NAME)
+        alice, bob = await ua("alice"), await ua("bob")
+        await alice.join(node)
+        await bob.join(node)
+        delivered = await _deliver(node, alice, bob, b"hi")
+        from_ = NameAddr.parse(delivered.headers.get("From") or "")
+        assert from_.display == "alice" and from_.uri == GROUP
+        assert (delivered.headers.get("Content-Type"), delivered.body) == ("text/plain", b"hi")
+        node.ensure_shard(GROUP, 2)  # a resize without a mode keeps the conference's
+        assert node.shards[GROUP].sender_display is SenderDisplay.DISPLAY_NAME
+    finally:
+        node.close()
+
+
 async def test_target_refresh_moves_delivery_and_bad_ones_are_refused(
     server: Node, ua: UAFactory
 ) -> None:

@@ -58,6 +58,9 @@ async def test_members_that_cannot_move_are_counted_and_ended(
 
     await eventually(reported, timeout=3, what="the unmoved members on /metrics")
     assert counted[UNMOVED] == 4
+    # A join while it stops, with no room anywhere: 503 with Retry-After, not 480.
+    late = sipp("join_refused.xml", node.target, "conf1-node1", "late", timeout=5)
+    assert await late.wait() == 0, late.report()
     code, took = await _exit(node, timeout=5)
     assert code == 0
     assert await main.members(GROUP) == 0

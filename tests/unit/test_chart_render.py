@@ -192,7 +192,13 @@ def test_alerts_cover_the_four_failure_modes(all_docs: list[Manifest]) -> None:
 def test_default_fleet_carries_the_exposure_choice(all_docs: list[Manifest]) -> None:
     """The chart's values pick the exposure mode (docs/install.md, "Reaching the fleet")."""
     (fleet,) = [d for d in all_docs if d["kind"] == "SipFleet"]
-    assert fleet["spec"]["exposure"] == {"mode": "NodePort", "entryServiceType": "LoadBalancer"}
+    assert fleet["spec"]["exposure"] == {
+        "mode": "HostPort",
+        "entryServiceType": "LoadBalancer",
+        "nodeAddressType": "ExternalIP",
+        "hostPorts": {"first": 5080, "last": 5089},
+        "trustedProxies": ["192.0.2.1"],
+    }
 
 
 def test_server_network_policy_opens_sip_and_guards_admin(all_docs: list[Manifest]) -> None:
@@ -231,6 +237,10 @@ def test_server_network_policy_opens_sip_and_guards_admin(all_docs: list[Manifes
         (
             {"defaultFleet": {"spec": {"exposure": {"mode": "HostNetwork"}}}},
             "at '/defaultFleet/spec/exposure/mode'",
+        ),
+        (
+            {"defaultFleet": {"spec": {"exposure": {"nodeAddressType": "Hostname"}}}},
+            "at '/defaultFleet/spec/exposure/nodeAddressType'",
         ),
     ],
 )

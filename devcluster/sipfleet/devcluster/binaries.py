@@ -23,6 +23,8 @@ KUBE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "pause")
 RUNC = Path("/usr/sbin/runc")
 CNI_BIN_DIR = Path("/usr/lib/cni")
+CNI_PLUGINS = ("bridge", "host-local", "portmap")
+"""The CNI plugins the node's conflist uses (Debian's containernetworking-plugins)."""
 BUILD_SCRIPT = "build-kube-binaries.sh"
 
 
@@ -106,8 +108,11 @@ def missing_node_binaries() -> list[Path]:
     missing += [p for p in wanted if not os.access(p, os.X_OK) and p not in missing]
     if not os.access(bins.runc, os.X_OK):
         missing.append(bins.runc)
-    if not os.access(bins.cni_bin_dir / "bridge", os.X_OK):
-        missing.append(bins.cni_bin_dir / "bridge")
+    missing += [
+        bins.cni_bin_dir / plugin
+        for plugin in CNI_PLUGINS
+        if not os.access(bins.cni_bin_dir / plugin, os.X_OK)
+    ]
     return missing
 
 

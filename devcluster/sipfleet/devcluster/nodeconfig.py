@@ -81,7 +81,12 @@ def registry_hosts_toml(host: str) -> str:
 
 
 def cni_conflist(ipam_dir: Path) -> str:
-    """The pod network: the bridge plugin, host-local IPAM, no default route, no masquerade."""
+    """The pod network: the bridge plugin, host-local IPAM, no default route, no
+    masquerade; then portmap, which makes a Pod's ``hostPort`` a DNAT on the node
+    (iptables chains ``CNI-HOSTPORT-*``/``CNI-DN-*`` in the nat table, removed by
+    `realnode.remove_portmap_chains` on `dev down`). The operator gives each host
+    port a ``hostIP`` (the node address), so only that address is translated,
+    never 127.0.0.1 or the host's other addresses."""
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -104,6 +109,7 @@ def cni_conflist(ipam_dir: Path) -> str:
                         ],
                     },
                 },
+                {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
             ],
         },
         indent=2,

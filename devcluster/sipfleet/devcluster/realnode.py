@@ -4,8 +4,8 @@ kube-scheduler and CoreDNS, next to the control plane of controlplane.py.
 `RealNode.files` writes the configs; `RealNode.argv` gives each process's
 command line (started and recorded like the control plane's); `images`
 loads the local images into containerd; `cleanup` undoes on the host what
-the node did there (pods, mounts, cgroups, kube-proxy's tables, the host
-network of hostnet.py).
+the node did there (pods, mounts, cgroups, kube-proxy's tables, the CNI
+portmap plugin's host-port chains, the host network of hostnet.py).
 """
 
 from __future__ import annotations
@@ -268,6 +268,9 @@ class RealNode:
         removed_chains = remove_kubelet_chains()
         if removed_chains:
             done.append(f"{removed_chains} kubelet iptables chains")
+        removed_chains = remove_portmap_chains()
+        if removed_chains:
+            done.append(f"{removed_chains} CNI portmap iptables chains")
         try:
             before = json.loads(self.dirs_record.read_text())
             existed, tables = set(before["dirs"]), before["tables"]
@@ -332,6 +335,43 @@ def remove_kubelet_chains() -> int:
                 if flushed.returncode == 0:
                     subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
                     count += 1
+    return count
+
+
+PORTMAP_CHAINS = ("CNI-HOSTPORT-", "CNI-DN-")
+"""Prefixes of the nat chains the CNI portmap plugin makes for host ports."""
+
+
+def remove_portmap_chains() -> int:
+    """Delete the portmap plugin's nat chains (`PORTMAP_CHAINS`) and the jumps to
+    them from the base chains, with iptables and ip6tables; return how many chains.
+
+    A Pod deleted through the kubelet has its ``CNI-DN-*`` chain removed by the
+    plugin; the shared ``CNI-HOSTPORT-*`` chains and those of Pods still running
+    at `dev down` stay until removed here.
+    """
+    count = 0
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        listed = subprocess.run([tool, "-t", "nat", "-S"], capture_output=True, text=True)
+        ours: list[str] = []
+        for line in listed.stdout.splitlines():
+            words = line.split()
+            if words[:1] == ["-N"] and words[1].startswith(PORTMAP_CHAINS):
+                ours.append(words[1])
+            elif words[:1] == ["-A"] and "-j" in words:
+                target = words[words.index("-j") + 1]
+                if target.startswith(PORTMAP_CHAINS) and not words[1].startswith(PORTMAP_CHAINS):
+                    subprocess.run([tool, "-t", "nat", "-D", *words[1:]], capture_output=True)
+        for chain in ours:
+            subprocess.run([tool, "-t", "nat", "-F", chain], capture_output=True)
+        for chain in ours:
+            if (
+                subprocess.run([tool, "-t", "nat", "-X", chain], capture_output=True).returncode
+                == 0
+            ):
+                count += 1
     return count
 
 

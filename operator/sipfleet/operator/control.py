@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic
 from sipfleet.node.admin_types import Access
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import metrics, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
@@ -106,7 +107,18 @@ async def _observe(rt: Runtime, ctx: Context) -> Observed:
 def _executor(rt: Runtime, ctx: Context, observed: Observed) -> Executor:
     snap = ctx.snapshot
     access = Access.model_validate(ctx.spec.access.to_k8s())
-    return Executor(rt, ctx.namespace, snap.body, snap.spec, ctx.name, snap.token, observed, access)
+    mode = ctx.spec.sender_display
+    return Executor(
+        rt,
+        ctx.namespace,
+        snap.body,
+        snap.spec,
+        ctx.name,
+        snap.token,
+        observed,
+        access,
+        None if mode is None else SenderDisplay(mode),
+    )
 
 
 async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> Pass:

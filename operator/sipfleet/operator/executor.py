@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
 from sipfleet.node.admin_types import Access, RouteEntry, TransferRequest
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.kube import KUBE_ERRORS, Obj
@@ -91,6 +92,9 @@ class Executor:
     observed: Observed
     access: Access | None = None
     """The conference's access policy (SipConference.spec.access) for its new shards."""
+    sender_display: SenderDisplay | None = None
+    """How its members see who wrote a group message (SipConference.spec.senderDisplay;
+    None: each server's default), for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
 
     @property
@@ -134,7 +138,9 @@ class Executor:
         if server not in self.observed.urls:
             return None
         try:
-            shard = await self._client(server).ensure_shard(group, capacity, self.access)
+            shard = await self._client(server).ensure_shard(
+                group, capacity, self.access, self.sender_display
+            )
         except _FAILURES as exc:
             self.outcome.failed("ShardFailed", f"create {group} on {server}: {exc}")
             return None
@@ -302,6 +308,9 @@ class Executor:
                         self.outcome.did("AddressPending", f"{name} waits for its Service")
                         continue
                     await self._create(exposed)
+                except exposure.NoHostSlot as exc:
+                    self.outcome.failed(exc.reason, f"create {name}: {exc}")
+                    break
                 except _FAILURES as exc:
                     self.outcome.failed("ScaleOutFailed", f"create {name}: {exc}")
                     continue

@@ -6,9 +6,11 @@ must be told the address members reach it at (`sipfleet-node --advertise-host`,
 docs/transport.md). Modes (`spec.exposure.mode`, docs/install.md):
 
 - ``PodIP``: nothing advertised; the Pod IP is written (today's behaviour).
-- ``HostPort``: the SIP port is also a host port on the Pod's node and the node's
-  InternalIP (downward API ``status.hostIP``) is advertised. The scheduler puts
-  no two Pods with the same host port and protocol on one node.
+- ``HostPort``: the operator places the server on a node that has the address
+  type the spec names (InternalIP or ExternalIP) and gives it the lowest host
+  port of ``spec.exposure.hostPorts`` no Pod on that node holds (hostports.py);
+  the Pod is pinned there, the host port maps to its SIP port on the node's
+  InternalIP, and it advertises that node address and host port.
 - ``NodePort`` / ``LoadBalancer``: a Service ``<pod>-sip`` per server, created
   before its Pod. The Pod is created only once the Service has an address (its
   node ports; a load-balancer IP), so no join or transfer is routed to a server
@@ -26,11 +28,14 @@ point. The builders are pure; `prepare_pod` is the thin I/O step.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sipfleet.operator import hostports
 from sipfleet.operator import pods as podlib
+from sipfleet.operator.hostports import HostSlot
+from sipfleet.operator.hostports import NoHostSlot as NoHostSlot
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import ExposureMode, SipFleetSpec
 
@@ -39,6 +44,16 @@ LABEL_SERVER = "sipfleet.io/server"
 HOST_IP = "status.hostIP"
 PER_SERVER_SERVICE: frozenset[str] = frozenset({"NodePort", "LoadBalancer"})
 _SIP_PORTS = ("sip-udp", "sip-tcp")
+_SERVER_SET = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+"""Pod metadata the API server sets, which a create request must not carry."""
 
 
 @dataclass(frozen=True)
@@ -140,10 +155,13 @@ def _env_value(name: str, value: str | None) -> Obj:
     return {"name": name, "value": value}
 
 
-def expose_pod(pod: Obj, mode: ExposureMode, address: Address | None = None) -> Obj:
+def expose_pod(
+    pod: Obj, mode: ExposureMode, address: Address | None = None, slot: HostSlot | None = None
+) -> Obj:
     """A copy of a server Pod manifest set up for `mode`: its `LABEL_SERVER`
-    label, host ports (HostPort) and the advertised address in its env.
-    Raises ValueError when a per-server mode has no `address`."""
+    label, its node and host ports (HostPort, from `slot`) and the advertised
+    address in its env. Raises ValueError when a per-server mode has no
+    `address` or HostPort no `slot`."""
     out = copy.deepcopy(pod)
     name = out["metadata"]["name"]
     out["metadata"].setdefault("labels", {})[LABEL_SERVER] = name
@@ -151,10 +169,15 @@ def expose_pod(pod: Obj, mode: ExposureMode, address: Address | None = None) -> 
     if mode == "PodIP":
         return out
     if mode == "HostPort":
+        if slot is None:
+            raise ValueError(f"{name}: mode HostPort needs a node and host port")
+        hostports.pin(out, slot.node)
         for port in container["ports"]:
             if port["name"] in _SIP_PORTS:
-                port["hostPort"] = port["containerPort"]
-        address = Address(None, 0, 0)  # the node's address, the SIP port
+                port["hostPort"] = slot.port
+                if slot.host_ip:
+                    port["hostIP"] = slot.host_ip  # DNAT only what is sent to the node
+        address = Address(slot.address, slot.port, slot.port)
     elif address is None:
         raise ValueError(f"{name}: mode {mode} needs its Service's address")
     env = container["env"]
@@ -212,19 +235,69 @@ def entry_point(service: Mapping[str, Any] | None) -> str | None:
     return f"{meta['name']}.{meta['namespace']}.svc:{port}"
 
 
-class ServiceApi(Protocol):
+def trust_proxies(pod: Obj, proxies: Sequence[str]) -> Obj:
+    """`pod` with ``SIPFLEET_TRUSTED_PROXIES`` set to `proxies` (a copy), or as is
+    when there are none."""
+    if not proxies:
+        return pod
+    out = copy.deepcopy(pod)
+    env = out["spec"]["containers"][0].setdefault("env", [])
+    env.append({"name": "SIPFLEET_TRUSTED_PROXIES", "value": ",".join(proxies)})
+    return out
+
+
+class ExposureApi(Protocol):
     """The part of `kube.Kube` that `prepare_pod` uses."""
 
     async def ensure_service(self, namespace: str, body: Obj) -> Obj: ...
 
+    async def list_all_pods(self) -> list[Obj]: ...
+
+    async def list_nodes(self) -> list[Obj]: ...
+
+
+async def _place(
+    kube: ExposureApi, fleet_body: Mapping[str, Any], pod: Obj, spec: SipFleetSpec
+) -> Obj:
+    """`pod` pinned to a node with a free host port (hostports.py); if it exists
+    already, its stored manifest without what the API server sets (it was placed
+    when it was created: creating it again finds it, or re-creates that place)."""
+    meta = pod["metadata"]
+    everything = await kube.list_all_pods()
+    for stored in everything:
+        if (stored["metadata"]["namespace"], stored["metadata"]["name"]) == (
+            meta["namespace"],
+            meta["name"],
+        ):
+            again = copy.deepcopy(stored)
+            again.pop("status", None)
+            again["spec"].pop("nodeName", None)
+            for key in _SERVER_SET:
+                again["metadata"].pop(key, None)
+            return again
+    slot = hostports.choose(
+        await kube.list_nodes(),
+        everything,
+        address_type=spec.exposure.node_address_type,
+        ports=spec.exposure.host_ports.ports(),
+        is_ours={podlib.LABEL_FLEET: fleet_body["metadata"]["name"]},
+        tolerations=pod["spec"].get("tolerations") or (),
+    )
+    return expose_pod(pod, "HostPort", slot=slot)
+
 
 async def prepare_pod(
-    kube: ServiceApi, fleet_body: Mapping[str, Any], pod: Obj, spec: SipFleetSpec
+    kube: ExposureApi, fleet_body: Mapping[str, Any], pod: Obj, spec: SipFleetSpec
 ) -> Obj | None:
     """`pod` set up for the fleet's exposure mode; in a per-server mode its Service
     is ensured first and None is returned while that Service has no address (the
-    caller creates the Pod on a later pass). Raises what the Kubernetes API raises."""
+    caller creates the Pod on a later pass). Raises NoHostSlot when HostPort mode
+    finds no node for it (its `reason` is the Event reason), and what the
+    Kubernetes API raises."""
+    pod = trust_proxies(pod, spec.exposure.trusted_proxies)
     mode = spec.exposure.mode
+    if mode == "HostPort":
+        return await _place(kube, fleet_body, pod, spec)
     if mode not in PER_SERVER_SERVICE:
         return expose_pod(pod, mode)
     name = pod["metadata"]["name"]

@@ -183,6 +183,21 @@ class Kube:
         items: list[Obj] = data.get("items", [])
         return items
 
+    async def list_all_pods(self) -> list[Obj]:
+        """Every Pod of the cluster that has not finished (HostPort placement)."""
+        data = await self._call(
+            self._core.list_pod_for_all_namespaces,
+            field_selector="status.phase!=Succeeded,status.phase!=Failed",
+        )
+        items: list[Obj] = data.get("items", [])
+        return items
+
+    async def list_nodes(self) -> list[Obj]:
+        """Every Node of the cluster (HostPort placement reads addresses and taints)."""
+        data = await self._call(self._core.list_node)
+        items: list[Obj] = data.get("items", [])
+        return items
+
     async def ensure_pod(self, namespace: str, body: Obj) -> Obj:
         """Create the Pod unless one with that (deterministic) name exists."""
         return await self._create_or_existing(

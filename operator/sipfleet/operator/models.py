@@ -12,6 +12,7 @@ Both live next to each other in the model that owns them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
@@ -270,6 +271,32 @@ class RolloutPolicy(CrdModel):
 
 ExposureMode = Literal["PodIP", "HostPort", "NodePort", "LoadBalancer"]
 EntryServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+NodeAddressType = Literal["InternalIP", "ExternalIP"]
+
+
+class HostPortRange(CrdModel):
+    """Host ports HostPort-mode servers take, the lowest free one on their node."""
+
+    first: Port = Field(default=5060, description="Lowest host port (UDP and TCP alike).")
+    last: Port = Field(default=5099, description="Highest host port.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.first > self.last:
+            raise ValueError(f"hostPorts.first ({self.first}) exceeds last ({self.last})")
+        return self
+
+    def ports(self) -> range:
+        """The ports, first to last inclusive."""
+        return range(self.first, self.last + 1)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.first <= self.last", "first must not exceed last", ".first")
+            ]
+        }
+    )
 
 
 class ExposureSpec(CrdModel):
@@ -279,8 +306,8 @@ class ExposureSpec(CrdModel):
         default="PodIP",
         description="What each server advertises in Via, Contact, the 302's Contact, "
         "Refer-To and SDP: PodIP (its Pod IP; members inside the cluster or a routable "
-        "pod network), HostPort (its node's InternalIP and the SIP port as a host "
-        "port; one server per node and port), NodePort or LoadBalancer (a Service "
+        "pod network), HostPort (its node's InternalIP or ExternalIP and a host port "
+        "the operator picks free on that node, see hostPorts), NodePort or LoadBalancer (a Service "
         "per server, created before its Pod; the Pod starts once the Service has an "
         "address and advertises it).",
     )
@@ -289,6 +316,39 @@ class ExposureSpec(CrdModel):
         description="Type of the Service '<fleet>-sip' in front of the main server, the "
         "fleet's stable entry point (target of the domain's _sip._udp/_sip._tcp SRV).",
     )
+    node_address_type: NodeAddressType = Field(
+        default="InternalIP",
+        description="HostPort mode: the node address a server advertises, its node's "
+        "InternalIP or ExternalIP. The operator places each server on a node that has "
+        "one; while none has, no server is created and a NodeAddressMissing Event and "
+        "the fleet's Exposed condition say so.",
+    )
+    host_ports: HostPortRange = _section(
+        HostPortRange,
+        "HostPort mode: the host ports servers take; each server gets the lowest one "
+        "no Pod on its node holds, so servers on one node never collide.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="IP addresses of edge proxies or SBCs in front of the fleet, which "
+        "carry many members: every server exempts them from its per-source rate limit and "
+        "locks out a member failing authentication through one by its From AOR, never the "
+        "proxy's address (sipfleet-node --trusted-proxies).",
+        json_schema_extra={
+            "items": {"type": "string", "maxLength": 45},
+            "x-kubernetes-validations": [
+                _cel("self.all(a, isIP(a))", "every trusted proxy must be an IP address")
+            ],
+        },
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_address(address)  # ValueError names the bad one
+        return value
 
 
 class SipFleetSpec(CrdModel):
@@ -414,7 +474,8 @@ class SipFleetStatus(CrdModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Scaling and Degraded conditions.",
+        description="Ready, Scaling, Degraded, Rolling and Exposed (False while HostPort "
+        "mode finds no node for the main server) conditions.",
         json_schema_extra=_map_list("type"),
     )
     main_server: MainServerStatus | None = Field(
@@ -539,6 +600,7 @@ class TransferPolicy(CrdModel):
 
 
 AccessMode = Literal["open", "authenticated", "allowlist"]
+SenderDisplayMode = Literal["auto", "cpim", "display-name", "prefix"]
 DigestAlgorithm = Literal["SHA-256", "MD5"]
 AOR = r"^sip:[^@\s]+@[^@\s]+$"
 
@@ -605,6 +667,14 @@ class SipConferenceSpec(CrdModel):
     transfer: TransferPolicy = _section(TransferPolicy, "How members move between servers.")
     access: AccessSpec = _section(
         AccessSpec, "Who may join, post and read the roster: open, authenticated or allowlist."
+    )
+    sender_display: SenderDisplayMode | None = Field(
+        default=None,
+        description="How members' phones are shown who wrote a group message "
+        "(docs/media-and-messages.md): auto (message/cpim to members that accept it, "
+        "else a 'name: ' text prefix), cpim, display-name (the From display name) or "
+        "prefix. Unset: each server's --sender-display (default auto). Applied when the "
+        "group's shard is created on a server.",
     )
 
     @field_validator("uri")

@@ -35,15 +35,16 @@ Safety rules the property tests pin down:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from sipfleet.operator.planning.placement import (
     deletions,
-    drain_order,
     flows,
     moves,
     placements,
     route_table,
+    stoppable,
 )
 from sipfleet.operator.planning.scaling import (
     members_at_load,
@@ -126,9 +127,11 @@ def rollout(
     active: list[ServerObservation],
     leaving: list[ServerObservation],
     busy: bool,
+    inc: Counter[str],
 ) -> tuple[NodeAction, ...]:
     """Outdated nodes of this conference to stop now for a rolling update
-    (emptiest first; ``max_unavailable`` holds per conference).
+    (emptiest first, none with members on their way in; ``max_unavailable``
+    holds per conference).
 
     Nothing while the conference is ``busy`` (a node starting, draining or
     stuck, metrics stale, the main server not ready): one step at a time,
@@ -140,7 +143,7 @@ def rollout(
         return ()
     return tuple(
         NodeAction(n.name, f"roll {n.name} ({n.members} members) to the new node template")
-        for n in sorted(outdated, key=drain_order)[:room]
+        for n in stoppable(outdated, inc)[:room]
     )
 
 
@@ -188,7 +191,7 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     draining = [n for n in nodes if n.draining and n.alive and not n.terminating]
     draining = [n for n in draining if n.name not in gone]
     unsettled = starting or stuck or draining or stale or not (main and main.ready)
-    roll = rollout(spec, active, leaving, bool(unsettled))
+    roll = rollout(spec, active, leaving, bool(unsettled), inc)
     rolled = {a.server for a in roll}
     staying = [n for n in active if n.name not in rolled]
     # Nodes still starting may be the replacements an earlier pass created:
@@ -217,7 +220,9 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
             limited.add(Limit.MAX_NODES)
             notes.append(f"node budget {spec.node_budget} reached (draining nodes still count)")
     if step.change < 0:
-        victims = sorted(staying, key=drain_order)[: -step.change]
+        victims = stoppable(staying, inc)[: -step.change]
+        if len(victims) < -step.change:
+            notes.append("nodes receiving members are drained once their arrivals are confirmed")
         drain = tuple(
             NodeAction(v.name, f"drain {v.name} ({v.members} members): scale in to {desired}")
             for v in victims

@@ -148,9 +148,13 @@ def fleet_status(
     now: datetime,
     template: str | None = None,
     entry_point: str | None = None,
+    unplaced: tuple[str, str] | None = None,
 ) -> Status:
     """The SipFleet status: main server, node Pods and their readiness, the
     address each advertises, and the fleet's entry point.
+
+    ``unplaced`` (reason, message) says the main server found no node in
+    HostPort mode (hostports.py): the ``Exposed`` condition is False with it.
 
     ``template`` is the current node template digest (rollout.py): nodes
     built from another are counted as not updated, and the ``Rolling``
@@ -203,6 +207,9 @@ def fleet_status(
         )
         if old
         else Condition("Rolling", "False", "AllNodesUpdated", f"{len(nodes)} nodes updated"),
+        Condition("Exposed", "False", *unplaced)
+        if unplaced
+        else Condition("Exposed", "True", "ServersPlaced", ""),
     ]
     raw = {
         "observedGeneration": generation,

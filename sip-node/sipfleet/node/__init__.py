@@ -7,8 +7,13 @@ Modules, one job each:
     transport         asyncio UDP endpoint and TCP connections (inbound and pooled outbound)
     stack, timers     rate limit -> parse -> validate -> the core's TransactionLayer, one timer
     ratelimit         per-source token buckets (bounded table)
-    node              request handling, shards, the distribution tree, the admin Control
-    focus             members (dialogs) and shards; byte templates for in-dialog requests
+    node              the shell: performs the group logic's actions; the admin Control
+    group             pure group core: shards, members, join/leave, who gets a group
+                      MESSAGE and how it is presented; rosters through distribution
+    distribution      pure: the distribution tree and the rosters that travel it
+    focus             members (dialogs of the SIP core) and shards
+    takeover          refer-to-server's target side; its pure ring timer (Ringing)
+    clock             drives a pure core's timers from one asyncio timer
     redirect          join-or-302 decision with in-flight reservations
     routes            the routing table and the tree derived from it
     subscriptions     SUBSCRIBE Event: conference (RFC 4575)
@@ -32,14 +37,17 @@ Operator-facing facts:
     Redirect: a join goes to the local shard while it has room and neither the shard
         nor the server drains; else 302 to the active route entry with the most free
         room (the smaller of the pushed `free` and the free room the server last
-        reported over the tree, minus 302s still in flight for 5 s); else 480 with
-        Retry-After: 30.
+        reported over the tree, minus 302s still in flight for 5 s); else 480 Group
+        Full with Retry-After: 30, or, from a draining (stopping) server, 503 Service
+        Unavailable with Retry-After: 5 (RFC 3261 21.5.4).
     Group MESSAGE: in dialog, or out of dialog to the group URI from a member's AOR
         (From URI); anyone else gets 403. It goes to the group's root, then down the
         tree; each server sends it to its members (except the sender) as an in-dialog
         MESSAGE with the header `X-Sipfleet-Sender: <sender AOR>`, its body shown as
-        --sender-display says (default auto: message/cpim to members that listed it
-        in Accept, else `alice: ` before a text/plain body; docs/media-and-messages.md).
+        the group's sender display says (POST /v1/shards `sender_display`, from
+        SipConference.spec.senderDisplay), else --sender-display (default auto:
+        message/cpim to members that listed it in Accept, else `alice: ` before a
+        text/plain body; docs/media-and-messages.md).
     Media: the focus carries none. It answers an SDP offer with one codec per RTP
         stream, a=inactive (RFC 3264 6), and offers in its 200 to an INVITE without
         SDP, taking the answer from the ACK (RFC 3264 5).

@@ -26,6 +26,7 @@ from sipfleet.node.admin_types import (
 from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.metrics import CONTENT_TYPE, NodeMetrics
 from sipfleet.node.openapi import OPENAPI
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.node.routes import Groups, RoutesError, StaleGeneration, parse_routes
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -40,7 +41,11 @@ class Control(Protocol):
     def ready(self) -> bool: ...
     def state(self) -> NodeState: ...
     def ensure_shard(
-        self, group: str, capacity: int, access: AccessPolicy | None = None
+        self,
+        group: str,
+        capacity: int,
+        access: AccessPolicy | None = None,
+        sender_display: SenderDisplay | None = None,
     ) -> tuple[ShardState, bool]: ...
     async def delete_shard(self, group: str) -> ShardState: ...
     def put_routes(self, generation: int, groups: Groups) -> None: ...
@@ -143,7 +148,9 @@ def build_app(control: Control, token: str) -> web.Application:
     async def ensure_shard(request: web.Request) -> web.Response:
         body = _parse(ShardRequest, await _json_object(request))
         access = None if body.access is None else AccessPolicy.from_json(body.access.to_json())
-        shard, created = control.ensure_shard(body.group, body.capacity, access)
+        shard, created = control.ensure_shard(
+            body.group, body.capacity, access, body.sender_display
+        )
         return _json(shard, 201 if created else 200)
 
     @routes.delete("/v1/shards")

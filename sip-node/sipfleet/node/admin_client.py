@@ -24,6 +24,7 @@ from sipfleet.node.admin_types import (
     TransferRequest,
     TransferState,
 )
+from sipfleet.node.presentation import SenderDisplay
 
 
 class AdminError(Exception):
@@ -112,10 +113,18 @@ class AdminClient:
         return str(await self._request("GET", "/metrics"))
 
     async def ensure_shard(
-        self, group: str, capacity: int, access: Access | None = None
+        self,
+        group: str,
+        capacity: int,
+        access: Access | None = None,
+        sender_display: SenderDisplay | None = None,
     ) -> ShardState:
-        """Create the group's shard (idempotent); `access` is its policy (docs/security.md)."""
-        body = ShardRequest(group=group, capacity=capacity, access=access)
+        """Create the group's shard (idempotent); `access` is its policy
+        (docs/security.md), `sender_display` how its members see who wrote a group
+        message (docs/media-and-messages.md); None leaves the server's default."""
+        body = ShardRequest(
+            group=group, capacity=capacity, access=access, sender_display=sender_display
+        )
         return ShardState.model_validate(await self._request("POST", "/v1/shards", body))
 
     async def delete_shard(self, group: str) -> ShardState:

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
+from sipfleet.node.presentation import SenderDisplay
 
 METHODS = ("refer", "refer-to-server")
 TransferMethod = Literal["refer", "refer-to-server"]
@@ -124,12 +125,15 @@ class Access(BaseModel):
 class ShardRequest(BaseModel):
     """POST /v1/shards: create the group's shard here (idempotent; a new capacity
     replaces the old one; `access`, when given, becomes the group's policy here,
-    else the server's --default-policy applies)."""
+    else the server's --default-policy applies; `sender_display`, when given, is how
+    the group's members are shown who wrote a group message, else the server's
+    --sender-display applies: docs/media-and-messages.md)."""
 
     model_config = _CONFIG
     group: GroupUri
     capacity: Annotated[StrictInt, Field(ge=1)]
     access: Access | None = None
+    sender_display: SenderDisplay | None = None
 
 
 class GroupRef(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 from sipfleet.node.auth.credentials import CredentialsError, CredentialStore
 from sipfleet.node.config import Config, ConfigError
 from sipfleet.node.presentation import SenderDisplay
+from sipfleet.node.tls import Certificates, TlsError
 
 _OPTIONS: list[tuple[str, str, type, object, str]] = [
     # flag, env var, type, default (None = required), help
@@ -42,6 +43,38 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         0,
         "TCP port members reach this server at; 0: the SIP port",
     ),
+    (
+        "--tls-cert-file",
+        "SIPFLEET_TLS_CERT_FILE",
+        str,
+        "",
+        "PEM certificate chain for SIP over TLS and wss (tls.crt of a Secret, reloaded "
+        "when it changes; docs/transport.md); empty: no TLS",
+    ),
+    ("--tls-key-file", "SIPFLEET_TLS_KEY_FILE", str, "", "PEM private key (tls.key)"),
+    ("--tls-port", "SIPFLEET_TLS_PORT", int, 5061, "SIP over TLS port (sips:), with a certificate"),
+    (
+        "--tls-ca-file",
+        "SIPFLEET_TLS_CA_FILE",
+        str,
+        "",
+        "PEM CAs trusted, besides the system's, when this server opens a TLS connection",
+    ),
+    (
+        "--advertise-tls-port",
+        "SIPFLEET_ADVERTISE_TLS_PORT",
+        int,
+        0,
+        "TLS port members reach this server at; 0: the TLS port",
+    ),
+    ("--ws-port", "SIPFLEET_WS_PORT", int, 0, "SIP over WebSocket port (RFC 7118 ws); 0: off"),
+    (
+        "--wss-port",
+        "SIPFLEET_WSS_PORT",
+        int,
+        0,
+        "SIP over secure WebSocket port (wss, uses the TLS certificate); 0: off",
+    ),
     ("--admin-port", "SIPFLEET_ADMIN_PORT", int, 8080, "admin HTTP API port"),
     (
         "--token-file",
@@ -65,7 +98,8 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         SenderDisplay,
         SenderDisplay.AUTO,
         "how members' phones see who wrote a group message: auto, cpim, display-name "
-        "or prefix (docs/media-and-messages.md)",
+        "or prefix, for groups whose shard request names none "
+        "(docs/media-and-messages.md)",
     ),
     (
         "--shutdown-seconds",
@@ -117,6 +151,14 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         float,
         300.0,
         "seconds a locked-out source's requests are dropped",
+    ),
+    (
+        "--trusted-proxies",
+        "SIPFLEET_TRUSTED_PROXIES",
+        str,
+        "",
+        "comma-separated IP addresses of edge proxies/SBCs carrying many members: no "
+        "per-source rate limit; a failing member behind one is locked out, not the proxy",
     ),
     ("--log-level", "SIPFLEET_LOG_LEVEL", str, "INFO", "logging level (DEBUG, INFO, WARNING)"),
 ]
@@ -201,6 +243,11 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         config = Config(token=token, credentials=credentials, **values)  # type: ignore[arg-type]
     except (ConfigError, TypeError) as exc:
         parser.error(str(exc))
+    if config.tls is not None:
+        try:
+            Certificates(config.tls)
+        except TlsError as exc:
+            parser.error(f"{exc} (docs/transport.md, TLS)")
     return config, log_level
 
 

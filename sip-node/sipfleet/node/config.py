@@ -9,6 +9,7 @@ from typing import Literal
 from sipfleet.node.auth.credentials import CredentialStore
 from sipfleet.node.auth.policy import OPEN, SECURE_DEFAULT, AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
+from sipfleet.node.tls import TlsSettings
 
 Role = Literal["main", "node"]
 
@@ -48,6 +49,11 @@ class Config:
     """Authentication failures within a minute that lock a source out."""
     lockout_seconds: float = 300.0
     """How long a locked-out source's requests are dropped."""
+    trusted_proxies: str = ""
+    """Comma-separated IP addresses of edge proxies or SBCs that carry many members
+    (docs/install.md, "Reaching the fleet"): exempt from the per-source rate limit,
+    and member authentication failures through them lock out the member behind
+    them (source and From AOR), never the proxy's whole address."""
     advertise_host: str = ""
     """The IP address members reach this server at, written into everything it sends
     them (Via, Contact, 302 Contact, Refer-To, shard URIs, SDP); "" = `listen`."""
@@ -55,6 +61,32 @@ class Config:
     """The UDP port members reach this server at (a NodePort, a host port); 0 = `sip_port`."""
     advertise_tcp_port: int = 0
     """The TCP port members reach this server at; 0 = `sip_port`."""
+    tls_cert_file: str = ""
+    """PEM certificate chain for TLS (`tls.crt` of a Secret); "" = no TLS, no wss."""
+    tls_key_file: str = ""
+    """PEM private key of `tls_cert_file` (`tls.key`)."""
+    tls_port: int = 5061
+    """SIP over TLS port (RFC 3261 26.2, sips:); 0 = a free one."""
+    tls_ca_file: str = ""
+    """Extra CAs (PEM) trusted when this server opens a TLS connection."""
+    advertise_tls_port: int = 0
+    """The TLS port members reach this server at; 0 = `tls_port`."""
+    ws_port: int = 0
+    """SIP over plain WebSocket port (RFC 7118 ws); 0 = off."""
+    wss_port: int = 0
+    """SIP over secure WebSocket port (wss, needs the TLS certificate); 0 = off."""
+
+    @property
+    def tls(self) -> TlsSettings | None:
+        """The TLS settings, None when no certificate is configured."""
+        if not self.tls_cert_file:
+            return None
+        return TlsSettings(self.tls_cert_file, self.tls_key_file, self.tls_port, self.tls_ca_file)
+
+    @property
+    def trusted_sources(self) -> frozenset[str]:
+        """`trusted_proxies` as a set of addresses."""
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
 
     @property
     def access_default(self) -> AccessPolicy:
@@ -92,9 +124,17 @@ class Config:
             ("admin port", self.admin_port),
             ("advertised UDP port", self.advertise_udp_port),
             ("advertised TCP port", self.advertise_tcp_port),
+            ("TLS port", self.tls_port),
+            ("advertised TLS port", self.advertise_tls_port),
+            ("ws port", self.ws_port),
+            ("wss port", self.wss_port),
         ):
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{label} {port} is outside 0..65535")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS needs both --tls-cert-file and --tls-key-file")
+        if self.wss_port and not self.tls_cert_file:
+            raise ConfigError("--wss-port needs the TLS certificate (--tls-cert-file)")
         if not self.token:
             raise ConfigError("the token is empty: write a non-empty token into the token file")
         if self.tree_fanout < 1:
@@ -116,5 +156,12 @@ class Config:
             raise ConfigError("lockout needs failures >= 1 and seconds > 0")
         if self.nonce_seconds <= 0:
             raise ConfigError(f"nonce lifetime {self.nonce_seconds} s must be > 0")
+        for address in self.trusted_sources:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(
+                    f"trusted proxy {address!r} is not an IP address (list them comma-separated)"
+                ) from None
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError("rate limit must be > 0 requests/s and burst >= 1")

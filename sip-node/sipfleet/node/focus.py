@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sipfleet.node.admin_types import ShardState
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.node.sdp import MediaSession
 from sipfleet.node.sip import SipMessage, SipParseError, SipUri, address_of, format_hostport
 from sipfleet.node.sip.dialog import Dialog
@@ -82,10 +83,15 @@ class Member:
 
 @dataclass(eq=False, slots=True)
 class Shard:
+    """This server's part of a group: its URI here, room for `capacity` members,
+    and how its members are shown who wrote a group message (`sender_display`;
+    None: the server's default)."""
+
     group: str
     uri: str
     capacity: int
     draining: bool = False
+    sender_display: SenderDisplay | None = None
     members: dict[tuple[str, str], Member] = field(default_factory=dict)
     by_aor: dict[str, Member] = field(default_factory=dict)
 

@@ -95,6 +95,12 @@ class NodeMetrics:
         self.tcp_connections = Gauge(
             p + "tcp_connections", "TCP connections open (inbound and outbound)", registry=r
         )
+        self.tls_connections = Gauge(
+            p + "tls_connections", "TLS connections open (inbound and outbound)", registry=r
+        )
+        self.ws_connections = Gauge(
+            p + "ws_connections", "WebSocket connections open (ws and wss)", registry=r
+        )
         self.tcp_refused = Counter(
             p + "tcp_refused",
             "TCP connections refused for a limit (total, per_source)",

@@ -1,11 +1,13 @@
-"""The group server's shell: SIP request handling, shards and members, the admin Control.
+"""The group server's shell: it parses and sends, the group logic decides.
 
-The group logic that has state over time is pure and lives elsewhere: the
-distribution tree and rosters (distribution.py), transfers (transfers.py) and
-conference subscriptions (subscriptions.py) take events and `now` and return
-actions, which this module performs (SIP requests through the stack, metrics)
-with one loop timer per logic (clock.py). Joining, leaving, redirecting and
-the fan-out to this server's members are still done here.
+All group logic is pure and lives elsewhere: joins, leaves, the member table
+and the fan-out (group.py), the distribution tree and rosters
+(distribution.py, reached through group.py), transfers (transfers.py),
+conference subscriptions (subscriptions.py), the takeover ring timer
+(takeover.py). Each takes events and `now` and returns actions; this module
+performs them (answers, SIP requests through the stack, metrics) and drives
+each logic's timers with one loop timer (clock.py). It also serves the admin
+API's `Control` calls.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from sipfleet.node.admin_types import (
@@ -33,38 +35,30 @@ from sipfleet.node.auth.nonce import NonceIssuer
 from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.clock import CoreClock
 from sipfleet.node.config import Config
-from sipfleet.node.distribution import (
-    Deliver,
-    Distribution,
-    Forward,
-    RosterChanged,
-    RosterDue,
-    TreeAction,
-)
-from sipfleet.node.focus import (
-    NO_FIELDS,
-    Member,
-    Shard,
-    focus_contact,
-    peer_of,
-    shard_uri,
-    supports_replaces,
-    user_of,
+from sipfleet.node.distribution import Forward, RosterChanged
+from sipfleet.node.focus import NO_FIELDS, Member, Shard, peer_of, shard_uri
+from sipfleet.node.group import (
+    ALLOW,
+    DeliveryFailed,
+    FanOut,
+    GroupAction,
+    GroupCore,
+    Joined,
+    Left,
+    Posted,
+    Redirected,
+    Reply,
 )
 from sipfleet.node.metrics import NodeMetrics
-from sipfleet.node.presentation import accepts_cpim, present
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.node.ratelimit import RateLimiter
-from sipfleet.node.redirect import Join, Redirect, Reservations, decide
 from sipfleet.node.routes import Groups, RoutingTable
 from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
-from sipfleet.node.sdp import SDP_TYPE, SdpError
-from sipfleet.node.sip import SipParseError, SipRequest, SipResponse, format_hostport
-from sipfleet.node.sip.dialog import Dialog
-from sipfleet.node.sip.ids import new_call_id, new_tag, random_hex
+from sipfleet.node.sip import SipRequest, SipResponse, format_hostport
+from sipfleet.node.sip.ids import new_call_id, new_tag
 from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.sip.replaces import refer_target
-from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import (
     Advertised,
     Outgoing,
@@ -81,6 +75,7 @@ from sipfleet.node.subscriptions import (
     Subscriptions,
 )
 from sipfleet.node.takeover import Takeover
+from sipfleet.node.tls import Certificates
 from sipfleet.node.transfers import (
     Finished,
     Item,
@@ -94,7 +89,6 @@ from sipfleet.node.transport import Peer
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
 DIRECTION = "X-Sipfleet-Direction"
 
 
@@ -102,30 +96,35 @@ def advertised_of(config: Config) -> Advertised | None:
     """The address members reach the server at, when any of --advertise-host,
     --advertise-udp-port, --advertise-tcp-port is set (the host defaults to the
     listen address); None when members reach it where it listens."""
-    if not (config.advertise_host or config.advertise_udp_port or config.advertise_tcp_port):
+    if not (
+        config.advertise_host
+        or config.advertise_udp_port
+        or config.advertise_tcp_port
+        or config.advertise_tls_port
+    ):
         return None
     return Advertised(
-        config.advertise_host or config.listen, config.advertise_udp_port, config.advertise_tcp_port
+        config.advertise_host or config.listen,
+        config.advertise_udp_port,
+        config.advertise_tcp_port,
+        config.advertise_tls_port,
     )
 
 
 class Node:
+    """One SIP server of the fleet (role main or node): the shell around the group
+    logic, the SIP stack's `Application` and the admin API's `Control`."""
+
     def __init__(self, config: Config, metrics: NodeMetrics | None = None) -> None:
         self.config = config
         self.name = config.name
         self.metrics = metrics or NodeMetrics()
-        self.routes = RoutingTable()
-        self.shards: dict[str, Shard] = {}
-        self.tree = Distribution(config.name, config.tree_fanout)
-        self.draining = False
-        self.reservations = Reservations()
+        self.group = GroupCore(config.name, config.tree_fanout, config.sender_display)
         self.key = config.token.encode()
         self.verifier = Verifier(self.key)
         self.subs = Subscriptions()
-        self._subs_clock: CoreClock | None = None
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
-        self._jobs_clock: CoreClock | None = None
         self.admission = Admission(
             Guard(
                 config.credentials,
@@ -137,10 +136,8 @@ class Node:
         )
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
-        self._by_user: dict[str, Shard] = {}
-        self._groups_by_user: dict[str, str] = {}
-        self._dialogs: dict[tuple[str, str], tuple[Shard, Member]] = {}
-        self._tree_clock: CoreClock | None = None
+        self._clocks: list[CoreClock] = []
+        self.certificates = None if config.tls is None else Certificates(config.tls)
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,29 +149,45 @@ class Node:
             self.metrics,
             self._limiter,
             advertised=advertised_of(config),
+            tls=self.certificates,
         )
         stack.lockout = self.admission.guard.lockout
+        stack.exempt = self.admission.shared_sources = config.trusted_sources
         await stack.start()
         loop = asyncio.get_running_loop()
-        self._jobs_clock = CoreClock(
-            loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
-        )
-        self._tree_clock = CoreClock(
-            loop, self.tree.next_deadline, lambda now: self._tree(self.tree.tick(now))
-        )
-        self._subs_clock = CoreClock(
-            loop,
-            self.subs.next_deadline,
-            lambda now: self._subscription(self.subs.tick(now, self.roster)),
-        )
+        self._clocks = [
+            CoreClock(
+                loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
+            ),
+            CoreClock(
+                loop, self.group.next_deadline, lambda now: self._perform(self.group.tick(now))
+            ),
+            CoreClock(
+                loop,
+                self.subs.next_deadline,
+                lambda now: self._subscription(self.subs.tick(now, self.roster)),
+            ),
+            CoreClock(
+                loop, self.takeover.ringing.next_deadline, lambda now: self.takeover.tick(now)
+            ),
+        ]
         self._stack = stack  # ready from here on
+        self._rearm()  # rosters scheduled before the start
 
     def close(self) -> None:
-        for clock in (self._jobs_clock, self._subs_clock, self._tree_clock):
-            if clock is not None:
-                clock.close()
+        for clock in self._clocks:
+            clock.close()
         if self._stack is not None:
             self._stack.close()
+
+    def _rearm(self) -> None:
+        """Re-arm every logic's loop timer (after a call that may have armed one)."""
+        for clock in self._clocks:
+            clock.rearm()
+
+    def rearm_ringing(self) -> None:
+        """The takeover ring timers changed (takeover.TakeoverHost)."""
+        self._rearm()
 
     @property
     def stack(self) -> SipStack:
@@ -197,6 +210,25 @@ class Node:
     @property
     def server_uri(self) -> str:
         return f"sip:{self.name}@{self.sent_by}"
+
+    @property
+    def shards(self) -> dict[str, Shard]:
+        """This server's shards by group URI (group.GroupCore's)."""
+        return self.group.shards
+
+    @property
+    def routes(self) -> RoutingTable:
+        """The routing table the operator pushed."""
+        return self.group.routes
+
+    @property
+    def draining(self) -> bool:
+        """Taking no joins (drained)."""
+        return self.group.draining
+
+    def now(self) -> float:
+        """The loop's monotonic clock (seconds), the time base of the group logic."""
+        return asyncio.get_running_loop().time()
 
     # ---- Control (admin API) -----------------------------------------------------------
     def ready(self) -> bool:
@@ -228,50 +260,45 @@ class Node:
         self.admission.guard.credentials = store
 
     def ensure_shard(
-        self, group: str, capacity: int, access: AccessPolicy | None = None
+        self,
+        group: str,
+        capacity: int,
+        access: AccessPolicy | None = None,
+        sender_display: SenderDisplay | None = None,
     ) -> tuple[ShardState, bool]:
-        """Create or resize the group's shard; `access` (if given) becomes its policy."""
+        """Create or resize the group's shard; `access` (if given) becomes its policy,
+        `sender_display` (if given) its presentation of senders."""
         if access is not None:
             self.admission.policies[group] = access
-        shard = self.shards.get(group)
-        created = shard is None
-        if shard is None:
-            a = advertised_of(self.config)
-            host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
-            shard = Shard(group, shard_uri(group, self.name, host, port), capacity)
-            self.shards[group] = shard
-            self._by_user[user_of(shard.uri)] = shard
-            self._index_groups()
-        shard.capacity = capacity
+        a = advertised_of(self.config)
+        host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
+        shard, created = self.group.ensure_shard(
+            group, capacity, shard_uri(group, self.name, host, port), self._now(), sender_display
+        )
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
-        self.schedule_roster(group)
+        self._rearm()
         return shard.state(self.draining), created
 
     async def delete_shard(self, group: str) -> ShardState:
+        """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
         shard = self.shards.get(group)
-        if shard is None:
-            raise LookupError(f"no shard of {group} on this server")
+        actions = self.group.delete_shard(group, self.now())
+        assert shard is not None  # delete_shard raised otherwise
         self.admission.policies.pop(group, None)
-        for member in list(shard.members.values()):
-            self.remove_member(shard, member, bye=True, reason="shard_deleted")
-        del self.shards[group]
-        self._by_user.pop(user_of(shard.uri), None)
-        self._index_groups()
+        self._perform(actions)
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
-        self._report_roster(group, shard_gone=shard)
         return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
-        if not self.routes.replace(generation, groups):
+        if not self.group.put_routes(generation, groups, self._now()):
             return
-        self._index_groups()
-        if self._stack is not None:  # peer servers are not rate limited
+        if self._stack is not None:  # peer servers and trusted proxies are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
-            self._stack.exempt = frozenset(hosts - {self.host})
-        for group in self.shards:
-            self.schedule_roster(group)
+            exempt = frozenset(hosts - {self.host}) | self.config.trusted_sources
+            self._stack.exempt = self.admission.shared_sources = exempt
+        self._rearm()
 
     def start_transfer(self, request: TransferRequest) -> TransferState:
         job = self.jobs.start(request, self.shards.get(request.group), self.now())
@@ -285,34 +312,23 @@ class Node:
         return self.jobs.all()
 
     def drain(self) -> NodeState:
-        self.draining = True
-        for group in self.shards:
-            self.schedule_roster(group)
+        self.group.drain(self._now())
+        self._rearm()
         return self.state()
 
-    def _index_groups(self) -> None:
-        groups = set(self.shards) | set(self.routes.groups)
-        self._groups_by_user = {user_of(g): g for g in groups}
-
-    # ---- SIP requests ------------------------------------------------------------------
-    def handle_ack(self, request: SipRequest) -> None:
-        """ACK for a 2xx (the core already stopped retransmitting it): it carries the
-        answer when our 2xx made the offer (RFC 3264 5, RFC 3261 13.2.1). A missing or
-        bad answer is logged; the member stays, the focus carries no media anyway."""
-        found = self._dialog(request)
-        if found is None or found[1].media.pending is None:
-            return  # not ours, or an offer already settled (an ACK retransmission)
+    def _now(self) -> float:
+        """`now()`, also outside a running loop (admin calls before the start)."""
         try:
-            found[1].media.accept_answer(request.body)
-        except SdpError as exc:
-            log.info("ACK from %s has no valid SDP answer: %s", found[1].aor, exc)
+            return self.now()
+        except RuntimeError:
+            return time.monotonic()
+
+    # ---- SIP requests (group.GroupCore decides; this answers and performs) ---------------
+    def handle_ack(self, request: SipRequest) -> None:
+        self.group.on_ack(request)
 
     def handle_unacked(self, request: SipRequest) -> None:
-        """Our 2xx to an INVITE was never ACKed: end that session (RFC 3261 13.3.1.4)."""
-        for shard, member in list(self._dialogs.values()):
-            dialog = member.dialog
-            if dialog.call_id == request.call_id and dialog.remote_tag == request.from_tag:
-                self.remove_member(shard, member, bye=True, reason="unacked")
+        self._perform(self.group.on_unacked(request, self.now()))
 
     def handle_request(self, ctx: RequestContext) -> None:
         request = ctx.request
@@ -331,11 +347,11 @@ class Node:
         """Digest authentication and access policy (auth.admission); False once answered."""
         group: str | None
         try:
-            group = self.resolve(ctx.request)[0]
+            group = self.group.resolve(ctx.request)[0]
         except LookupError:
             group = None
         outcome = self.admission.admit(
-            ctx.request, group, ctx.peer.host, self.stack.now(), self._is_member
+            ctx.request, group, ctx.peer.host, self.stack.now(), self.group.is_member
         )
         if isinstance(outcome, Proceed):
             return True
@@ -345,194 +361,34 @@ class Node:
             ctx.respond(outcome.status, outcome.headers, reason=outcome.reason)
         return False
 
-    def _dialog(self, request: SipRequest) -> tuple[Shard, Member] | None:
-        tag = request.to_tag
-        return None if tag is None else self._dialogs.get((request.call_id, tag))
-
-    def _in_dialog_request(self, ctx: RequestContext) -> tuple[Shard, Member] | None:
-        """The member dialog an in-dialog request belongs to, its CSeq accounted for
-        and its target refresh applied (RFC 3261 12.2.2); None once answered (481
-        for no such dialog, 500 for a CSeq out of order, 403 for a new remote
-        target this server cannot send to, which is then not taken)."""
-        found = self._dialog(ctx.request)
-        if found is None:
-            ctx.respond(481)
-            return None
-        member = found[1]
-        dialog = member.dialog
-        target = dialog.remote_target
-        status = dialog.receive(ctx.request)
-        if status is not None:
-            ctx.respond(status, reason="CSeq Out Of Order")
-            return None
-        try:
-            member.peer  # noqa: B018 -- a refreshed next hop must be reachable (RFC 3263 4)
-        except (UnreachableTarget, SipParseError) as exc:
-            dialog.remote_target = target
-            ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
-            return None
-        return found
-
     def resolve(self, request: SipRequest) -> tuple[str, Shard | None]:
         """The group a request is addressed to, and this server's shard of it if any."""
-        user = request.request_uri.user or ""
-        shard = self._by_user.get(user)
-        if shard is not None:
-            return shard.group, shard
-        group = self._groups_by_user.get(user)
-        if group is None:
-            raise LookupError(request.uri)
-        return group, self.shards.get(group)
+        return self.group.resolve(request)
+
+    def roster(self, group: str) -> frozenset[str]:
+        """Every member of the group on every server, as far as this server knows."""
+        return self.group.roster(group)
 
     def _on_invite(self, ctx: RequestContext) -> None:
-        request = ctx.request
-        if request.to_tag is not None:
-            found = self._in_dialog_request(ctx)
-            if found is not None:  # a re-INVITE: it may have refreshed the remote target
-                self._answer_invite(ctx, found[0], found[1])
-            return
-        try:
-            group, shard = self.resolve(request)
-        except LookupError:
-            ctx.respond(404, reason="No Such Group")
-            return
-        contact = request.contact
-        if contact is None or not contact.uri.lower().startswith(("sip:", "sips:")):
-            ctx.respond(400, [("Warning", '399 sipfleet "INVITE needs a SIP Contact"')])
-            return
-        aor = request.from_.uri
-        now = time.monotonic()
-        decision = decide(
-            local_room=shard is not None and not self.draining and shard.has_room,
-            entries=self.routes.entries(group),
-            self_name=self.name,
-            reservations=self.reservations,
-            known_free=self.tree.known_free(group),
-            now=now,
-        )
-        if isinstance(decision, Join):
-            assert shard is not None
-            peer = ctx.peer
-            dialog = Dialog.as_uas(
-                request,
-                new_tag(),
-                focus_contact(self.stack.local_uri(user_of(shard.uri), peer)),
-                transport=peer.transport,
-            )
-            member = Member(
-                aor,
-                dialog,
-                lambda uri: self.stack.target_of(uri, peer),
-                supports_replaces(request),
-                accepts_cpim=accepts_cpim(request.headers.get("Accept")),
-            )
-            try:
-                member.peer  # noqa: B018 -- the next hop must be reachable (RFC 3263 4)
-            except (UnreachableTarget, SipParseError) as exc:
-                ctx.respond(403, [("Warning", f'399 sipfleet "Contact: {exc}"')])
-                return
-            if self._answer_invite(ctx, shard, member):
-                self.add_member(shard, member)
-        elif isinstance(decision, Redirect):
-            self.reservations.reserve(decision.uri, aor, now)
-            self.metrics.redirects.labels(group).inc()
-            ctx.respond(302, [("Contact", f"<{self.stack.uri_for(decision.uri, ctx.peer)}>")])
-        else:
-            ctx.respond(480, [("Retry-After", str(decision.retry_after))], reason="Group Full")
-
-    def _answer_invite(self, ctx: RequestContext, shard: Shard, member: Member) -> bool:
-        """200 with the SDP answer to the INVITE's offer, or with our offer when it had
-        none (RFC 3264 5 and 6); 415 for a body that is not SDP, 488 for an offer that
-        does not parse. True if 200."""
-        request = ctx.request
-        content_type = request.headers.get("Content-Type") or SDP_TYPE
-        if request.body and content_type.split(";", 1)[0].strip().lower() != SDP_TYPE:
-            ctx.respond(415, [("Accept", SDP_TYPE)])
-            return False
-        try:
-            if request.body:
-                body = member.media.answer(request.body, self.stack.local_host(ctx.peer))
-            else:
-                body = member.media.offer(self.stack.local_host(ctx.peer))
-        except SdpError as exc:
-            ctx.respond(488, [("Warning", f'399 sipfleet "bad SDP offer: {exc}"')])
-            return False
-        headers = [
-            ("Contact", member.dialog.local_contact or ""),
-            ("Allow", ALLOW),
-            ("Supported", "replaces, norefersub"),
-            ("Content-Type", SDP_TYPE),
-        ]
-        ctx.respond(200, headers, body, to_tag=member.dialog.local_tag)
-        return True
+        self._perform(self.group.on_invite(ctx.request, ctx.peer, self.stack, self.now()), ctx)
 
     def _on_bye(self, ctx: RequestContext) -> None:
-        found = self._in_dialog_request(ctx)
-        if found is None:
-            return
-        ctx.respond(200)
-        self.remove_member(found[0], found[1], bye=False, reason="bye_received")
+        self._perform(self.group.on_bye(ctx.request, self.now()), ctx)
 
     def _on_options(self, ctx: RequestContext) -> None:
-        ctx.respond(
-            200,
-            [
-                ("Allow", ALLOW),
-                ("Accept", "text/plain, application/sdp"),
-                ("Supported", "replaces, norefersub"),
-            ],
-        )
+        self._perform(self.group.on_options(), ctx)
 
     def _on_cancel(self, ctx: RequestContext) -> None:
-        # INVITEs are answered at once, so a matching CANCEL has nothing left to stop.
-        ctx.respond(200 if ctx.cancels else 481)
+        self._perform(self.group.on_cancel(ctx.cancels is not None), ctx)
 
     def _on_message(self, ctx: RequestContext) -> None:
-        request = ctx.request
-        if request.to_tag is not None:
-            found = self._in_dialog_request(ctx)
-            if found is None:
-                return
-            shard, sender = found[0], found[1].aor
-        else:
-            try:
-                group, shard_or_none = self.resolve(request)
-            except LookupError:
-                ctx.respond(404, reason="No Such Group")
-                return
-            sender = request.from_.uri
-            if shard_or_none is None or not self._is_member(group, sender):
-                ctx.respond(403, reason="Not A Member")
-                return
-            shard = shard_or_none
-        member = shard.by_aor.get(sender)  # the sender's own dialog, if it is on this server
-        if member is not None and "Accept" in request.headers:
-            member.accepts_cpim = accepts_cpim(request.headers.get("Accept"))
-        ctx.respond(200)
-        self.metrics.messages_in.inc()
-        content_type = request.headers.get("Content-Type") or "text/plain"
-        envelope = Envelope(
-            "group",
-            shard.group,
-            random_hex(12),
-            self.name,
-            sender,
-            content_type,
-            request.body,
-        )
-        self._route_up(envelope)
-
-    def _is_member(self, group: str, aor: str) -> bool:
-        shard = self.shards.get(group)
-        if shard is not None and aor in shard.by_aor:
-            return True
-        return aor in self.tree.remote_members(group)
+        self._perform(self.group.on_message(ctx.request, self.now()), ctx)
 
     def _on_subscribe(self, ctx: RequestContext) -> None:
         request, group = ctx.request, None
         if request.to_tag is None:
             try:
-                group = self.resolve(request)[0]
+                group = self.group.resolve(request)[0]
             except LookupError:
                 group = None
         peer = ctx.peer
@@ -546,12 +402,6 @@ class Node:
             self.now(),
         )
         self._subscription(actions, ctx)
-
-    def roster(self, group: str) -> frozenset[str]:
-        """Every member of the group on every server, as far as this server knows."""
-        shard = self.shards.get(group)
-        remote = self.tree.remote_members(group)
-        return remote if shard is None else remote | shard.by_aor.keys()
 
     def _subscription(
         self, actions: list[SubscriptionAction], ctx: RequestContext | None = None
@@ -567,8 +417,7 @@ class Node:
                 sub = action.subscription
                 done = self._notified(sub)
                 self.send_in_dialog(sub.subscriber, "NOTIFY", action.extra, action.body, done)
-        if self._subs_clock is not None:
-            self._subs_clock.rearm()
+        self._rearm()
 
     def _notified(self, sub: Subscription) -> ResponseCallback:
         def answered(response: SipResponse | None) -> None:
@@ -581,8 +430,11 @@ class Node:
         """A NOTIFY about a REFER: in a member's dialog (REFER to the member) it is
         accounted to that dialog first (RFC 6665 4.1.2, RFC 3261 12.2.2)."""
         request = ctx.request
-        if self._dialog(request) is not None and self._in_dialog_request(ctx) is None:
-            return  # answered: CSeq out of order or an unreachable new target
+        if self.group.dialog(request) is not None:
+            found, replies = self.group.in_dialog(request)
+            if found is None:  # CSeq out of order or an unreachable new target
+                self._perform(replies, ctx)
+                return
         matched, actions = self.jobs.on_notify(request.call_id, request.body, self.now())
         ctx.respond(200 if matched else 481)
         self._transfer(actions)
@@ -601,11 +453,55 @@ class Node:
         "REFER": _on_refer,
     }
 
-    # ---- transfers (the logic is transfers.Transfers; this performs its actions) ---------
-    def now(self) -> float:
-        """The loop's monotonic clock (seconds), the time base of the group logic."""
-        return asyncio.get_running_loop().time()
+    # ---- performing the group logic's actions ------------------------------------------
+    def _perform(self, actions: Iterable[GroupAction], ctx: RequestContext | None = None) -> None:
+        """Perform what group.GroupCore asked for; `ctx` is the request a Reply answers."""
+        for action in actions:
+            if isinstance(action, FanOut):
+                self._fan_out(action)
+            elif isinstance(action, Forward):
+                self._forward(action.envelope, action.entry, action.direction)
+            elif isinstance(action, Reply):
+                assert ctx is not None, "only a request gets a Reply"
+                ctx.respond(
+                    action.status, action.headers, action.body, action.to_tag, action.reason
+                )
+            elif isinstance(action, Posted):
+                self.metrics.messages_in.inc()
+            elif isinstance(action, Joined):
+                self._members_changed(action.shard)
+            elif isinstance(action, Left):
+                self._left(action)
+            elif isinstance(action, Redirected):
+                self.metrics.redirects.labels(action.group).inc()
+            elif isinstance(action, DeliveryFailed):
+                self.metrics.delivery_failures.inc()
+            elif isinstance(action, RosterChanged):
+                remote, now = action.remote, self.now()
+                self._transfer(self.jobs.on_roster(remote.uri, remote.members, now))
+                self.subs.changed(action.group, now)
+                self._subscription([])
+        self._rearm()
 
+    def _left(self, action: Left) -> None:
+        """A member left: counted once in `members_removed_total{reason}`, its session
+        ended with a BYE when asked, its transfer (if any) told."""
+        self.metrics.members_removed.labels(action.reason).inc()
+        if action.bye:
+            self.send_in_dialog(action.member, "BYE")
+        self._transfer(self.jobs.on_member_left(action.member, self.now()))
+        self._members_changed(action.shard)
+
+    def _members_changed(self, shard: Shard) -> None:
+        self.metrics.members.labels(shard.group).set(len(shard.members))
+        self.subs.changed(shard.group, self.now())
+        self._subscription([])
+
+    def add_member(self, shard: Shard, member: Member) -> None:
+        """`member` joined `shard` (a takeover's INVITE was answered)."""
+        self._perform(self.group.add(shard, member, self.now()))
+
+    # ---- transfers (the logic is transfers.Transfers; this performs its actions) ---------
     def _transfer(self, actions: list[TransferAction]) -> None:
         for action in actions:
             if isinstance(action, SendRefer):
@@ -632,11 +528,14 @@ class Node:
                 )
             elif isinstance(action, Release):
                 item = action.item
-                self.remove_member(item.shard, item.member, bye=True, reason="transferred")
+                self._perform(
+                    self.group.remove(
+                        item.shard, item.member, bye=True, reason="transferred", now=self.now()
+                    )
+                )
             elif isinstance(action, Finished):
                 self.metrics.transfers.labels(action.outcome).inc()
-        if self._jobs_clock is not None:
-            self._jobs_clock.rearm()
+        self._rearm()
 
     def _referred(self, item: Item) -> ResponseCallback:
         def answered(response: SipResponse | None) -> None:
@@ -646,31 +545,7 @@ class Node:
 
         return answered
 
-    # ---- members -----------------------------------------------------------------------
-    def add_member(self, shard: Shard, member: Member) -> None:
-        shard.add(member)
-        self._dialogs[member.key] = (shard, member)
-        self.reservations.release(member.aor)
-        self._members_changed(shard)
-
-    def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
-        """End a member's session here (with a BYE when `bye`), counted once in
-        `members_removed_total{reason}`; a member already gone is left alone."""
-        if self._dialogs.pop(member.key, None) is None:
-            return
-        self.metrics.members_removed.labels(reason).inc()
-        shard.remove(member)
-        if bye:
-            self.send_in_dialog(member, "BYE")
-        self._transfer(self.jobs.on_member_left(member, self.now()))
-        self._members_changed(shard)
-
-    def _members_changed(self, shard: Shard) -> None:
-        self.metrics.members.labels(shard.group).set(len(shard.members))
-        self.schedule_roster(shard.group)
-        self.subs.changed(shard.group, self.now())
-        self._subscription([])
-
+    # ---- sending in a member's dialog ----------------------------------------------------
     def send_in_dialog(
         self,
         member: Member,
@@ -701,28 +576,33 @@ class Node:
             request = member.request(method, sent_by, extra, body, peer.transport, from_display)
         return request, peer, callback
 
-    # ---- the distribution tree (distribution.Distribution; this does its I/O) -------------
-    def _route_up(self, envelope: Envelope) -> None:
-        self._tree(self.tree.route_up(envelope, self.routes.entries(envelope.group)))
+    def _fan_out(self, action: FanOut) -> None:
+        """Deliver a group message to this server's members, in one batch (one clock
+        re-arm and one metrics update for all)."""
+        started = time.perf_counter()
+        duplicates = action.duplicates
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        shard = action.shard
+        delivered = self.stack.send_requests(
+            self._in_dialog(
+                m, "MESSAGE", p.extra, p.body, self._delivery_result(shard, m), p.from_display
+            )
+            for m, p in action.sends()
+        )
+        self.metrics.messages_out.inc(delivered)
+        self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 
-    def _tree(self, actions: list[TreeAction]) -> None:
-        """Perform what the tree logic asked for."""
-        for action in actions:
-            if isinstance(action, Forward):
-                self._forward(action.envelope, action.entry, action.direction)
-            elif isinstance(action, Deliver):
-                self._deliver_local(action.envelope)
-            elif isinstance(action, RosterChanged):
-                remote, now = action.remote, self.now()
-                self.reservations.release_present(remote.uri, set(remote.members))
-                self._transfer(self.jobs.on_roster(remote.uri, remote.members, now))
-                self.subs.changed(action.group, now)
-                self._subscription([])
-            elif isinstance(action, RosterDue):
-                self._report_roster(action.group)
-        if self._tree_clock is not None:
-            self._tree_clock.rearm()
+    def _delivery_result(self, shard: Shard, member: Member) -> ResponseCallback:
+        def done(response: SipResponse | None) -> None:
+            if response is not None and response.status < 300:
+                return
+            status = None if response is None else response.status
+            self._perform(self.group.delivery_answered(shard, member, status, self.now()))
 
+        return done
+
+    # ---- servers: the distribution tree's I/O --------------------------------------------
     def _forward(self, envelope: Envelope, entry: RouteEntry, direction: str) -> None:
         self.metrics.forwarded.labels(direction, envelope.kind).inc()
         headers = [
@@ -798,71 +678,7 @@ class Node:
                 ctx.respond(400, [("Warning", f'399 sipfleet "{exc}"')])
                 return
             ctx.respond(200)
-            if request.headers.get(DIRECTION) == "up":
-                self._route_up(envelope)
-            else:
-                self._tree(self.tree.distribute(envelope, self.routes.entries(envelope.group)))
+            up = request.headers.get(DIRECTION) == "up"
+            self._perform(self.group.on_envelope(envelope, up, self.now()))
         else:
             ctx.respond(405, [("Allow", "MESSAGE, REFER, NOTIFY")])
-
-    def _deliver_local(self, envelope: Envelope) -> None:
-        shard = self.shards.get(envelope.group)
-        if shard is None:
-            return
-        started = time.perf_counter()
-        recipients = [m for m in shard.members.values() if m.aor != envelope.sender]
-        if not recipients:
-            return  # nothing to send or to time (4-5 us of batch and metrics saved)
-        delivery = present(
-            self.config.sender_display,
-            envelope.sender,
-            envelope.group,
-            envelope.content_type,
-            envelope.body,
-        )
-        transferring = sum(m.state == "transferring" for m in recipients)
-        if transferring:
-            self.metrics.duplicates.inc(transferring)
-        # One batch: the deliveries share one clock re-arm and one metrics update.
-        delivered = self.stack.send_requests(
-            self._in_dialog(
-                m, "MESSAGE", p.extra, p.body, self._delivery_result(shard, m), p.from_display
-            )
-            for m in recipients
-            for p in (delivery.to(m.accepts_cpim),)
-        )
-        self.metrics.messages_out.inc(delivered)
-        self.metrics.fanout_seconds.observe(time.perf_counter() - started)
-
-    def _delivery_result(self, shard: Shard, member: Member) -> ResponseCallback:
-        def done(response: SipResponse | None) -> None:
-            if response is not None and response.status < 300:
-                return
-            if response is None or response.status >= 300:
-                self.metrics.delivery_failures.inc()
-            if response is None or response.status in (408, 481):
-                # The dialog is gone (12.2.1.2); a BYE tells a member that is only
-                # slow, so its phone does not keep showing a call that is over.
-                timed_out = response is None or response.status == 408
-                reason = "delivery_timeout" if timed_out else "dialog_gone"
-                self.remove_member(shard, member, bye=timed_out, reason=reason)
-
-        return done
-
-    # ---- rosters -----------------------------------------------------------------------
-    def schedule_roster(self, group: str) -> None:
-        """Our shard of the group changed: report it soon (coalesced)."""
-        if self._stack is None:
-            return
-        self.tree.schedule_roster(group, self.now())
-        self._tree([])
-
-    def _report_roster(self, group: str, shard_gone: Shard | None = None) -> None:
-        """Send our shard's roster up the tree (a deleted shard reports no members)."""
-        shard = self.shards.get(group) or shard_gone
-        if shard is None:
-            return
-        alive = shard_gone is None
-        capacity = shard.capacity if alive and not self.draining else 0
-        members = list(shard.by_aor) if alive else []
-        self._route_up(self.tree.roster(group, shard.uri, capacity, members))

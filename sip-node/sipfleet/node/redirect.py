@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from sipfleet.node.admin_types import RouteEntry
 
 RESERVATION_SECONDS = 5.0
+FULL_RETRY_AFTER = 30
+"""Seconds a join refused because the group is full everywhere waits (480)."""
+STOPPING_RETRY_AFTER = 5
+"""Seconds a join refused by a stopping server waits (503): about the time the
+operator needs to start a replacement and route joins to it."""
 
 
 @dataclass
@@ -55,6 +60,17 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class NoRoom:
+    """Refuse the join: `status` with `reason` and Retry-After `retry_after` seconds.
+
+    480 Temporarily Unavailable (RFC 3261 21.4.18) while this server serves the
+    group and the group is full everywhere; 503 Service Unavailable (21.5.4)
+    while this server is stopping (draining) and no other server has room: the
+    server, not the group, is unavailable, and a client may try another server
+    (RFC 3263 4.3) or this one again after Retry-After (20.33).
+    """
+
+    status: int
+    reason: str
     retry_after: int
 
 
@@ -69,12 +85,14 @@ def decide(
     reservations: Reservations,
     known_free: Mapping[str, int],
     now: float,
-    retry_after: int = 30,
+    stopping: bool = False,
 ) -> Decision:
-    """Join locally if there is room here, else redirect to the shard with most free room.
+    """Join locally if there is room here, else redirect to the shard with most free room,
+    else refuse (`NoRoom`: 503 when `stopping`, this server draining, else 480).
 
     `known_free` holds fresher free counts learned from rosters over the tree (by
-    shard URI); the smaller of that and the operator's figure is used.
+    shard URI); the smaller of that and the operator's figure is used. `now` is in
+    seconds on the reservations' clock.
     """
     if local_room:
         return Join()
@@ -88,5 +106,7 @@ def decide(
         if free > best_free:
             best, best_free = entry, free
     if best is None:
-        return NoRoom(retry_after)
+        if stopping:
+            return NoRoom(503, "Server Stopping", STOPPING_RETRY_AFTER)
+        return NoRoom(480, "Group Full", FULL_RETRY_AFTER)
     return Redirect(best.uri)

@@ -26,6 +26,7 @@ from sipfleet.node.config import Config
 from sipfleet.node.evacuation import Evacuation
 from sipfleet.node.metrics import sample_loop_lag
 from sipfleet.node.node import Node
+from sipfleet.node.wstransport import WsPool, serve_ws
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +45,32 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
     node = Node(config)
     runner = web.AppRunner(build_app(node, config.token), access_log=None)
     await runner.setup()
+    websockets: list[tuple[web.AppRunner, WsPool]] = []
     try:
         await node.start()
         await web.TCPSite(runner, config.listen, config.admin_port).start()
+        await _start_websockets(node, config, websockets)
     except OSError as exc:
         log.error(
-            "cannot listen on %s (SIP port %d, admin port %d): %s; pick free ports "
-            "or another --listen address",
+            "cannot listen on %s (SIP port %d, TLS %d, admin %d, ws %d, wss %d): %s; pick "
+            "free ports or another --listen address",
             config.listen,
             config.sip_port,
+            config.tls_port,
             config.admin_port,
+            config.ws_port,
+            config.wss_port,
             exc.strerror or exc,
         )
+        await _stop_websockets(websockets)
         node.close()
         await runner.cleanup()
         return 1
     freezer = asyncio.create_task(_freeze_survivors())
     lag = asyncio.create_task(sample_loop_lag(node.metrics.event_loop_lag))
     tasks = [lag, freezer]
+    if node.certificates is not None:
+        tasks.append(asyncio.create_task(node.certificates.watch()))
     if config.credentials_file:
         tasks.append(
             asyncio.create_task(
@@ -69,10 +78,11 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
             )
         )
     log.info(
-        "%s (%s) SIP on %s udp+tcp, admin API on http://%s:%d",
+        "%s (%s) SIP on %s udp+tcp, other transports at %s, admin API on http://%s:%d",
         config.name,
         config.role,
         node.sent_by,
+        {t: p for t, p in node.stack.ports.items() if t not in ("udp", "tcp")} or "none",
         config.listen,
         config.admin_port,
     )
@@ -82,9 +92,34 @@ async def serve(config: Config, stop: asyncio.Event) -> int:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await _stop_websockets(websockets)
     node.close()
     await runner.cleanup()
     return 0
+
+
+async def _start_websockets(
+    node: Node, config: Config, started: list[tuple[web.AppRunner, WsPool]]
+) -> None:
+    """Listen for SIP over WebSocket (RFC 7118) at the ws and wss ports that are set
+    (wss with the TLS certificate), appending each to `started`. Raises OSError."""
+    server_ssl = None if node.certificates is None else node.certificates.server
+    for transport, port, context in (
+        ("ws", config.ws_port, None),
+        ("wss", config.wss_port, server_ssl),
+    ):
+        if not port:
+            continue
+        pool = WsPool(transport, node.stack, node.metrics)
+        ws_runner, bound = await serve_ws(pool, config.listen, port, context)
+        started.append((ws_runner, pool))
+        node.stack.add_stream(transport, pool, bound)
+
+
+async def _stop_websockets(started: list[tuple[web.AppRunner, WsPool]]) -> None:
+    for ws_runner, pool in started:
+        pool.close()
+        await ws_runner.cleanup()
 
 
 async def _graceful_exit(node: Node, config: Config) -> None:

@@ -53,6 +53,7 @@ from sipfleet.node.sip.transaction import (
 from sipfleet.node.sip.validate import Policy, check_request
 from sipfleet.node.sip.via import response_route, stamp_via
 from sipfleet.node.timers import LayerClock
+from sipfleet.node.tls import Certificates
 from sipfleet.node.transport import (
     Peer,
     SendError,
@@ -91,6 +92,16 @@ Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]
 """Gets every response of a client transaction; None once if it timed out."""
 Outgoing = tuple[SipRequest | Outbound, Peer, ResponseCallback | None]
+
+
+class StreamPool(Protocol):
+    """Connections of one transport by remote (host, port): TCP, TLS, WebSocket."""
+
+    def send(
+        self, host: str, port: int, data: bytes, tx_id: str = "", *, connect: bool = True
+    ) -> None: ...
+
+
 """A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
 client transaction: to whom, and who gets the answers."""
 
@@ -104,6 +115,11 @@ class Advertised:
     host: str
     udp_port: int = 0
     tcp_port: int = 0
+    tls_port: int = 0
+
+    def port(self, transport: str) -> int:
+        """The advertised port of `transport` (Peer.transport), 0 when not set."""
+        return {"udp": self.udp_port, "tcp": self.tcp_port, "tls": self.tls_port}.get(transport, 0)
 
 
 class Application(Protocol):
@@ -178,7 +194,9 @@ def reply_address(response: SipResponse, peer: Peer) -> Peer:
 
 class SipStack:
     """The SIP transport and transaction layers for one server: UDP and TCP on
-    `host` (and its other-family twin, see `transport.listen_hosts`) at `port`.
+    `host` (and its other-family twin, see `transport.listen_hosts`) at `port`,
+    and TLS at `tls.settings.port` when given `tls` (RFC 3261 26.2; port 0: a
+    free one). WebSocket listeners add themselves with `add_stream`.
     With `advertised`, every address the helpers below write is the advertised
     one (docs/transport.md)."""
 
@@ -191,6 +209,7 @@ class SipStack:
         limiter: RateLimiter,
         tcp_limits: TcpLimits | None = None,
         advertised: Advertised | None = None,
+        tls: Certificates | None = None,
     ) -> None:
         self.host, self.port, self.app = host, port, app
         self.advertised = advertised
@@ -203,6 +222,18 @@ class SipStack:
         self._hosts: dict[int, str] = {}  # our address per family
         self._sent_by: dict[tuple[str, int], str] = {}  # Via sent-by per (host, port)
         self._tcp = TcpPool(self._loop, self, metrics, tcp_limits)
+        self._tls = (
+            None
+            if tls is None
+            else TcpPool(
+                self._loop, self, metrics, tcp_limits, server_ssl=tls.server, client_ssl=tls.client
+            )
+        )
+        self.ports: dict[str, int] = {}  # listening port by transport (Peer.transport)
+        self._tls_port = 0 if tls is None else tls.settings.port
+        self._streams: dict[str, StreamPool] = {"tcp": self._tcp}
+        if self._tls is not None:
+            self._streams["tls"] = self._tls
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
         self._peers: dict[tuple[str, tuple[str, int]], Peer] = {}  # see _peer
@@ -215,6 +246,13 @@ class SipStack:
     @exempt.setter
     def exempt(self, hosts: frozenset[str]) -> None:
         self._tcp.exempt = hosts
+        if self._tls is not None:
+            self._tls.exempt = hosts
+
+    def add_stream(self, transport: str, pool: StreamPool, port: int) -> None:
+        """Send `transport` ("ws", "wss") through `pool`, which listens at `port`."""
+        self._streams[transport] = pool
+        self.ports[transport] = port
 
     def now(self) -> float:
         return self._loop.time()
@@ -254,6 +292,7 @@ class SipStack:
         self._udp.clear()
         self._hosts.clear()
         self._tcp_servers.clear()
+        self.ports.pop("tls", None)
 
     async def _listen(self, host: str, port: int) -> None:
         """UDP and TCP at host:port (port 0: a free one, then kept in `self.port`)."""
@@ -277,14 +316,35 @@ class SipStack:
         except OSError:
             transport.close()
             raise
-        self.port = port
         self._tcp_servers.append(server)
+        if self._tls is not None:
+            tls_port = self.ports.get("tls", self._tls_port)
+            try:
+                server = await self._loop.create_server(
+                    self._tls.inbound,
+                    host,
+                    tls_port,
+                    family=family,
+                    reuse_address=True,
+                    ssl=self._tls.server_ssl,
+                    ssl_handshake_timeout=self._tls.handshake_timeout,
+                )
+            except OSError:
+                transport.close()
+                self._tcp_servers.pop().close()
+                raise
+            self._tcp_servers.append(server)
+            self.ports["tls"] = server.sockets[0].getsockname()[1]
+        self.port = port
+        self.ports["udp"] = self.ports["tcp"] = port
         self._udp[family], self._hosts[family] = endpoint, host
 
     def close(self) -> None:
         self.clock.close()
         self._close_listeners()
         self._tcp.close()
+        if self._tls is not None:
+            self._tls.close()
 
     # ---- addresses the group layer writes --------------------------------------------
     def local_host(self, peer: Peer) -> str:
@@ -296,12 +356,13 @@ class SipStack:
         return self.host if family is None else self._hosts.get(family, self.host)
 
     def local_port(self, peer: Peer) -> int:
-        """Our port for `peer`: the advertised port of its transport, else ours."""
+        """Our port for `peer`: the advertised port of its transport, else ours
+        (the TLS or WebSocket port for a peer on one of those)."""
+        port = self.ports.get(peer.transport, self.port)
         advertised = self.advertised
         if advertised is not None:
-            port = advertised.tcp_port if peer.transport == "tcp" else advertised.udp_port
-            return port or self.port
-        return self.port
+            return advertised.port(peer.transport) or port
+        return port
 
     def sent_by(self, peer: Peer) -> str:
         """The Via sent-by for requests to `peer`: `local_host` and `local_port`
@@ -317,20 +378,28 @@ class SipStack:
 
     def local_uri(self, user: str, peer: Peer) -> str:
         """`sip:user@host:port` as `peer` reaches this server: `local_host` and
-        `local_port` (IPv6 bracketed, RFC 3261 25.1) and `;transport=tcp` when it
-        uses TCP, so its requests in the dialog come back the way it can send them
+        `local_port` (IPv6 bracketed, RFC 3261 25.1); `;transport=tcp` when it uses
+        TCP, `sips:` at the TLS port when it uses TLS (RFC 3261 26.2.2: a member
+        that came over TLS stays on TLS), `;transport=ws`/`wss` on WebSocket (RFC
+        7118 5), so its requests in the dialog come back the way it can send them
         (RFC 3261 8.1.1.8, 12.1.1, 19.1.1). Use it for Contact, Record-Route and
         Refer-To values this server writes for that peer."""
         hostport = format_hostport(self.local_host(peer), self.local_port(peer))
-        suffix = ";transport=tcp" if peer.transport == "tcp" else ""
+        transport = peer.transport
+        if transport == "tls":
+            return f"sips:{user}@{hostport}"
+        suffix = "" if transport == "udp" else f";transport={transport}"
         return f"sip:{user}@{hostport}{suffix}"
 
     def uri_for(self, uri: str, peer: Peer) -> str:
-        """`uri` (a SIP URI of this fleet, e.g. a Refer-To target) as `peer` must use
-        it: `;transport=tcp` added when `peer` reaches us over TCP and the URI names
-        no transport (RFC 3261 19.1.1), so a TCP-only UA can follow it. A URI that
-        does not parse as SIP is returned as it is."""
-        if peer.transport != "tcp":
+        """`uri` (a SIP URI of this fleet, e.g. a 302 Contact or a Refer-To target)
+        as `peer` must use it (RFC 3261 19.1.1), when the URI names no transport:
+        `;transport=tcp` added for a TCP peer, so a TCP-only UA can follow it; for a
+        TLS peer a `sips:` URI at the server's TLS port, taken to be as far above
+        its SIP port as ours is (every server of a fleet is configured alike), so
+        the member stays on TLS (RFC 3261 26.2.2). A URI that does not parse as SIP,
+        or any URI for a UDP or WebSocket peer, is returned as it is."""
+        if peer.transport not in ("tcp", "tls"):
             return uri
         try:
             parsed = SipUri.parse(uri)
@@ -338,7 +407,11 @@ class SipStack:
             return uri
         if "transport" in parsed.params or parsed.scheme != "sip":
             return uri
-        parsed.params["transport"] = "tcp"
+        if peer.transport == "tcp":
+            parsed.params["transport"] = "tcp"
+            return str(parsed)
+        offset = self.local_port(peer) - self.local_port(Peer("udp", peer.host, 0))
+        parsed.scheme, parsed.port = "sips", (parsed.port or 5060) + offset
         return str(parsed)
 
     def target_of(self, uri: str, via: Peer) -> Peer:
@@ -346,10 +419,17 @@ class SipStack:
         (RFC 3263 4 without DNS, see `sip.target.request_target`); the default
         transport is the one `via` used. Raises SipParseError for a bad URI and
         sip.target.UnreachableTarget for one this server cannot send to (a host
-        name, `.invalid`, TLS, or an address family it does not listen on)."""
+        name, `.invalid`, TLS without a certificate, or an address family it does not
+        listen on). A WebSocket peer cannot be connected to: requests for it go back
+        over its connection whatever its Contact says (RFC 7118 5)."""
+        if via.transport in ("ws", "wss"):
+            SipUri.parse(uri)
+            return via
         loopback = "127.0.0.1" if socket.AF_INET in self._udp or not self._udp else "::1"
         target = request_target(SipUri.parse(uri), via.transport, loopback)
-        if target.transport not in ("UDP", "TCP"):
+        if target.transport.lower() not in ("udp", "tcp", "tls") or (
+            target.transport == "TLS" and self._tls is None
+        ):
             raise UnreachableTarget(f"transport {target.transport} is not offered here")
         if self._udp and address_family(target.host) not in self._udp:
             raise UnreachableTarget(f"this server has no IPv4/IPv6 socket for {target.host}")
@@ -360,23 +440,33 @@ class SipStack:
         """Send outside any transaction (an ACK for a 2xx, an error answer); a
         failure is counted and logged, never raised."""
         try:
-            self._send(data, peer.transport == "udp", peer.host, peer.port)
+            self._send(data, peer.transport, peer.host, peer.port)
         except SendError as exc:
             self.metrics.transport_errors.labels("none").inc()
             log.info("could not send to %s: %s", peer, exc)
 
     def _send(
-        self, data: bytes, udp: bool, host: str, port: int, tx_id: str = "", connect: bool = True
+        self,
+        data: bytes,
+        transport: str,
+        host: str,
+        port: int,
+        tx_id: str = "",
+        connect: bool = True,
     ) -> None:
-        """Raises SendError when the message cannot be handed to the network (or,
-        with `connect` False, when there is no open TCP connection to host:port)."""
-        if udp:
+        """Send over `transport` (Peer.transport). Raises SendError when the message
+        cannot be handed to the network (or, with `connect` False, when there is no
+        open connection to host:port)."""
+        if transport == "udp":
             endpoint = self._udp.get(address_family(host) or 0)
             if endpoint is None:
                 raise SendError(f"no UDP socket can send to {host!r}")
             endpoint.send(data, host, port)
-        else:
-            self._tcp.send(host, port, data, tx_id, connect=connect)
+            return
+        pool = self._streams.get(transport)
+        if pool is None:
+            raise SendError(f"no {transport} transport here")
+        pool.send(host, port, data, tx_id, connect=connect)
 
     def send_request(
         self, request: SipRequest | Outbound, peer: Peer, callback: ResponseCallback | None = None
@@ -459,10 +549,10 @@ class SipStack:
     def _transmit_event(self, event: Transmit) -> bool:
         """Send it; a response over TCP whose connection is gone goes on a new one
         to its fallback address (RFC 3261 18.2.2). False if it could not be sent."""
-        udp = event.transport.upper() == "UDP"
+        transport = event.transport.lower()
         host, port = event.destination
         try:
-            self._send(event.data, udp, host, port, event.tx_id, event.fallback is None)
+            self._send(event.data, transport, host, port, event.tx_id, event.fallback is None)
             return True
         except SendError as exc:
             if event.fallback is None:
@@ -470,7 +560,7 @@ class SipStack:
                 return False
         host, port = event.fallback
         try:
-            self._send(event.data, udp, host, port, event.tx_id)
+            self._send(event.data, transport, host, port, event.tx_id)
             return True
         except SendError as exc:
             log.info("send to %s:%s failed: %s", host, port, exc)
@@ -514,8 +604,7 @@ class SipStack:
         if peer is None:
             if len(self._peers) >= MAX_PEERS:
                 self._peers.clear()
-            kind = "udp" if transport.upper() == "UDP" else "tcp"
-            peer = self._peers[key] = Peer(kind, *source)
+            peer = self._peers[key] = Peer(transport.lower(), *source)
         return peer
 
     def _deliver(self, event: RequestReceived) -> None:
@@ -559,7 +648,7 @@ class SipStack:
             self.transmit(response.to_bytes(), reply_address(response, peer))
 
     def _allowed(self, peer: Peer) -> bool:
-        if peer.host in self._tcp.exempt:
+        if peer.host in self.exempt:
             return True
         now = self._loop.time()
         if self.lockout is not None and self.lockout.locked(peer.host, now):

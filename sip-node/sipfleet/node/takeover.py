@@ -4,19 +4,23 @@ A peer server sends a signed REFER naming one of its members, its dialog there
 (Replaces, RFC 3891) and the member's route set. This server INVITEs the member
 with Replaces through that route set, CANCELs the INVITE if it rings
 RING_TIMEOUT seconds unanswered (RFC 3261 9.1), and reports the outcome in a
-NOTIFY message/sipfrag to the referring server (RFC 3515 2.4.5). A thin asyncio
-shell: it sends through its `TakeoverHost` (the Node) and keeps no other state.
+NOTIFY message/sipfrag to the referring server (RFC 3515 2.4.5).
+
+The ring timer is pure (`Ringing`: a deadline per INVITE, in the shell's
+virtual time); `Takeover` is a thin shell that sends through its
+`TakeoverHost` (the Node), whose clock calls `Takeover.tick` at
+`Ringing.next_deadline()`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from sipfleet.node.focus import Member, Shard, focus_contact, peer_of, supports_replaces, user_of
 from sipfleet.node.s2s import MEMBER, MEMBER_ROUTE
+from sipfleet.node.schedule import Schedule
 from sipfleet.node.sdp import SDP_TYPE, SdpError
 from sipfleet.node.sip import NameAddr, SipParseError, SipRequest, SipResponse, SipUri
 from sipfleet.node.sip.dialog import Dialog, new_request
@@ -33,17 +37,48 @@ RING_TIMEOUT = 20.0  # seconds a Replaces INVITE may ring before its CANCEL (< T
 Report = Callable[[int, str], None]
 
 
+class Ringing:
+    """Ring timers of server-sent INVITEs (RFC 3261 9.1: CANCEL one that got a
+    provisional but no final response): pure, `now` in seconds on the caller's
+    monotonic clock. Keys are client transaction ids; `timeout` (seconds) defaults
+    to RING_TIMEOUT as it is when the timers are made."""
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = RING_TIMEOUT if timeout is None else timeout
+        self._due: Schedule[str] = Schedule()
+
+    def provisional(self, tx_id: str, status: int, now: float) -> None:
+        """A provisional response: the first one above 100 (the phone rings) starts
+        the timer; a 100 Trying or a later provisional does not move it."""
+        if status > 100 and not self._due.armed(tx_id):
+            self._due.arm(tx_id, now + self.timeout)
+
+    def final(self, tx_id: str) -> None:
+        """A final response (or the transaction's end): no CANCEL."""
+        self._due.cancel(tx_id)
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next returns something, or None."""
+        return self._due.next_deadline()
+
+    def tick(self, now: float) -> list[str]:
+        """The INVITEs that rang `timeout` seconds unanswered: CANCEL them."""
+        return self._due.due(now)
+
+
 class TakeoverHost(Protocol):
     """What a takeover needs from the server."""
 
-    draining: bool
-
+    @property
+    def draining(self) -> bool: ...
     @property
     def host(self) -> str: ...
     @property
     def stack(self) -> SipStack: ...
     def resolve(self, request: SipRequest) -> tuple[str, Shard | None]: ...
     def add_member(self, shard: Shard, member: Member) -> None: ...
+    def now(self) -> float: ...
+    def rearm_ringing(self) -> None: ...
     def send_s2s(
         self,
         method: str,
@@ -64,6 +99,12 @@ class Takeover:
 
     def __init__(self, host: TakeoverHost) -> None:
         self._host = host
+        self.ringing = Ringing()
+
+    def tick(self, now: float) -> None:
+        """The host's clock at `ringing.next_deadline()`: CANCEL what rang too long."""
+        for tx_id in self.ringing.tick(now):
+            self._host.stack.cancel(tx_id)
 
     def on_server_refer(self, ctx: RequestContext) -> None:
         """A peer server asks us to take over a member: INVITE it with Replaces."""
@@ -146,16 +187,14 @@ class Takeover:
                 ("Allow", "INVITE, ACK, BYE, MESSAGE, NOTIFY, OPTIONS"),
             ],
         )
-        ringing: list[asyncio.TimerHandle] = []
+        ringing = self.ringing
 
         def answered(response: SipResponse | None) -> None:
             if response is not None and response.status < 200:
-                if response.status > 100 and not ringing:
-                    loop = asyncio.get_running_loop()
-                    ringing.append(loop.call_later(RING_TIMEOUT, node.stack.cancel, tx_id))
+                ringing.provisional(tx_id, response.status, node.now())
+                node.rearm_ringing()
                 return
-            for handle in ringing:
-                handle.cancel()
+            ringing.final(tx_id)
             if response is None or response.status >= 300:
                 status = 408 if response is None else response.status
                 report(status, "Request Timeout" if response is None else response.reason)

@@ -1,4 +1,4 @@
-"""asyncio adapters: UDP endpoints and TCP connections (inbound and pooled outbound).
+"""asyncio adapters: UDP endpoints and TCP or TLS connections (inbound and pooled outbound).
 
 Every resource a peer can make this server hold here is bounded: TCP
 connections in total and per source address, how long one may stay idle,
@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol, cast
@@ -33,7 +34,8 @@ class SendError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Where a message came from or goes to; transport is "udp" or "tcp", host is
+    """Where a message came from or goes to; transport is "udp", "tcp", "tls", "ws" or
+    "wss" (lower case), host is
     an IP address in socket form (IPv6 without brackets). `udp_fallback` marks a
     request sent over TCP only because of its size (RFC 3261 18.1.1): should the
     connection fail, it is re-sent over UDP."""
@@ -124,14 +126,15 @@ class TcpLimits:
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection, framed by Content-Length; writes are buffered by asyncio
-    up to `TcpLimits.max_write_buffer`."""
+    """One TCP connection (TLS when its pool has contexts), framed by Content-Length;
+    writes are buffered by asyncio up to `TcpLimits.max_write_buffer`. An inbound
+    TLS connection is counted once its handshake is done (see `TcpPool.handshake_timeout`)."""
 
     def __init__(self, pool: TcpPool, outbound: bool) -> None:
         self._pool, self.outbound = pool, outbound
         self._framer = StreamFramer(pool.limits.stream)
         self.transport: asyncio.Transport | None = None
-        self.peer = Peer("tcp", "", 0)
+        self.peer = Peer(pool.transport, "", 0)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._pending_tx: list[str] = []  # transactions waiting for the connect
@@ -142,7 +145,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer("tcp", host, port)
+        self.peer = Peer(self._pool.transport, host, port)
         self.last_activity = self._pool.now()
         if not self.outbound:  # its first message is due within the deadline too
             self.message_started = self.last_activity
@@ -218,9 +221,19 @@ class TcpPool:
         receiver: Receiver,
         metrics: NodeMetrics,
         limits: TcpLimits | None = None,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """A TCP pool, or a TLS one (transport "tls") when given `server_ssl` for
+        inbound and `client_ssl` for outbound connections (RFC 3261 26.2)."""
         self._loop, self.receiver, self._metrics = loop, receiver, metrics
         self.limits = limits or TcpLimits()
+        self.server_ssl, self.client_ssl = server_ssl, client_ssl
+        self.transport = "tcp" if server_ssl is None and client_ssl is None else "tls"
+        self._gauge = (
+            metrics.tcp_connections if self.transport == "tcp" else metrics.tls_connections
+        )
         self._by_addr: dict[tuple[str, int], TcpConnection] = {}
         self._all: set[TcpConnection] = set()
         self._per_source: dict[str, int] = {}
@@ -267,14 +280,31 @@ class TcpPool:
     async def _connect(self, conn: TcpConnection, host: str, port: int) -> None:
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
-                await self._loop.create_connection(lambda: conn, host, port)
-        except OSError as exc:  # TimeoutError included
+                if self.client_ssl is None:
+                    await self._loop.create_connection(lambda: conn, host, port)
+                else:  # the peer's certificate must name the address (IP SAN)
+                    await self._loop.create_connection(
+                        lambda: conn,
+                        host,
+                        port,
+                        ssl=self.client_ssl,
+                        server_hostname=host,
+                        ssl_handshake_timeout=self.handshake_timeout,
+                    )
+        except OSError as exc:  # TimeoutError and ssl.SSLError included
             log.info("TCP connect to %s:%d failed: %s", host, port, exc or "timed out")
             self._metrics.tcp_closed.labels("connect_failed").inc()
             self.forget(conn)
             tx_ids = conn.connect_failed()
             if tx_ids:
                 self.receiver.on_send_failed(tx_ids)
+
+    @property
+    def handshake_timeout(self) -> float:
+        """Seconds a TLS handshake may take (inbound and outbound): the message deadline.
+        asyncio runs inbound handshakes before the connection reaches this pool, so
+        they are bounded in time, not in number (docs/transport.md)."""
+        return self.limits.message_deadline
 
     def opened(self, conn: TcpConnection) -> bool:
         """A connection is up; False when it must be refused (over a limit)."""
@@ -294,7 +324,7 @@ class TcpPool:
             self._per_source[source] = self._per_source.get(source, 0) + 1
             self._all.add(conn)
         self._by_addr.setdefault((conn.peer.host, conn.peer.port), conn)
-        self._metrics.tcp_connections.set(len(self._all))
+        self._gauge.set(len(self._all))
         self._arm_sweeper()
         return True
 
@@ -314,7 +344,7 @@ class TcpPool:
                 del self._by_addr[key]
         if conn.close_reason != "refused":
             self._metrics.tcp_closed.labels(conn.close_reason).inc()
-        self._metrics.tcp_connections.set(len(self._all))
+        self._gauge.set(len(self._all))
 
     def _arm_sweeper(self) -> None:
         if self._sweeper is None and not self._closed:

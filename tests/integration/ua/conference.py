@@ -69,11 +69,14 @@ async def one_server(
     *,
     default_port: bool = False,
     sender_display: str = "auto",
+    conference_display: str | None = None,
 ) -> Conference:
     """The group on a main server only. `default_port`: the server listens on 5060 of a
     loopback address of its own, for linphone-daemon, whose `message` command drops the
     port of the address it is given and always sends to 5060. `sender_display`: how
-    members' phones are shown who wrote a group message (sipfleet-node --sender-display)."""
+    members' phones are shown who wrote a group message (sipfleet-node --sender-display);
+    `conference_display`, when given, is the group's own (POST /v1/shards
+    sender_display, as the operator sends SipConference.spec.senderDisplay)."""
     mode = ("--sender-display", sender_display)
     if default_port:
         host = loopback_with_free_5060()
@@ -81,7 +84,10 @@ async def one_server(
         main.sip_port = 5060
     else:
         main = await fleet.start("main", host, "main", *mode)
-    await admin(main, "POST", "/v1/shards", {"group": GROUP, "capacity": capacity})
+    shard: dict[str, object] = {"group": GROUP, "capacity": capacity}
+    if conference_display is not None:
+        shard["sender_display"] = conference_display
+    await admin(main, "POST", "/v1/shards", shard)
     return Conference(main)
 
 

@@ -38,10 +38,11 @@ def sip_port(ip: str, also_next: bool) -> int:
 @pytest.fixture
 async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
     """`await phone(kind, name, display=.., transports=("udp",), ip=.., chat_uri=..,
-    contact_host=.., domain=.., password=..)`: a started UA of `kind` (pjsua2, baresip,
-    linphone); skips when it cannot run here. `contact_host` (pjsua2): a host name its
-    Contact carries instead of `ip`; `domain`/`password` (pjsua2): AOR user@domain with
-    digest credentials (docs/security.md)."""
+    contact_host=.., domain=.., password=.., tls_dir=..)`: a started UA of `kind` (pjsua2,
+    baresip, linphone); skips when it cannot run here. `contact_host` (pjsua2): a host name
+    its Contact carries instead of `ip`; `domain`/`password` (pjsua2): AOR user@domain with
+    digest credentials (docs/security.md); `tls_dir` (pjsua2): ca.crt, tls.crt and tls.key
+    for transports=("tls",)."""
     started: list[Agent] = []
 
     async def make(
@@ -55,6 +56,7 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         contact_host: str = "",
         domain: str = "",
         password: str = "",
+        tls_dir: str = "",
     ) -> Agent:
         why = missing(kind)
         if why:
@@ -64,9 +66,14 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         options: dict[str, object] = {}
         if kind == "baresip":
             options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
-        if contact_host or domain or password:
+        if contact_host or domain or password or tls_dir:
             assert kind == "pjsua2", "only the pjsua2 driver names its Contact host or AOR"
-            options = {"contact_host": contact_host, "domain": domain, "password": password}
+            options = {
+                "contact_host": contact_host,
+                "domain": domain,
+                "password": password,
+                "tls_dir": tls_dir,
+            }
         agent = KINDS[kind](
             name=name,
             display=display or name.title(),

@@ -32,6 +32,7 @@ class PjsuaAgent(Agent):
     domain: str = ""  # the AOR's host; empty: the phone's own ip:port
     password: str = ""  # digest password; empty: none
     contact_host: str = ""  # a host name for its Contact instead of its address
+    tls_dir: str = ""  # ca.crt, tls.crt, tls.key for the "tls" transport
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -45,6 +46,7 @@ class PjsuaAgent(Agent):
             "--domain", self.domain,
             "--password", self.password,
             "--public", self.contact_host,
+            "--tls-dir", self.tls_dir,
             "--log", str(self.log),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -168,6 +168,9 @@ def main() -> None:
     parser.add_argument("--domain", default="", help="AOR host (default: the bound ip:port)")
     parser.add_argument("--password", default="", help="digest password (docs/security.md)")
     parser.add_argument("--public", default="", help="host name for the Contact (default --ip)")
+    parser.add_argument(
+        "--tls-dir", default="", help="ca.crt, tls.crt, tls.key for the tls transport"
+    )
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
 
@@ -186,6 +189,7 @@ def main() -> None:
     kinds = {
         "udp": pj.PJSIP_TRANSPORT_UDP6 if ipv6 else pj.PJSIP_TRANSPORT_UDP,
         "tcp": pj.PJSIP_TRANSPORT_TCP6 if ipv6 else pj.PJSIP_TRANSPORT_TCP,
+        "tls": pj.PJSIP_TRANSPORT_TLS6 if ipv6 else pj.PJSIP_TRANSPORT_TLS,
     }
     ports: dict[str, int] = {}
     for name in args.transports.split(","):
@@ -193,6 +197,11 @@ def main() -> None:
         tcfg.boundAddress = args.ip
         tcfg.publicAddress = args.ip
         tcfg.port = args.port
+        if name == "tls":  # verifies the server's certificate against the test CA
+            tcfg.tlsConfig.CaListFile = f"{args.tls_dir}/ca.crt"
+            tcfg.tlsConfig.certFile = f"{args.tls_dir}/tls.crt"
+            tcfg.tlsConfig.privKeyFile = f"{args.tls_dir}/tls.key"
+            tcfg.tlsConfig.verifyServer = True
         tid = ep.transportCreate(kinds[name], tcfg)
         ports[name] = ep.transportGetInfo(tid).localName
     ep.libStart()
@@ -205,7 +214,8 @@ def main() -> None:
     acfg.idUri = f"{name}<sip:{args.user}@{args.domain or f'{host}:{port}'}>"
     if args.password:  # answers 401 challenges of any realm with PJSIP's own digest code
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
-    acfg.sipConfig.contactUriParams = "" if "udp" in ports else ";transport=tcp"
+    only = "" if "udp" in ports else "tcp" if "tcp" in ports else "tls"
+    acfg.sipConfig.contactUriParams = f";transport={only}" if only else ""
     if args.public:  # a host name PJSIP would not resolve for itself, e.g. x.invalid
         acfg.sipConfig.contactForced = f"<sip:{args.user}@{args.public}:{port}>"
     acfg.mediaConfig.transportConfig.boundAddress = args.ip

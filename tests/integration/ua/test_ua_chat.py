@@ -80,6 +80,20 @@ async def test_sender_shown(fleet: Fleet, phone: PhoneFactory, kind: str, mode: 
     assert await conf.members() == 2, "a phone that refused a message is still a member"
 
 
+async def test_the_conference_sender_display_wins(fleet: Fleet, phone: PhoneFactory) -> None:
+    """SipConference.spec.senderDisplay (the shard's sender_display) overrides the
+    server's --sender-display: with the server on display-name (hidden in baresip) and
+    the conference on prefix, baresip shows who wrote the message."""
+    conf = await one_server(fleet, sender_display="display-name", conference_display="prefix")
+    reader = await joined(phone, conf, "baresip", "rita")
+    writer = await joined(phone, conf, "baresip", "wendy")
+    await conf.wait_members(2)
+    text = f"hi-{secrets.token_hex(4)}"
+    await writer.send_message(conf.uri(), text)
+    got = await reader.wait_message(text)
+    assert got["body"] == f"wendy: {text}", got
+
+
 @pytest.mark.parametrize("kind", ["baresip", "pjsua2", "linphone"])
 async def test_each_ua_chat_reaches_the_group(fleet: Fleet, phone: PhoneFactory, kind: str) -> None:
     """Each UA chats its own way (pjsua2 in the dialog, baresip and linphone out of

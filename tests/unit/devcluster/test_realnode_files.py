@@ -22,7 +22,8 @@ BINS = NodeBinaries(*(Path(f"/b/{n}") for n in ("kl", "kp", "ks", "pause", "cd",
 
 def test_pods_get_no_default_route_and_no_masquerade() -> None:
     conf = json.loads(nodeconfig.cni_conflist(Path("/s/ipam")))
-    (bridge,) = conf["plugins"]
+    bridge, portmap = conf["plugins"]
+    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
     assert bridge["ipMasq"] is False and bridge["isDefaultGateway"] is False
     routes = [r["dst"] for r in bridge["ipam"]["routes"]]
     assert routes == [hostnet.SERVICE_CIDR, f"{hostnet.NODE_IP}/32"]

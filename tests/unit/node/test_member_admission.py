@@ -147,3 +147,41 @@ def test_shard_policy_overrides_the_default(admission: Admission) -> None:
         request("MESSAGE", "sip:x@y"), GROUP, "192.0.2.9", NOW, lambda g, a: False
     )
     assert outcome == Proceed(None)
+
+
+def guess(admission: Admission, sender: str, source: str) -> Answer | Proceed:
+    """One MESSAGE with a wrong password for alice, on a fresh nonce (a guess)."""
+    first = admission.admit(request("MESSAGE", sender), GROUP, source, NOW, lambda g, a: False)
+    if not (isinstance(first, Answer) and first.status == 401):
+        return first  # locked out already
+    nonce = first.headers[0][1].split('nonce="')[1].split('"')[0]
+    creds = Credentials("alice", REALM, nonce, URI, "", SHA256, "cn", 1, "00000001", None)
+    digest = expected_response(ha1(SHA256, "alice", REALM, "guess"), "MESSAGE", creds)
+    field = (
+        f'Digest username="alice", realm="{REALM}", nonce="{nonce}", uri="{URI}", '
+        f'response="{digest}", algorithm=SHA-256, cnonce="cn", qop=auth, nc=00000001'
+    )
+    return admission.admit(
+        request("MESSAGE", sender, field), GROUP, source, NOW, lambda g, a: False
+    )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_guesser_behind_a_shared_source_locks_out_only_itself(shared: bool) -> None:
+    """An edge proxy (or the node address SNAT puts on members' packets) carries
+    many members: ten guesses through it lock out the guesser's From AOR behind
+    it, while alice, through the same address, is still challenged as usual.
+    Without `shared_sources` the whole address is locked out (the default for
+    a plain source)."""
+    guard = Guard(STORE, NonceIssuer(b"k" * 32))
+    admission = Admission(guard, REALM, AccessPolicy())
+    proxy = "192.0.2.9"
+    if shared:
+        admission.shared_sources = frozenset({proxy})
+    for _ in range(guard.lockout.max_failures):
+        outcome = guess(admission, "sip:mallory@example.com", proxy)
+        assert isinstance(outcome, Answer) and outcome.status in (401, 403), outcome
+    assert guess(admission, "sip:mallory@example.com", proxy) == Answer(None, failure="locked_out")
+    alice = admission.admit(request("MESSAGE", "sip:alice@example.com"), GROUP, proxy, NOW, set)
+    assert isinstance(alice, Answer)
+    assert alice.status == (401 if shared else None), alice

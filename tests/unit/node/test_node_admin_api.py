@@ -12,6 +12,7 @@ from sipfleet.node.admin_types import NodeState, RouteEntry, ShardState, Transfe
 from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
+from sipfleet.node.presentation import SenderDisplay
 
 TOKEN = "t0ken"
 GROUP = "sip:conf3@example.com"
@@ -113,6 +114,7 @@ async def test_shards_are_idempotent(client: TestClient) -> None:
         {"group": GROUP, "capacity": 1, "access": {"policy": "closed"}},
         {"group": GROUP, "capacity": 1, "access": {"algorithms": ["MD5", "SHA-256"]}},
         {"group": GROUP, "capacity": 1, "access": {"allow": ["alice@example.com"]}},
+        {"group": GROUP, "capacity": 1, "sender_display": "loud"},
     ],
 )
 async def test_bad_shard_requests(client: TestClient, body: dict[str, object]) -> None:
@@ -131,6 +133,20 @@ async def test_a_shard_takes_the_access_policy_it_is_given() -> None:
         assert policy == AccessPolicy("allowlist", frozenset({"sip:alice@example.com"}), ("MD5",))
         await client.delete("/v1/shards", json={"group": GROUP}, headers=AUTH)
         assert GROUP not in node.admission.policies
+
+
+async def test_a_shard_takes_the_sender_display_it_is_given() -> None:
+    node = Node(Config("main", "main", "example.com", "127.0.0.10", 5060, 8080, TOKEN))
+    async with TestClient(TestServer(build_app(node, TOKEN))) as client:
+        url = str(client.make_url("")).rstrip("/")
+        async with AdminClient(url, TOKEN) as admin:
+            await admin.ensure_shard(GROUP, 10, sender_display=SenderDisplay.CPIM)
+            assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
+            await admin.ensure_shard(GROUP, 10)  # not given: kept
+            assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
+            body = {"group": GROUP, "capacity": 10, "sender_display": "display-name"}
+            assert (await client.post("/v1/shards", json=body, headers=AUTH)).status == 200
+            assert node.shards[GROUP].sender_display is SenderDisplay.DISPLAY_NAME
 
 
 async def test_invalid_json_is_400(client: TestClient) -> None:

@@ -18,6 +18,7 @@ ENV = (
     "SIPFLEET_TOKEN_FILE",
     "SIPFLEET_TREE_FANOUT",
     "SIPFLEET_SENDER_DISPLAY",
+    "SIPFLEET_TRUSTED_PROXIES",
 )
 
 
@@ -101,6 +102,13 @@ def test_advertised_address(token: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert (config.advertise_udp_port, config.advertise_tcp_port) == (30060, 30061)
 
 
+def test_trusted_proxies(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """None by default; a comma-separated list by flag or environment."""
+    assert parse_config(args(token))[0].trusted_sources == frozenset()
+    monkeypatch.setenv("SIPFLEET_TRUSTED_PROXIES", "192.0.2.1, 2001:db8::7")
+    assert parse_config(args(token))[0].trusted_sources == {"192.0.2.1", "2001:db8::7"}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -113,6 +121,7 @@ def test_advertised_address(token: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         (["--sender-display", "loud"], "invalid SenderDisplay value: 'loud'"),
         (["--advertise-host", "sip.example.com"], "advertised address 'sip.example.com'"),
         (["--advertise-tcp-port", "65536"], "advertised TCP port 65536 is outside"),
+        (["--trusted-proxies", "10.0.0.1,edge.example.com"], "'edge.example.com' is not an IP"),
     ],
 )
 def test_bad_values_say_what_is_wrong(

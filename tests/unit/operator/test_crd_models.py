@@ -36,6 +36,7 @@ def test_conference_defaults() -> None:
     assert spec.transfer.mode == "refer"
     assert spec.transfer.members_per_second == 50
     assert spec.capacity.members_per_server is None
+    assert spec.sender_display is None  # each server's --sender-display
 
 
 def test_fleet_defaults() -> None:
@@ -58,6 +59,12 @@ def test_json_is_camel_case_and_round_trips() -> None:
     assert out["scaling"]["scaleDownStabilizationSeconds"] == 5
     assert "members_per_server" not in str(out)
     assert SipConferenceSpec.model_validate(out) == spec
+
+
+def test_sender_display_is_per_conference() -> None:
+    spec = SipConferenceSpec.model_validate(conference(senderDisplay="display-name"))
+    assert spec.sender_display == "display-name"
+    assert spec.to_k8s()["senderDisplay"] == "display-name"
 
 
 def test_members_per_server_falls_back_to_the_fleet() -> None:
@@ -138,6 +145,7 @@ def test_bad_fleet_is_rejected(raw: dict[str, Any], message: str) -> None:
         ({"scaling": {"cooldownSeconds": -1}}, "greater than or equal to 0"),
         ({"transfer": {"mode": "teleport"}}, "'redirect-only', 'refer' or 'refer-to-server'"),
         ({"capacity": {"membersPerServer": 0}}, "greater than or equal to 1"),
+        ({"senderDisplay": "loud"}, "'auto', 'cpim', 'display-name' or 'prefix'"),
     ],
 )
 def test_bad_conference_is_rejected(extra: dict[str, Any], message: str) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sipfleet.operator import exposure, pods
+from sipfleet.operator import exposure, hostports, pods
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.status import fleet_status
@@ -64,19 +64,27 @@ def test_entry_service_selects_the_main_server_on_udp_and_tcp(entry: str) -> Non
     assert svc["spec"].get("externalTrafficPolicy") == (None if entry == "ClusterIP" else "Local")
 
 
-def test_host_port_mode_binds_the_sip_port_on_the_node_and_advertises_its_address() -> None:
-    pod = exposure.expose_pod(node_pod(spec("HostPort")), "HostPort")
+SLOT = hostports.HostSlot("n1", "203.0.113.4", "192.168.1.4", 5061)
+
+
+def test_host_port_mode_pins_the_node_and_advertises_its_address_and_host_port() -> None:
+    with pytest.raises(ValueError, match="needs a node and host port"):
+        exposure.expose_pod(node_pod(spec("HostPort")), "HostPort")
+    pod = exposure.expose_pod(node_pod(spec("HostPort")), "HostPort", slot=SLOT)
     ports = {p["name"]: p for p in pod["spec"]["containers"][0]["ports"]}
-    assert ports["sip-udp"]["hostPort"] == ports["sip-udp"]["containerPort"] == 5060
-    assert ports["sip-tcp"]["hostPort"] == 5060 and "hostPort" not in ports["admin"]
-    assert env(pod)["SIPFLEET_ADVERTISE_HOST"] == {
+    assert (ports["sip-udp"]["hostPort"], ports["sip-udp"]["containerPort"]) == (5061, 5060)
+    assert ports["sip-tcp"]["hostPort"] == 5061 and "hostPort" not in ports["admin"]
+    # Only packets to the node's InternalIP are translated, never 127.0.0.1.
+    assert ports["sip-udp"]["hostIP"] == ports["sip-tcp"]["hostIP"] == "192.168.1.4"
+    assert hostports.pinned_node(pod) == "n1"
+    e = env(pod)
+    assert e["SIPFLEET_ADVERTISE_HOST"] == {
         "name": "SIPFLEET_ADVERTISE_HOST",
-        "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}},
+        "value": "203.0.113.4",
     }
-    assert "SIPFLEET_ADVERTISE_UDP_PORT" not in env(pod)  # the SIP port itself
-    assert exposure.advertised(pod) is None  # not scheduled yet
-    pod["status"] = {"podIP": "10.1.0.7", "hostIP": "192.168.1.4"}
-    assert exposure.advertised(pod) == "192.168.1.4:5060"
+    assert e["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == e["SIPFLEET_ADVERTISE_TCP_PORT"]["value"]
+    assert e["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == "5061"
+    assert exposure.advertised(pod) == "203.0.113.4:5061"  # known before scheduling
 
 
 def node_port_service(udp: int | None, tcp: int | None) -> Obj:
@@ -126,12 +134,32 @@ def test_load_balancer_mode_waits_for_an_ip_and_advertises_it() -> None:
         exposure.server_service(FLEET, "f-node-1", 5060, "HostPort")
 
 
+def ready_node(name: str, **addresses: str) -> Obj:
+    return {
+        "metadata": {"name": name},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": t, "address": a} for t, a in addresses.items()],
+        },
+    }
+
+
 class FakeKube:
-    """Stores Services by name and hands them back as a stored copy."""
+    """Stores Services by name and hands them back as a stored copy; lists the
+    given Nodes and Pods."""
 
     def __init__(self, allocate: dict[str, Any] | None = None) -> None:
         self.services: dict[str, Obj] = {}
         self.allocate = allocate or {}
+        self.nodes: list[Obj] = [ready_node("n1", InternalIP="192.168.1.4")]
+        self.pods: list[Obj] = []
+
+    async def list_all_pods(self) -> list[Obj]:
+        return self.pods
+
+    async def list_nodes(self) -> list[Obj]:
+        return self.nodes
 
     async def ensure_service(self, namespace: str, body: Obj) -> Obj:
         name = body["metadata"]["name"]
@@ -160,6 +188,34 @@ async def test_prepare_pod_waits_for_the_service_address() -> None:
     s = spec("HostPort")
     pod = await exposure.prepare_pod(kube, FLEET, node_pod(s), s)
     assert pod is not None and not kube.services
+    assert env(pod)["SIPFLEET_ADVERTISE_HOST"]["value"] == "192.168.1.4"
+    assert env(pod)["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == "5060"  # hostPorts.first
+    # A Pod that exists already keeps its place (without what the API server set).
+    meta = {**pod["metadata"], "uid": "u-9", "resourceVersion": "7"}
+    kube.pods = [{**pod, "metadata": meta, "status": {"phase": "Running"}}]
+    assert await exposure.prepare_pod(kube, FLEET, node_pod(s), s) == pod
+    # The next server on that node takes the next host port.
+    main = pods.server_pod(FLEET, "f-main", "main", pods.server_pod_spec("f", s, "main"))
+    placed = await exposure.prepare_pod(kube, FLEET, main, s)
+    assert placed is not None and exposure.advertised(placed) == "192.168.1.4:5061"
+
+
+async def test_host_port_mode_says_when_no_node_has_the_chosen_address_type() -> None:
+    s = SipFleetSpec.model_validate(
+        {
+            "mainServer": {"domain": "example.com"},
+            "exposure": {"mode": "HostPort", "nodeAddressType": "ExternalIP"},
+        }
+    )
+    kube = FakeKube()
+    with pytest.raises(exposure.NoHostSlot, match="no schedulable node has an ExternalIP") as err:
+        await exposure.prepare_pod(kube, FLEET, node_pod(s), s)
+    assert err.value.reason == "NodeAddressMissing"
+    kube.nodes = [ready_node("n1", InternalIP="192.168.1.4", ExternalIP="203.0.113.4")]
+    pod = await exposure.prepare_pod(kube, FLEET, node_pod(s), s)
+    assert pod is not None and exposure.advertised(pod) == "203.0.113.4:5060"
+    ports = pod["spec"]["containers"][0]["ports"]
+    assert {p.get("hostIP") for p in ports if p.get("hostPort")} == {"192.168.1.4"}
 
 
 def test_entry_point_and_status_show_the_addresses() -> None:
@@ -173,14 +229,43 @@ def test_entry_point_and_status_show_the_addresses() -> None:
     svc["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}]}}
     assert exposure.entry_point(svc) == "203.0.113.1:5070"
     s = spec("HostPort")
-    node = exposure.expose_pod(node_pod(s), "HostPort")
+    node = exposure.expose_pod(node_pod(s), "HostPort", slot=SLOT)
     node["status"] = {"hostIP": "192.168.1.4", "podIP": "10.1.0.7", "phase": "Running"}
     main = pods.server_pod(FLEET, "f-main", "main", pods.server_pod_spec("f", s, "main"))
-    main = exposure.expose_pod(main, "HostPort")
+    main = exposure.expose_pod(
+        main, "HostPort", slot=hostports.HostSlot("n2", "192.168.1.5", "192.168.1.5", 5070)
+    )
     main["status"] = {"hostIP": "192.168.1.5", "podIP": "10.1.0.8"}
     status = fleet_status(
         main, [node], {}, 1, None, datetime.now(UTC), entry_point="203.0.113.1:5070"
     )
     assert status["mainServer"]["advertised"] == "192.168.1.5:5070"
-    assert status["nodes"][0]["advertised"] == "192.168.1.4:5060"
+    assert status["nodes"][0]["advertised"] == "203.0.113.4:5061"
     assert status["entryPoint"] == "203.0.113.1:5070"
+    exposed = {c["type"]: c for c in status["conditions"]}["Exposed"]
+    assert (exposed["status"], exposed["reason"]) == ("True", "ServersPlaced")
+    unplaced = ("NodeAddressMissing", "main server: no schedulable node has an ExternalIP")
+    status = fleet_status(None, [], {}, 1, None, datetime.now(UTC), unplaced=unplaced)
+    exposed = {c["type"]: c for c in status["conditions"]}["Exposed"]
+    assert (exposed["status"], exposed["reason"], exposed["message"]) == ("False", *unplaced)
+
+
+async def test_trusted_proxies_reach_every_server_and_must_be_addresses() -> None:
+    s = SipFleetSpec.model_validate(
+        {
+            "mainServer": {"domain": "example.com"},
+            "exposure": {"trustedProxies": ["192.0.2.1", "2001:db8::7"]},
+        }
+    )
+    pod = await exposure.prepare_pod(FakeKube(), FLEET, node_pod(s), s)
+    assert pod is not None
+    assert env(pod)["SIPFLEET_TRUSTED_PROXIES"]["value"] == "192.0.2.1,2001:db8::7"
+    plain = await exposure.prepare_pod(FakeKube(), FLEET, node_pod(spec()), spec())
+    assert plain is not None and "SIPFLEET_TRUSTED_PROXIES" not in env(plain)
+    with pytest.raises(ValueError, match=r"edge\.example\.com"):
+        SipFleetSpec.model_validate(
+            {
+                "mainServer": {"domain": "example.com"},
+                "exposure": {"trustedProxies": ["edge.example.com"]},
+            }
+        )

@@ -202,6 +202,20 @@ def test_a_rolling_update_stops_few_outdated_nodes_one_step_at_a_time(
         assert not {a.server for a in d.roll} & {a.server for a in d.drain}
 
 
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_a_node_with_members_on_their_way_in_is_never_drained_or_stopped(
+    case: tuple[PlanSpec, Observations, History],
+) -> None:
+    """A member following a REFER to a server that drains meanwhile is turned away
+    (302/503), and its source, waiting for that server's roster, REFERs it again:
+    the scale-in member-loss race (tests/e2e/test_operator_scaling.py)."""
+    spec, obs, history = case
+    d = plan(spec, obs, history, NOW)
+    arriving = {f.target for f in obs.transfers if f.remaining > 0}
+    assert not arriving & {a.server for a in (*d.drain, *d.roll)}
+
+
 def assert_only_completes(d: Decision, previous: Decision) -> None:
     """``d`` repeats nothing ``previous`` did; it may only finish its work.
 

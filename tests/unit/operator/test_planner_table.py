@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -174,6 +175,29 @@ def test_scale_in_drains_the_emptiest_node_after_the_window() -> None:
     }
     assert sum(t.count for t in d.transfers) == 3
     assert [r.server for r in d.routes if r.state == "draining"] == ["b", "c"]
+
+
+def test_scale_in_never_drains_a_node_members_are_moving_to() -> None:
+    """b is draining and moving 3 members to c, whose own members left: c looks
+    emptiest, but a member arriving at a draining c would be turned away."""
+    obs = observe(
+        main(8),
+        node("a", 2),
+        node("b", 3, draining=True),
+        node("c", 0),
+        transfers=(InFlightTransfer("b", "c", 3),),
+    )
+    d = plan(make_spec(max_nodes_per_step=2), obs, settled(0), NOW)
+    assert [a.server for a in d.drain] == ["a"]
+    # With c the only candidate, the step waits and says why.
+    obs = replace(obs, servers=tuple(s for s in obs.servers if s.name != "a"))
+    d = plan(make_spec(max_nodes_per_step=2), obs, settled(0), NOW)
+    assert d.drain == ()
+    assert "drained once their arrivals are confirmed" in d.reason
+    # Once the moves are confirmed, c is a candidate again.
+    done = observe(main(8), node("b", 0, draining=True), node("c", 3))
+    d = plan(make_spec(max_nodes_per_step=2), done, settled(0), NOW)
+    assert [a.server for a in d.drain] == ["c"]
 
 
 def test_scale_in_prefers_a_node_that_never_became_ready() -> None:

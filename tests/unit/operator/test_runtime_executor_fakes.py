@@ -22,6 +22,7 @@ from sipfleet.node.admin_types import (
     ShardState,
     TransferState,
 )
+from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.executor import Executor
 from sipfleet.operator.kube import Kube
@@ -98,6 +99,8 @@ class FakeAdmin:
         self.drained = False
         self.members = 0
         self.running: list[TransferState] = []
+        self.access: Access | None = None
+        self.sender_display: SenderDisplay | None = None
 
     async def state(self) -> NodeState:
         shards = (shard(A, self.members),) if self.members else ()
@@ -118,9 +121,13 @@ class FakeAdmin:
         return RoutesAck(generation=generation)
 
     async def ensure_shard(
-        self, group: str, capacity: int, access: Access | None = None
+        self,
+        group: str,
+        capacity: int,
+        access: Access | None = None,
+        sender_display: SenderDisplay | None = None,
     ) -> ShardState:
-        self.access = access
+        self.access, self.sender_display = access, sender_display
         return shard(group, uri=f"sip:new@{group}", capacity=capacity)
 
     async def delete_shard(self, group: str) -> ShardState:
@@ -204,14 +211,17 @@ async def test_a_new_shard_is_routed_in_the_pass_that_creates_it() -> None:
     assert entries[1] == RouteEntry("f-node-1", f"sip:new@{A}", "active", 10)
 
 
-async def test_a_new_shard_gets_the_conference_access_policy() -> None:
+async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display() -> None:
     admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
     rt = FakeRuntime(FakeKube(), admins)
     access = Access(policy="allowlist", allow=("sip:a@example.com",))
-    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", observed(admins), access)
+    run = Executor(
+        rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", observed(admins), access, SenderDisplay.CPIM
+    )
     place = ShardPlacement("f-node-1", A, 10, "node ready")
     await run.apply(decision(A, "f-main", create_shards=(place,)))
     assert admins["f-node-1"].access == access
+    assert admins["f-node-1"].sender_display is SenderDisplay.CPIM
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:

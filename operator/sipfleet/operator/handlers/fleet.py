@@ -42,7 +42,8 @@ async def ensure_token_secret(rt: Runtime, body: Obj, spec: SipFleetSpec) -> str
 async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> Obj:
     """Create the entry Service and the main server Pod (role main) unless they
     exist (the Pod waits for its own Service's address in a per-server exposure
-    mode); the entry Service as stored."""
+    mode); the entry Service as stored. Raises exposure.NoHostSlot when HostPort
+    mode finds no node for the main server."""
     fleet, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     entry = await rt.kube.ensure_service(namespace, exposure.entry_service(body, spec))
     pod = podlib.server_pod(
@@ -104,12 +105,17 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         fleet_spec = parse_spec(spec)
         obj = dict(body)
         entry: Obj | None = None
+        unplaced: exposure.NoHostSlot | None = None
         try:
             await ensure_token_secret(rt, obj, fleet_spec)
             entry = await ensure_main_pod(rt, obj, fleet_spec)
         except ValueError as exc:
             metrics.ERRORS.labels("fleet").inc()
             kopf.event(body, type="Warning", reason="TokenInvalid", message=str(exc))
+        except exposure.NoHostSlot as exc:
+            unplaced = exc
+            entry = await rt.kube.read_service(namespace, exposure.entry_service_name(name))
+            kopf.event(body, type="Warning", reason=exc.reason, message=f"main server: {exc}")
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
         try:
             await ensure_budget(rt, obj)
@@ -127,6 +133,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             datetime.now(UTC),
             rollout.node_template_hash(obj, fleet_spec),
             exposure.entry_point(entry),
+            unplaced=(unplaced.reason, f"main server: {unplaced}") if unplaced else None,
         )
         patch.status.update(status_patch(status, new))
         metrics.set_fleet(

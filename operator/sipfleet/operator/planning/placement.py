@@ -4,6 +4,7 @@ which members move where, and the routing table."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from sipfleet.operator.planning.scaling import members_at_load
 from sipfleet.operator.planning.values import (
@@ -58,6 +59,19 @@ def deletions(
 def drain_order(node: ServerObservation) -> tuple[int, bool, float, str]:
     """Emptiest first; among equals a not-ready one, then the newest."""
     return (node.members, node.ready, -node.created_at, node.name)
+
+
+def stoppable(nodes: Iterable[ServerObservation], inc: Counter[str]) -> list[ServerObservation]:
+    """Nodes that may be drained or stopped now, in ``drain_order``.
+
+    Never one with members on their way in (``inc``): a member following a
+    REFER there would be turned away by a draining server (302, or 503), and
+    its source, waiting for that server's roster to list it, would time out
+    and REFER it again, so the member ends up in two places or, with a user
+    agent that does not follow the redirect, in none. Such a node becomes a
+    candidate once its arrivals are confirmed.
+    """
+    return sorted((n for n in nodes if not inc[n.name]), key=drain_order)
 
 
 def placements(spec: PlanSpec, hosts: list[ServerObservation]) -> tuple[ShardPlacement, ...]:

@@ -57,6 +57,10 @@ class Admission:
     realm: str
     default: AccessPolicy = OPEN
     policies: dict[str, AccessPolicy] = field(default_factory=dict)
+    shared_sources: frozenset[str] = frozenset()
+    """Addresses that carry many members (trusted edge proxies; the fleet's own
+    addresses, which SNAT can put on members' packets too): a failure through one
+    counts towards the lockout of that member (source and From AOR), not the source."""
 
     def policy_for(self, group: str | None) -> AccessPolicy | None:
         """The policy of `group`; for an unknown group (None) the secure default when the
@@ -81,6 +85,9 @@ class Admission:
         policy = self.policy_for(group)
         if policy is None:
             return Proceed(None)
+        if source in self.shared_sources:
+            sender = request.from_.sip_uri
+            source = f"{source} {aor(sender.user or '', sender.host)}"
         verdict = self.guard.check(
             method=request.method,
             uri=request.uri,

@@ -1,0 +1,112 @@
+"""TLS for SIP (RFC 3261 26.2, 18; RFC 5630): certificates from files, reloaded live.
+
+The certificate and key come from files mounted from a Kubernetes Secret
+(`tls.crt`, `tls.key`, as cert-manager writes them). `Certificates` owns one
+server `ssl.SSLContext` for every TLS listener (SIP over TLS, WebSocket over
+TLS). When the files change, the new pair is first loaded into a scratch
+context (so a half-written or mismatched pair is refused and the old one
+stays), then into the live context: OpenSSL copies a context's certificate
+into each connection when the connection is made, so connections already up
+keep theirs (and their dialogs), and every new handshake gets the new one.
+
+Outbound TLS connections (to a member's `sips:` Contact, or between servers)
+verify the peer's certificate against the system's CAs plus `ca_file`, and
+the address they connect to (an IP address SAN, RFC 5922 7.2 for names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RELOAD_SECONDS = 2.0
+"""How often the certificate files are looked at."""
+
+
+class TlsError(ValueError):
+    """The certificate or key cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Where the TLS certificate and key are, and the port to listen on for SIP over
+    TLS. `ca_file` (PEM, may be "") adds CAs trusted for outbound connections."""
+
+    cert_file: str
+    key_file: str
+    port: int = 5061
+    ca_file: str = ""
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _load(context: ssl.SSLContext, settings: TlsSettings) -> None:
+    try:
+        context.load_cert_chain(settings.cert_file, settings.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(
+            f"cannot use certificate {settings.cert_file} with key {settings.key_file}: {exc}"
+        ) from exc
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class Certificates:
+    """The server certificate of this process and the contexts built from it.
+
+    Raises TlsError at construction when the files cannot be used."""
+
+    def __init__(self, settings: TlsSettings) -> None:
+        self.settings = settings
+        self.server = _server_context()
+        _load(self.server, settings)
+        self.client = ssl.create_default_context(cafile=settings.ca_file or None)
+        self.client.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._seen = self._signatures()
+        self.reloads = 0
+
+    def _signatures(self) -> tuple[object, ...]:
+        return (_signature(Path(self.settings.cert_file)), _signature(Path(self.settings.key_file)))
+
+    def reload_if_changed(self) -> bool:
+        """Load the files into the live server context if they changed since the last
+        look and the new pair is usable; True when a new certificate is in force.
+        A pair that fails to load is logged, the old certificate stays, and the pair
+        is tried again at the next change."""
+        now = self._signatures()
+        if now == self._seen:
+            return False
+        self._seen = now
+        try:
+            _load(_server_context(), self.settings)  # refuse a bad pair before going live
+            _load(self.server, self.settings)
+        except TlsError as exc:
+            log.warning("TLS certificate not reloaded, keeping the old one: %s", exc)
+            return False
+        self.reloads += 1
+        log.info("TLS certificate %s reloaded", self.settings.cert_file)
+        return True
+
+    async def watch(self, interval: float = RELOAD_SECONDS) -> None:
+        """Run until cancelled: reload the certificate each time its files change
+        (a Secret update swaps them under the mount), every `interval` seconds."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(interval)
+                self.reload_if_changed()
