@@ -63,7 +63,7 @@ test-e2e: setup
 
 # The demo needs no chart test tools (test-tools).
 demo: system-deps venv kube-binaries
-	$(VENV)/bin/sipfleet demo --node real --state-dir $(STATE)
+	$(VENV)/bin/sipfleet demo --state-dir $(STATE)
 
 clean:
 	-$(VENV)/bin/sipfleet dev down --state-dir $(STATE)

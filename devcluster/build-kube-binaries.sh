@@ -15,7 +15,7 @@
 # wrapper module that requires k8s.io/kubernetes and pins each staging module
 # to its published v0.MINOR.PATCH tag instead, then build the cmd packages.
 #
-# Usage: build-kube-binaries.sh [--control-plane]   (only the first and helm)
+# Usage: build-kube-binaries.sh
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
@@ -38,8 +38,7 @@ die() { echo "build-kube-binaries: $*" >&2; exit 1; }
 command -v go >/dev/null || die "Go is not installed; install Go >= 1.26 (https://go.dev/doc/install) and retry"
 mkdir -p "$CACHE_ROOT"
 
-targets=("$OUT" "$HELM_OUT")
-[[ "${1:-}" == "--control-plane" ]] || targets+=("$NODE_OUT" "$CONTAINERD_OUT" "$COREDNS_OUT" "$CRICTL_OUT")
+targets=("$OUT" "$HELM_OUT" "$NODE_OUT" "$CONTAINERD_OUT" "$COREDNS_OUT" "$CRICTL_OUT")
 all_cached() {
   local t
   for t in "${targets[@]}"; do [[ -f "$t/.complete" ]] || return 1; done

@@ -86,8 +86,9 @@ def start(
     wrapper: list[str] | None = None,
     name: str = "sip-node",
     code_dir: Path | None = None,
+    extra: list[str] | None = None,
 ) -> SipNode:
-    """Start sip-node and wait for /readyz.
+    """Start sip-node and wait for /readyz (`extra`: more sipfleet-node flags).
 
     `wrapper` is an argv to run it under (a profiler, an interpreter with flags);
     `code_dir` replaces the installed sip-node folder (to measure a patched copy).
@@ -111,6 +112,7 @@ def start(
             "--domain", DOMAIN, "--listen", host, "--sip-port", str(sip_port),
             "--admin-port", str(admin_port), "--token-file", str(token_file),
             "--rate-limit", NO_LIMIT, "--rate-burst", NO_LIMIT, "--log-level", "WARNING",
+            *(extra or []),
         ]  # fmt: skip
         proc = procs.start(name, argv, env=env)
         if _wait_ready(proc, host, admin_port):

@@ -32,6 +32,8 @@ class Target:
     group_uri: str
     from_uri: str
     session_id: int  # the server's process session, for its CPU use
+    scenario: Path = SCENARIO  # e.g. scenarios/uac_message_auth.xml (security.py)
+    extra: tuple[str, ...] = ()  # more sipp options, e.g. ("-au", user, "-ap", password)
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _sipp_argv(target: Target, rate: int, calls: int, local_port: int, timeout_s
         SIPP,
         f"{target.host}:{target.port}",
         "-sf",
-        str(SCENARIO),
+        str(target.scenario),
         "-key",
         "group_uri",
         target.group_uri,
@@ -103,6 +105,7 @@ def _sipp_argv(target: Target, rate: int, calls: int, local_port: int, timeout_s
         "2000",
         "-timeout",
         f"{timeout_s}s",
+        *target.extra,
     ]
 
 

@@ -9,7 +9,10 @@ Members are sipp processes; each logs JOINED/RECV/MOVED/LEFT lines
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterable
@@ -24,6 +27,7 @@ from sipfleet.devcluster.cluster import Cluster, host_address_towards
 
 REPO = Path(__file__).resolve().parents[2]
 RESIDENT = Path(__file__).parent / "scenarios" / "resident.xml"
+TICKER = Path(__file__).parent / "scenarios" / "ticker.xml"
 SENDER = REPO / "tests" / "integration" / "scenarios" / "member.xml"
 GROUP_USER = "conf"
 DOMAIN = "example.com"
@@ -119,6 +123,8 @@ class Members:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 5060
     """The entry point's port (a NodePort: tests/e2e/test_operator_exposure.py)."""
+    trace: bool = False
+    """Also keep every SIP message sipp sends and receives in ``<who>.msg`` (to debug)."""
 
     @property
     def logfile(self) -> Path:
@@ -153,12 +159,25 @@ class Members:
                 "-l",
                 str(self.count + 5),
                 "-nostdin",
+                # sipp takes a request that arrives while a call is between a send
+                # and its next recv (a server's retransmission, two servers' requests
+                # back to back during a move) as unexpected; by default it then
+                # aborts the call, sending a BYE with From and To unswapped that the
+                # server answers 481, so the server keeps a member whose UA is gone.
+                # Ignored instead, the request is retransmitted (UDP) and answered.
+                "-default_behaviors",
+                "all,-abortunexp",
                 "-trace_logs",
                 "-log_file",
                 str(self.logfile),
                 "-trace_err",
                 "-error_file",
                 str(self.workdir / f"{self.who}.err"),
+                *(
+                    ("-trace_msg", "-message_file", str(self.workdir / f"{self.who}.msg"))
+                    if self.trace
+                    else ()
+                ),
             ],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
@@ -204,6 +223,81 @@ class Members:
             if parts[0] in ("JOINED", "MOVED") and len(parts) >= 4:
                 where[parts[1]] = _host(parts[3])
         return where
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass
+class Ticker:
+    """A group message every second (tests/e2e/scenarios/ticker.xml): one sipp call
+    per second sends MESSAGE "hello from tick<n>" to the group at the main server,
+    From the AOR of the resident member ``speaker`` (say ``talker1``), for at most
+    ``limit`` seconds."""
+
+    main_ip: str
+    workdir: Path
+    speaker: str
+    limit: int = 1200
+    group_user: str = GROUP_USER
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def logfile(self) -> Path:
+        return self.workdir / "ticker.log"
+
+    def start(self) -> Ticker:
+        local = host_address_towards(self.main_ip)
+        self.proc = subprocess.Popen(
+            [
+                "sipp",
+                f"{self.main_ip}:5060",
+                "-sf",
+                str(TICKER),
+                "-s",
+                self.group_user,
+                "-key",
+                "speaker",
+                self.speaker,
+                "-i",
+                local,
+                "-p",
+                str(free_port(host=local)),
+                "-m",
+                str(self.limit),
+                "-r",
+                "1",
+                "-rp",
+                "1000",
+                "-nostdin",
+                "-trace_logs",
+                "-log_file",
+                str(self.logfile),
+                "-trace_err",
+                "-error_file",
+                str(self.workdir / "ticker.err"),
+            ],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def sent(self) -> list[int]:
+        """The numbers of the ticks answered 200, in order."""
+        if not self.logfile.exists():
+            return []
+        return [
+            int(line.split()[1].removeprefix("tick"))
+            for line in self.logfile.read_text(errors="replace").splitlines()
+            if line.startswith("SENT tick")
+        ]
+
+    def last(self) -> int:
+        """The highest tick number answered so far (0: none)."""
+        return max(self.sent(), default=0)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -356,6 +450,58 @@ def condition(st: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in st.get("conditions", []) if c["type"] == kind), {})
 
 
+def save_events(kube: Cluster, namespace: str, path: Path) -> None:
+    """Keep the namespace's Events (time, reason, message) in ``path`` for a post-mortem."""
+    items = get_json(kube, "events", "-n", namespace)["items"]
+    path.write_text(
+        "".join(
+            f"{e.get('lastTimestamp') or e.get('eventTime')} {e['reason']} {e.get('message', '')}\n"
+            for e in items
+        )
+    )
+
+
 def events(kube: Cluster, namespace: str) -> list[tuple[str, str]]:
     items = get_json(kube, "events", "-n", namespace)["items"]
     return [(e["reason"], e.get("message", "")) for e in items]
+
+
+def server_pids(kube: Cluster, namespace: str, pod: str) -> list[int]:
+    """The host pids of a server Pod's container (the process kubelet runs it as a
+    host process, ``sipfleet://<pid>``; on the real node every process whose cgroup
+    names the ``containerd://<id>`` container), [] while it is not running."""
+    body = get_json(kube, "pod", pod, "-n", namespace)
+    statuses = (body.get("status") or {}).get("containerStatuses", [])
+    running = [s["containerID"] for s in statuses if s.get("containerID")]
+    if not running:
+        return []
+    scheme, _, ident = running[0].partition("://")
+    if scheme == "sipfleet":
+        return [int(ident)] if Path(f"/proc/{ident}").exists() else []
+    pids = []
+    for cgroup in Path("/proc").glob("[0-9]*/cgroup"):
+        try:
+            if ident in cgroup.read_text():
+                pids.append(int(cgroup.parent.name))
+        except OSError:
+            continue  # the process ended meanwhile
+    return sorted(pids)
+
+
+def kill_server(kube: Cluster, namespace: str, pod: str) -> list[int]:
+    """SIGKILL a server Pod's process, as an OOM kill or a crash would end it (the
+    kubelet then restarts its container: restartPolicy Always). Returns the pids
+    killed; fails when the container has no process to kill."""
+    pids = server_pids(kube, namespace, pod)
+    assert pids, f"{pod} has no running container process"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def restarts(kube: Cluster, namespace: str, pod: str) -> int:
+    """How many times the kubelet restarted the Pod's containers."""
+    body = get_json(kube, "pod", pod, "-n", namespace)
+    statuses = (body.get("status") or {}).get("containerStatuses", [])
+    return sum(int(s.get("restartCount", 0)) for s in statuses)

@@ -123,6 +123,11 @@ BAD_OBJECTS = [
         "should match",
     ),
     (
+        conference("loud", senderDisplay="loud"),
+        "spec.senderDisplay",
+        'supported values: "auto", "cpim", "display-name", "prefix"',
+    ),
+    (
         conference("zero-cap", capacity={"membersPerServer": 0}),
         "spec.capacity.membersPerServer",
         "greater than or equal to 1",
@@ -136,6 +141,16 @@ BAD_OBJECTS = [
         fleet("domain", mainServer={"domain": "Not A Domain"}),
         "spec.mainServer.domain",
         "should match",
+    ),
+    (
+        fleet("wss-no-cert", websocket={"wssPort": 8443}),
+        "spec.websocket.wssPort",
+        "websocket.wssPort needs tls.secretName",
+    ),
+    (
+        fleet("tls-ports", tls={"secretName": "cert"}, nodeTemplate={"sipPort": 5070}),
+        "spec.tls.secretName",
+        "mainServer.sipPort and nodeTemplate.sipPort must be equal",
     ),
     (
         manifest("SipConference", "no-fleet", {"uri": "sip:a@example.com"}),

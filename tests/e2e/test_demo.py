@@ -1,8 +1,10 @@
-"""`sipfleet demo` end to end: the CLI brings its own cluster up, runs the operator and
-SIP members, shows the fleet scale out and back in, and leaves nothing running.
+"""`sipfleet demo` end to end, as `make demo` runs it: the CLI brings its own
+real node up, runs the operator and SIP members, shows the fleet scale out and
+back in, and leaves nothing running, on the machine either.
 
 Each test gives the demo a fresh state dir, so it starts (and must stop) its own
-control plane, kubelet, node Pods and operator.
+control plane, node, server pods and operator. One real node fits on a machine,
+so these tests run before the session's shared cluster exists (``own_cluster``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sipfleet.devcluster import procs
-from sipfleet.devcluster.controlplane import ControlPlane
+from sipfleet.devcluster import hostnet, procs
+from sipfleet.devcluster.controlplane import COMPONENTS, ControlPlane
 
 SIPFLEET = Path(sys.executable).parent / "sipfleet"
 MEMBERS = 30
+pytestmark = [pytest.mark.own_cluster, pytest.mark.usefixtures("realnode_lock")]
 
 
 def assert_nothing_left(state_dir: Path) -> None:
@@ -28,6 +31,9 @@ def assert_nothing_left(state_dir: Path) -> None:
     assert not running, f"control plane components still running: {running}"
     leftovers = procs.processes_under(state_dir)
     assert not leftovers, f"processes left behind in {state_dir}: {leftovers}"
+    for bridge in (hostnet.NODE_BRIDGE, hostnet.POD_BRIDGE):
+        assert not hostnet.link_exists(bridge), f"{bridge} left behind"
+    assert not hostnet.OWNER.exists(), "the host network is still claimed"
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -94,5 +100,6 @@ def test_ctrl_c_mid_story_stops_everything(tmp_path: Path) -> None:
             proc.wait(10)
     text = log.read_text()
     assert "interrupted: stopping everything the demo started" in text
-    assert "stopped: kubelet" in text
+    (stopped,) = [line for line in text.splitlines() if line.startswith("cluster: stopped: ")]
+    assert set(COMPONENTS) <= set(stopped.removeprefix("cluster: stopped: ").split(", ")), stopped
     assert_nothing_left(state_dir)

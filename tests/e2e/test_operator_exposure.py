@@ -59,7 +59,7 @@ from operator_harness import (
     status,
     wait_for,
 )
-from sipfleet.devcluster import hostnet
+from sipfleet.devcluster import hostnet, nodeconfig
 from sipfleet.devcluster.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,7 @@ pytestmark = pytest.mark.e2e
 NODE_IP = hostnet.NODE_IP  # kube-proxy serves NodePorts on this address only
 PER_SERVER = 4  # members per server; the first 4 fill the main server
 MODES = ("NodePort", "HostPort", "LoadBalancer")
-LB_RANGE = "10.245.0.8/29"
+LB_RANGE = nodeconfig.LOAD_BALANCER_RANGE
 """Load-balancer addresses the test hands out itself (no load balancer runs here)."""
 LB_IPS = [f"10.245.0.{i}" for i in range(9, 15)]
 SNAT_FROM_HOST = {"NodePort": True, "HostPort": False, "LoadBalancer": True}
@@ -84,6 +84,7 @@ class TcpMember:
         self.port = self.listener.getsockname()[1]
         self.call_id, self.tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
         self.conns: list[socket.socket] = []
+        self.last = self.listener  # where the last request came from
 
     def invite(self, host: str, port: int, uri: str, cseq: int) -> str:
         """Send the INVITE on a new connection; the final response's head."""
@@ -135,7 +136,28 @@ class TcpMember:
                     self.conns.append(conn)
                 else:
                     seen += sock.recv(65535)
+                    self.last = sock
         return seen
+
+    def accept_refer(self, seen: bytes) -> str:
+        """Answer the REFER in `seen` with 202 (RFC 3515 2.4.2) on the connection it
+        came on; its Refer-To URI."""
+        refer = re.search(rb"REFER [^\r]*\r\n.*?\r\n\r\n", seen, re.S)
+        assert refer, seen
+        head = refer[0].decode()
+        copied = [
+            line
+            for line in head.split("\r\n")
+            if re.match(r"(Via|From|To|Call-ID|CSeq|v|f|t|i):", line, re.I)
+        ]
+        self.last.sendall(
+            (
+                "SIP/2.0 202 Accepted\r\n" + "\r\n".join(copied) + "\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        target = re.search(r"Refer-To: <([^>]+)>", head)
+        assert target, head
+        return target[1]
 
     def close(self) -> None:
         for sock in (*self.conns, self.listener):
@@ -491,6 +513,13 @@ def test_member_outside_the_pod_network_joins_is_redirected_gets_messages_and_is
                 assert moved_to and moved_to[-1].startswith(main_uri), moved_to
                 refer = tcp.wait_for_body("Refer-To:", timeout=30)
                 assert f"Refer-To: <{main_uri};transport=tcp".encode() in refer, refer
+                # The TCP member follows it: INVITE to the main server's TCP address.
+                target = tcp.accept_refer(refer)
+                tcp.call_id = uuid.uuid4().hex
+                moved = tcp.invite(main.host, main.tcp, target, 1)
+                assert moved.startswith("SIP/2.0 200"), moved
+                assert f"@{main.host}:{main.tcp};transport=tcp>" in moved, moved
+                tcp.ack(moved, 1)
                 check_stale_udp_entry(kube, ex, node, old_uid, keepalive)
         finally:
             tcp.close()
@@ -502,17 +531,21 @@ def test_member_outside_the_pod_network_joins_is_redirected_gets_messages_and_is
 def check_stale_udp_entry(
     kube: Cluster, ex: Exposed, node: Where, old_uid: str, keepalive: KeepAlive
 ) -> None:
-    """kubernetes #76517: the keep-alive has sent from one source port to the
-    node's address all along, so its conntrack entry still names the old Pod.
-    The replacement (maxNodes 1: same name, same Service or the same free host
-    port) must get its packets within seconds: kube-proxy clears a UDP entry
-    whose endpoint went away, and the portmap plugin clears entries for the
-    host port it maps. Otherwise the member stays cut off while it keeps sending."""
+    """kubernetes #76517: the keep-alive has sent from one source port to the first
+    node's address A all along, so its conntrack entry still names that Pod.
 
-    def replacement() -> dict[str, Any] | None:
+    Its replacement surges in under the next index (expose-node-2, another
+    address: node-1's Service or host port is still held). Once node-1 is gone,
+    node-2 is stopped too, and its replacement is expose-node-1 again, at A (the
+    same Service; the lowest free host port). That Pod must get the keep-alive's
+    packets within seconds: kube-proxy clears a UDP entry whose endpoint went
+    away, and the portmap plugin clears UDP entries of a host port it maps.
+    Otherwise the member stays cut off for as long as it keeps sending."""
+
+    def running(name: str, not_uid: str = "") -> dict[str, Any] | None:
         ex.assign_load_balancer_ips(kube)
-        pod = find_json(kube, "pod", "expose-node-1", "-n", ex.ns)
-        if not pod or pod["metadata"]["uid"] == old_uid:
+        pod = find_json(kube, "pod", name, "-n", ex.ns)
+        if not pod or pod["metadata"]["uid"] == not_uid or pod["metadata"].get("deletionTimestamp"):
             return None
         ready = any(
             c["type"] == "Ready" and c["status"] == "True"
@@ -520,14 +553,32 @@ def check_stale_udp_entry(
         )
         return pod if ready else None
 
-    wait_for("the node's replacement Ready", replacement, timeout=120)
+    wait_for("the surge replacement expose-node-2 Ready", lambda: running("expose-node-2"), 120)
+    wait_for(
+        "the old node gone",
+        lambda: (
+            (p := find_json(kube, "pod", "expose-node-1", "-n", ex.ns)) is None
+            or p["metadata"]["uid"] != old_uid
+        ),
+        timeout=120,
+    )
+    assert not keepalive.answered_after(time.monotonic() - 1.0)  # nothing serves A now
+    kube.kubectl("delete", "pod", "expose-node-2", "-n", ex.ns, "--wait=false")
+    wait_for("expose-node-1 back", lambda: running("expose-node-1", old_uid), timeout=120)
     ready_at = time.monotonic()
-    st = wait_for(
-        "the replacement's advertised address",
-        lambda: (n := (fleet_status(kube, ex.ns).get("nodes") or [{}])[0]).get("advertised") and n,
+    advertised = wait_for(
+        "the new node-1 in the status",
+        lambda: next(
+            (
+                n["advertised"]
+                for n in fleet_status(kube, ex.ns).get("nodes") or []
+                if n["name"] == "expose-node-1" and n["ready"] and n["advertised"]
+            ),
+            None,
+        ),
         timeout=30,
     )
-    assert Where.parse(st["advertised"]) == node  # the same address as before
+    assert Where.parse(advertised) == node  # the same address A as the first node-1
     wait_for(
         "the keep-alive's fixed source port answered by the new Pod",
         lambda: keepalive.answered_after(ready_at),

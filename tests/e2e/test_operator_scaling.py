@@ -28,6 +28,7 @@ from operator_harness import (
     main_ip,
     node_names,
     operator_namespace,
+    save_events,
     send_group_message,
     status,
     wait_for,
@@ -80,12 +81,15 @@ def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         wait_for("the group on the main server", lambda: status(cluster, NS, "conf").get("shards"))
         started.append(Members(ip, workdir, "leaver", LEAVERS, leaver=True, period_ms=1000).start())
         started.append(
-            Members(ip, workdir, "stayer", STAYERS, leaver=False, period_ms=3000).start()
+            Members(
+                ip, workdir, "stayer", STAYERS, leaver=False, period_ms=3000, trace=True
+            ).start()
         )
         yield Grown(cluster, workdir, ip, started[0], started[1])
     finally:
         for group in started:
             group.stop()
+        save_events(cluster, NS, workdir / "events.txt")
         cluster.kubectl("delete", "sipconference", "conf", "-n", NS, "--timeout=30s", check=False)
         op.stop()
         cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
@@ -127,12 +131,6 @@ def test_scale_out_spreads_60_members_and_a_message_reaches_all(grown: Grown) ->
     assert got == joined
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, open: in about one run in three two staying members get a BYE "
-    "during the operator's scale-in transfers and leave the group (also seen on 42eac23, "
-    "before this change); a member lost, to be fixed, not hidden: see the closing note",
-)
 def test_scale_in_drains_and_deletes_nodes_without_losing_members(grown: Grown) -> None:
     kube = grown.kube
     stayers = wait_for(
@@ -162,6 +160,7 @@ def test_scale_in_drains_and_deletes_nodes_without_losing_members(grown: Grown) 
     assert set(node_names(kube, NS)) < set(nodes_before)
     reasons = {reason for reason, _ in events(kube, NS)}
     assert {"ScaleIn", "NodeDeleted"} <= reasons
+    assert not reasons & {"MembersDropped", "MembersNotMoved"}, events(kube, NS)
 
     # No remaining member was lost: each still gets group messages.
     body = send_group_message(grown.main_ip, grown.workdir, "after")

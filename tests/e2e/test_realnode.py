@@ -2,7 +2,7 @@
 probes, and SIP over Services (pod-to-pod and host-to-pod, UDP and TCP).
 
 Every pod runs the project's node image (built without Docker, imported into
-containerd by `sipfleet dev up --node real`); server pods use the exact
+containerd by `sipfleet dev up`); server pods use the exact
 manifest the operator creates (sipfleet.operator.pods.server_pod).
 """
 
@@ -198,6 +198,88 @@ def test_readiness_and_liveness_probes(real_cluster: Cluster, ns: str) -> None:
         return int(statuses[0].get("restartCount", 0))
 
     assert wait_for("a liveness restart", restarted, timeout=30) >= 1
+
+
+def _plain_pod(kube: Cluster, ns: str, name: str, argv: list[str]) -> dict[str, Any]:
+    """A pod with the server pod's restricted security context running `argv`, no probes."""
+    kube.kubectl(
+        "-n", ns, "create", "secret", "generic", "e2e-admin-token", f"--from-literal=token={TOKEN}"
+    )
+    body = server_pod(ns, name)
+    (container,) = body["spec"]["containers"]
+    container["command"] = argv
+    del container["readinessProbe"], container["livenessProbe"]
+    return body
+
+
+def test_a_container_writing_to_its_root_filesystem_fails(real_cluster: Cluster, ns: str) -> None:
+    body = _plain_pod(real_cluster, ns, "writer", ["python3", "-c", "open('/var/x', 'w')"])
+    body["spec"]["restartPolicy"] = "Never"
+    apply(real_cluster, body)
+
+    def failed() -> dict[str, Any] | None:
+        pod: dict[str, Any] = get_json(real_cluster, "-n", ns, "pod", "writer")
+        return pod if pod["status"].get("phase") in ("Failed", "Succeeded") else None
+
+    pod = wait_for("the writer to exit", failed, timeout=60)
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    log = real_cluster.kubectl("-n", ns, "logs", "writer").stdout
+    assert "OSError: [Errno 30] Read-only file system: '/var/x'" in log, log
+
+
+def _ready_addresses(kube: Cluster, ns: str, service: str) -> list[str]:
+    slices = get_json(
+        kube, "-n", ns, "endpointslices", "-l", f"kubernetes.io/service-name={service}"
+    )["items"]
+    return [
+        address
+        for s in slices
+        for endpoint in s.get("endpoints") or []
+        if endpoint.get("conditions", {}).get("ready")
+        for address in endpoint["addresses"]
+    ]
+
+
+def test_readiness_probe_gates_the_services_endpoints(real_cluster: Cluster, ns: str) -> None:
+    """Ready, and a Service endpoint, only while the exec readiness probe passes."""
+    body = _plain_pod(real_cluster, ns, "gated", ["python3", "-c", "import time; time.sleep(600)"])
+    (container,) = body["spec"]["containers"]
+    container["readinessProbe"] = {
+        "exec": {"command": ["test", "-f", "/tmp/ready"]},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    apply(real_cluster, body)
+    service = _service(ns, "gated", "ClusterIP")
+    service["spec"]["selector"] = {"app": "gated"}
+    apply(real_cluster, service)
+
+    def running() -> dict[str, Any] | None:
+        pod: dict[str, Any] = get_json(real_cluster, "-n", ns, "pod", "gated")
+        statuses = pod["status"].get("containerStatuses") or [{}]
+        return pod if "running" in statuses[0].get("state", {}) else None
+
+    ip = wait_for("the gated pod to run", running, timeout=60)["status"]["podIP"]
+    time.sleep(3.0)  # three probe periods, all failing
+    assert not pods.pod_ready(get_json(real_cluster, "-n", ns, "pod", "gated"))
+    assert _ready_addresses(real_cluster, ns, "gated") == []
+
+    real_cluster.kubectl("-n", ns, "exec", "gated", "--", "touch", "/tmp/ready")
+    wait_ready(real_cluster, ns, "gated", timeout=15)
+    wait_for(
+        "the pod as a ready endpoint",
+        lambda: _ready_addresses(real_cluster, ns, "gated") == [ip],
+        timeout=15,
+        step=0.2,
+    )
+    real_cluster.kubectl("-n", ns, "exec", "gated", "--", "rm", "/tmp/ready")
+    wait_for(
+        "the endpoint to turn not ready",
+        lambda: _ready_addresses(real_cluster, ns, "gated") == [],
+        timeout=15,
+        step=0.2,
+    )
 
 
 def _service(ns: str, name: str, kind: str) -> dict[str, Any]:

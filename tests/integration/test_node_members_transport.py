@@ -253,6 +253,9 @@ async def test_member_that_never_answers_is_removed_with_a_bye_and_counted(node:
         assert isinstance(late, SipRequest) and late.method in ("MESSAGE", "BYE")
     assert methods.count("BYE") == 1
     assert len(node.shards[GROUP].members) == 1
+    # A member lost: the shard's state says so, for the operator's MembersDropped Event.
+    (state,) = node.state().shards
+    assert state.dropped == 1
     for m in (alice, frank):
         m.transport.close()  # type: ignore[union-attr]
 

@@ -12,11 +12,13 @@ import ssl
 from pathlib import Path
 
 from node_harness import Fleet, NodeProc, eventually, free_ports
+from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.sip import SipRequest, SipResponse, StreamFramer
-from tls_certs import TestCa, client_context, pem_to_der, served_certificate
+from tls_certs import TestCa, client_context, pem_to_der, served_certificate, sip_and_tls_ports
 
 GROUP = "sip:conf1@example.com"
 HOST = "127.0.0.71"
+NODE1 = "127.0.0.75"
 
 
 class TlsMember:
@@ -238,18 +240,82 @@ async def test_certificate_rotation_keeps_the_dialog_and_serves_the_new_certific
         alice.close()
 
 
-async def test_handshake_that_never_finishes_is_closed(fleet: Fleet, tmp_path: Path) -> None:
-    """A peer that opens TCP to the TLS port and never says ClientHello is closed after
-    the message deadline (TcpLimits, 10 s), and never counts as a connection."""
+async def test_handshakes_are_bounded_like_tcp_connections(fleet: Fleet, tmp_path: Path) -> None:
+    """Peers that open TCP to the TLS port and never finish a handshake count as
+    connections from the accept: the 33rd from one source is refused at once (32 per
+    source), the others are closed after the message deadline (TcpLimits, 10 s)."""
     ca = TestCa(tmp_path / "ca")
     node, tls_port, _ = await tls_server(fleet, ca)
-    reader, writer = await asyncio.open_connection(HOST, tls_port)
+    silent = [await asyncio.open_connection(HOST, tls_port) for _ in range(32)]
     try:
-        assert await asyncio.wait_for(reader.read(), 20) == b""  # closed by the server
-        assert (await node.metrics())["sipfleet_node_tls_connections"] == 0
-    finally:
+
+        async def counted() -> bool:
+            return (await node.metrics())["sipfleet_node_tls_connections"] == 32
+
+        await eventually(counted, what="32 half-open TLS connections counted")
+        reader, writer = await asyncio.open_connection(HOST, tls_port)
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # the 33rd: refused at once
         writer.close()
+        assert await asyncio.wait_for(silent[0][0].read(), 20) == b""  # the deadline
+        await eventually(lambda: _metric_is(node, "sipfleet_node_tls_connections", 0), 5, "gone")
+        metrics = await node.metrics()
+        assert metrics['sipfleet_node_tcp_refused_total{reason="per_source"}'] == 1
+        assert metrics['sipfleet_node_tcp_closed_total{reason="half_sent"}'] == 32
+    finally:
+        for _, w in silent:
+            w.close()
 
 
 async def _members(node: NodeProc, count: int) -> bool:
     return await node.members(GROUP) == count
+
+
+async def test_servers_talk_to_each_other_over_tls(fleet: Fleet, tmp_path: Path) -> None:
+    """--s2s-transport tls: a message posted on node1 reaches a member of main through
+    the distribution tree, and every server-to-server request went over TLS."""
+    ca = TestCa(tmp_path / "ca")
+    servers: list[NodeProc] = []
+    for name, host, role in (("main", HOST, "main"), ("node1", NODE1, "node")):
+        crt, key = ca.issue(name, (host,))
+        sip, tls = sip_and_tls_ports(host)
+        server = await fleet.start(
+            name, host, role,
+            "--sip-port", str(sip), "--tls-port", str(tls),  # the last --sip-port wins
+            "--tls-cert-file", str(crt), "--tls-key-file", str(key),
+            "--tls-ca-file", str(ca.cert), "--s2s-transport", "tls",
+        )  # fmt: skip
+        server.sip_port = sip
+        servers.append(server)
+    main, node1 = servers
+    shards = []
+    for server in servers:
+        async with server.client() as client:
+            shards.append(await client.ensure_shard(GROUP, 10))
+    table = {
+        GROUP: [
+            RouteEntry(s.name, shard.uri, "active", 10)
+            for s, shard in zip(servers, shards, strict=True)
+        ]
+    }
+    for server in servers:
+        async with server.client() as client:
+            await client.put_routes(1, table)
+    alice = TlsMember("alice")
+    await alice.connect(HOST, main.sip_port + 1, client_context(ca))
+    try:
+        await alice.join(f"sips:conf1@{HOST}:{main.sip_port + 1}")
+        await eventually(lambda: _members(main, 1), what="alice on main")
+        await udp_sender_message(node1, "from node1 over tls")  # carol joins node1, posts
+        message = await alice.next(SipRequest)
+        assert isinstance(message, SipRequest) and b"from node1 over tls" in message.body
+        alice.answer(message)
+        for server in servers:
+            metrics = await server.metrics()
+            assert metrics["sipfleet_node_tls_connections"] >= 1, server.name
+            assert metrics["sipfleet_node_tcp_connections"] == 0, server.name  # none in clear
+    finally:
+        alice.close()
+
+
+async def _metric_is(node: NodeProc, name: str, value: float) -> bool:
+    return (await node.metrics()).get(name) == value

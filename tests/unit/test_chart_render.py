@@ -210,6 +210,9 @@ def test_server_network_policy_opens_sip_and_guards_admin(all_docs: list[Manifes
     assert {(p["port"], p["protocol"]) for p in sip_rule["ports"]} == {
         ("sip-udp", "UDP"),
         ("sip-tcp", "TCP"),
+        ("sip-tls", "TCP"),
+        ("sip-ws", "TCP"),
+        ("sip-wss", "TCP"),
     }
     assert admin_rule["ports"] == [{"port": "admin", "protocol": "TCP"}]
     operator_peer = admin_rule["from"][0]

@@ -94,13 +94,8 @@ def run_demo(
     plot: bool = True,
     timeout: float | None = None,
     console: Console | None = None,
-    node: str | None = None,
 ) -> int:
-    """Run the demo; 0 when the fleet scaled out and back in, 1 when it did not.
-
-    `node` is the cluster's node kind (``real`` or ``process``, see
-    ControlPlane.up; default: the state dir's, else process).
-    """
+    """Run the demo; 0 when the fleet scaled out and back in, 1 when it did not."""
     try:
         acts = acts_for(duration)
     except ValueError as err:
@@ -109,12 +104,10 @@ def run_demo(
         raise DemoError(f"--members {members} must be between 1 and 200")
     console = console or Console()
     with _stop_signals(timeout or acts.total + SETUP_ALLOWANCE):
-        return _run(state_dir, acts, members, plot, console, node)
+        return _run(state_dir, acts, members, plot, console)
 
 
-def _run(
-    state_dir: Path, acts: Acts, members: int, plot: bool, console: Console, node: str | None
-) -> int:
+def _run(state_dir: Path, acts: Acts, members: int, plot: bool, console: Console) -> int:
     def say(text: str) -> None:
         console.print(f"[bold]demo:[/bold] {text}", soft_wrap=True)
 
@@ -128,7 +121,9 @@ def _run(
     try:
         say("starting the local Kubernetes control plane" if started_cluster
             else "using the local control plane that already runs")  # fmt: skip
-        plane.up(node=node)
+        # A cluster the demo starts is held by it: if the demo is killed, the
+        # next `up` elsewhere takes it down (ControlPlane.up).
+        plane.up(hold=started_cluster)
         cluster = Cluster.of(plane, binaries.locate(build_if_missing=False))
         workdir.mkdir(parents=True, exist_ok=True)
         if kubeside.remove_leftovers(cluster):

@@ -143,12 +143,8 @@ def source_checkout() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "images").is_dir() else None
 
 
-def build(*, control_plane_only: bool = False) -> None:
-    """Run the build script (minutes, once); raise BinariesError if it cannot.
-
-    With `control_plane_only`, only what the process kubelet's cluster needs
-    (the control plane and helm), not the real node's binaries.
-    """
+def build() -> None:
+    """Run the build script (minutes, once); raise BinariesError if it cannot."""
     script = find_build_script()
     if script is None:
         raise BinariesError(
@@ -160,8 +156,7 @@ def build(*, control_plane_only: bool = False) -> None:
             "Kubernetes binaries are missing and Go is not installed; install Go >= 1.26 "
             "(https://go.dev/doc/install), then run `make kube-binaries`"
         )
-    only = ["--control-plane"] if control_plane_only else []
-    result = subprocess.run(["bash", str(script), *only], check=False)
+    result = subprocess.run(["bash", str(script)], check=False)
     if result.returncode != 0:
         raise BinariesError(f"{script} failed (exit {result.returncode}); see its log above")
 
@@ -172,7 +167,7 @@ def locate(*, build_if_missing: bool = True) -> Binaries:
         if not build_if_missing:
             names = ", ".join(str(p) for p in missing_binaries())
             raise BinariesError(f"missing {names}; run `make kube-binaries`")
-        build(control_plane_only=True)
+        build()
         still = missing_binaries()
         if still:
             names = ", ".join(str(p) for p in still)

@@ -1,6 +1,6 @@
 """`sipfleet`: the project's command line.
 
-sipfleet dev up|down|status --state-dir DIR   the local cluster (--node real|process)
+sipfleet dev up|down|status --state-dir DIR   the local single-node cluster (root)
 sipfleet dev images                          the node and operator images, without Docker
 sipfleet demo [--state-dir DIR]               the fleet scaling out and back in (sipfleet.demo)
 """
@@ -24,10 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sipfleet", description="sipfleet command line")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    dev = commands.add_parser("dev", help="the local Kubernetes control plane and kubelet")
+    dev = commands.add_parser("dev", help="the local single-node Kubernetes cluster")
     dev_commands = dev.add_subparsers(dest="action", required=True)
     for action, text in (
-        ("up", "start etcd, kube-apiserver, kube-controller-manager and a node"),
+        (
+            "up",
+            "start the control plane and the node (containerd, kubelet, kube-proxy, CoreDNS)",
+        ),
         ("down", "stop what `up` started for this state dir"),
         ("status", "show each component's state and the API's readiness"),
     ):
@@ -37,19 +40,10 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--api-port", type=int, default=None, help="API server port (default: a free one)"
             )
-            sub.add_argument(
-                "--node",
-                choices=("process", "real"),
-                default=None,
-                help="real: containerd, kubelet, kube-proxy, CoreDNS (root); process: the "
-                "Python kubelet running pods as host processes (default: the state dir's, "
-                "else process)",
-            )
 
     dev_commands.add_parser(
         "images",
-        help="build the node and operator images without Docker (cached; `up --node real` "
-        "imports them)",
+        help="build the node and operator images without Docker (cached; `up` imports them)",
     )
 
     demo = commands.add_parser(
@@ -61,12 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--members", type=int, default=40, help="members that join (1-200)")
     demo.add_argument("--no-plot", action="store_true", help="skip the PNG timeline")
-    demo.add_argument(
-        "--node",
-        choices=("process", "real"),
-        default=None,
-        help="the cluster's node (see `dev up --node`; default: the state dir's, else process)",
-    )
     demo.add_argument(
         "--timeout",
         type=float,
@@ -105,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
                     members=args.members,
                     plot=not args.no_plot,
                     timeout=args.timeout,
-                    node=args.node,
                 )
             except DemoError as err:
                 print(f"sipfleet demo: {err}", file=sys.stderr)
@@ -114,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             return _build_images()
         plane = ControlPlane(args.state_dir)
         if args.action == "up":
-            plane.up(api_port=args.api_port, node=args.node)
+            plane.up(api_port=args.api_port)
             return 0
         if args.action == "down":
             plane.down()

@@ -62,9 +62,8 @@ class Cluster:
 def host_address_towards(ip: str) -> str:
     """This host's source address for traffic to `ip` (a Pod IP).
 
-    127.0.0.1 for the process kubelet's 127.0.0.x Pods; the pod bridge's
-    address for the real node's Pods, which a 127.0.0.1 source cannot reach.
-    Raises OSError if there is no route to `ip`.
+    The pod bridge's address for the node's Pods, which a 127.0.0.1 source
+    cannot reach. Raises OSError if there is no route to `ip`.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((ip, 5060))  # UDP: picks the route and source, sends nothing

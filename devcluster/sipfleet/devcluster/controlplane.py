@@ -1,11 +1,11 @@
-"""The local cluster: etcd, kube-apiserver, kube-controller-manager and a
-node, each a background process recorded in the state dir (see layout.py);
-`up`, `down` and `status`.
+"""The local cluster: etcd, kube-apiserver, kube-controller-manager and the
+real node of realnode.py (kube-scheduler, containerd, the kubelet,
+kube-proxy, CoreDNS), each a background process recorded in the state dir
+(see layout.py); `up`, `down` and `status`.
 
-The node is either the Python process kubelet (``kind="process"``: pods are
-host processes on 127.0.0.x) or the real one (``kind="real"``, realnode.py:
-containerd, the kubelet, kube-proxy, kube-scheduler and CoreDNS). A state
-dir keeps its kind until `down` and a new `up` with the other one.
+A cluster may be held by a process (`up(hold=True)`: a test session, the
+demo): when that process is gone without `down`, the next `up` of another
+state dir takes the abandoned cluster down first (one real node per machine).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,19 @@ from sipfleet.devcluster import (
     procs,
 )
 from sipfleet.devcluster.adminhttp import HTTPClient, plain_get
-from sipfleet.devcluster.components import KUBE_PROXY_RBAC, KUBELET_RBAC, NODE_NAME
-from sipfleet.devcluster.layout import Layout, Ports, load_node_kind, load_ports
+from sipfleet.devcluster.components import KUBE_PROXY_RBAC, NODE_NAME
+from sipfleet.devcluster.layout import Layout, Ports, load_ports
 from sipfleet.devcluster.pki import PKI
-from sipfleet.devcluster.realnode import NODE_COMPONENTS, RealNode, RealNodeError, require_root
+from sipfleet.devcluster.realnode import (
+    NODE_COMPONENTS,
+    RealNode,
+    RealNodeError,
+    require_root,
+    state_dir_of,
+)
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
-COMPONENTS = (*CONTROL_PLANE, "kubelet")
-REAL_COMPONENTS = (*CONTROL_PLANE, *NODE_COMPONENTS)
-NODE_KINDS = ("process", "real")
+COMPONENTS = (*CONTROL_PLANE, *NODE_COMPONENTS)
 # The port each component listens on, by Ports field.
 PORT_OWNERS = {
     "etcd_client": "etcd",
@@ -52,11 +56,6 @@ PORT_OWNERS = {
 }
 
 
-def components_of(kind: str) -> tuple[str, ...]:
-    """The processes of a cluster whose node is `kind` (in start order)."""
-    return REAL_COMPONENTS if kind == "real" else COMPONENTS
-
-
 class DevClusterError(RuntimeError):
     """A problem the user can fix; the message says how."""
 
@@ -66,12 +65,11 @@ def _alive(layout: Layout, component: str) -> procs.ProcessRecord | None:
     return record if record is not None and procs.is_alive(record) else None
 
 
-def _choose_ports(layout: Layout, api_port: int | None, kind: str) -> Ports:
+def _choose_ports(layout: Layout, api_port: int | None) -> Ports:
     """Reuse recorded ports (kubeconfigs stay valid) unless taken by someone else."""
     ports = load_ports(layout)
-    owners = {f: c for f, c in PORT_OWNERS.items() if c in components_of(kind)}
     needed = []
-    for field, owner in owners.items():
+    for field, owner in PORT_OWNERS.items():
         current = getattr(ports, field)
         if _alive(layout, owner) is not None and current:
             continue
@@ -84,15 +82,13 @@ def _choose_ports(layout: Layout, api_port: int | None, kind: str) -> Ports:
             setattr(ports, field, api_port)
         elif not current or not procs.port_is_free(current):
             needed.append(field)
-    kept = [getattr(ports, field) for field in owners if field not in needed]
+    kept = [getattr(ports, field) for field in PORT_OWNERS if field not in needed]
     fresh = procs.free_ports(len(needed), exclude=kept)
     if len(fresh) < len(needed):
         raise DevClusterError("no free TCP ports left on 127.0.0.1 between 20000 and 32767")
     for field, port in zip(needed, fresh, strict=True):
         setattr(ports, field, port)
-    layout.state_file.write_text(
-        json.dumps({"ports": ports.__dict__, "node": NODE_NAME, "kind": kind})
-    )
+    layout.state_file.write_text(json.dumps({"ports": ports.__dict__, "node": NODE_NAME}))
     return ports
 
 
@@ -111,18 +107,9 @@ class ControlPlane:
     def _api(self) -> HTTPClient:
         return HTTPClient(self.pki.ca.cert, self.pki.admin.cert, self.pki.admin.key)
 
-    @property
-    def kind(self) -> str:
-        """``real`` or ``process`` (as recorded by the last `up`)."""
-        return load_node_kind(self.layout)
-
-    @property
-    def address(self) -> str:
-        """Where the API server listens: the node IP with the real node, else 127.0.0.1."""
-        return hostnet.NODE_IP if self.kind == "real" else "127.0.0.1"
-
     def api_url(self) -> str:
-        return f"https://{self.address}:{load_ports(self.layout).apiserver}"
+        """The API server's URL (it listens on the node IP)."""
+        return f"https://{hostnet.NODE_IP}:{load_ports(self.layout).apiserver}"
 
     def api_ready(self) -> bool:
         if not self.pki.admin.cert.is_file():
@@ -189,47 +176,38 @@ class ControlPlane:
 
     # -- commands ------------------------------------------------------------
     def running(self) -> dict[str, procs.ProcessRecord | None]:
-        return {c: _alive(self.layout, c) for c in components_of(self.kind)}
-
-    def _choose_kind(self, kind: str | None) -> str:
-        """The node kind for this `up`: as asked, else as recorded; a switch needs `down` first."""
-        recorded = self.kind if self.layout.state_file.is_file() else None
-        chosen = kind or recorded or "process"
-        if chosen not in NODE_KINDS:
-            raise DevClusterError(f"--node must be one of {', '.join(NODE_KINDS)}, not {chosen!r}")
-        if recorded and recorded != chosen and any(self.running().values()):
-            raise DevClusterError(
-                f"{self.layout.root} runs a cluster with the {recorded} node; "
-                f"run `sipfleet dev down --state-dir {self.layout.root}` first"
-            )
-        return chosen
+        return {c: _alive(self.layout, c) for c in COMPONENTS}
 
     def up(
-        self, *, api_port: int | None = None, timeout: float = 90.0, node: str | None = None
+        self, *, api_port: int | None = None, timeout: float = 90.0, hold: bool = False
     ) -> float:
         """Start whatever is not running; return seconds until everything was ready.
 
-        `node` is ``process`` or ``real`` (default: the state dir's, else process).
+        With `hold`, the cluster belongs to the calling process: once that
+        process is gone, another state dir's `up` takes this cluster down
+        (see `_take_down_abandoned`). Raises DevClusterError or HostNetError
+        with what to do when it cannot start.
         """
         began = time.monotonic()
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.layout.root.exists() and not self.layout.root.is_dir():
             raise DevClusterError(f"--state-dir {self.layout.root} exists and is not a directory")
-        kind = self._choose_kind(node)
         bins = binaries.locate()
-        real = self._real_node() if kind == "real" else None
-        running = {c: _alive(self.layout, c) for c in components_of(kind)}
-        if kind == self.kind and all(running.values()) and self.api_ready():
+        real = self._real_node()
+        running = self.running()
+        if all(running.values()) and self.api_ready():
             self.out(f"already running and healthy: {self.api_url()}")
             self.out(f"export KUBECONFIG={self.layout.admin_kubeconfig}")
             return 0.0
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        ports = _choose_ports(self.layout, api_port, kind)
+        ports = _choose_ports(self.layout, api_port)
         creds = pki.ensure(self.layout.pki, NODE_NAME)
-        if real is not None:
-            real.network.up()  # refused while another state dir's real node runs
-            real.remember_host()
-        server = f"https://{self.address}:{ports.apiserver}"
+        if hold:
+            procs.save(procs.this_process("holder"), self.layout.holder)
+        self._take_down_abandoned()
+        real.network.up()  # refused while another state dir's real node runs
+        real.remember_host()
+        server = f"https://{hostnet.NODE_IP}:{ports.apiserver}"
         for path, pair, user in (
             (self.layout.admin_kubeconfig, creds.admin, "sipfleet-admin"),
             (
@@ -251,37 +229,27 @@ class ControlPlane:
         ):
             kubeconfig.write_cert_kubeconfig(path, server, creds.ca.cert, pair.cert, pair.key, user)
 
-        is_real = real is not None
         self._start("etcd", components.etcd_argv(bins, self.layout, ports))
-        self._start(
-            "kube-apiserver",
-            components.apiserver_argv(bins, self.layout, creds, ports, real_node=is_real),
-        )
+        self._start("kube-apiserver", components.apiserver_argv(bins, self.layout, creds, ports))
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}/health"
         self._wait("etcd", lambda: plain_get(etcd_url).status == 200, 30, "etcd")
         self._wait("the API server /readyz", self.api_ready, timeout, "kube-apiserver")
         api_ready_after = time.monotonic() - began
-        self._apply(KUBELET_RBAC)
         self._start(
             "kube-controller-manager",
-            components.controller_manager_argv(bins, self.layout, creds, ports, real_node=is_real),
+            components.controller_manager_argv(bins, self.layout, creds, ports),
         )
         # A Node left Ready by an earlier kubelet does not count: a kubelet
         # started now must post a fresh heartbeat.
         since = "" if running["kubelet"] else started_at
-        if real is None:
-            self._start("kubelet", components.kubelet_argv(self.layout, creds, ports))
-            self._wait("node Ready", lambda: self.node_ready(since=since), 30, "kubelet")
-        else:
-            self._up_real_node(real, bins, creds, ports, since)
+        self._up_real_node(real, bins, creds, ports, since)
         self._wait(
             "the default ServiceAccount",
             self.default_service_account,
             30,
             "kube-controller-manager",
         )
-        if real is not None:
-            self._wait("CoreDNS Ready", self.dns_ready, 60, "kubelet")
+        self._wait("CoreDNS Ready", self.dns_ready, 60, "kubelet")
         total = time.monotonic() - began
         self.out(
             f"API server ready at {server} after {api_ready_after:.1f}s; "
@@ -289,6 +257,25 @@ class ControlPlane:
         )
         self.out(f"export KUBECONFIG={self.layout.admin_kubeconfig}")
         return total
+
+    def _take_down_abandoned(self) -> None:
+        """Take down the real node of another state dir if its holder process is gone
+        (a killed test session or demo) or its state dir was deleted.
+
+        A node without a holder (`sipfleet dev up`) is left alone: the host
+        network's `up` then refuses, naming its state dir.
+        """
+        record = hostnet.owner_record()
+        if record is None:
+            return
+        root = state_dir_of(record)
+        if root == self.layout.root:
+            return
+        holder = procs.load(Layout(root).holder)
+        if root.is_dir() and (holder is None or procs.is_alive(holder)):
+            return
+        self.out(f"taking down the real node of {root}: the run that started it has ended")
+        ControlPlane(root, out=self.out).down()
 
     # -- the real node -----------------------------------------------------------
     def _real_node(self) -> RealNode:
@@ -359,45 +346,40 @@ class ControlPlane:
     def down(self) -> list[str]:
         """Stop, in reverse order, only the processes this state dir started.
 
-        With the real node, its pods are removed before containerd stops, and
-        everything it changed on the host is undone (see RealNode.cleanup).
+        The pods are removed before containerd stops, and everything the node
+        changed on the host is undone (see RealNode.cleanup). If the state dir
+        was deleted while its cluster ran, its processes are found by their
+        command lines instead of their records.
         """
         stopped: list[str] = []
-        kind = self.kind
-        real = RealNode(self.layout, binaries.node_binaries()) if kind == "real" else None
-        for component in reversed(components_of(kind)):
+        real = RealNode(self.layout, binaries.node_binaries())
+        for component in reversed(COMPONENTS):
             path = self.layout.record(component)
             record = procs.load(path)
             if record is None:
                 continue
-            if component == "containerd" and real is not None and procs.is_alive(record):
+            if component == "containerd" and procs.is_alive(record):
                 removed = real.remove_pods()
                 if removed:
                     stopped.append(f"{removed} pod sandboxes")
-            # The process kubelet stops its pods first; give it their grace periods.
-            grace = 40.0 if component == "kubelet" and real is None else 10.0
-            if procs.stop(record, timeout=grace):
+            if procs.stop(record):
                 stopped.append(component)
             path.unlink(missing_ok=True)
-        if real is not None:
-            undone = real.cleanup()
-            if undone:
-                self.out("removed from the host: " + ", ".join(undone))
-        for record_path in self._pod_process_records():
-            record = procs.load(record_path)
-            if record is not None and procs.stop(record, timeout=5.0):
-                stopped.append(f"pod process {record.name} (pid {record.pid})")
-            record_path.unlink(missing_ok=True)
+        if not self.layout.root.is_dir():
+            for pid in procs.processes_under(self.layout.root):
+                record = procs.record_of(pid, "orphan")
+                if record is not None and procs.stop(record):
+                    stopped.append(f"{Path(record.argv[0]).name} (pid {pid})")
+        undone = real.cleanup()
+        if undone:
+            self.out("removed from the host: " + ", ".join(undone))
+        self.layout.holder.unlink(missing_ok=True)
         self.out("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         leftovers = procs.processes_under(self.layout.root)
         if leftovers:
             pids = " ".join(str(p) for p in leftovers)
             self.out(f"warning: processes still use {self.layout.root}: {pids} (not started by up)")
         return stopped
-
-    def _pod_process_records(self) -> Iterator[Path]:
-        if self.layout.pods.is_dir():
-            yield from self.layout.pods.glob("*/*.proc.json")
 
     def _healthy(self, component: str) -> bool:
         """The component's own health endpoint answers 200."""
@@ -408,15 +390,14 @@ class ControlPlane:
             return RealNode(self.layout, binaries.node_binaries()).ctr("version").returncode == 0
         if component == "kube-proxy":
             return plain_get(f"http://127.0.0.1:{ports.proxy_healthz}/healthz").status == 200
-        if component == "kubelet" and self.kind == "real":
+        if component == "kubelet":
             return plain_get(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz").status == 200
         port = {
             "kube-apiserver": ports.apiserver,
             "kube-controller-manager": ports.controller_manager,
             "kube-scheduler": ports.scheduler,
-            "kubelet": ports.kubelet,
         }[component]
-        host = self.address if component == "kube-apiserver" else "127.0.0.1"
+        host = hostnet.NODE_IP if component == "kube-apiserver" else "127.0.0.1"
         return self._api().request("GET", f"https://{host}:{port}/healthz").status == 200
 
     def status(self) -> bool:
@@ -428,7 +409,7 @@ class ControlPlane:
             )
             return False
         healthy = True
-        for component in components_of(self.kind):
+        for component in COMPONENTS:
             record = procs.load(self.layout.record(component))
             if record is None:
                 self.out(f"{component}: not started")

@@ -92,6 +92,12 @@ def _owner() -> str:
         return ""
 
 
+def owner_record() -> Path | None:
+    """The record of the state dir whose real node holds the host network, if any."""
+    owner = _owner()
+    return Path(owner) if owner else None
+
+
 def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
@@ -178,6 +184,13 @@ class HostNetwork:
         done: list[str] = []
         _run("ip", "route", "del", "blackhole", POD_SUPERNET, check=False)
         _run("ip", "route", "del", SERVICE_CIDR, "dev", POD_BRIDGE, check=False)
+        # Pods whose sandboxes could not be removed (containerd gone) keep
+        # their veth pairs: deleting the host end deletes the pair.
+        ports = _run("ip", "-o", "link", "show", "master", POD_BRIDGE, check=False)
+        for line in ports.splitlines():
+            veth = line.split(":")[1].strip().split("@")[0]
+            _run("ip", "link", "del", veth, check=False)
+            done.append(f"interface {veth}")
         for bridge in (POD_BRIDGE, NODE_BRIDGE):
             if link_exists(bridge):
                 _run("ip", "link", "del", bridge)

@@ -2,14 +2,14 @@
 
 kubeconfig                admin kubeconfig (system:masters)
 state.json                ports, reused by later `up` calls
+holder.json               the process the cluster belongs to, if any (`up(hold=True)`)
 pki/                      CA, serving cert, client certs, service-account keys
 etcd/                     etcd data
 run/<component>.json      pid records (see procs.py)
 logs/<component>.log      one log per component
-pods/<ns>_<name>_<uid>/   the process kubelet's pods (logs, volumes, kubeconfig)
-node/                     the real node: containerd/ (config, socket, root, state),
-                          kubelet/ (root dir, config), pod-logs/, cni/ (net.d, IPAM),
-                          kube-proxy.json, images/ (archives), host/net.json
+node/                     the node: containerd/ (config, socket, root, state, certs.d,
+                          net.d), kubelet/ (root dir, config), cni/ipam/,
+                          kube-proxy.json, images.json, host/ (net.json, dirs.json)
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ class Layout:
         return self.root / f"{component}.kubeconfig"
 
     @property
-    def pods(self) -> Path:
-        return self.root / "pods"
+    def holder(self) -> Path:
+        """The record of the process the cluster belongs to (see ControlPlane.up)."""
+        return self.root / "holder.json"
 
     @property
     def node(self) -> Path:
-        """The real node's files (see the module docstring)."""
+        """The node's files (see the module docstring)."""
         return self.root / "node"
 
     @property
@@ -79,12 +80,3 @@ def load_ports(layout: Layout) -> Ports:
         return Ports(**data["ports"])
     except (OSError, ValueError, KeyError, TypeError):
         return Ports()
-
-
-def load_node_kind(layout: Layout) -> str:
-    """``real`` or ``process``: which kubelet the state dir's cluster runs."""
-    try:
-        kind = json.loads(layout.state_file.read_text()).get("kind", "process")
-    except (OSError, ValueError, AttributeError):
-        return "process"
-    return kind if kind in ("real", "process") else "process"

@@ -20,6 +20,10 @@ DEAD_REGISTRY = "http://127.0.0.1:9"
 """Every registry host points here (the discard port, nothing listens): no pull leaves."""
 REGISTRIES = ("docker.io", "registry.k8s.io", "quay.io", "ghcr.io", "gcr.io", "_default")
 CNI_NETWORK = "sipfleet"
+LOAD_BALANCER_RANGE = "10.245.0.8/29"
+"""Addresses a LoadBalancer Service may be given here (no load balancer runs: a
+test writes them into status.loadBalancer.ingress, and kube-proxy DNATs them).
+Pods route them to the host, as a cloud's VIPs are routable from its pods."""
 
 
 def containerd_toml(root: Path, bins: NodeBinaries) -> str:
@@ -106,6 +110,7 @@ def cni_conflist(ipam_dir: Path) -> str:
                         "routes": [
                             {"dst": hostnet.SERVICE_CIDR, "gw": hostnet.POD_GATEWAY},
                             {"dst": f"{hostnet.NODE_IP}/32", "gw": hostnet.POD_GATEWAY},
+                            {"dst": LOAD_BALANCER_RANGE, "gw": hostnet.POD_GATEWAY},
                         ],
                     },
                 },

@@ -84,6 +84,21 @@ def spawn(
     return proc, record
 
 
+def record_of(pid: int, name: str) -> ProcessRecord | None:
+    """A record of the running process `pid` (None if it is gone)."""
+    started, argv = start_time(pid), cmdline(pid)
+    if started is None or argv is None:
+        return None
+    return ProcessRecord(name, pid, started, argv, "")
+
+
+def this_process(name: str) -> ProcessRecord:
+    """A record of this very process (e.g. the holder of a cluster)."""
+    record = record_of(os.getpid(), name)
+    assert record is not None, "this process is running"
+    return record
+
+
 def save(record: ProcessRecord, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -145,7 +160,7 @@ def tail(path: Path, lines: int = 5) -> list[str]:
     return text.splitlines()[-lines:]
 
 
-def _ancestry() -> set[int]:
+def ancestry() -> set[int]:
     """This process and its ancestors (e.g. the shell that runs `sipfleet dev down DIR`)."""
     chain = set()
     pid = os.getpid()
@@ -160,7 +175,7 @@ def processes_under(directory: Path) -> list[int]:
     """Pids whose command line mentions `directory` or whose cwd is inside it,
     other than this process and its ancestors."""
     root = str(directory.resolve())
-    skip = _ancestry()
+    skip = ancestry()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in skip:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -39,6 +41,11 @@ KUBELET_CHAINS = {
 }
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def state_dir_of(host_record: Path) -> Path:
+    """The state dir whose `RealNode.host_record` is `host_record`."""
+    return host_record.parents[2]
 
 
 class RealNodeError(RuntimeError):
@@ -67,6 +74,7 @@ class RealNode:
 
     @property
     def host_record(self) -> Path:
+        """The host network's record (`state_dir_of` goes back from it)."""
         return self.layout.node / "host" / "net.json"
 
     @property
@@ -259,6 +267,9 @@ class RealNode:
         unmounted = unmount_under(self.layout.node)
         if unmounted:
             done.append(f"{unmounted} mounts under {self.layout.node}")
+        killed = kill_cgroup_tasks("kubepods")
+        if killed:
+            done.append(f"{killed} container processes left without containerd")
         removed = remove_cgroups("kubepods")
         if removed:
             done.append(f"{removed} kubepods cgroups")
@@ -357,7 +368,7 @@ def remove_portmap_chains() -> int:
         listed = subprocess.run([tool, "-t", "nat", "-S"], capture_output=True, text=True)
         ours: list[str] = []
         for line in listed.stdout.splitlines():
-            words = line.split()
+            words = shlex.split(line)  # comments are quoted ("CNI portfwd requiring masquerade")
             if words[:1] == ["-N"] and words[1].startswith(PORTMAP_CHAINS):
                 ours.append(words[1])
             elif words[:1] == ["-A"] and "-j" in words:
@@ -397,6 +408,23 @@ def unmount_under(root: Path) -> int:
     return count
 
 
+def kill_cgroup_tasks(name: str) -> int:
+    """SIGKILL every process in the cgroup `name` (and below) of every v1 hierarchy.
+
+    Only pods whose containerd is gone are left there by the time `cleanup`
+    runs (a crashed run); returns how many processes were signalled.
+    """
+    pids: set[int] = set()
+    for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else ():
+        for procs_file in (hierarchy / name).rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in procs_file.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
 def remove_cgroups(name: str) -> int:
     """Remove the (empty) cgroup `name` and its children in every v1 hierarchy."""
     count = 0
@@ -419,7 +447,10 @@ def remove_cgroups(name: str) -> int:
 def require_root() -> None:
     """The real node changes the host's network and cgroups: root only."""
     if os.geteuid() != 0:
-        raise RealNodeError("the real node needs root (network interfaces, cgroups, mounts)")
+        raise RealNodeError(
+            "the local cluster needs root (it creates network interfaces, cgroups, mounts "
+            "and containers): run it with sudo"
+        )
     for tool in ("ip", "nft", "umount"):
         if shutil.which(tool) is None:
             raise RealNodeError(f"{tool} is not installed; run scripts/install-system-deps.sh")

@@ -22,6 +22,7 @@ from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
+from sipfleet.operator.recovery import restart_events
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 
 
@@ -133,6 +134,17 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         outcome = await _executor(rt, ctx, observed).apply(decision)
     found, memory.unmoved = unmoved_events(decision.group, observed.unmoved, memory.unmoved)
     outcome.events.extend(found)
+    servers = ([observed.main_pod] if observed.main_pod else []) + list(observed.node_pods)
+    crashed, memory.restarts = restart_events(decision.group, servers, memory.restarts)
+    outcome.events.extend(crashed)
+    dropped = {
+        server: shard.dropped
+        for server, state in observed.states.items()
+        for shard in state.shards
+        if shard.group == decision.group
+    }
+    found, memory.dropped = dropped_events(decision.group, dropped, memory.dropped)
+    outcome.events.extend(found)
     if decision.kind != "steady":
         metrics.DECISIONS.labels(decision.kind).inc()
     if outcome.failures:
@@ -179,6 +191,31 @@ def unmoved_events(
         if count > reported.get(server, 0)
     ]
     return events, dict(unmoved)
+
+
+def dropped_events(
+    group: str, dropped: Mapping[str, int], reported: Mapping[str, int]
+) -> tuple[list[Event], dict[str, int]]:
+    """Warning Events for members whose session a server ended without their asking
+    and without moving them (its shard's ``dropped`` count grew), each count once.
+
+    ``dropped`` is this pass's server -> count (servers it could read);
+    ``reported`` what earlier passes posted. A count below the remembered one
+    is a new Pod of the same name (or a new shard): remembered as is. Servers
+    not read this pass keep their remembered count.
+    """
+    events = [
+        Event(
+            "Warning",
+            "MembersDropped",
+            f"{server} ended the sessions of {count - reported.get(server, 0)} members of "
+            f"{group} without moving them (a delivery timed out, the dialog was gone or "
+            "the 2xx was never ACKed; sipfleet_node_members_removed_total by reason)",
+        )
+        for server, count in sorted(dropped.items())
+        if count > reported.get(server, 0)
+    ]
+    return events, {**reported, **dropped}
 
 
 async def release(rt: Runtime, ctx: Context) -> Outcome:

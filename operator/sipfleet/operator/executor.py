@@ -118,7 +118,11 @@ class Executor:
             # next observation cost a whole interval of scale-out reaction time
             # (bench/operator_reaction.py).
             if created and all(e.server != created.server for e in entries):
-                entries.append(created)
+                # The main server heads the table (the tree's root): a restarted
+                # one (crash recovery) gets its routes in this same pass, not one
+                # interval later, during which it took messages for no one.
+                main = created.server == podlib.main_pod_name(self.fleet)
+                entries.insert(0 if main else len(entries), created)
         await self.push_routes(decision.group, entries)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")

@@ -81,6 +81,7 @@ def _service(
     selector: Mapping[str, str],
     port: int,
     service_type: str,
+    streams: list[tuple[str, int]] | None = None,
 ) -> Obj:
     spec: Obj = {
         "type": service_type,
@@ -88,6 +89,10 @@ def _service(
         "ports": [
             {"name": "sip-udp", "protocol": "UDP", "port": port, "targetPort": port},
             {"name": "sip-tcp", "protocol": "TCP", "port": port, "targetPort": port},
+            *(
+                {"name": name, "protocol": "TCP", "port": p, "targetPort": p}
+                for name, p in streams or []
+            ),
         ],
     }
     if service_type != "ClusterIP":
@@ -109,7 +114,8 @@ def _service(
 
 
 def entry_service(fleet_body: Mapping[str, Any], spec: SipFleetSpec) -> Obj:
-    """``<fleet>-sip``: UDP and TCP to the main server, of the type the spec names."""
+    """``<fleet>-sip``: UDP and TCP to the main server, of the type the spec names,
+    plus its TLS and WebSocket ports when the spec turns them on."""
     fleet = fleet_body["metadata"]["name"]
     return _service(
         fleet_body,
@@ -117,6 +123,7 @@ def entry_service(fleet_body: Mapping[str, Any], spec: SipFleetSpec) -> Obj:
         {podlib.LABEL_FLEET: fleet, podlib.LABEL_ROLE: "main"},
         spec.main_server.sip_port,
         spec.exposure.entry_service_type,
+        podlib.stream_ports(podlib.server_pod_spec(fleet, spec, "main")),
     )
 
 

@@ -20,6 +20,14 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+from sipfleet.node.auth.policy import (
+    ALGORITHM_CHOICES,
+    ALGORITHMS_RULE,
+    AOR_PATTERN,
+    Algorithm,
+    Mode,
+    check_algorithms,
+)
 
 GROUP = "sipfleet.io"
 VERSION = "v1alpha1"
@@ -351,6 +359,58 @@ class ExposureSpec(CrdModel):
         return value
 
 
+class TlsSpec(CrdModel):
+    """SIP over TLS (RFC 3261 26.2, sips:) and the certificate of every server."""
+
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret of type kubernetes.io/tls (keys 'tls.crt' and 'tls.key', as "
+        "cert-manager writes them) mounted into every server; a changed Secret is used for "
+        "new connections within seconds, without dropping calls. Absent: no TLS, no wss.",
+    )
+    port: Port = Field(
+        default=5061,
+        description="SIP over TLS port of every server. A 302 or REFER to another server "
+        "names its TLS port as far above its SIP port as this is above the main server's "
+        "(docs/transport.md), so main and node SIP ports must be equal.",
+    )
+    ca_secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret whose key 'ca.crt' holds extra CAs (PEM) a server trusts when "
+        "it opens a TLS connection to a member; the system CAs are trusted as well.",
+    )
+    server_to_server: bool = Field(
+        default=False,
+        description="Requests between the fleet's servers (distribution, transfers) over "
+        "TLS too, to each other's TLS port; each server's certificate is checked against "
+        "caSecretName's ca.crt, else the tls Secret's own ca.crt (cert-manager writes it), "
+        "without an address check (Pod IPs are not in certificates).",
+    )
+
+
+class WebSocketSpec(CrdModel):
+    """SIP over WebSocket (RFC 7118) for browser clients (JsSIP, SIP.js)."""
+
+    ws_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Plain WebSocket (ws) port of every server; 0 (the default): off. "
+        "Messages cross the network in clear: prefer wssPort.",
+    )
+    wss_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Secure WebSocket (wss) port of every server, with the tls Secret's "
+        "certificate; 0 (the default): off.",
+    )
+
+
 class SipFleetSpec(CrdModel):
     """Desired state of a fleet: one main SIP server plus elastic nodes."""
 
@@ -404,6 +464,10 @@ class SipFleetSpec(CrdModel):
     exposure: ExposureSpec = _section(
         ExposureSpec, "How members outside the pod network reach the servers."
     )
+    tls: TlsSpec = _section(TlsSpec, "SIP over TLS: the servers' certificate and port.")
+    websocket: WebSocketSpec = _section(
+        WebSocketSpec, "SIP over WebSocket (ws, wss) ports for browser clients."
+    )
 
     def grace_period_seconds(self) -> int:
         """Seconds a stopping server gets to move a full server's members away.
@@ -424,6 +488,17 @@ class SipFleetSpec(CrdModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> Self:
+        if self.websocket.wss_port and not self.tls.secret_name:
+            raise ValueError("websocket.wssPort needs tls.secretName (the certificate)")
+        if self.tls.secret_name and self.main_server.sip_port != self.node_template.sip_port:
+            raise ValueError(
+                "with tls.secretName, mainServer.sipPort and nodeTemplate.sipPort "
+                "must be equal (every server's TLS port is as far above it)"
+            )
+        return self
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -431,7 +506,21 @@ class SipFleetSpec(CrdModel):
                     "self.minNodes <= self.maxNodes",
                     "minNodes must be less than or equal to maxNodes",
                     ".minNodes",
-                )
+                ),
+                _cel(
+                    "!has(self.websocket) || !has(self.websocket.wssPort) || "
+                    "self.websocket.wssPort == 0 || "
+                    "(has(self.tls) && has(self.tls.secretName))",
+                    "websocket.wssPort needs tls.secretName (the certificate)",
+                    ".websocket.wssPort",
+                ),
+                _cel(
+                    "!has(self.tls) || !has(self.tls.secretName) || "
+                    "self.mainServer.sipPort == self.nodeTemplate.sipPort",
+                    "with tls.secretName, mainServer.sipPort and nodeTemplate.sipPort must be "
+                    "equal",
+                    ".tls.secretName",
+                ),
             ]
         }
     )
@@ -599,29 +688,26 @@ class TransferPolicy(CrdModel):
     )
 
 
-AccessMode = Literal["open", "authenticated", "allowlist"]
 SenderDisplayMode = Literal["auto", "cpim", "display-name", "prefix"]
-DigestAlgorithm = Literal["SHA-256", "MD5"]
-AOR = r"^sip:[^@\s]+@[^@\s]+$"
 
 
 class AccessSpec(CrdModel):
     """Who may join the group, post to it and read its roster (docs/security.md)."""
 
-    policy: AccessMode = Field(
+    policy: Mode = Field(
         default="authenticated",
         description="open: anyone (the sender is not verified); authenticated: SIP digest "
         "credentials from the fleet's memberCredentialsSecret; allowlist: authenticated "
         "and listed in allow. New conferences are authenticated unless they say open.",
     )
-    allow: list[Annotated[str, Field(max_length=512, pattern=AOR)]] = Field(
+    allow: list[Annotated[str, Field(max_length=512, pattern=AOR_PATTERN)]] = Field(
         default_factory=list,
         max_length=10000,
         description="Addresses of record (sip:user@domain) allowed when policy is allowlist.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    algorithms: list[DigestAlgorithm] = Field(
-        default_factory=lambda: list[DigestAlgorithm](["SHA-256"]),
+    algorithms: list[Algorithm] = Field(
+        default_factory=lambda: list[Algorithm](["SHA-256"]),
         min_length=1,
         max_length=2,
         description="Digest algorithms members may answer with, challenged in this order: "
@@ -630,8 +716,8 @@ class AccessSpec(CrdModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self == ['SHA-256'] || self == ['SHA-256', 'MD5'] || self == ['MD5']",
-                    "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]",
+                    " || ".join(f"self == {list(choice)}" for choice in ALGORITHM_CHOICES),
+                    ALGORITHMS_RULE,
                 )
             ]
         },
@@ -640,8 +726,7 @@ class AccessSpec(CrdModel):
     @field_validator("algorithms")
     @classmethod
     def _sha256_first(cls, algorithms: list[str]) -> list[str]:
-        if algorithms not in (["SHA-256"], ["SHA-256", "MD5"], ["MD5"]):
-            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        check_algorithms(algorithms)
         return algorithms
 
 

@@ -220,6 +220,8 @@ class Observed:
     """When the underlying FleetView was fetched (time.monotonic())."""
     unmoved: Mapping[str, int] = field(default_factory=dict)
     """Terminating server -> members of the group its graceful exit could not move."""
+    main_pod: Obj | None = None
+    """The fleet's main server Pod, if it exists."""
 
 
 async def _maybe(aw: Awaitable[T]) -> T | None:
@@ -276,4 +278,5 @@ async def observe(
         states=states,
         taken=view.taken,
         unmoved={n: c for n, by in view.unmoved.items() if n in urls and (c := by.get(group, 0))},
+        main_pod=main_pod,
     )

@@ -30,6 +30,10 @@ TOKEN_KEY = "token"
 TOKEN_MOUNT = "/var/run/sipfleet/admin"
 CREDENTIALS_MOUNT = "/etc/sipfleet/members"
 CREDENTIALS_KEY = "credentials.yaml"
+TLS_MOUNT = "/etc/sipfleet/tls"
+"""Where the tls Secret (tls.crt, tls.key) is mounted; the server reloads it on change."""
+CA_MOUNT = "/etc/sipfleet/ca"
+CA_KEY = "ca.crt"
 SIP_PORT = 5060
 ADMIN_PORT = 8080
 SERVER_UID = 10001
@@ -144,6 +148,17 @@ class ServerPodSpec:
     """Members/s the server moves away on SIGTERM."""
     credentials_secret: str | None = None
     """Secret with the members' digest credentials (key CREDENTIALS_KEY), if any."""
+    tls_secret: str | None = None
+    """kubernetes.io/tls Secret (tls.crt, tls.key) for SIP over TLS and wss, if any."""
+    tls_port: int = 5061
+    ca_secret: str | None = None
+    """Secret with extra CAs (key CA_KEY) trusted for outbound TLS, if any."""
+    s2s_tls: bool = False
+    """Requests between servers over TLS (CAs: ca_secret, else the tls Secret's ca.crt)."""
+    ws_port: int = 0
+    """SIP over WebSocket port; 0: off."""
+    wss_port: int = 0
+    """SIP over secure WebSocket port; 0: off."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
@@ -174,6 +189,12 @@ def server_pod_spec(
         grace_seconds=spec.grace_period_seconds(),
         drain_rate=spec.disruption.members_per_second,
         credentials_secret=spec.member_credentials_secret,
+        tls_secret=spec.tls.secret_name,
+        tls_port=spec.tls.port,
+        ca_secret=spec.tls.ca_secret_name,
+        s2s_tls=spec.tls.server_to_server,
+        ws_port=spec.websocket.ws_port,
+        wss_port=spec.websocket.wss_port,
         extra_env={e.name: e.value for e in tpl.env},
         resources={k: v for k, v in tpl.resources.to_k8s().items() if v} if role == "node" else {},
         pod_labels={LABEL_CONFERENCE: conference} if conference else {},
@@ -232,6 +253,7 @@ def server_pod(
         volumes.append(
             {"name": "member-credentials", "secret": {"secretName": spec.credentials_secret}}
         )
+    _secret_files(spec, env, mounts, volumes)
     container: Obj = {
         "name": "sip-node",
         "image": spec.image,
@@ -239,6 +261,10 @@ def server_pod(
         "ports": [
             {"name": "sip-udp", "containerPort": spec.sip_port, "protocol": "UDP"},
             {"name": "sip-tcp", "containerPort": spec.sip_port, "protocol": "TCP"},
+            *(
+                {"name": name, "containerPort": port, "protocol": "TCP"}
+                for name, port in stream_ports(spec)
+            ),
             {"name": "admin", "containerPort": spec.admin_port, "protocol": "TCP"},
         ],
         "readinessProbe": {
@@ -273,6 +299,44 @@ def server_pod(
             "volumes": volumes,
         },
     }
+
+
+def stream_ports(spec: ServerPodSpec) -> list[tuple[str, int]]:
+    """(port name, port) of the TLS and WebSocket listeners the spec turns on
+    (names sip-tls, sip-ws, sip-wss), for the Pod's container and its Services."""
+    ports = [("sip-tls", spec.tls_port)] if spec.tls_secret else []
+    if spec.ws_port:
+        ports.append(("sip-ws", spec.ws_port))
+    if spec.wss_port and spec.tls_secret:
+        ports.append(("sip-wss", spec.wss_port))
+    return ports
+
+
+def _secret_files(
+    spec: ServerPodSpec, env: list[Obj], mounts: list[Obj], volumes: list[Obj]
+) -> None:
+    """Mount the TLS certificate (and extra CAs) and point the server at them; set
+    the TLS and WebSocket ports (docs/transport.md)."""
+    if spec.tls_secret:
+        env += [
+            {"name": "SIPFLEET_TLS_CERT_FILE", "value": f"{TLS_MOUNT}/tls.crt"},
+            {"name": "SIPFLEET_TLS_KEY_FILE", "value": f"{TLS_MOUNT}/tls.key"},
+            {"name": "SIPFLEET_TLS_PORT", "value": str(spec.tls_port)},
+        ]
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+        volumes.append({"name": "tls", "secret": {"secretName": spec.tls_secret}})
+        if spec.wss_port:
+            env.append({"name": "SIPFLEET_WSS_PORT", "value": str(spec.wss_port)})
+        if spec.s2s_tls:
+            env.append({"name": "SIPFLEET_S2S_TRANSPORT", "value": "tls"})
+            if not spec.ca_secret:  # the fleet CA that cert-manager puts beside the pair
+                env.append({"name": "SIPFLEET_TLS_CA_FILE", "value": f"{TLS_MOUNT}/{CA_KEY}"})
+    if spec.ca_secret:
+        env.append({"name": "SIPFLEET_TLS_CA_FILE", "value": f"{CA_MOUNT}/{CA_KEY}"})
+        mounts.append({"name": "tls-ca", "mountPath": CA_MOUNT, "readOnly": True})
+        volumes.append({"name": "tls-ca", "secret": {"secretName": spec.ca_secret}})
+    if spec.ws_port:
+        env.append({"name": "SIPFLEET_WS_PORT", "value": str(spec.ws_port)})
 
 
 def terminating(pod: Mapping[str, Any]) -> bool:

@@ -52,6 +52,11 @@ class ConferenceMemory:
     """(namespace, fleet name) it runs on, as last seen."""
     unmoved: dict[str, int] = field(default_factory=dict)
     """Stopping server -> members it could not move, as already posted in an Event."""
+    restarts: dict[str, int] = field(default_factory=dict)
+    """Server Pod UID -> container restarts seen at the last pass (recovery.py)."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Server -> members of the group whose session it ended unasked (ShardState.dropped),
+    as already posted in an Event."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Serialises this conference's passes (timer and Pod events)."""
 

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
+from sipfleet.node.auth.policy import AOR_PATTERN, Algorithm, Mode, check_algorithms
 from sipfleet.node.presentation import SenderDisplay
 
 METHODS = ("refer", "refer-to-server")
@@ -97,8 +98,7 @@ class RoutesAck(BaseModel):
     generation: int
 
 
-Aor = Annotated[StrictStr, Field(pattern=r"^sip:[^@\s]+@[^@\s]+$", description="sip:user@domain")]
-DigestAlgorithm = Literal["SHA-256", "MD5"]
+Aor = Annotated[StrictStr, Field(pattern=AOR_PATTERN, description="sip:user@domain")]
 
 
 class Access(BaseModel):
@@ -107,15 +107,14 @@ class Access(BaseModel):
     algorithms members may answer with, SHA-256 first (RFC 8760)."""
 
     model_config = _CONFIG
-    policy: Literal["open", "authenticated", "allowlist"] = "authenticated"
+    policy: Mode = "authenticated"
     allow: tuple[Aor, ...] = ()
-    algorithms: Annotated[tuple[DigestAlgorithm, ...], Field(min_length=1)] = ("SHA-256",)
+    algorithms: Annotated[tuple[Algorithm, ...], Field(min_length=1)] = ("SHA-256",)
 
     @field_validator("algorithms")
     @classmethod
     def _sha256_first(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
-        if algorithms not in (("SHA-256",), ("SHA-256", "MD5"), ("MD5",)):
-            raise ValueError("algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]")
+        check_algorithms(algorithms)
         return algorithms
 
     def to_json(self) -> dict[str, Any]:
@@ -153,6 +152,12 @@ class ShardState(BaseModel):
     capacity: int
     draining: bool
     member_uris: tuple[str, ...] = ()
+    dropped: int = Field(
+        default=0,
+        description="members whose session this server ended without their asking and "
+        "without moving them (a delivery timed out, the dialog was gone, the 2xx was "
+        "never ACKed), since the shard was created",
+    )
 
 
 class AdvertisedAddress(BaseModel):

@@ -75,6 +75,14 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         0,
         "SIP over secure WebSocket port (wss, uses the TLS certificate); 0: off",
     ),
+    (
+        "--s2s-transport",
+        "SIPFLEET_S2S_TRANSPORT",
+        str,
+        "tcp",
+        "requests to the fleet's other servers: tcp, or tls (to their TLS port, their "
+        "certificate checked against --tls-ca-file, the fleet's CA)",
+    ),
     ("--admin-port", "SIPFLEET_ADMIN_PORT", int, 8080, "admin HTTP API port"),
     (
         "--token-file",

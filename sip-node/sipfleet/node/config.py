@@ -75,6 +75,9 @@ class Config:
     """SIP over plain WebSocket port (RFC 7118 ws); 0 = off."""
     wss_port: int = 0
     """SIP over secure WebSocket port (wss, needs the TLS certificate); 0 = off."""
+    s2s_transport: str = "tcp"
+    """How requests to the fleet's other servers travel: tcp, or tls (their TLS port,
+    certificates checked against `tls_ca_file`)."""
 
     @property
     def tls(self) -> TlsSettings | None:
@@ -133,6 +136,12 @@ class Config:
                 raise ConfigError(f"{label} {port} is outside 0..65535")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS needs both --tls-cert-file and --tls-key-file")
+        if self.s2s_transport not in ("tcp", "tls"):
+            raise ConfigError(
+                f"server-to-server transport {self.s2s_transport!r} is not tcp or tls"
+            )
+        if self.s2s_transport == "tls" and not self.tls_cert_file:
+            raise ConfigError("--s2s-transport tls needs the TLS certificate (--tls-cert-file)")
         if self.wss_port and not self.tls_cert_file:
             raise ConfigError("--wss-port needs the TLS certificate (--tls-cert-file)")
         if not self.token:

@@ -22,6 +22,9 @@ from sipfleet.node.sip.message import HeaderBlock, Outbound
 from sipfleet.node.transport import Peer
 
 MemberState = Literal["joined", "transferring"]
+DROPPED = frozenset({"delivery_timeout", "dialog_gone", "unacked"})
+"""Reasons a session ends here without the member asking and without a move: each is
+a member lost, counted in `Shard.dropped` (the operator posts it as an Event)."""
 NO_FIELDS = HeaderBlock()
 Locate = Callable[[str], Peer]
 """Where requests for a URI go (RFC 3263 4 without DNS), e.g. `SipStack.target_of` for
@@ -94,6 +97,8 @@ class Shard:
     sender_display: SenderDisplay | None = None
     members: dict[tuple[str, str], Member] = field(default_factory=dict)
     by_aor: dict[str, Member] = field(default_factory=dict)
+    dropped: int = 0
+    """Members whose session ended here for a reason in `DROPPED`."""
 
     def add(self, member: Member) -> None:
         self.members[member.key] = member
@@ -117,6 +122,7 @@ class Shard:
             capacity=self.capacity,
             draining=self.draining or server_draining,
             member_uris=tuple(sorted(self.by_aor)),
+            dropped=self.dropped,
         )
 
 

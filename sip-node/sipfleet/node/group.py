@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sipfleet.node.distribution import Deliver, Distribution, Forward, RosterChanged, RosterDue
-from sipfleet.node.focus import Member, Shard, focus_contact, supports_replaces, user_of
+from sipfleet.node.focus import (
+    DROPPED,
+    Member,
+    Shard,
+    focus_contact,
+    supports_replaces,
+    user_of,
+)
 from sipfleet.node.presentation import Presentation, SenderDisplay, accepts_cpim, present
 from sipfleet.node.redirect import Join, Redirect, Reservations, decide
 from sipfleet.node.routes import Groups, RoutingTable
@@ -208,9 +215,10 @@ class GroupCore:
         self.tree.schedule_roster(group, now)
         return shard, created
 
-    def delete_shard(self, group: str, now: float) -> list[GroupAction]:
+    def delete_shard(self, group: str, now: float) -> tuple[Shard, list[GroupAction]]:
         """End every member's session (BYE) and drop the shard; the tree learns it
-        has no members here. Raises LookupError when there is no such shard."""
+        has no members here. Returns the dropped shard and the actions. Raises
+        LookupError when there is no such shard."""
         shard = self.shards.get(group)
         if shard is None:
             raise LookupError(f"no shard of {group} on this server")
@@ -221,7 +229,7 @@ class GroupCore:
         self._by_user.pop(user_of(shard.uri), None)
         self._index_groups()
         out += self._report_roster(group, now, shard_gone=shard)
-        return out
+        return shard, out
 
     def put_routes(self, generation: int, groups: Groups, now: float) -> bool:
         """Take a pushed routing table; False (and no change) for an old generation."""
@@ -286,9 +294,12 @@ class GroupCore:
         self, shard: Shard, member: Member, *, bye: bool, reason: str, now: float
     ) -> list[GroupAction]:
         """End `member`'s session here (with a BYE when `bye`); nothing for a member
-        already gone, so a member is counted once."""
+        already gone, so a member is counted once (and once in the shard's `dropped`
+        for a reason in `focus.DROPPED`: a member lost, reported to the operator)."""
         if self._dialogs.pop(member.key, None) is None:
             return []
+        if reason in DROPPED:
+            shard.dropped += 1
         shard.remove(member)
         self.tree.schedule_roster(shard.group, now)
         return [Left(shard, member, reason, bye)]
@@ -494,9 +505,14 @@ class GroupCore:
             return []
         sender = envelope.sender
         recipients = tuple(m for m in shard.members.values() if m.aor != sender)
-        if not recipients:
-            return []
-        return [FanOut(shard, envelope, recipients, shard.sender_display or self.sender_display)]
+        # Even with no recipient here: the shell keeps the message for members it
+        # may bring back after a crash (rejoin.py).
+        return [FanOut(shard, envelope, recipients, self.sender_display_of(shard))]
+
+    def sender_display_of(self, shard: Shard) -> SenderDisplay:
+        """How `shard`'s members are shown who wrote a group message: its own mode
+        (SipConference.spec.senderDisplay), else this server's default."""
+        return shard.sender_display or self.sender_display
 
     def delivery_answered(
         self, shard: Shard, member: Member, status: int | None, now: float

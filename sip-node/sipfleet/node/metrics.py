@@ -134,6 +134,33 @@ class NodeMetrics:
             registry=r,
         )
 
+        # Crash recovery (replicas.py, recovery.py, rejoin.py).
+        self.replicas_held = Gauge(
+            p + "replicas_held",
+            "Dialogs of other servers' members this server holds replicas of",
+            registry=r,
+        )
+        self.orphaned = Counter(
+            p + "orphaned_members",
+            "Members of a dead server this server took charge of, by how the death "
+            "was noticed (restarted, silent)",
+            ["reason"],
+            registry=r,
+        )
+        self.rejoins = Counter(
+            p + "rejoins",
+            "Orphaned members brought back (rejoined) or lost (failed), by method "
+            "(replaces: INVITE with Replaces, reinvite: re-INVITE in the dead dialog)",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.replayed = Counter(
+            p + "replayed_deliveries",
+            "Group messages sent again to members brought back after a crash: those "
+            "since their dead server's last sign of life (some may be duplicates)",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

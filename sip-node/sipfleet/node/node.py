@@ -50,10 +50,11 @@ from sipfleet.node.group import (
     Reply,
 )
 from sipfleet.node.metrics import NodeMetrics
-from sipfleet.node.presentation import SenderDisplay
+from sipfleet.node.presentation import SenderDisplay, present
 from sipfleet.node.ratelimit import RateLimiter
+from sipfleet.node.rejoin import REPLICA, CrashRecovery
 from sipfleet.node.routes import Groups, RoutingTable
-from sipfleet.node.s2s import Envelope, build_request, is_s2s, verify_request
+from sipfleet.node.s2s import KIND, Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
 from sipfleet.node.sip import SipRequest, SipResponse, format_hostport
 from sipfleet.node.sip.ids import new_call_id, new_tag
@@ -85,7 +86,6 @@ from sipfleet.node.transfers import (
     TransferAction,
     Transfers,
 )
-from sipfleet.node.transport import Peer
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class Node:
         self.subs = Subscriptions()
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
+        self.recovery = CrashRecovery(self)
         self.admission = Admission(
             Guard(
                 config.credentials,
@@ -153,6 +154,7 @@ class Node:
         )
         stack.lockout = self.admission.guard.lockout
         stack.exempt = self.admission.shared_sources = config.trusted_sources
+        stack.s2s_tls = config.s2s_transport == "tls"
         await stack.start()
         loop = asyncio.get_running_loop()
         self._clocks = [
@@ -172,9 +174,11 @@ class Node:
             ),
         ]
         self._stack = stack  # ready from here on
+        self.recovery.start(loop)
         self._rearm()  # rosters scheduled before the start
 
     def close(self) -> None:
+        self.recovery.close()
         for clock in self._clocks:
             clock.close()
         if self._stack is not None:
@@ -273,31 +277,33 @@ class Node:
         a = advertised_of(self.config)
         host, port = (self.host, self.port) if a is None else (a.host, a.udp_port or self.port)
         shard, created = self.group.ensure_shard(
-            group, capacity, shard_uri(group, self.name, host, port), self._now(), sender_display
+            group, capacity, shard_uri(group, self.name, host, port), self.now(), sender_display
         )
         self.metrics.capacity.labels(group).set(capacity)
         self.metrics.members.labels(group).set(len(shard.members))
+        if self._stack is not None:
+            self.recovery.routes_changed()
         self._rearm()
         return shard.state(self.draining), created
 
     async def delete_shard(self, group: str) -> ShardState:
         """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
-        shard = self.shards.get(group)
-        actions = self.group.delete_shard(group, self.now())
-        assert shard is not None  # delete_shard raised otherwise
+        shard, actions = self.group.delete_shard(group, self.now())
         self.admission.policies.pop(group, None)
         self._perform(actions)
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
+        self.recovery.shard_deleted(group)
         return shard.state(self.draining)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
-        if not self.group.put_routes(generation, groups, self._now()):
+        if not self.group.put_routes(generation, groups, self.now()):
             return
         if self._stack is not None:  # peer servers and trusted proxies are not rate limited
             hosts = {peer_of(e.uri).host for es in groups.values() for e in es}
             exempt = frozenset(hosts - {self.host}) | self.config.trusted_sources
             self._stack.exempt = self.admission.shared_sources = exempt
+            self.recovery.routes_changed()
         self._rearm()
 
     def start_transfer(self, request: TransferRequest) -> TransferState:
@@ -312,16 +318,9 @@ class Node:
         return self.jobs.all()
 
     def drain(self) -> NodeState:
-        self.group.drain(self._now())
+        self.group.drain(self.now())
         self._rearm()
         return self.state()
-
-    def _now(self) -> float:
-        """`now()`, also outside a running loop (admin calls before the start)."""
-        try:
-            return self.now()
-        except RuntimeError:
-            return time.monotonic()
 
     # ---- SIP requests (group.GroupCore decides; this answers and performs) ---------------
     def handle_ack(self, request: SipRequest) -> None:
@@ -370,7 +369,11 @@ class Node:
         return self.group.roster(group)
 
     def _on_invite(self, ctx: RequestContext) -> None:
-        self._perform(self.group.on_invite(ctx.request, ctx.peer, self.stack, self.now()), ctx)
+        request = ctx.request
+        self._perform(self.group.on_invite(request, ctx.peer, self.stack, self.now()), ctx)
+        found = None if request.to_tag is None else self.group.dialog(request)
+        if found is not None:  # a re-INVITE: it may have refreshed the remote target
+            self.recovery.joined(*found)
 
     def _on_bye(self, ctx: RequestContext) -> None:
         self._perform(self.group.on_bye(ctx.request, self.now()), ctx)
@@ -469,6 +472,7 @@ class Node:
             elif isinstance(action, Posted):
                 self.metrics.messages_in.inc()
             elif isinstance(action, Joined):
+                self.recovery.joined(action.shard, action.member)
                 self._members_changed(action.shard)
             elif isinstance(action, Left):
                 self._left(action)
@@ -487,6 +491,7 @@ class Node:
         """A member left: counted once in `members_removed_total{reason}`, its session
         ended with a BYE when asked, its transfer (if any) told."""
         self.metrics.members_removed.labels(action.reason).inc()
+        self.recovery.left(action.shard, action.member)
         if action.bye:
             self.send_in_dialog(action.member, "BYE")
         self._transfer(self.jobs.on_member_left(action.member, self.now()))
@@ -500,6 +505,20 @@ class Node:
     def add_member(self, shard: Shard, member: Member) -> None:
         """`member` joined `shard` (a takeover's INVITE was answered)."""
         self._perform(self.group.add(shard, member, self.now()))
+
+    def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None:
+        """End `member`'s session here (a BYE when `bye`), counted under `reason`."""
+        self._perform(self.group.remove(shard, member, bye=bye, reason=reason, now=self.now()))
+
+    def listed_elsewhere(self, group: str, aor: str, origin: str) -> bool:
+        """Is `aor` a member of `group` here, or on a server other than `origin` as
+        far as the rosters this server got say? (A member a dead server had moved
+        away just before it died is not an orphan.)"""
+        shard = self.shards.get(group)
+        if shard is not None and aor in shard.by_aor:
+            return True
+        remote = self.group.tree.remote.get(group, {})
+        return any(aor in r.members for name, r in remote.items() if name != origin)
 
     # ---- transfers (the logic is transfers.Transfers; this performs its actions) ---------
     def _transfer(self, actions: list[TransferAction]) -> None:
@@ -579,6 +598,9 @@ class Node:
     def _fan_out(self, action: FanOut) -> None:
         """Deliver a group message to this server's members, in one batch (one clock
         re-arm and one metrics update for all)."""
+        self.recovery.seen(action.envelope)
+        if not action.recipients:
+            return  # nothing to send or to time
         started = time.perf_counter()
         duplicates = action.duplicates
         if duplicates:
@@ -592,6 +614,30 @@ class Node:
         )
         self.metrics.messages_out.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    def deliver(
+        self,
+        shard: Shard,
+        member: Member,
+        envelope: Envelope,
+        then: ResponseCallback | None = None,
+    ) -> None:
+        """One group message to one member of `shard` (one brought back after a
+        crash gets those it missed: rejoin.py); `then` also gets the answer."""
+        mode = shard.sender_display or self.group.sender_display
+        e = envelope
+        p = present(mode, e.sender, e.group, e.content_type, e.body).to(member.accepts_cpim)
+        result = self._delivery_result(shard, member)
+
+        def done(response: SipResponse | None) -> None:
+            result(response)
+            if then is not None:
+                then(response)
+
+        self.stack.send_request(
+            *self._in_dialog(member, "MESSAGE", p.extra, p.body, done, p.from_display)
+        )
+        self.metrics.messages_out.inc()
 
     def _delivery_result(self, shard: Shard, member: Member) -> ResponseCallback:
         def done(response: SipResponse | None) -> None:
@@ -631,7 +677,8 @@ class Node:
         from_uri: str | None = None,
         callback: ResponseCallback | None = None,
     ) -> None:
-        """Send a signed request to a peer server over TCP."""
+        """Send a signed request to a peer server over TCP (TLS with --s2s-transport tls)."""
+        peer = self.stack.server_peer(peer_of(uri))
         request = build_request(
             method,
             uri,
@@ -645,11 +692,9 @@ class Node:
             body=body,
             key=self.key,
             now=time.time(),
+            transport=peer.transport.upper(),
         )
-        target = peer_of(uri)
-        self.stack.send_request(
-            request, Peer("tcp", target.host, target.port), callback or self._s2s_result
-        )
+        self.stack.send_request(request, peer, callback or self._s2s_result)
 
     def _s2s_result(self, response: SipResponse | None) -> None:
         if response is None or response.status >= 300:
@@ -671,6 +716,8 @@ class Node:
             self.takeover.on_server_refer(ctx)
         elif request.method == "NOTIFY":
             self._on_notify(ctx)
+        elif request.method == "MESSAGE" and request.headers.get(KIND) == REPLICA:
+            self.recovery.on_replica(ctx)
         elif request.method == "MESSAGE":
             try:
                 envelope = Envelope.from_request(request)

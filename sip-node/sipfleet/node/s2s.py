@@ -105,11 +105,12 @@ def build_request(
     body: bytes,
     key: bytes,
     now: float,
+    transport: str = "TCP",
 ) -> SipRequest:
-    """A signed request to send over TCP to a peer server."""
+    """A signed request to send to a peer server over `transport` (TCP or TLS)."""
     h = Headers(
         [
-            ("Via", f"SIP/2.0/TCP {sent_by};branch={new_branch()}"),
+            ("Via", f"SIP/2.0/{transport} {sent_by};branch={new_branch()}"),
             ("Max-Forwards", "70"),
             ("From", f"<{from_uri}>;tag={from_tag}"),
             ("To", to),

@@ -226,9 +226,16 @@ class SipStack:
             None
             if tls is None
             else TcpPool(
-                self._loop, self, metrics, tcp_limits, server_ssl=tls.server, client_ssl=tls.client
+                self._loop,
+                self,
+                metrics,
+                tcp_limits,
+                server_ssl=tls.server,
+                client_ssl=tls.client,
+                peer_ssl=tls.peers,
             )
         )
+        self.s2s_tls = False  # requests to the fleet's other servers go over TLS
         self.ports: dict[str, int] = {}  # listening port by transport (Peer.transport)
         self._tls_port = 0 if tls is None else tls.settings.port
         self._streams: dict[str, StreamPool] = {"tcp": self._tcp}
@@ -320,14 +327,8 @@ class SipStack:
         if self._tls is not None:
             tls_port = self.ports.get("tls", self._tls_port)
             try:
-                server = await self._loop.create_server(
-                    self._tls.inbound,
-                    host,
-                    tls_port,
-                    family=family,
-                    reuse_address=True,
-                    ssl=self._tls.server_ssl,
-                    ssl_handshake_timeout=self._tls.handshake_timeout,
+                server = await self._loop.create_server(  # TLS: TcpConnection does it
+                    self._tls.inbound, host, tls_port, family=family, reuse_address=True
                 )
             except OSError:
                 transport.close()
@@ -413,6 +414,15 @@ class SipStack:
         offset = self.local_port(peer) - self.local_port(Peer("udp", peer.host, 0))
         parsed.scheme, parsed.port = "sips", (parsed.port or 5060) + offset
         return str(parsed)
+
+    def server_peer(self, target: Peer) -> Peer:
+        """Where a request to another server of the fleet goes, given its shard or
+        server URI's host and port (`target`): TCP there, or with server-to-server
+        TLS (`s2s_tls`) TLS at its TLS port, as far above its SIP port as ours is."""
+        if not self.s2s_tls:
+            return Peer("tcp", target.host, target.port)
+        offset = self.ports.get("tls", self._tls_port) - self.port
+        return Peer("tls", target.host, target.port + offset)
 
     def target_of(self, uri: str, via: Peer) -> Peer:
         """Where to send requests for a Contact (or other) URI that `via` gave us

@@ -153,9 +153,9 @@ class Takeover:
         if not shard.has_room or node.draining:
             report(480, "Temporarily Unavailable")
             return
-        self._invite_with_replaces(shard, aor, contact, routes, replaces, report)
+        self.invite_with_replaces(shard, aor, contact, routes, replaces, report)
 
-    def _invite_with_replaces(
+    def invite_with_replaces(
         self,
         shard: Shard,
         aor: str,
@@ -214,14 +214,14 @@ class Takeover:
                 log.warning("takeover of %s refused: %s", aor, exc)
                 report(502, "Bad Gateway")
                 return
-            self._ack(member, response)
+            self.ack(member, response)
             if member.key not in shard.members:
                 node.add_member(shard, member)
                 report(200, "OK")
 
         tx_id = node.stack.send_request(invite, peer, answered)
 
-    def _ack(self, member: Member, response: SipResponse) -> None:
+    def ack(self, member: Member, response: SipResponse) -> None:
         """ACK a 2xx (sent outside any transaction, RFC 3261 13.2.2.4) through the
         route set; answer an offer made in the 2xx."""
         body, fields = b"", []

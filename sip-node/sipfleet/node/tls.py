@@ -9,9 +9,12 @@ stays), then into the live context: OpenSSL copies a context's certificate
 into each connection when the connection is made, so connections already up
 keep theirs (and their dialogs), and every new handshake gets the new one.
 
-Outbound TLS connections (to a member's `sips:` Contact, or between servers)
-verify the peer's certificate against the system's CAs plus `ca_file`, and
-the address they connect to (an IP address SAN, RFC 5922 7.2 for names).
+Outbound TLS connections to a member's `sips:` Contact verify its certificate
+against the system's CAs plus `ca_file`, and the address they connect to (an
+IP address SAN). Connections to the fleet's other servers (server-to-server
+TLS, an option) verify the certificate against `ca_file` only (the fleet's CA)
+without an address check: a server's Pod IP is not known when its certificate
+is issued, and server-to-server requests carry their own HMAC (s2s_auth.py).
 """
 
 from __future__ import annotations
@@ -64,7 +67,54 @@ def _load(context: ssl.SSLContext, settings: TlsSettings) -> None:
 def _server_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
     return context
+
+
+class ServerSession:
+    """The server side of one TLS connection over memory BIOs: bytes from the peer
+    in, application bytes out, and the TLS records to send back (`outgoing`). The
+    transport accepts a TCP connection, counts and bounds it like any other, and
+    runs the handshake through this, so a connection that never finishes its
+    handshake is held to the same limits (per source, deadline) as a silent TCP one.
+    The session takes the certificate its context has when it is made."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._in, self._out, server_side=True)
+        self.established = False
+
+    def receive(self, data: bytes) -> bytes:
+        """Take bytes from the peer; return the application bytes they complete (b""
+        during the handshake). Raises ssl.SSLError for a failed handshake or a bad
+        record."""
+        self._in.write(data)
+        if not self.established:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                return b""
+            self.established = True
+        chunks = []
+        while True:
+            try:
+                chunk = self._tls.read(1 << 16)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):  # more to come, close_notify
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def send(self, data: bytes) -> bytes:
+        """The TLS records carrying `data` (after the handshake), with any record the
+        session still had to send."""
+        self._tls.write(data)
+        return self._out.read()
+
+    def outgoing(self) -> bytes:
+        """TLS records waiting to be sent (handshake messages, session tickets)."""
+        return self._out.read()
 
 
 class Certificates:
@@ -76,8 +126,18 @@ class Certificates:
         self.settings = settings
         self.server = _server_context()
         _load(self.server, settings)
-        self.client = ssl.create_default_context(cafile=settings.ca_file or None)
-        self.client.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            self.client = ssl.create_default_context(cafile=settings.ca_file or None)
+            self.peers = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.peers.check_hostname = False  # CERT_REQUIRED stays: the chain is checked
+            if settings.ca_file:
+                self.peers.load_verify_locations(settings.ca_file)
+            else:
+                self.peers.load_default_certs()
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"cannot use CA file {settings.ca_file}: {exc}") from exc
+        for context in (self.client, self.peers):
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._seen = self._signatures()
         self.reloads = 0
 

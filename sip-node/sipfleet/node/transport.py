@@ -21,6 +21,7 @@ from typing import Protocol, cast
 
 from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.sip import Limits, SipMessage, SipParseError, StreamFramer
+from sipfleet.node.tls import ServerSession
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,9 @@ class TcpLimits:
 class TcpConnection(asyncio.Protocol):
     """One TCP connection (TLS when its pool has contexts), framed by Content-Length;
     writes are buffered by asyncio up to `TcpLimits.max_write_buffer`. An inbound
-    TLS connection is counted once its handshake is done (see `TcpPool.handshake_timeout`)."""
+    TLS connection is counted from the TCP accept and handshakes through a
+    `tls.ServerSession` within the message deadline, so a handshake that never ends
+    is bounded like a silent TCP connection (per source, in total, in time)."""
 
     def __init__(self, pool: TcpPool, outbound: bool) -> None:
         self._pool, self.outbound = pool, outbound
@@ -141,6 +144,7 @@ class TcpConnection(asyncio.Protocol):
         self.last_activity = pool.now()
         self.message_started: float | None = None  # when a partial message began
         self.close_reason = "peer"
+        self._tls: ServerSession | None = None  # inbound TLS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop: not a subclass
@@ -152,6 +156,9 @@ class TcpConnection(asyncio.Protocol):
         if not self._pool.opened(self):
             self.transport.close()
             return
+        if not self.outbound and self._pool.server_ssl is not None:
+            self._tls = ServerSession(self._pool.server_ssl)
+            return
         if self._pending:
             self.transport.writelines(self._pending)
             self._pending.clear()
@@ -161,6 +168,10 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = self._pool.now()
         self.last_activity = now
+        if self._tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         try:
             messages = self._framer.feed(data)
         except SipParseError as exc:
@@ -174,6 +185,29 @@ class TcpConnection(asyncio.Protocol):
         for message in messages:
             self._pool.receiver.on_stream_message(message, self.peer, self)
 
+    def _decrypt(self, data: bytes) -> bytes:
+        """The application bytes of TLS records from the peer; b"" when there are none
+        yet or the connection failed (then it is closed)."""
+        tls = self._tls
+        assert tls is not None and self.transport is not None
+        established = tls.established
+        try:
+            plain = tls.receive(data)
+        except ssl.SSLError as exc:
+            log.debug("TLS with %s failed: %s", self.peer, exc)
+            self.transport.write(tls.outgoing())  # the alert, if any
+            self.close("parse_error" if established else "handshake")
+            return b""
+        out = tls.outgoing()
+        if not established and tls.established and self._pending:
+            out += tls.send(b"".join(self._pending))
+            self._pending.clear()
+            self._pending_tx.clear()
+            self._pending_bytes = 0
+        if out:
+            self.transport.write(out)
+        return plain
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._pool.forget(self)
@@ -181,7 +215,8 @@ class TcpConnection(asyncio.Protocol):
     def write(self, data: bytes, tx_id: str = "") -> None:
         """Queue `data`; raises SendError when the connection is closing or its
         peer has left more than `max_write_buffer` bytes unread (then it is closed)."""
-        if self.transport is None:  # still connecting
+        tls = self._tls
+        if self.transport is None or (tls is not None and not tls.established):  # connecting
             if self._pending_bytes + len(data) > self._pool.limits.max_write_buffer:
                 raise SendError("too much queued for a TCP connection still being opened")
             self._pending.append(data)
@@ -195,7 +230,7 @@ class TcpConnection(asyncio.Protocol):
             self.close("write_buffer")
             raise SendError(f"TCP peer {self.peer.host}:{self.peer.port} is not reading")
         self.last_activity = self._pool.now()
-        self.transport.write(data)
+        self.transport.write(data if tls is None else tls.send(data))
 
     def connect_failed(self) -> list[str]:
         """The transactions whose data was waiting for a connect that failed."""
@@ -224,12 +259,16 @@ class TcpPool:
         *,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        peer_ssl: ssl.SSLContext | None = None,
     ) -> None:
         """A TCP pool, or a TLS one (transport "tls") when given `server_ssl` for
-        inbound and `client_ssl` for outbound connections (RFC 3261 26.2)."""
+        inbound and `client_ssl` for outbound connections (RFC 3261 26.2);
+        `peer_ssl` (default `client_ssl`) for outbound connections to `exempt`
+        hosts, the fleet's other servers."""
         self._loop, self.receiver, self._metrics = loop, receiver, metrics
         self.limits = limits or TcpLimits()
         self.server_ssl, self.client_ssl = server_ssl, client_ssl
+        self.peer_ssl = peer_ssl or client_ssl
         self.transport = "tcp" if server_ssl is None and client_ssl is None else "tls"
         self._gauge = (
             metrics.tcp_connections if self.transport == "tcp" else metrics.tls_connections
@@ -282,12 +321,12 @@ class TcpPool:
             async with asyncio.timeout(self.limits.connect_timeout):
                 if self.client_ssl is None:
                     await self._loop.create_connection(lambda: conn, host, port)
-                else:  # the peer's certificate must name the address (IP SAN)
+                else:  # a member's certificate must name the address (IP SAN)
                     await self._loop.create_connection(
                         lambda: conn,
                         host,
                         port,
-                        ssl=self.client_ssl,
+                        ssl=self.peer_ssl if host in self.exempt else self.client_ssl,
                         server_hostname=host,
                         ssl_handshake_timeout=self.handshake_timeout,
                     )
@@ -301,9 +340,7 @@ class TcpPool:
 
     @property
     def handshake_timeout(self) -> float:
-        """Seconds a TLS handshake may take (inbound and outbound): the message deadline.
-        asyncio runs inbound handshakes before the connection reaches this pool, so
-        they are bounded in time, not in number (docs/transport.md)."""
+        """Seconds an outbound TLS handshake may take: the message deadline."""
         return self.limits.message_deadline
 
     def opened(self, conn: TcpConnection) -> bool:

@@ -10,39 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 from agent import Agent, PhoneFactory
 from conference import GROUP, Conference, admin
 from node_harness import Fleet, NodeProc, member_credentials
-from tls_certs import TestCa, pem_to_der, served_certificate
+from tls_certs import TestCa, pem_to_der, served_certificate, sip_and_tls_ports
 
 pytestmark = pytest.mark.integration
 
 PASSWORDS = {"alice": "alice-secret-7", "bob": "bob-secret-9"}
 MAIN, NODE1 = "127.0.0.73", "127.0.0.74"
-
-
-def sip_and_tls_ports(host: str) -> tuple[int, int]:
-    """(p, p + 1): p free for UDP and TCP, p + 1 free for TCP, on `host`; every server of
-    a fleet has its TLS port as far above its SIP port (docs/transport.md)."""
-    for _ in range(100):
-        with (
-            socket.socket() as tcp,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-            socket.socket() as tls,
-        ):
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind((host, port))
-                tls.bind((host, port + 1))
-            except OSError:
-                continue
-            return port, port + 1
-    raise RuntimeError(f"no free SIP and TLS ports on {host}")
 
 
 def mount_secret(ca: TestCa, name: str, host: str) -> Path:

@@ -26,7 +26,11 @@ def test_pods_get_no_default_route_and_no_masquerade() -> None:
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
     assert bridge["ipMasq"] is False and bridge["isDefaultGateway"] is False
     routes = [r["dst"] for r in bridge["ipam"]["routes"]]
-    assert routes == [hostnet.SERVICE_CIDR, f"{hostnet.NODE_IP}/32"]
+    assert routes == [
+        hostnet.SERVICE_CIDR,
+        f"{hostnet.NODE_IP}/32",
+        nodeconfig.LOAD_BALANCER_RANGE,
+    ]
     assert "0.0.0.0/0" not in routes
 
 
@@ -144,8 +148,8 @@ def test_app_layer_has_the_packages_and_console_scripts() -> None:
     assert not any("__pycache__" in name for name in files)
 
 
-def test_members_reach_loopback_pods_from_loopback() -> None:
-    """The process kubelet's 127.0.0.x pods are reached from 127.0.0.1 (no packet is sent)."""
+def test_the_source_address_follows_the_route() -> None:
+    """Loopback is reached from loopback (no packet is sent); pods from the pod bridge."""
     assert host_address_towards("127.0.0.23") == "127.0.0.1"
 
 
@@ -183,3 +187,45 @@ def test_down_of_a_refused_node_leaves_the_running_node_alone(
         node.network.up()
     (line,) = node.cleanup()
     assert str(other) in line and owner.read_text() == f"{other}\n"
+
+
+NAT_RULES = r"""-P PREROUTING ACCEPT
+-P OUTPUT ACCEPT
+-P POSTROUTING ACCEPT
+-N CNI-DN-0a1b
+-N CNI-HOSTPORT-DNAT
+-N CNI-HOSTPORT-MASQ
+-N KUBE-KUBELET-CANARY
+-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \"sipfleet\" id: \"x\"" -j CNI-DN-0a1b
+"""
+
+
+def test_dev_down_removes_the_portmap_chains_and_only_those(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake iptables (on a PATH of its own) lists the nat table the portmap
+    plugin leaves; cleanup deletes the three jumps, then flushes and deletes
+    its chains, and leaves the kubelet's and the base chains alone."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "iptables"
+    (tmp_path / "rules").write_text(NAT_RULES)
+    fake.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$*" >> "' + str(log) + '"\n'
+        'if [ "$3" = "-S" ]; then /bin/cat "' + str(tmp_path / "rules") + '"; fi\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert realnode.remove_portmap_chains() == 3
+    calls = log.read_text().splitlines()
+    assert calls[0] == "-t nat -S"
+    assert calls[1:4] == [
+        "-t nat -D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+        "-t nat -D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+        "-t nat -D POSTROUTING -m comment --comment CNI portfwd requiring masquerade "
+        "-j CNI-HOSTPORT-MASQ",
+    ]
+    chains = ("CNI-DN-0a1b", "CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ")
+    assert calls[4:] == [f"-t nat -F {c}" for c in chains] + [f"-t nat -X {c}" for c in chains]

@@ -121,6 +121,15 @@ def test_trusted_proxies(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--sender-display", "loud"], "invalid SenderDisplay value: 'loud'"),
         (["--advertise-host", "sip.example.com"], "advertised address 'sip.example.com'"),
         (["--advertise-tcp-port", "65536"], "advertised TCP port 65536 is outside"),
+        (["--tls-cert-file", "/x/tls.crt"], "needs both --tls-cert-file and --tls-key-file"),
+        (["--wss-port", "8443"], "--wss-port needs the TLS certificate"),
+        (["--tls-port", "65536"], "TLS port 65536 is outside"),
+        (["--s2s-transport", "udp"], "server-to-server transport 'udp' is not tcp or tls"),
+        (["--s2s-transport", "tls"], "--s2s-transport tls needs the TLS certificate"),
+        (
+            ["--tls-cert-file", "/nonexistent/tls.crt", "--tls-key-file", "/nonexistent/tls.key"],
+            "cannot use certificate /nonexistent/tls.crt",
+        ),
         (["--trusted-proxies", "10.0.0.1,edge.example.com"], "'edge.example.com' is not an IP"),
     ],
 )
@@ -161,3 +170,9 @@ def test_bad_env_value(
     with pytest.raises(SystemExit):
         parse_config(args(token))
     assert "SIPFLEET_SIP_PORT='abc' is not a valid int" in capsys.readouterr().err
+
+
+def test_tls_and_websocket_are_off_by_default(token: Path) -> None:
+    config = parse_config(args(token))[0]
+    assert config.tls is None
+    assert (config.ws_port, config.wss_port, config.tls_port) == (0, 0, 5061)

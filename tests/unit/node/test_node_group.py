@@ -99,8 +99,16 @@ def reply(actions: list[GroupAction]) -> Reply:
     return first
 
 
-def join(core: GroupCore, phone: Phone, now: float = 0.0, **kw: object) -> list[GroupAction]:
-    actions = core.on_invite(phone.request("INVITE", OFFER, **kw), phone.peer, ADDR, now)  # type: ignore[arg-type]
+def join(
+    core: GroupCore,
+    phone: Phone,
+    now: float = 0.0,
+    *,
+    uri: str = GROUP,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> list[GroupAction]:
+    invite = phone.request("INVITE", OFFER, uri=uri, extra=extra)
+    actions = core.on_invite(invite, phone.peer, ADDR, now)
     answer = reply(actions)
     if answer.status == 200:
         phone.to_tag = answer.to_tag
@@ -290,7 +298,10 @@ def test_a_group_message_is_taken_then_fanned_out_to_everyone_but_the_sender() -
 def test_a_lone_member_message_fans_out_to_nobody() -> None:
     core, alice = one_shard(), Phone("alice", 6000)
     join(core, alice)
-    assert core.on_message(alice.request("MESSAGE", b"hi"), 1.0) == [Reply(200), Posted(GROUP)]
+    actions = core.on_message(alice.request("MESSAGE", b"hi"), 1.0)
+    assert actions[:2] == [Reply(200), Posted(GROUP)]
+    (out,) = actions[2:]  # to nobody, but the shell keeps it for members it brings back
+    assert isinstance(out, FanOut) and out.recipients == ()
 
 
 def test_out_of_dialog_messages_only_from_members() -> None:
@@ -435,8 +446,8 @@ def test_deleting_a_shard_byes_its_members_and_reports_it_empty() -> None:
     join(core, alice)
     shard = core.shards[GROUP]
     (member,) = shard.members.values()
-    actions = core.delete_shard(GROUP, 1.0)
-    assert actions[0] == Left(shard, member, "shard_deleted", bye=True)
+    gone, actions = core.delete_shard(GROUP, 1.0)
+    assert gone is shard and actions[0] == Left(shard, member, "shard_deleted", bye=True)
     (roster,) = rosters([(1.0, a) for a in actions[1:]])
     assert roster == (1.0, 0, [])
     assert GROUP not in core.shards and run(core, 5.0) == []  # nothing left to report

@@ -54,3 +54,11 @@ async def test_targets_per_transport() -> None:
     with pytest.raises(UnreachableTarget):  # no certificate here: no TLS
         s.target_of("sips:alice@10.0.0.9:5061", tcp)
     assert s.target_of("sip:alice@10.0.0.9:5070", tcp) == Peer("tcp", "10.0.0.9", 5070)
+
+
+async def test_server_peer_is_tcp_or_tls_at_the_same_offset() -> None:
+    s = stack()
+    target = Peer("udp", "10.0.0.7", 5070)
+    assert s.server_peer(target) == Peer("tcp", "10.0.0.7", 5070)
+    s.s2s_tls = True
+    assert s.server_peer(target) == Peer("tls", "10.0.0.7", 5071)

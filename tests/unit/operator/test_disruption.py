@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from sipfleet.operator import disruption, pods
-from sipfleet.operator.control import unmoved_events
+from sipfleet.operator.control import dropped_events, unmoved_events
 from sipfleet.operator.loadsource import UNMOVED_METRIC, LoadReading, parse_node_members
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import server_observation
@@ -112,3 +112,19 @@ def test_unmoved_members_become_one_warning_event_per_count() -> None:
     assert len(more) == 1
     _, memory = unmoved_events("sip:c@x", {}, memory)
     assert memory == {}  # the Pod is gone: a later Pod of that name reports afresh
+
+
+def test_members_a_server_dropped_become_one_warning_event_per_increase() -> None:
+    events, memory = dropped_events("sip:c@x", {"main": 0, "n-1": 2}, {})
+    assert [(e.type, e.reason) for e in events] == [("Warning", "MembersDropped")]
+    assert "n-1 ended the sessions of 2 members of sip:c@x without moving them" in (
+        events[0].message
+    )
+    again, memory = dropped_events("sip:c@x", {"n-1": 2}, memory)
+    assert again == []  # the same count in the next pass: posted once
+    more, memory = dropped_events("sip:c@x", {"n-1": 3}, memory)
+    assert ["of 1 members" in e.message for e in more] == [True]
+    # A new Pod of that name starts from 0: remembered, then reported as it grows.
+    _, memory = dropped_events("sip:c@x", {"n-1": 0}, memory)
+    grown, _ = dropped_events("sip:c@x", {"n-1": 1}, memory)
+    assert len(grown) == 1

@@ -211,6 +211,19 @@ async def test_a_new_shard_is_routed_in_the_pass_that_creates_it() -> None:
     assert entries[1] == RouteEntry("f-node-1", f"sip:new@{A}", "active", 10)
 
 
+async def test_a_restarted_main_server_is_routed_at_the_root_in_the_same_pass() -> None:
+    """Crash recovery: a main server back from a restart has no shard; the pass that
+    recreates it pushes the table with it at the root at once."""
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    place = ShardPlacement("f-main", A, 10, "main ready")
+    await executor(rt, "conf-a", observed(admins)).apply(
+        decision(A, "f-node-1", create_shards=(place,))
+    )
+    assert [e.server for e in admins["f-main"].groups[A]] == ["f-main", "f-node-1"]
+    assert [e.server for e in admins["f-node-1"].groups[A]] == ["f-main", "f-node-1"]
+
+
 async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display() -> None:
     admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
     rt = FakeRuntime(FakeKube(), admins)

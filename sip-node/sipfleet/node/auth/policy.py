@@ -9,18 +9,36 @@ authenticated AOR (`sip:user@realm`) to be listed.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .digest import ALGORITHMS, SHA256
+from .digest import SHA256
 
+# The access rule, defined once: the CRD (operator models.AccessSpec), the admin API
+# (admin_types.Access) and the server (AccessPolicy) all use these.
 Mode = Literal["open", "authenticated", "allowlist"]
+"""open: anyone; authenticated: valid digest credentials; allowlist: and listed."""
+Algorithm = Literal["SHA-256", "MD5"]
+ALGORITHM_CHOICES: tuple[tuple[Algorithm, ...], ...] = (("SHA-256",), ("SHA-256", "MD5"), ("MD5",))
+"""The digest algorithm lists a group may have, in challenge order (RFC 8760 2.4:
+SHA-256 first; MD5 alone for clients that take the first challenge even when they
+cannot compute it, such as sipp 3.6)."""
+ALGORITHMS_RULE = "algorithms must be [SHA-256], [SHA-256, MD5] or [MD5]"
+AOR_PATTERN = r"^sip:[^@\s]+@[^@\s]+$"
+"""An address of record in an allow-list: sip:user@domain."""
 _MODES: dict[str, Mode] = {
     "open": "open",
     "authenticated": "authenticated",
     "allowlist": "allowlist",
 }
-_AOR = re.compile(r"^sip:[^@\s]+@[^@\s]+$")
+_AOR = re.compile(AOR_PATTERN)
+
+
+def check_algorithms(algorithms: Sequence[str]) -> None:
+    """Raises ValueError (ALGORITHMS_RULE) unless `algorithms` is one of ALGORITHM_CHOICES."""
+    if tuple(algorithms) not in ALGORITHM_CHOICES:
+        raise ValueError(ALGORITHMS_RULE)
 
 
 def aor(user: str, host: str) -> str:
@@ -45,13 +63,9 @@ class AccessPolicy:
     algorithms: tuple[str, ...] = (SHA256,)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("open", "authenticated", "allowlist"):
+        if self.mode not in _MODES:
             raise ValueError(f"mode {self.mode!r} is not open, authenticated or allowlist")
-        if not self.algorithms or any(a not in ALGORITHMS for a in self.algorithms):
-            raise ValueError(f"algorithms {self.algorithms!r} must be SHA-256 and/or MD5")
-        ordered = tuple(a for a in ALGORITHMS if a in self.algorithms)
-        if ordered != self.algorithms:
-            raise ValueError("algorithms must be listed once each, SHA-256 first (RFC 8760 2.4)")
+        check_algorithms(self.algorithms)
 
     @classmethod
     def from_json(cls, data: object) -> AccessPolicy:

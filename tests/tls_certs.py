@@ -81,3 +81,23 @@ def served_certificate(host: str, port: int, ca: TestCa) -> bytes:
 def pem_to_der(path: Path) -> bytes:
     """The DER form of the first certificate in a PEM file."""
     return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def sip_and_tls_ports(host: str) -> tuple[int, int]:
+    """(p, p + 1): p free for UDP and TCP, p + 1 free for TCP, on `host`; every server of
+    a fleet has its TLS port as far above its SIP port (docs/transport.md)."""
+    for _ in range(100):
+        with (
+            socket.socket() as tcp,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket() as tls,
+        ):
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            try:
+                udp.bind((host, port))
+                tls.bind((host, port + 1))
+            except OSError:
+                continue
+            return port, port + 1
+    raise RuntimeError(f"no free SIP and TLS ports on {host}")

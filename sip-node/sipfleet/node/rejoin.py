@@ -1,0 +1,332 @@
+"""Crash recovery's asyncio shell: replicating dialogs and bringing orphans back.
+
+The decisions are pure: replicas.Outbox (what to send to whom, when) and
+recovery.Replicas (what this server holds, who died). This shell
+
+- sends each replicas.Batch as a signed server-to-server MESSAGE
+  (X-Sipfleet-Kind: replica, application/json) to the holder's shard URI
+  and hands the holder's answer (its instance in X-Sipfleet-Instance) back;
+- answers peers' batches: 200 with our instance, 400 for a malformed one,
+  410 Gone to an origin instance already declared dead (it then lets its
+  members of the group go without BYE: their dialogs live on here), 503 when
+  the store is full;
+- brings each orphaned member back into this server's shard of its group:
+  an INVITE with Replaces naming the dead dialog (RFC 3891 3) when its UA
+  announced Replaces, else a re-INVITE inside the dead dialog (RFC 3261 14,
+  12.2.1.1) from this server, whose Contact makes it the member's new remote
+  target. Outcomes are counted in `sipfleet_node_rejoins_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Protocol
+
+from sipfleet.node.clock import CoreClock
+from sipfleet.node.focus import Member, Shard, focus_contact, peer_of, user_of
+from sipfleet.node.metrics import NodeMetrics
+from sipfleet.node.recovery import (
+    CSEQ_JUMP,
+    DeclaredDead,
+    History,
+    Orphaned,
+    ReplicaFull,
+    Replicas,
+    rejoin_method,
+)
+from sipfleet.node.replicas import Batch, DialogRecord, Outbox, holder_of, record_of
+from sipfleet.node.routes import RoutingTable
+from sipfleet.node.s2s import KIND, Envelope
+from sipfleet.node.sip import SipParseError, SipResponse
+from sipfleet.node.sip.dialog import Dialog
+from sipfleet.node.sip.ids import random_hex
+from sipfleet.node.sip.message import HeaderBlock
+from sipfleet.node.sip.replaces import Replaces
+from sipfleet.node.sip.target import UnreachableTarget
+from sipfleet.node.stack import RequestContext, ResponseCallback, SipStack
+from sipfleet.node.takeover import Report, Takeover
+
+log = logging.getLogger(__name__)
+
+REPLICA = "replica"  # X-Sipfleet-Kind of a replication MESSAGE
+INSTANCE = "X-Sipfleet-Instance"  # the holder's instance, in its 200
+JSON_TYPE = "application/json"
+
+
+class RejoinHost(Protocol):
+    """What crash recovery needs from the server (the Node)."""
+
+    name: str
+    metrics: NodeMetrics
+    takeover: Takeover
+
+    @property
+    def stack(self) -> SipStack: ...
+    @property
+    def shards(self) -> dict[str, Shard]: ...
+    @property
+    def routes(self) -> RoutingTable: ...
+    def now(self) -> float: ...
+    def listed_elsewhere(self, group: str, aor: str, origin: str) -> bool: ...
+    def add_member(self, shard: Shard, member: Member) -> None: ...
+    def remove_member(self, shard: Shard, member: Member, *, bye: bool, reason: str) -> None: ...
+    def deliver(
+        self,
+        shard: Shard,
+        member: Member,
+        envelope: Envelope,
+        then: ResponseCallback | None = None,
+    ) -> None: ...
+    def send_s2s(
+        self,
+        method: str,
+        uri: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        call_id: str | None = None,
+        to: str | None = None,
+        from_tag: str | None = None,
+        from_uri: str | None = None,
+        callback: ResponseCallback | None = None,
+    ) -> None: ...
+
+
+class CrashRecovery:
+    """Replicates this server's members and recovers dead peers' members."""
+
+    def __init__(self, host: RejoinHost) -> None:
+        self._host = host
+        self.instance = random_hex(8)  # a new one each time the process starts
+        self.outbox = Outbox(host.name, self.instance)
+        self.replicas = Replicas()
+        self.history: History[Envelope] = History()
+        self._clocks: list[CoreClock] = []
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._clocks = [
+            CoreClock(loop, self.outbox.next_deadline, lambda now: self._send()),
+            CoreClock(loop, self.replicas.next_deadline, self._watch),
+        ]
+        self.routes_changed()
+
+    def close(self) -> None:
+        for clock in self._clocks:
+            clock.close()
+
+    def _rearm(self) -> None:
+        for clock in self._clocks:
+            clock.rearm()
+
+    # ---- the sender side ----------------------------------------------------------------
+    def joined(self, shard: Shard, member: Member) -> None:
+        """`member` joined (or refreshed its dialog in) `shard`: replicate it."""
+        self.outbox.put(record_of(shard.group, member), self._host.now())
+        self._rearm()
+
+    def left(self, shard: Shard, member: Member) -> None:
+        self.outbox.drop(shard.group, member.key, self._host.now())
+        self._rearm()
+
+    def routes_changed(self) -> None:
+        """The route table or our shards changed: each shard's holder may have."""
+        host, now = self._host, self._host.now()
+        for group in host.shards:
+            holder = holder_of(host.name, host.routes.entries(group))
+            self.outbox.set_holder(group, None if holder is None else holder.uri, now)
+        self._rearm()
+
+    def shard_deleted(self, group: str) -> None:
+        self.outbox.forget_group(group)
+        self.history.forget(group)
+        self._rearm()
+
+    def seen(self, envelope: Envelope) -> None:
+        """A group message reached our shard: kept for members brought back later."""
+        self.history.seen(envelope.group, envelope, self._host.now())
+
+    def _send(self) -> None:
+        host = self._host
+        for batch in self.outbox.due(host.now()):
+            host.send_s2s(
+                "MESSAGE",
+                batch.holder,
+                [(KIND, REPLICA), ("Content-Type", JSON_TYPE)],
+                batch.to_bytes(),
+                callback=self._answered(batch),
+            )
+
+    def _answered(self, batch: Batch) -> ResponseCallback:
+        def done(response: SipResponse | None) -> None:
+            if response is not None and response.status < 200:
+                return
+            instance = None
+            if response is not None and response.status == 200:
+                instance = response.headers.get(INSTANCE)
+            if response is not None and response.status == 410:
+                self._taken_over(batch.group)
+            self.outbox.answered(batch, instance, self._host.now())
+            self._rearm()
+
+        return done
+
+    def _taken_over(self, group: str) -> None:
+        """Our holder declared us dead and took our members of `group` over (we were
+        only slow): let them go without BYE, their dialogs live on there."""
+        shard = self._host.shards.get(group)
+        if shard is None:
+            return
+        log.warning(
+            "declared dead by our holder: %d members of %s taken over", len(shard.members), group
+        )
+        for member in list(shard.members.values()):
+            self._host.remove_member(shard, member, bye=False, reason="taken_over")
+
+    # ---- the holder side ----------------------------------------------------------------
+    def on_replica(self, ctx: RequestContext) -> None:
+        """A peer's replication MESSAGE (already authenticated)."""
+        host = self._host
+        try:
+            batch = Batch.from_bytes(ctx.request.body, "")
+            orphans = self.replicas.on_batch(batch, host.now())
+        except ValueError as exc:
+            ctx.respond(400, [("Warning", f'399 sipfleet "{str(exc)[:200]}"')])
+            return
+        except DeclaredDead:
+            ctx.respond(410, reason="Declared Dead")
+            return
+        except ReplicaFull:
+            ctx.respond(503, [("Retry-After", "5")], reason="Replica Store Full")
+            return
+        ctx.respond(200, [(INSTANCE, self.instance)])
+        host.metrics.replicas_held.set(self.replicas.total)
+        self._recover(orphans)
+        self._rearm()
+
+    def _watch(self, now: float) -> None:
+        self._recover(self.replicas.tick(now))
+        self._host.metrics.replicas_held.set(self.replicas.total)
+
+    def _recover(self, orphans: list[Orphaned]) -> None:
+        for orphaned in orphans:
+            log.warning(
+                "%s (%s) %s: bringing back %d members",
+                orphaned.origin,
+                orphaned.instance,
+                orphaned.reason,
+                len(orphaned.records),
+            )
+            self._host.metrics.orphaned.labels(orphaned.reason).inc(len(orphaned.records))
+            for record in orphaned.records:
+                if not self._host.listed_elsewhere(record.group, record.aor, orphaned.origin):
+                    self._rejoin(record, orphaned.last_seen)
+
+    def _rejoin(self, record: DialogRecord, away_since: float) -> None:
+        """Bring one member back; once back it gets the group messages that came
+        since `away_since` (the last sign of life of its server)."""
+        method = rejoin_method(record)
+        counter = self._host.metrics.rejoins
+        shard = self._host.shards.get(record.group)
+        if shard is None:
+            counter.labels(method, "failed").inc()
+            log.warning("no shard of %s here: %s lost", record.group, record.aor)
+            return
+
+        def report(status: int, reason: str) -> None:
+            outcome = "rejoined" if status == 200 else "failed"
+            counter.labels(method, outcome).inc()
+            if outcome == "failed":
+                log.warning("%s not brought back: %d %s", record.aor, status, reason)
+                return
+            member = shard.by_aor.get(record.aor)
+            if member is not None:
+                self._replay(shard, member, away_since)
+
+        try:
+            if method == "replaces":
+                replaces = Replaces(record.call_id, record.remote_tag, record.local_tag)
+                self._host.takeover.invite_with_replaces(
+                    shard,
+                    record.aor,
+                    record.remote_target,
+                    record.route_set,
+                    replaces,
+                    report,
+                )
+            else:
+                self._reinvite(shard, record, report)
+        except (SipParseError, UnreachableTarget) as exc:
+            report(502, f"unreachable: {exc}")
+
+    def _replay(self, shard: Shard, member: Member, since: float) -> None:
+        """The group messages `member` may have missed while it was away (some may
+        have reached it before its server died: duplicates), one at a time, each
+        after the previous one's 2xx, in the order they came."""
+        host = self._host
+        missed = deque(
+            e for e in self.history.since(shard.group, since, host.now()) if e.sender != member.aor
+        )
+        host.metrics.replayed.inc(len(missed))
+
+        def send() -> None:
+            if missed and member.key in shard.members:
+                host.deliver(shard, member, missed.popleft(), answered)
+
+        def answered(response: SipResponse | None) -> None:
+            if response is not None and response.status < 300:
+                send()  # a failure stops here: the delivery path counts it
+
+        send()
+
+    def _reinvite(self, shard: Shard, record: DialogRecord, report: Report) -> None:
+        """Adopt the dead dialog: a re-INVITE in it (RFC 3261 14) whose Contact is
+        this server, with a local CSeq past any the dead server can have used
+        (RFC 3261 12.2.2 lets the member accept the gap), and no offer (the member
+        offers in its 2xx, we answer in the ACK: RFC 3264 5). Raises SipParseError
+        or UnreachableTarget for a next hop this server cannot send to."""
+        host = self._host
+        dialog = Dialog(
+            record.call_id,
+            record.local_tag,
+            record.remote_tag,
+            record.local_uri,
+            record.remote_uri,
+            record.remote_target,
+            list(record.route_set),
+            local_cseq=record.local_cseq + CSEQ_JUMP,
+            remote_cseq=record.remote_cseq,
+        )
+        via = peer_of(dialog.next_hop, record.transport)
+        peer = host.stack.target_of(dialog.next_hop, via)
+        dialog.local_contact = focus_contact(host.stack.local_uri(user_of(shard.uri), peer))
+        member = Member(
+            record.aor,
+            dialog,
+            lambda uri: host.stack.target_of(uri, peer),
+            record.supports_replaces,
+            accepts_cpim=record.accepts_cpim,
+        )
+        invite = member.request(
+            "INVITE",
+            host.stack.sent_by(peer),
+            HeaderBlock([("Supported", "replaces"), ("Allow", "INVITE, ACK, BYE, MESSAGE")]),
+        )
+
+        def answered(response: SipResponse | None) -> None:
+            if response is not None and response.status < 200:
+                return
+            if response is None or response.status >= 300:
+                status = 408 if response is None else response.status
+                report(status, "Request Timeout" if response is None else response.reason)
+                return
+            contact = response.contact
+            if contact is not None:  # a 2xx to a target refresh (RFC 3261 12.2.1.2)
+                dialog.remote_target = contact.uri
+            host.takeover.ack(member, response)
+            if member.key not in shard.members:
+                host.add_member(shard, member)
+            report(200, "OK")
+
+        host.stack.send_request(invite, member.peer, answered)

@@ -1,0 +1,176 @@
+"""A server killed with SIGKILL: another server brings its members back (rejoin.py).
+
+Real sipfleet-node processes and real sipp members (recovered_member.xml: they
+accept a re-INVITE in their dialog from a new server, then get a group
+MESSAGE from it, the one they missed or a new one, and leave with a BYE to it
+in the same dialog; or, when they announced Replaces, replaced_signalling.xml
+joining for a sipp UAS phone, replaced_phone.xml, that takes an INVITE with
+Replaces); the routing table is pushed as the operator would.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
+from test_node_sipp import SENDER, has_members, make_shard, routes
+
+REPLICAS = "sipfleet_node_replicas_held"
+REJOINED = 'sipfleet_node_rejoins_total{method="reinvite",outcome="rejoined"}'
+
+
+def held(node: NodeProc, count: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return (await node.metrics()).get(REPLICAS) == count
+
+    return check
+
+
+async def _recovered(node: NodeProc, count: int, since: float) -> float:
+    """Seconds from `since` (monotonic) until `node` brought `count` members back
+    (fails after 10 s of waiting)."""
+
+    async def back() -> bool:
+        return (await node.metrics()).get(REJOINED) == count
+
+    await eventually(back, 10, f"{count} members back on {node.name}")
+    return time.monotonic() - since
+
+
+async def test_members_of_a_killed_node_come_back_to_the_main_server(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", node.target, "conf1-node1", "orph", calls=10, rate=20)
+    await eventually(has_members(node, 10), what="10 members on node1")
+    await eventually(held(main, 10), what="main holding the 10 dialogs")
+    node.proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    # A group message while they are away: main forwards it to the dead node1 and
+    # keeps it; each member brought back gets it then, in its adopted dialog, and
+    # leaves with a BYE to main (CSeq checked, tags as before the crash).
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    took = await _recovered(main, 10, since=killed)
+    print(f"10 members of a SIGKILLed node back on main in {took:.2f} s")
+    assert took < 5
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 10
+    metrics = await main.metrics()
+    assert metrics[REJOINED] == 10
+    assert metrics['sipfleet_node_orphaned_members_total{reason="silent"}'] == 10
+    assert metrics["sipfleet_node_replayed_deliveries_total"] == 10
+    await eventually(has_members(main, 0), what="every recovered member left main")
+
+
+async def test_members_of_a_killed_main_server_come_back_to_its_buddy(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", main.target, "conf1", "orph", calls=8, rate=20)
+    await eventually(has_members(main, 8), what="8 members on main")
+    await eventually(held(node, 8), what="node1 (main's buddy) holding the 8 dialogs")
+    main.proc.send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    # The main server restarts (a new process, as a container restart) and is set up
+    # again as the operator would; its first replication batch to node1 names a new
+    # instance, which is how node1 learns of the restart before the silence deadline.
+    main = await fleet.start("main", "127.0.0.2", "main")
+    await make_shard(main, 50)
+    await routes(2, (main, 50), (node, 50))
+    took = await _recovered(node, 8, since=started)
+    print(f"8 members of a SIGKILLed main server back on node1 in {took:.2f} s")
+    assert took < 5
+    metrics = await node.metrics()
+    assert metrics[REJOINED] == 8
+    # The group is whole again behind the new main server: a message sent through it
+    # reaches the recovered members on node1, who then leave node1.
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 8
+    await eventually(has_members(node, 0), what="every recovered member left node1")
+
+
+async def test_members_announcing_replaces_come_back_with_an_invite_with_replaces(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """Their phones (a sipp UAS, replaced_phone.xml) get an INVITE with Replaces naming
+    the dead dialog (RFC 3891 3), answer it, and get the group's messages from main."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    phone_port = free_port("127.0.0.1")
+    phones = sipp(
+        "replaced_phone.xml",
+        "",
+        "unused",
+        "phone",
+        calls=5,
+        port=phone_port,
+        keys={
+            "oldhost": node.host,
+            "oldport": str(node.sip_port),
+            "newhost": main.host,
+            "newport": str(main.sip_port),
+        },
+    )
+    joins = sipp(
+        "replaced_signalling.xml",
+        node.target,
+        "conf1-node1",
+        "rep",
+        calls=5,
+        rate=10,
+        keys={"phoneport": str(phone_port)},
+    )
+    assert await joins.wait() == 0, joins.report()
+    await eventually(held(main, 5), what="main holding the 5 dialogs")
+    node.proc.send_signal(signal.SIGKILL)
+    await eventually(has_members(main, 5), 10, "5 members back on main")
+    metrics = await main.metrics()
+    assert metrics['sipfleet_node_rejoins_total{method="replaces",outcome="rejoined"}'] == 5
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    # Each phone's BYE to the dead node is not answered (sipp counts it apart).
+    await phones.wait_successful(5)
+
+
+async def test_a_stalled_node_lets_its_taken_over_members_go_without_bye(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """A false alarm: node1 stops (SIGSTOP) for longer than the silence deadline, main
+    adopts its members' dialogs; when node1 resumes, main answers its next batch 410
+    and node1 lets the members go without a BYE (which would end the adopted dialogs)."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", node.target, "conf1-node1", "slow", calls=6, rate=20)
+    await eventually(has_members(node, 6), what="6 members on node1")
+    await eventually(held(main, 6), what="main holding the 6 dialogs")
+    node.proc.send_signal(signal.SIGSTOP)
+    try:
+        await _recovered(main, 6, since=time.monotonic())
+    finally:
+        node.proc.send_signal(signal.SIGCONT)
+    await eventually(has_members(node, 0), 10, "node1 letting its members go")
+    taken = 'sipfleet_node_members_removed_total{reason="taken_over"}'
+    assert (await node.metrics())[taken] == 6
+    # Nobody got a BYE (the scenario would fail on one): main delivers to all of them.
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    assert members.successful() == 6

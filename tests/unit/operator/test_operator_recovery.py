@@ -1,0 +1,40 @@
+"""The operator's record of crashed servers: one Warning Event per container restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sipfleet.operator.recovery import restart_events, restarts_of
+
+GROUP = "sip:conf@example.com"
+
+
+def pod(name: str, uid: str, restarts: int, reason: str = "Error", code: int = 137) -> Any:
+    last = {"terminated": {"reason": reason, "exitCode": code}} if restarts else {}
+    return {
+        "metadata": {"name": name, "uid": uid},
+        "status": {"containerStatuses": [{"restartCount": restarts, "lastState": last}]},
+    }
+
+
+def test_a_restart_since_the_last_pass_is_reported_once() -> None:
+    events, seen = restart_events(GROUP, [pod("f-main", "u1", 0), pod("f-node-1", "u2", 0)], {})
+    assert events == [] and seen == {"u1": 0, "u2": 0}
+    events, seen = restart_events(GROUP, [pod("f-main", "u1", 0), pod("f-node-1", "u2", 1)], seen)
+    (event,) = events
+    assert (event.type, event.reason) == ("Warning", "ServerRestarted")
+    assert "f-node-1 restarted (Error, exit code 137)" in event.message
+    assert GROUP in event.message
+    events, _ = restart_events(GROUP, [pod("f-node-1", "u2", 1)], seen)
+    assert events == []
+
+
+def test_restarts_before_the_operator_watched_are_not_reported() -> None:
+    events, seen = restart_events(GROUP, [pod("f-node-1", "u2", 4, "OOMKilled")], {})
+    assert events == [] and seen == {"u2": 4}
+    events, _ = restart_events(GROUP, [pod("f-node-1", "u3", 0)], seen)  # a new Pod, same name
+    assert events == []
+
+
+def test_a_pod_without_status_has_no_restarts() -> None:
+    assert restarts_of({"metadata": {"name": "x", "uid": "u"}}) == 0
