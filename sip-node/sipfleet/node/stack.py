@@ -56,6 +56,7 @@ from sipfleet.node.timers import LayerClock
 from sipfleet.node.tls import Certificates
 from sipfleet.node.transport import (
     Peer,
+    PeerTable,
     SendError,
     TcpConnection,
     TcpLimits,
@@ -68,7 +69,6 @@ from sipfleet.node.transport import (
 log = logging.getLogger(__name__)
 
 UDP_MAX_REQUEST = 1300
-MAX_PEERS = 4096  # Peer objects kept for reuse (SipStack._peer)
 PORT_ATTEMPTS = 5  # with port 0, tries to find a port free on both UDP and TCP
 SYNTAX_ERRORS = frozenset({400, 413, 414, 416, 505})
 # Bodies this server takes: SDP offers on INVITE, chat payloads on MESSAGE, sipfrag on
@@ -245,7 +245,7 @@ class SipStack:
             self._streams["tls"] = self._tls
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._callbacks: dict[str, ResponseCallback] = {}
-        self._peers: dict[tuple[str, tuple[str, int], bool], Peer] = {}  # see _peer
+        self._peers = PeerTable()  # a transaction's source, kept for reuse
 
     @property
     def exempt(self) -> frozenset[str]:
@@ -612,22 +612,9 @@ class SipStack:
             if callback is not None:
                 callback(None)
 
-    def _peer(self, transport: str, source: tuple[str, int], sips: bool = False) -> Peer:
-        """The Peer for a transaction's `source` (transport as the layer spells it;
-        `sips`: a TLS request for a sips: URI, see Peer), kept from one request to the
-        next: most come from the same few peers, and a frozen dataclass costs about
-        1 us to build. Bounded: cleared when full."""
-        key = (transport, source, sips)
-        peer = self._peers.get(key)
-        if peer is None:
-            if len(self._peers) >= MAX_PEERS:
-                self._peers.clear()
-            peer = self._peers[key] = Peer(transport.lower(), *source, sips=sips)
-        return peer
-
     def _deliver(self, event: RequestReceived) -> None:
         sips = event.transport == "TLS" and event.request.uri[:5].lower() == "sips:"
-        peer = self._peer(event.transport, event.source, sips)
+        peer = self._peers.get(event.transport, *event.source, sips)
         ctx = RequestContext(self, event.tx_id, event.request, peer, event.cancels)
         try:
             self.app.handle_request(ctx)
@@ -667,7 +654,7 @@ class SipStack:
             self.transmit(response.to_bytes(), reply_address(response, peer))
 
     def _allowed(self, peer: Peer) -> bool:
-        if peer.host in self._tcp.exempt:
+        if peer.host in self.exempt:
             return True
         now = self._loop.time()
         if self.lockout is not None and self.lockout.locked(peer.host, now):

@@ -50,6 +50,32 @@ class Peer:
     sips: bool = False
 
 
+MAX_PEERS = 4096  # Peer objects a PeerTable keeps for reuse
+
+
+class PeerTable:
+    """Peers kept from one message to the next: most come from the same few
+    addresses, and building a frozen dataclass costs about 1 us. Bounded: cleared
+    when `limit` are kept, so a flood of sources cannot grow it."""
+
+    __slots__ = ("_limit", "_peers")
+
+    def __init__(self, limit: int = MAX_PEERS) -> None:
+        self._limit = limit
+        self._peers: dict[tuple[str, str, int, bool], Peer] = {}
+
+    def get(self, transport: str, host: str, port: int, sips: bool = False) -> Peer:
+        """The Peer for `transport` (any case; the Peer's is lower case), host, port
+        and `sips` (a TLS request for a sips: URI, see Peer)."""
+        key = (transport, host, port, sips)
+        peer = self._peers.get(key)
+        if peer is None:
+            if len(self._peers) >= self._limit:
+                self._peers.clear()
+            peer = self._peers[key] = Peer(transport.lower(), host, port, sips=sips)
+        return peer
+
+
 @lru_cache(maxsize=4096)
 def address_family(host: str) -> int | None:
     """socket.AF_INET or AF_INET6 for an IP address literal, None for anything else
@@ -76,6 +102,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.family = family
         self.transport: asyncio.DatagramTransport | None = None
         self._send_error: Exception | None = None
+        self._peers = PeerTable()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass
@@ -89,7 +116,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = addr[0], addr[1]
         assert isinstance(host, str) and isinstance(port, int)
-        self._receiver.on_datagram(data, Peer("udp", host, port))
+        self._receiver.on_datagram(data, self._peers.get("udp", host, port))
 
     def error_received(self, exc: Exception) -> None:
         # asyncio reports a failed immediate sendto here instead of raising it.
