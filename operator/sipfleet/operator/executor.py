@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
-from sipfleet.node.admin_types import Access, RouteEntry, TransferRequest
+from sipfleet.node.admin_types import Access, RouteEntry, ShardState, TransferRequest
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
@@ -127,6 +128,7 @@ class Executor:
             elif created and all(e.server != created.server for e in entries):
                 entries.append(created)
         await self.push_routes(decision.group, entries)
+        await self._sync_shard_settings(decision.group)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")
         for action in decision.drain:
@@ -171,6 +173,52 @@ class Executor:
         self.outcome.did("ShardCreated", f"{group} on {server} at {shard.uri}")
         free = max(0, shard.capacity - shard.members)
         return RouteEntry(server, shard.uri, "active", free)
+
+    async def _sync_shard_settings(self, group: str) -> None:
+        """Re-send the conference's per-group settings to every server whose shard of
+        `group` reports others: its access policy (SipConference.spec.access,
+        docs/security.md) and its sender display (spec.senderDisplay,
+        docs/media-and-messages.md), so a changed SipConference reaches running
+        servers (new shards get them when created; ensure_shard is idempotent and keeps
+        the capacity). A setting the shard does not report (a server that predates
+        it) or the conference leaves unset is not sent: the shard keeps what it has."""
+        wanted_access = (
+            None if self.access is None else AccessPolicy.from_json(self.access.to_json())
+        )
+        for server, state in sorted(self.observed.states.items()):
+            for shard in state.shards:
+                if shard.group != group:
+                    continue
+                access = self._changed_access(shard, wanted_access)
+                display = self.sender_display
+                if display is None or shard.sender_display in (None, display):
+                    display = None
+                if access is None and display is None:
+                    continue
+                try:
+                    await self._client(server).ensure_shard(
+                        group, shard.capacity, access, sender_display=display
+                    )
+                except _FAILURES as exc:
+                    self.outcome.failed("ShardFailed", f"settings of {group} on {server}: {exc}")
+                    continue
+                if access is not None:
+                    self.outcome.did(
+                        "AccessUpdated", f"{group} on {server}: policy {access.policy}"
+                    )
+                if display is not None:
+                    self.outcome.did(
+                        "SenderDisplay", f"{group} on {server} shows senders as {display}"
+                    )
+
+    def _changed_access(self, shard: ShardState, wanted: AccessPolicy | None) -> Access | None:
+        """The conference's access to send to `shard`, None when it has it already,
+        does not report one, or the conference sets none."""
+        if wanted is None or shard.access is None:
+            return None
+        if AccessPolicy.from_json(shard.access.to_json()) == wanted:
+            return None
+        return self.access
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.
