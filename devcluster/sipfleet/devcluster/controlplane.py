@@ -347,7 +347,7 @@ class ControlPlane:
         """Stop one running component (SIGTERM, SIGKILL after 10 s), as an outage
         would; `up` starts it again. True if it was running. Raises
         DevClusterError for a component this cluster does not run."""
-        if component not in components_of(self.kind):
+        if component not in COMPONENTS:
             raise DevClusterError(f"{component} is not a component of this cluster")
         record = _alive(self.layout, component)
         return record is not None and procs.stop(record)
