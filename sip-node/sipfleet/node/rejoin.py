@@ -14,7 +14,9 @@ recovery.Replicas (what this server holds, who died). This shell
   an INVITE with Replaces naming the dead dialog (RFC 3891 3) when its UA
   announced Replaces, else a re-INVITE inside the dead dialog (RFC 3261 14,
   12.2.1.1) from this server, whose Contact makes it the member's new remote
-  target. Outcomes are counted in `sipfleet_node_rejoins_total`.
+  target. Outcomes are counted in `sipfleet_node_rejoins_total`;
+- sends a member of a dead node, once back, the group messages that reached
+  this server since the node's last batch (recovery.History), one at a time.
 """
 
 from __future__ import annotations
@@ -192,7 +194,8 @@ class CrashRecovery:
             batch = Batch.from_bytes(ctx.request.body, "")
             orphans = self.replicas.on_batch(batch, host.now())
         except ValueError as exc:
-            ctx.respond(400, [("Warning", f'399 sipfleet "{str(exc)[:200]}"')])
+            reason = str(exc)[:200].replace('"', "'")  # a quoted-string (RFC 3261 20.43)
+            ctx.respond(400, [("Warning", f'399 sipfleet "{reason}"')])
             return
         except DeclaredDead:
             ctx.respond(410, reason="Declared Dead")
