@@ -159,7 +159,8 @@ def run_throughput(
             f"  {t.name:<9} CPU per request at {args.cpu_rate:,}/s: "
             f"{cpu.cpu_us_per_request:.1f} us, of which system {cpu.sys_us_per_request:.1f} us "
             f"({cpu.ok}/{cpu.sent} answered, "
-            f"machine {cpu.machine_busy:.0f}% busy)",
+            f"machine {cpu.machine_busy:.0f}% busy)"
+            + ("" if cpu.ok == cpu.sent else " NOT COMPARABLE: not all answered (overloaded)"),
             flush=True,
         )
         latency = sipp.run_latency(t, args.latency_rate, 3.0, workdir)

@@ -153,7 +153,8 @@ def render(report: Report) -> str:
         "CPU per request: the server's user+system CPU time (all its processes, from /proc) "
         "during a fixed-rate run, divided by the MESSAGEs it answered 200. Other work on "
         "the machine delays a server but hardly adds to its CPU time, so this is the "
-        "steady number on a shared machine.",
+        "steady number on a shared machine. A run where not every MESSAGE was answered "
+        "(an overloaded machine: retransmissions, failures) is not comparable.",
         "",
         "| server | rate | answered | CPU us per request | of which system (kernel) | "
         "server CPU % | machine busy % |",

@@ -168,7 +168,9 @@ class History(Generic[T]):
 
     def seen(self, group: str, item: T, now: float) -> None:
         """A group message arrived at `now` (monotonic seconds)."""
-        kept = self._groups.setdefault(group, deque(maxlen=HISTORY))
+        kept = self._groups.get(group)
+        if kept is None:  # not setdefault: that would build a deque on every message
+            kept = self._groups[group] = deque(maxlen=HISTORY)
         kept.append((now, item))
 
     def since(self, group: str, start: float, now: float) -> list[T]:

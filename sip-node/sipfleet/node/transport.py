@@ -39,12 +39,41 @@ class Peer:
     "wss" (lower case), host is
     an IP address in socket form (IPv6 without brackets). `udp_fallback` marks a
     request sent over TCP only because of its size (RFC 3261 18.1.1): should the
-    connection fail, it is re-sent over UDP."""
+    connection fail, it is re-sent over UDP. `sips` marks a TLS peer that uses
+    `sips:` URIs (its request's Request-URI or its Contact), so the URIs written for
+    it are `sips:` too (RFC 3261 12.1.1); other TLS peers get `;transport=tls`."""
 
     transport: str
     host: str
     port: int
     udp_fallback: bool = False
+    sips: bool = False
+
+
+MAX_PEERS = 4096  # Peer objects a PeerTable keeps for reuse
+
+
+class PeerTable:
+    """Peers kept from one message to the next: most come from the same few
+    addresses, and building a frozen dataclass costs about 1 us. Bounded: cleared
+    when `limit` are kept, so a flood of sources cannot grow it."""
+
+    __slots__ = ("_limit", "_peers")
+
+    def __init__(self, limit: int = MAX_PEERS) -> None:
+        self._limit = limit
+        self._peers: dict[tuple[str, str, int, bool], Peer] = {}
+
+    def get(self, transport: str, host: str, port: int, sips: bool = False) -> Peer:
+        """The Peer for `transport` (any case; the Peer's is lower case), host, port
+        and `sips` (a TLS request for a sips: URI, see Peer)."""
+        key = (transport, host, port, sips)
+        peer = self._peers.get(key)
+        if peer is None:
+            if len(self._peers) >= self._limit:
+                self._peers.clear()
+            peer = self._peers[key] = Peer(transport.lower(), host, port, sips=sips)
+        return peer
 
 
 @lru_cache(maxsize=4096)
@@ -73,6 +102,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.family = family
         self.transport: asyncio.DatagramTransport | None = None
         self._send_error: Exception | None = None
+        self._peers = PeerTable()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass
@@ -86,7 +116,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = addr[0], addr[1]
         assert isinstance(host, str) and isinstance(port, int)
-        self._receiver.on_datagram(data, Peer("udp", host, port))
+        self._receiver.on_datagram(data, self._peers.get("udp", host, port))
 
     def error_received(self, exc: Exception) -> None:
         # asyncio reports a failed immediate sendto here instead of raising it.
@@ -230,7 +260,13 @@ class TcpConnection(asyncio.Protocol):
             self.close("write_buffer")
             raise SendError(f"TCP peer {self.peer.host}:{self.peer.port} is not reading")
         self.last_activity = self._pool.now()
-        self.transport.write(data if tls is None else tls.send(data))
+        if tls is not None:
+            try:
+                data = tls.send(data)
+            except ssl.SSLError as exc:  # the session ended (e.g. the peer's close_notify)
+                self.close("peer")
+                raise SendError(f"TLS to {self.peer.host}:{self.peer.port}: {exc}") from exc
+        self.transport.write(data)
 
     def connect_failed(self) -> list[str]:
         """The transactions whose data was waiting for a connect that failed."""

@@ -65,7 +65,7 @@ def activate(package_path: MutableSequence[str]) -> bool:
     try:
         where = build_dir()
         complete = (where / "complete").is_file()
-    except OSError:
+    except (OSError, RuntimeError):  # unreadable sources or cache, no home directory
         return False
     if not complete:
         return False
