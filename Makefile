@@ -32,9 +32,11 @@ kube-binaries:
 images: venv system-deps
 	@$(VENV)/bin/sipfleet dev images
 
-# kubeconform, actionlint, Prometheus Operator CRDs, mermaid: used by the chart and docs tests.
+# kubeconform, actionlint, Prometheus Operator CRDs, mermaid: used by the chart and docs tests;
+# JsSIP (package-lock.json pinned) for the WebSocket member tests.
 test-tools:
 	@bash charts/install-tools.sh
+	@npm ci --prefix tests/integration/jssip --no-audit --no-fund --silent
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,9 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 # Real SIP phones for tests/integration/ua: baresip and liblinphone's linphone-daemon.
 command -v baresip >/dev/null || need+=(baresip)
 command -v linphone-daemon >/dev/null || need+=(linphone-cli)
+# Node.js runs JsSIP, the browser SIP library, as a WebSocket member (tests/integration/jssip).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # The real local node (devcluster/README.md): runc and the CNI plugins under
 # containerd, nft for its guard rails and kube-proxy, mmdebstrap for images.
 command -v runc >/dev/null || need+=(runc)

@@ -467,17 +467,15 @@ def events(kube: Cluster, namespace: str) -> list[tuple[str, str]]:
 
 
 def server_pids(kube: Cluster, namespace: str, pod: str) -> list[int]:
-    """The host pids of a server Pod's container (the process kubelet runs it as a
-    host process, ``sipfleet://<pid>``; on the real node every process whose cgroup
-    names the ``containerd://<id>`` container), [] while it is not running."""
+    """The host pids of a server Pod's container (every process whose cgroup names
+    its ``containerd://<id>``: the real node's containers are visible from the
+    host), [] while it is not running."""
     body = get_json(kube, "pod", pod, "-n", namespace)
     statuses = (body.get("status") or {}).get("containerStatuses", [])
     running = [s["containerID"] for s in statuses if s.get("containerID")]
     if not running:
         return []
-    scheme, _, ident = running[0].partition("://")
-    if scheme == "sipfleet":
-        return [int(ident)] if Path(f"/proc/{ident}").exists() else []
+    ident = running[0].partition("://")[2]
     pids = []
     for cgroup in Path("/proc").glob("[0-9]*/cgroup"):
         try:

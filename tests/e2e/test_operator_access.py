@@ -68,3 +68,35 @@ def test_new_conferences_are_authenticated_and_open_ones_are_not(
         cluster.kubectl("delete", "sipconference", "closed", "opened", "-n", NS, check=False)
         op.stop()
         cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def test_a_changed_access_policy_reaches_the_running_servers(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    op = Operator(
+        operator_namespace(cluster, NS + "-live", tmp_path), NS + "-live", tmp_path / "operator.log"
+    )
+    ns = NS + "-live"
+    op.start()
+    try:
+        apply(
+            cluster,
+            ns,
+            fleet("live", minNodes=0, maxNodes=1),
+            conference("chat", "live", uri="sip:chat@example.com"),  # the harness: open
+        )
+        wait_for("chat on the main server", lambda: status(cluster, ns, "chat").get("shards"))
+        ip = main_ip(cluster, ns, "live")
+        assert message(ip, "chat").startswith("SIP/2.0 403")  # open: past auth, not a member
+        cluster.kubectl(
+            "patch", "sipconference", "chat", "-n", ns, "--type", "merge",
+            "-p", '{"spec": {"access": {"policy": "authenticated"}}}',
+        )  # fmt: skip
+        wait_for(
+            "the new policy on the running main server",
+            lambda: message(ip, "chat").startswith("SIP/2.0 401") or None,
+        )
+    finally:
+        cluster.kubectl("delete", "sipconference", "chat", "-n", ns, check=False)
+        op.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -1,9 +1,9 @@
 """Crash of any server (issue 11 (d) and (e)): kill -9 of a node's process, then of
 the main server's process; every member comes back without any action of its own.
 
-Real pieces only: the local control plane's API server and kubelet (the process
-kubelet, or the real node with SIPFLEET_E2E_NODE=real: containerd restarts the
-container, restartPolicy Always), the operator as a process, and 60 members
+Real pieces only: the local control plane's API server and the real node (the
+kubelet and containerd restart the killed container, restartPolicy Always),
+the operator as a process, and 60 members
 that are sipp processes (tests/e2e/scenarios/resident.xml) logging where they
 are. Each server replicates its members' dialogs to a holder (sip-node
 replicas.py: a node's to the main server, the main server's to its first

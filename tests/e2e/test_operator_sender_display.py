@@ -1,8 +1,9 @@
 """The operator hands each conference's sender display to its servers: two
 SipConferences on one fleet, one without `senderDisplay` (the server's default,
 auto: a `name: ` prefix for members that do not accept message/cpim) and one
-with `senderDisplay: cpim`, deliver the same group MESSAGE differently
-(docs/media-and-messages.md)."""
+with `senderDisplay: cpim`, deliver the same group MESSAGE differently; setting
+`senderDisplay` on the running first one changes how its members get the next
+message (docs/media-and-messages.md)."""
 
 from __future__ import annotations
 
@@ -120,22 +121,37 @@ def test_each_conference_shows_senders_its_own_way(cluster: Cluster, tmp_path: P
                 f"{name} on the main server", lambda n=name: status(cluster, NS, n).get("shards")
             )
         ip = main_ip(cluster, NS, "disp")
-        shown: dict[str, tuple[str | None, bytes]] = {}
-        for group in ("plain", "wrapped"):
-            alice, bob = Member(ip, "alice"), Member(ip, "bob")
-            try:
-                alice.join(group)
-                bob.join(group)
+        members = {g: (Member(ip, "alice"), Member(ip, "bob")) for g in ("plain", "wrapped")}
+        try:
+
+            def shown(group: str) -> tuple[str | None, bytes]:
+                alice, bob = members[group]
                 assert alice.post(group, "hi") == 200
                 got = bob.delivered()
-                shown[group] = (got.headers.get("Content-Type"), got.body)
-            finally:
+                return got.headers.get("Content-Type"), got.body
+
+            for group, (alice, bob) in members.items():
+                alice.join(group)
+                bob.join(group)
+            assert shown("plain") == ("text/plain", b"alice: hi")
+            ctype, body = shown("wrapped")
+            assert ctype == "message/cpim" and b"<sip:alice@example.com>" in body, body
+            assert body.endswith(b"hi")
+            # A change reaches the running conference's shard (the operator re-sends it).
+            cluster.kubectl(
+                "patch", "sipconference", "plain", "-n", NS, "--type", "merge",
+                "-p", '{"spec": {"senderDisplay": "display-name"}}',
+            )  # fmt: skip
+            wait_for(
+                "plain's members to get the sender as a display name",
+                lambda: shown("plain") == ("text/plain", b"hi"),
+                timeout=30,
+                step=1.0,
+            )
+        finally:
+            for alice, bob in members.values():
                 alice.close()
                 bob.close()
-        assert shown["plain"] == ("text/plain", b"alice: hi")
-        ctype, body = shown["wrapped"]
-        assert ctype == "message/cpim" and b"<sip:alice@example.com>" in body, shown
-        assert body.endswith(b"hi")
     finally:
         cluster.kubectl("delete", "sipconference", "plain", "wrapped", "-n", NS, check=False)
         op.stop()

@@ -319,3 +319,23 @@ async def test_servers_talk_to_each_other_over_tls(fleet: Fleet, tmp_path: Path)
 
 async def _metric_is(node: NodeProc, name: str, value: float) -> bool:
     return (await node.metrics()).get(name) == value
+
+
+async def test_clear_text_on_the_tls_port_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    """A SIP request in clear text to the TLS port fails the handshake: the connection
+    is closed, counted, and the server goes on serving TLS."""
+    ca = TestCa(tmp_path / "ca")
+    node, tls_port, _ = await tls_server(fleet, ca)
+    reader, writer = await asyncio.open_connection(HOST, tls_port)
+    writer.write(b"OPTIONS sip:conf1@example.com SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert b"SIP/2.0" not in answer  # at most a TLS alert, never a SIP answer in clear
+    writer.close()
+    metrics = await node.metrics()
+    assert metrics['sipfleet_node_tcp_closed_total{reason="handshake"}'] == 1
+    alice = TlsMember("alice")
+    await alice.connect(HOST, tls_port, client_context(ca))
+    try:
+        await alice.join(f"sips:conf1@{HOST}:{tls_port}")
+    finally:
+        alice.close()

@@ -1,14 +1,17 @@
 """tls.Certificates: a pair that does not load is refused at start and at reload, and
-the live context changes only for a usable new pair (certificates made with openssl)."""
+the live context changes only for a usable new pair; tls.ServerSession runs a real
+handshake in memory (certificates made with openssl)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import ssl
 from pathlib import Path
 
 import pytest
-from sipfleet.node.tls import Certificates, TlsError, TlsSettings
-from tls_certs import TestCa
+from sipfleet.node.tls import Certificates, ServerSession, TlsError, TlsSettings
+from tls_certs import TestCa, client_context
 
 
 def settings_in(directory: Path) -> TlsSettings:
@@ -57,3 +60,33 @@ def test_reload_only_for_a_changed_usable_pair(tmp_path: Path) -> None:
 
     install(one.parent, live)  # fixed: taken at the next change
     assert certificates.reload_if_changed() and certificates.reloads == 2
+
+
+def test_server_session_handshakes_and_carries_bytes_both_ways(tmp_path: Path) -> None:
+    """ServerSession against Python's own TLS client, in memory (no sockets)."""
+    ca = TestCa(tmp_path / "ca")
+    crt, _ = ca.issue("server")
+    server = ServerSession(Certificates(settings_in(crt.parent)).server)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context(ca).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    received = b""
+    for _ in range(10):  # a few round trips finish any handshake
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.do_handshake()
+        received += server.receive(outgoing.read())
+        incoming.write(server.outgoing())
+        if server.established and client.version() is not None:
+            break
+    assert server.established and received == b""
+    client.write(b"OPTIONS sip:x@y SIP/2.0\r\n\r\n")
+    assert server.receive(outgoing.read()) == b"OPTIONS sip:x@y SIP/2.0\r\n\r\n"
+    incoming.write(server.send(b"SIP/2.0 200 OK\r\n\r\n"))
+    assert client.read() == b"SIP/2.0 200 OK\r\n\r\n"
+
+
+def test_server_session_refuses_clear_text(tmp_path: Path) -> None:
+    ca = TestCa(tmp_path / "ca")
+    crt, _ = ca.issue("server")
+    server = ServerSession(Certificates(settings_in(crt.parent)).server)
+    with pytest.raises(ssl.SSLError):
+        server.receive(b"OPTIONS sip:x@y SIP/2.0\r\nContent-Length: 0\r\n\r\n")

@@ -343,6 +343,15 @@ class ControlPlane:
         deployment = self._get("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
         return bool(deployment and deployment.get("status", {}).get("readyReplicas"))
 
+    def stop_component(self, component: str) -> bool:
+        """Stop one running component (SIGTERM, SIGKILL after 10 s), as an outage
+        would; `up` starts it again. True if it was running. Raises
+        DevClusterError for a component this cluster does not run."""
+        if component not in COMPONENTS:
+            raise DevClusterError(f"{component} is not a component of this cluster")
+        record = _alive(self.layout, component)
+        return record is not None and procs.stop(record)
+
     def down(self) -> list[str]:
         """Stop, in reverse order, only the processes this state dir started.
 

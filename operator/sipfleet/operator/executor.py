@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sipfleet.node.admin_client import AdminClient, AdminError
-from sipfleet.node.admin_types import Access, RouteEntry, TransferRequest
+from sipfleet.node.admin_types import Access, RouteEntry, ShardState, TransferRequest
+from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import exposure, rollout
 from sipfleet.operator import pods as podlib
@@ -96,6 +97,9 @@ class Executor:
     """How its members see who wrote a group message (SipConference.spec.senderDisplay;
     None: each server's default), for its new shards."""
     outcome: Outcome = field(default_factory=Outcome)
+    created_on: set[str] = field(default_factory=set, init=False)
+    """Servers this pass created a shard on: their route table is pushed whatever
+    they reported (a restarted one may not have answered the observation)."""
 
     @property
     def fleet(self) -> str:
@@ -117,13 +121,14 @@ class Executor:
             # Route a new shard in the pass that created it: leaving it to the
             # next observation cost a whole interval of scale-out reaction time
             # (bench/operator_reaction.py).
-            if created and all(e.server != created.server for e in entries):
-                # The main server heads the table (the tree's root): a restarted
-                # one (crash recovery) gets its routes in this same pass, not one
-                # interval later, during which it took messages for no one.
-                main = created.server == podlib.main_pod_name(self.fleet)
-                entries.insert(0 if main else len(entries), created)
+            if created:
+                self.created_on.add(created.server)
+            if created and created.server == podlib.main_pod_name(self.fleet):
+                entries = self._with_main(decision, created, entries)
+            elif created and all(e.server != created.server for e in entries):
+                entries.append(created)
         await self.push_routes(decision.group, entries)
+        await self._sync_shard_settings(decision.group)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")
         for action in decision.drain:
@@ -136,6 +141,23 @@ class Executor:
         if decision.create_nodes:
             await self._create_nodes(decision.create_nodes, decision.create_reason)
         return self.outcome
+
+    def _with_main(
+        self, decision: Decision, main: RouteEntry, entries: list[RouteEntry]
+    ) -> list[RouteEntry]:
+        """The table headed by a main server whose shard this pass (re)created: a
+        main server back from a crash gets its routes in this same pass, not one
+        interval later, during which it took messages for no one. The planner
+        routes nothing while the main server has no shard, so the other servers'
+        entries come from the group's last table (those still observed and not
+        being deleted), fresh ones from the next pass."""
+        gone = {a.server for a in decision.delete}
+        rest = entries or [
+            e
+            for e in self.fleet_routes.groups.get(decision.group, ())
+            if e.server in self.observed.urls and e.server not in gone
+        ]
+        return [main, *(e for e in rest if e.server != main.server)]
 
     async def _ensure_shard(self, server: str, group: str, capacity: int) -> RouteEntry | None:
         """Create the group's shard on ``server``; its routing entry, or None on failure."""
@@ -151,6 +173,52 @@ class Executor:
         self.outcome.did("ShardCreated", f"{group} on {server} at {shard.uri}")
         free = max(0, shard.capacity - shard.members)
         return RouteEntry(server, shard.uri, "active", free)
+
+    async def _sync_shard_settings(self, group: str) -> None:
+        """Re-send the conference's per-group settings to every server whose shard of
+        `group` reports others: its access policy (SipConference.spec.access,
+        docs/security.md) and its sender display (spec.senderDisplay,
+        docs/media-and-messages.md), so a changed SipConference reaches running
+        servers (new shards get them when created; ensure_shard is idempotent and keeps
+        the capacity). A setting the shard does not report (a server that predates
+        it) or the conference leaves unset is not sent: the shard keeps what it has."""
+        wanted_access = (
+            None if self.access is None else AccessPolicy.from_json(self.access.to_json())
+        )
+        for server, state in sorted(self.observed.states.items()):
+            for shard in state.shards:
+                if shard.group != group:
+                    continue
+                access = self._changed_access(shard, wanted_access)
+                display = self.sender_display
+                if display is None or shard.sender_display in (None, display):
+                    display = None
+                if access is None and display is None:
+                    continue
+                try:
+                    await self._client(server).ensure_shard(
+                        group, shard.capacity, access, sender_display=display
+                    )
+                except _FAILURES as exc:
+                    self.outcome.failed("ShardFailed", f"settings of {group} on {server}: {exc}")
+                    continue
+                if access is not None:
+                    self.outcome.did(
+                        "AccessUpdated", f"{group} on {server}: policy {access.policy}"
+                    )
+                if display is not None:
+                    self.outcome.did(
+                        "SenderDisplay", f"{group} on {server} shows senders as {display}"
+                    )
+
+    def _changed_access(self, shard: ShardState, wanted: AccessPolicy | None) -> Access | None:
+        """The conference's access to send to `shard`, None when it has it already,
+        does not report one, or the conference sets none."""
+        if wanted is None or shard.access is None:
+            return None
+        if AccessPolicy.from_json(shard.access.to_json()) == wanted:
+            return None
+        return self.access
 
     async def push_routes(self, group: str, entries: list[RouteEntry]) -> None:
         """Record the group's entries and push changed tables to the servers we observed.
@@ -189,8 +257,10 @@ class Executor:
             await self._delete(name, f"delete {name}: {group} released")
 
     def _reported(self) -> dict[str, int]:
-        """Servers we observed -> their routes generation."""
-        return {name: state.routes_generation for name, state in self.observed.states.items()}
+        """Servers we observed -> their routes generation (0 for one we created a
+        shard on in this pass: it needs its table)."""
+        reported = {n: state.routes_generation for n, state in self.observed.states.items()}
+        return reported | dict.fromkeys(self.created_on, 0)
 
     async def _push(self) -> None:
         """Push every changed table with one new generation (under the fleet's route lock).

@@ -27,6 +27,7 @@ point. The builders are pure; `prepare_pod` is the thin I/O step.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -262,35 +263,45 @@ class ExposureApi(Protocol):
 
     async def list_nodes(self) -> list[Obj]: ...
 
+    async def ensure_pod(self, namespace: str, body: Obj) -> Obj: ...
+
+
+_PLACING = asyncio.Lock()
+"""Held while a HostPort server is placed and created (one operator leader acts)."""
+
 
 async def _place(
     kube: ExposureApi, fleet_body: Mapping[str, Any], pod: Obj, spec: SipFleetSpec
 ) -> Obj:
-    """`pod` pinned to a node with a free host port (hostports.py); if it exists
-    already, its stored manifest without what the API server sets (it was placed
-    when it was created: creating it again finds it, or re-creates that place)."""
+    """`pod` pinned to a node with a free host port (hostports.py) and created; if
+    it exists already, its stored manifest without what the API server sets (it
+    was placed when it was created). Listing, choosing and creating happen under
+    `_PLACING`, so two servers placed at once never pick the same port."""
     meta = pod["metadata"]
-    everything = await kube.list_all_pods()
-    for stored in everything:
-        if (stored["metadata"]["namespace"], stored["metadata"]["name"]) == (
-            meta["namespace"],
-            meta["name"],
-        ):
-            again = copy.deepcopy(stored)
-            again.pop("status", None)
-            again["spec"].pop("nodeName", None)
-            for key in _SERVER_SET:
-                again["metadata"].pop(key, None)
-            return again
-    slot = hostports.choose(
-        await kube.list_nodes(),
-        everything,
-        address_type=spec.exposure.node_address_type,
-        ports=spec.exposure.host_ports.ports(),
-        is_ours={podlib.LABEL_FLEET: fleet_body["metadata"]["name"]},
-        tolerations=pod["spec"].get("tolerations") or (),
-    )
-    return expose_pod(pod, "HostPort", slot=slot)
+    async with _PLACING:
+        everything = await kube.list_all_pods()
+        for stored in everything:
+            if (stored["metadata"]["namespace"], stored["metadata"]["name"]) == (
+                meta["namespace"],
+                meta["name"],
+            ):
+                again = copy.deepcopy(stored)
+                again.pop("status", None)
+                again["spec"].pop("nodeName", None)
+                for key in _SERVER_SET:
+                    again["metadata"].pop(key, None)
+                return again
+        slot = hostports.choose(
+            await kube.list_nodes(),
+            everything,
+            address_type=spec.exposure.node_address_type,
+            ports=spec.exposure.host_ports.ports(),
+            is_ours=(meta["namespace"], {podlib.LABEL_FLEET: fleet_body["metadata"]["name"]}),
+            tolerations=pod["spec"].get("tolerations") or (),
+        )
+        placed = expose_pod(pod, "HostPort", slot=slot)
+        await kube.ensure_pod(meta["namespace"], placed)
+        return placed
 
 
 async def prepare_pod(
@@ -298,9 +309,10 @@ async def prepare_pod(
 ) -> Obj | None:
     """`pod` set up for the fleet's exposure mode; in a per-server mode its Service
     is ensured first and None is returned while that Service has no address (the
-    caller creates the Pod on a later pass). Raises NoHostSlot when HostPort mode
-    finds no node for it (its `reason` is the Event reason), and what the
-    Kubernetes API raises."""
+    caller creates the Pod on a later pass). In HostPort mode the Pod is created
+    here already (see `_place`; the caller's create then finds it). Raises
+    NoHostSlot when HostPort mode finds no node for it (its `reason` is the Event
+    reason), and what the Kubernetes API raises."""
     pod = trust_proxies(pod, spec.exposure.trusted_proxies)
     mode = spec.exposure.mode
     if mode == "HostPort":

@@ -120,13 +120,13 @@ def choose(
     *,
     address_type: NodeAddressType,
     ports: range,
-    is_ours: Mapping[str, Any] | None = None,
+    is_ours: tuple[str, Mapping[str, str]] | None = None,
     tolerations: Sequence[Mapping[str, Any]] = (),
 ) -> HostSlot:
     """The node and host port for one more server (see the module docstring).
 
-    `pods` are all Pods of the cluster; `is_ours` the labels that mark this
-    fleet's servers (for spreading). Raises NoHostSlot saying why none fits.
+    `pods` are all Pods of the cluster; `is_ours` the namespace and labels that
+    mark this fleet's servers (for spreading). Raises NoHostSlot saying why none fits.
     """
     usable = [n for n in nodes if schedulable(n, tolerations)]
     if not usable:
@@ -141,14 +141,16 @@ def choose(
         )
     used: dict[str, set[int]] = {}
     ours: dict[str, int] = {}
-    wanted = dict(is_ours or {})
+    namespace, selector = is_ours or ("", {})
     for pod in pods:
         on = pinned_node(pod)
         if on is None:
             continue
         used.setdefault(on, set()).update(host_ports(pod))
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        if wanted and all(labels.get(k) == v for k, v in wanted.items()):
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        mine = is_ours is not None and meta.get("namespace") == namespace
+        if mine and all(labels.get(k) == v for k, v in selector.items()):
             ours[on] = ours.get(on, 0) + 1
     best: tuple[int, str, int, Mapping[str, Any]] | None = None
     for node in with_address:

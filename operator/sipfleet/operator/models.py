@@ -758,8 +758,8 @@ class SipConferenceSpec(CrdModel):
         description="How members' phones are shown who wrote a group message "
         "(docs/media-and-messages.md): auto (message/cpim to members that accept it, "
         "else a 'name: ' text prefix), cpim, display-name (the From display name) or "
-        "prefix. Unset: each server's --sender-display (default auto). Applied when the "
-        "group's shard is created on a server.",
+        "prefix. Unset: each server's --sender-display (default auto). A change reaches "
+        "the group's existing shards at the next pass; unsetting it leaves them as they are.",
     )
 
     @field_validator("uri")

@@ -152,6 +152,16 @@ class ShardState(BaseModel):
     capacity: int
     draining: bool
     member_uris: tuple[str, ...] = ()
+    sender_display: SenderDisplay | None = Field(
+        default=None,
+        description="how the shard's members are shown who wrote a group message: the "
+        "group's own sender display, else the server's --sender-display (null only from "
+        "servers that predate it)",
+    )
+    access: Access | None = Field(
+        default=None,
+        description="the group's access policy in force on this server (None: not reported)",
+    )
     dropped: int = Field(
         default=0,
         description="members whose session this server ended without their asking and "

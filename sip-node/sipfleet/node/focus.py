@@ -113,8 +113,9 @@ class Shard:
     def has_room(self) -> bool:
         return not self.draining and len(self.members) < self.capacity
 
-    def state(self, server_draining: bool) -> ShardState:
-        """The shard as the admin API shows it."""
+    def state(self, server_draining: bool, sender_display: SenderDisplay) -> ShardState:
+        """The shard as the admin API shows it; `sender_display` is how its members
+        are shown who wrote a group message (its own mode, else the server's)."""
         return ShardState(
             group=self.group,
             uri=self.uri,
@@ -122,6 +123,7 @@ class Shard:
             capacity=self.capacity,
             draining=self.draining or server_draining,
             member_uris=tuple(sorted(self.by_aor)),
+            sender_display=sender_display,
             dropped=self.dropped,
         )
 

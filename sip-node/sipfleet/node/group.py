@@ -232,7 +232,8 @@ class GroupCore:
         return shard, out
 
     def put_routes(self, generation: int, groups: Groups, now: float) -> bool:
-        """Take a pushed routing table; False (and no change) for an old generation."""
+        """Take a pushed routing table; False (no change) for the generation already
+        held. Raises routes.StaleGeneration for an older one."""
         if not self.routes.replace(generation, groups):
             return False
         self._index_groups()

@@ -110,7 +110,7 @@ class NodeMetrics:
         self.tcp_closed = Counter(
             p + "tcp_closed",
             "TCP connections closed, by reason (peer, idle, half_sent, parse_error, "
-            "write_buffer, connect_failed, shutdown)",
+            "write_buffer, connect_failed, handshake (TLS), shutdown)",
             ["reason"],
             registry=r,
         )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from sipfleet.node.admin_types import (
+    Access,
     AdvertisedAddress,
     NodeState,
     RouteEntry,
@@ -246,9 +247,17 @@ class Node:
             sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),
             draining=self.draining,
             routes_generation=self.routes.generation,
-            shards=tuple(s.state(self.draining) for s in self.shards.values()),
+            shards=tuple(self._shard_state(s) for s in self.shards.values()),
             routes=self.routes.snapshot(),
         )
+
+    def _shard_state(self, shard: Shard) -> ShardState:
+        """The shard as the admin API shows it, with the access policy and the
+        sender display in force here."""
+        policy = self.admission.policy_for(shard.group)
+        access = None if policy is None else Access.model_validate(policy.to_json())
+        state = shard.state(self.draining, self.group.sender_display_of(shard))
+        return state.model_copy(update={"access": access})
 
     def _advertised(self) -> AdvertisedAddress | None:
         """The advertised address members reach us at (admin API), None if we have none."""
@@ -284,7 +293,7 @@ class Node:
         if self._stack is not None:
             self.recovery.routes_changed()
         self._rearm()
-        return shard.state(self.draining), created
+        return self._shard_state(shard), created
 
     async def delete_shard(self, group: str) -> ShardState:
         """End the shard's members' sessions (BYE) and drop it. Raises LookupError."""
@@ -294,7 +303,7 @@ class Node:
         self.metrics.members.remove(group)
         self.metrics.capacity.remove(group)
         self.recovery.shard_deleted(group)
-        return shard.state(self.draining)
+        return self._shard_state(shard)
 
     def put_routes(self, generation: int, groups: Groups) -> None:
         if not self.group.put_routes(generation, groups, self.now()):
@@ -624,8 +633,7 @@ class Node:
     ) -> None:
         """One group message to one member of `shard` (one brought back after a
         crash gets those it missed: rejoin.py); `then` also gets the answer."""
-        mode = shard.sender_display or self.group.sender_display
-        e = envelope
+        mode, e = self.group.sender_display_of(shard), envelope
         p = present(mode, e.sender, e.group, e.content_type, e.body).to(member.accepts_cpim)
         result = self._delivery_result(shard, member)
 

@@ -221,11 +221,21 @@ class CrashRecovery:
             self._host.metrics.orphaned.labels(orphaned.reason).inc(len(orphaned.records))
             for record in orphaned.records:
                 if not self._host.listed_elsewhere(record.group, record.aor, orphaned.origin):
-                    self._rejoin(record, orphaned.last_seen)
+                    self._rejoin(record, self._away_since(record.group, orphaned))
 
-    def _rejoin(self, record: DialogRecord, away_since: float) -> None:
+    def _away_since(self, group: str, orphaned: Orphaned) -> float | None:
+        """Since when the group's messages may have missed the orphans: the dead
+        server's last sign of life, when it was below us in the tree (we forwarded
+        messages to it). None when it was the root: every message we have came
+        through it, and it delivered to its own members as it forwarded."""
+        entries = self._host.routes.entries(group)
+        if entries and entries[0].server == orphaned.origin:
+            return None
+        return orphaned.last_seen
+
+    def _rejoin(self, record: DialogRecord, away_since: float | None) -> None:
         """Bring one member back; once back it gets the group messages that came
-        since `away_since` (the last sign of life of its server)."""
+        since `away_since` (None: none)."""
         method = rejoin_method(record)
         counter = self._host.metrics.rejoins
         shard = self._host.shards.get(record.group)
@@ -241,7 +251,7 @@ class CrashRecovery:
                 log.warning("%s not brought back: %d %s", record.aor, status, reason)
                 return
             member = shard.by_aor.get(record.aor)
-            if member is not None:
+            if member is not None and away_since is not None:
                 self._replay(shard, member, away_since)
 
         try:

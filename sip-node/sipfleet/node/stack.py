@@ -92,6 +92,8 @@ Header = tuple[str, str]
 ResponseCallback = Callable[[SipResponse | None], None]
 """Gets every response of a client transaction; None once if it timed out."""
 Outgoing = tuple[SipRequest | Outbound, Peer, ResponseCallback | None]
+"""A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
+client transaction: to whom, and who gets the answers."""
 
 
 class StreamPool(Protocol):
@@ -100,10 +102,6 @@ class StreamPool(Protocol):
     def send(
         self, host: str, port: int, data: bytes, tx_id: str = "", *, connect: bool = True
     ) -> None: ...
-
-
-"""A request (or one prepared with its wire form, `Dialog.prepare`) to send in a new
-client transaction: to whom, and who gets the answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +117,11 @@ class Advertised:
 
     def port(self, transport: str) -> int:
         """The advertised port of `transport` (Peer.transport), 0 when not set."""
-        return {"udp": self.udp_port, "tcp": self.tcp_port, "tls": self.tls_port}.get(transport, 0)
+        if transport == "udp":
+            return self.udp_port
+        if transport == "tcp":
+            return self.tcp_port
+        return self.tls_port if transport == "tls" else 0
 
 
 class Application(Protocol):
@@ -380,14 +382,14 @@ class SipStack:
     def local_uri(self, user: str, peer: Peer) -> str:
         """`sip:user@host:port` as `peer` reaches this server: `local_host` and
         `local_port` (IPv6 bracketed, RFC 3261 25.1); `;transport=tcp` when it uses
-        TCP, `sips:` at the TLS port when it uses TLS (RFC 3261 26.2.2: a member
-        that came over TLS stays on TLS), `;transport=ws`/`wss` on WebSocket (RFC
-        7118 5), so its requests in the dialog come back the way it can send them
-        (RFC 3261 8.1.1.8, 12.1.1, 19.1.1). Use it for Contact, Record-Route and
-        Refer-To values this server writes for that peer."""
+        TCP; on TLS the TLS port, `sips:` for a peer that uses sips: URIs (RFC 3261
+        12.1.1) else `;transport=tls`, so a member that came over TLS stays on TLS
+        (26.2.2); `;transport=ws`/`wss` on WebSocket (RFC 7118 5). So its requests in
+        the dialog come back the way it can send them (RFC 3261 8.1.1.8, 12.1.1,
+        19.1.1). Use it for Contact, Record-Route and Refer-To values written for it."""
         hostport = format_hostport(self.local_host(peer), self.local_port(peer))
         transport = peer.transport
-        if transport == "tls":
+        if peer.sips:
             return f"sips:{user}@{hostport}"
         suffix = "" if transport == "udp" else f";transport={transport}"
         return f"sip:{user}@{hostport}{suffix}"
@@ -396,10 +398,11 @@ class SipStack:
         """`uri` (a SIP URI of this fleet, e.g. a 302 Contact or a Refer-To target)
         as `peer` must use it (RFC 3261 19.1.1), when the URI names no transport:
         `;transport=tcp` added for a TCP peer, so a TCP-only UA can follow it; for a
-        TLS peer a `sips:` URI at the server's TLS port, taken to be as far above
-        its SIP port as ours is (every server of a fleet is configured alike), so
-        the member stays on TLS (RFC 3261 26.2.2). A URI that does not parse as SIP,
-        or any URI for a UDP or WebSocket peer, is returned as it is."""
+        TLS peer the server's TLS port, taken to be as far above its SIP port as ours
+        is (every server of a fleet is configured alike), as `sips:` for a peer that
+        uses sips: URIs, else with `;transport=tls`, so the member stays on TLS (RFC
+        3261 26.2.2). A URI that does not parse as SIP, or any URI for a UDP or
+        WebSocket peer, is returned as it is."""
         if peer.transport not in ("tcp", "tls"):
             return uri
         try:
@@ -412,7 +415,11 @@ class SipStack:
             parsed.params["transport"] = "tcp"
             return str(parsed)
         offset = self.local_port(peer) - self.local_port(Peer("udp", peer.host, 0))
-        parsed.scheme, parsed.port = "sips", (parsed.port or 5060) + offset
+        parsed.port = (parsed.port or 5060) + offset
+        if peer.sips:
+            parsed.scheme = "sips"
+        else:
+            parsed.params["transport"] = "tls"
         return str(parsed)
 
     def server_peer(self, target: Peer) -> Peer:
@@ -436,14 +443,14 @@ class SipStack:
             SipUri.parse(uri)
             return via
         loopback = "127.0.0.1" if socket.AF_INET in self._udp or not self._udp else "::1"
-        target = request_target(SipUri.parse(uri), via.transport, loopback)
-        if target.transport.lower() not in ("udp", "tcp", "tls") or (
-            target.transport == "TLS" and self._tls is None
-        ):
+        parsed = SipUri.parse(uri)
+        target = request_target(parsed, via.transport, loopback)
+        transport = target.transport.lower()
+        if transport not in ("udp", "tcp", "tls") or (transport == "tls" and self._tls is None):
             raise UnreachableTarget(f"transport {target.transport} is not offered here")
         if self._udp and address_family(target.host) not in self._udp:
             raise UnreachableTarget(f"this server has no IPv4/IPv6 socket for {target.host}")
-        return Peer(target.transport.lower(), target.host, target.port)
+        return Peer(transport, target.host, target.port, sips=parsed.scheme == "sips")
 
     # ---- sending ---------------------------------------------------------------------
     def transmit(self, data: bytes, peer: Peer) -> None:
@@ -606,7 +613,8 @@ class SipStack:
                 callback(None)
 
     def _deliver(self, event: RequestReceived) -> None:
-        peer = self._peers.get(event.transport, *event.source)
+        sips = event.transport == "TLS" and event.request.uri[:5].lower() == "sips:"
+        peer = self._peers.get(event.transport, *event.source, sips)
         ctx = RequestContext(self, event.tx_id, event.request, peer, event.cancels)
         try:
             self.app.handle_request(ctx)

@@ -39,12 +39,15 @@ class Peer:
     "wss" (lower case), host is
     an IP address in socket form (IPv6 without brackets). `udp_fallback` marks a
     request sent over TCP only because of its size (RFC 3261 18.1.1): should the
-    connection fail, it is re-sent over UDP."""
+    connection fail, it is re-sent over UDP. `sips` marks a TLS peer that uses
+    `sips:` URIs (its request's Request-URI or its Contact), so the URIs written for
+    it are `sips:` too (RFC 3261 12.1.1); other TLS peers get `;transport=tls`."""
 
     transport: str
     host: str
     port: int
     udp_fallback: bool = False
+    sips: bool = False
 
 
 MAX_PEERS = 4096  # Peer objects a PeerTable keeps for reuse
@@ -59,16 +62,17 @@ class PeerTable:
 
     def __init__(self, limit: int = MAX_PEERS) -> None:
         self._limit = limit
-        self._peers: dict[tuple[str, str, int], Peer] = {}
+        self._peers: dict[tuple[str, str, int, bool], Peer] = {}
 
-    def get(self, transport: str, host: str, port: int) -> Peer:
-        """The Peer for `transport` (any case; the Peer's is lower case), host, port."""
-        key = (transport, host, port)
+    def get(self, transport: str, host: str, port: int, sips: bool = False) -> Peer:
+        """The Peer for `transport` (any case; the Peer's is lower case), host, port
+        and `sips` (a TLS request for a sips: URI, see Peer)."""
+        key = (transport, host, port, sips)
         peer = self._peers.get(key)
         if peer is None:
             if len(self._peers) >= self._limit:
                 self._peers.clear()
-            peer = self._peers[key] = Peer(transport.lower(), host, port)
+            peer = self._peers[key] = Peer(transport.lower(), host, port, sips=sips)
         return peer
 
 
@@ -256,7 +260,13 @@ class TcpConnection(asyncio.Protocol):
             self.close("write_buffer")
             raise SendError(f"TCP peer {self.peer.host}:{self.peer.port} is not reading")
         self.last_activity = self._pool.now()
-        self.transport.write(data if tls is None else tls.send(data))
+        if tls is not None:
+            try:
+                data = tls.send(data)
+            except ssl.SSLError as exc:  # the session ended (e.g. the peer's close_notify)
+                self.close("peer")
+                raise SendError(f"TLS to {self.peer.host}:{self.peer.port}: {exc}") from exc
+        self.transport.write(data)
 
     def connect_failed(self) -> list[str]:
         """The transactions whose data was waiting for a connect that failed."""

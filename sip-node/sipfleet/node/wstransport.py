@@ -115,6 +115,7 @@ class WsPool:
         reason = self._refused(peer.host)
         if reason is not None:
             self._metrics.tcp_refused.labels(reason).inc()
+            log.info("WebSocket from %s refused: too many connections (%s)", peer.host, reason)
             raise web.HTTPServiceUnavailable(text="too many WebSocket connections")
         stream = self.limits.stream
         ws = web.WebSocketResponse(

@@ -9,6 +9,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -57,17 +58,22 @@ class BaresipAgent(Agent):
     kind: ClassVar[str] = "baresip"
     ctrl_port: int = 0
     chat_uri: str = ""
+    tls_dir: str = ""  # ca.crt, tls.crt, tls.key: SIP over TLS (sips:) verified by the CA
     _writer: asyncio.StreamWriter | None = None
     _token: int = 0
 
     async def start(self) -> None:
         confdir = self.workdir / f"baresip-{self.name}"
         confdir.mkdir()
-        (confdir / "config").write_text(
-            BARESIP_CONFIG.format(
-                listen=f"{self.host}:{self.port}", ctrl=self.ctrl_port, ip=self.ip
-            )
+        config = BARESIP_CONFIG.format(
+            listen=f"{self.host}:{self.port}", ctrl=self.ctrl_port, ip=self.ip
         )
+        if self.tls_dir:  # its TLS listener's certificate and key in one file, and the CA
+            tls = Path(self.tls_dir)
+            pem = confdir / "cert.pem"
+            pem.write_text((tls / "tls.crt").read_text() + (tls / "tls.key").read_text())
+            config += f"sip_certificate {pem}\nsip_cafile {tls / 'ca.crt'}\n"
+        (confdir / "config").write_text(config)
         transport = "" if "udp" in self.transports else ";transport=tcp"
         (confdir / "accounts").write_text(
             f'"{self.display}" <sip:{self.name}@{self.host}{transport}>;regint=0\n'

@@ -65,8 +65,9 @@ async def phone(tmp_path: Path) -> AsyncIterator[PhoneFactory]:
         ctrl = free_ports("127.0.0.1", 1)[0]
         options: dict[str, object] = {}
         if kind == "baresip":
-            options = {"ctrl_port": ctrl, "chat_uri": chat_uri}
-        if contact_host or domain or password or tls_dir:
+            assert not (contact_host or domain or password), "pjsua2 only: Contact host, AOR"
+            options = {"ctrl_port": ctrl, "chat_uri": chat_uri, "tls_dir": tls_dir}
+        elif contact_host or domain or password or tls_dir:
             assert kind == "pjsua2", "only the pjsua2 driver names its Contact host or AOR"
             options = {
                 "contact_host": contact_host,

@@ -156,3 +156,28 @@ async def test_tls_member_redirected_stays_on_tls(
     conf = Conference(main, node)
     await conf.wait_members(1, node)
     assert await conf.members(main) == 0
+
+
+async def test_baresip_joins_over_tls_and_chats(
+    fleet: Fleet, phone: PhoneFactory, tmp_path: Path
+) -> None:
+    """baresip 1.0 (libre's TLS, the CA given as sip_cafile) dials sip:...;transport=tls
+    (it cannot dial sips:), so the server answers with a ;transport=tls Contact rather
+    than a sips: one (RFC 3261 12.1.1 asks sips: only for a sips: Request-URI), and
+    baresip gets a PJSIP member's message over TLS."""
+    ca = TestCa(tmp_path / "ca")
+    main = await tls_server(fleet, ca, "main", MAIN)
+    await admin(main, "POST", "/v1/shards", {"group": GROUP, "capacity": 10})
+    conf = Conference(main)
+    # baresip 1.0 turns a dialled sips: URI into sip:sips:...; it takes ;transport=tls.
+    tls_uri = f"sip:conf1@{MAIN}:{main.sip_port + 1};transport=tls"
+    bob = await phone("baresip", "bob", tls_dir=phone_tls(ca, "bob"))
+    alice = await tls_phone(phone, ca, "alice")
+    await bob.dial(tls_uri)
+    await alice.dial(sips_uri(main))
+    await bob.wait_call("confirmed")
+    await alice.wait_call("confirmed")
+    await conf.wait_members(2)
+    await alice.send_message(sips_uri(main), "hello baresip")
+    await bob.wait_message("alice: hello baresip")
+    # (baresip 1.0's chat drops the contact's ;transport=tls and posts over UDP.)

@@ -1,4 +1,3 @@
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -7,10 +6,7 @@ from sipfleet.devcluster import procs
 
 
 def me() -> procs.ProcessRecord:
-    started = procs.start_time(os.getpid())
-    argv = procs.cmdline(os.getpid())
-    assert started is not None and argv is not None
-    return procs.ProcessRecord("me", os.getpid(), started, argv, "")
+    return procs.this_process("me")
 
 
 def test_a_record_matches_only_the_same_process() -> None:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sipfleet.node.admin_api import build_app
 from sipfleet.node.admin_client import AdminClient, AdminError
-from sipfleet.node.admin_types import NodeState, RouteEntry, ShardState, TransferRequest
+from sipfleet.node.admin_types import Access, NodeState, RouteEntry, ShardState, TransferRequest
 from sipfleet.node.auth.policy import AccessPolicy
 from sipfleet.node.config import Config
 from sipfleet.node.node import Node
@@ -55,6 +55,8 @@ async def test_openapi_schemas_are_the_contract_types(client: TestClient) -> Non
         members=0,
         capacity=3,
         draining=False,
+        sender_display=SenderDisplay.AUTO,  # the server's --sender-display
+        access=Access(policy="open"),  # no credentials here: the server's default
     )
 
 
@@ -140,10 +142,13 @@ async def test_a_shard_takes_the_sender_display_it_is_given() -> None:
     async with TestClient(TestServer(build_app(node, TOKEN))) as client:
         url = str(client.make_url("")).rstrip("/")
         async with AdminClient(url, TOKEN) as admin:
+            await admin.ensure_shard(GROUP, 10)
+            assert (await admin.state()).shards[0].sender_display is SenderDisplay.AUTO
             await admin.ensure_shard(GROUP, 10, sender_display=SenderDisplay.CPIM)
             assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
             await admin.ensure_shard(GROUP, 10)  # not given: kept
             assert node.shards[GROUP].sender_display is SenderDisplay.CPIM
+            assert (await admin.state()).shards[0].sender_display is SenderDisplay.CPIM
             body = {"group": GROUP, "capacity": 10, "sender_display": "display-name"}
             assert (await client.post("/v1/shards", json=body, headers=AUTH)).status == 200
             assert node.shards[GROUP].sender_display is SenderDisplay.DISPLAY_NAME

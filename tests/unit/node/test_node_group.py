@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.distribution import ROSTER_DELAY, Forward, RemoteShard, RosterChanged
 from sipfleet.node.focus import Member, Shard
@@ -22,7 +24,8 @@ from sipfleet.node.group import (
     Reply,
 )
 from sipfleet.node.presentation import SenderDisplay
-from sipfleet.node.redirect import RESERVATION_SECONDS
+from sipfleet.node.redirect import RESERVATION_SECONDS, STOPPING_RETRY_AFTER
+from sipfleet.node.routes import StaleGeneration
 from sipfleet.node.s2s import Envelope
 from sipfleet.node.sip import Headers, SipRequest, SipUri, format_hostport
 from sipfleet.node.sip.target import request_target
@@ -228,6 +231,14 @@ def test_a_draining_server_redirects_every_join() -> None:
     )
     core.drain(0.0)
     assert reply(join(core, Phone("p0", 6000))).status == 302
+
+
+def test_a_draining_server_with_no_room_anywhere_answers_503() -> None:
+    core = one_shard()
+    core.drain(0.0)  # no routes: no other server to send the join to
+    answer = reply(join(core, Phone("p0", 6000)))
+    assert answer.status == 503  # RFC 3261 21.5.4: this server is stopping
+    assert dict(answer.headers)["Retry-After"] == str(STOPPING_RETRY_AFTER)
 
 
 def test_bye_leaves_once_and_a_second_bye_gets_481() -> None:
@@ -456,10 +467,12 @@ def test_deleting_a_shard_byes_its_members_and_reports_it_empty() -> None:
     assert core.resolve(alice.request("MESSAGE", uri=GROUP)) == (GROUP, None)  # still routed
 
 
-def test_the_same_routes_generation_again_is_a_no_op() -> None:
+def test_the_same_routes_generation_again_is_a_no_op_and_an_older_one_refused() -> None:
     core = node1_core()
     assert not core.put_routes(1, {}, 1.0)
     assert core.routes.generation == 1 and core.routes.entries(GROUP)
+    with pytest.raises(StaleGeneration):
+        core.put_routes(0, {}, 1.0)
 
 
 def test_a_member_is_a_core_dialog() -> None:
@@ -470,3 +483,68 @@ def test_a_member_is_a_core_dialog() -> None:
     assert member.peer == alice.peer
     shard: Shard = core.shards[GROUP]
     assert core.dialog(alice.request("BYE")) == (shard, member)
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "bye", "message", "timeout", "gone", "unacked"]),
+        st.integers(min_value=0, max_value=5),
+    ),
+    max_size=40,
+)
+
+
+@given(ops=OPS)
+def test_any_sequence_keeps_the_member_table_consistent(ops: list[tuple[str, int]]) -> None:
+    """Whatever members do, in whatever order: a shard never holds more than its
+    capacity, every member leaves at most once (counted once), Joined minus Left is
+    the member count, and a fan-out reaches every member but the sender."""
+    core = one_shard(capacity=3)
+    shard = core.shards[GROUP]
+    phones = [Phone(f"u{i}", 6000 + i) for i in range(6)]
+    invites: dict[int, SipRequest] = {}
+    joined = left = 0
+    gone: set[Member] = set()  # members that left (by identity: Member has eq=False)
+    last: dict[int, Member] = {}  # each phone's latest dialog, also after it left
+    now = 0.0
+    for op, i in ops:
+        now += 0.5
+        phone = phones[i]
+        member = shard.by_aor.get(phone.aor)
+        if member is not None:
+            last[i] = member
+        actions: list[GroupAction] = []
+        if op == "join" and member is None:
+            phone.to_tag, phone.call_id = None, f"call-u{i}-{now}"
+            invites[i] = phone.request("INVITE", OFFER)
+            actions = core.on_invite(invites[i], phone.peer, ADDR, now)
+            answer = reply(actions)
+            assert answer.status in (200, 480)  # 480: full, and no other server
+            if answer.status == 200:
+                phone.to_tag = answer.to_tag
+        elif op == "bye" and phone.to_tag:
+            actions = core.on_bye(phone.request("BYE"), now)
+        elif op == "message":
+            actions = core.on_message(phone.request("MESSAGE", b"x"), now)
+            fanned = [a for a in actions if isinstance(a, FanOut)]
+            if member is None:
+                assert not fanned
+            else:
+                expected = {m.aor for m in shard.members.values()} - {phone.aor}
+                assert {m.aor for f in fanned for m in f.recipients} == expected
+        elif op in ("timeout", "gone") and i in last:
+            # A delivery's final answer, possibly late: after the member left.
+            status = None if op == "timeout" else 481
+            actions = core.delivery_answered(shard, last[i], status, now)
+        elif op == "unacked" and i in invites:
+            actions = core.on_unacked(invites[i], now)
+        for action in actions:
+            if isinstance(action, Joined):
+                joined += 1
+            elif isinstance(action, Left):
+                assert action.member not in gone, "a member left twice"
+                gone.add(action.member)
+                left += 1
+        assert len(shard.members) <= shard.capacity
+        assert joined - left == len(shard.members) == len(shard.by_aor)
+        assert core.roster(GROUP) == set(shard.by_aor)

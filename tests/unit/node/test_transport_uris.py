@@ -21,7 +21,8 @@ async def test_local_uri_keeps_each_member_on_its_transport() -> None:
     s = stack()
     assert s.local_uri("c", Peer("udp", "10.0.0.9", 1)) == "sip:c@10.0.0.5:5060"
     assert s.local_uri("c", Peer("tcp", "10.0.0.9", 1)) == "sip:c@10.0.0.5:5060;transport=tcp"
-    assert s.local_uri("c", Peer("tls", "10.0.0.9", 1)) == "sips:c@10.0.0.5:5061"
+    assert s.local_uri("c", Peer("tls", "10.0.0.9", 1, sips=True)) == "sips:c@10.0.0.5:5061"
+    assert s.local_uri("c", Peer("tls", "10.0.0.9", 1)) == "sip:c@10.0.0.5:5061;transport=tls"
     assert s.local_uri("c", Peer("ws", "10.0.0.9", 1)) == "sip:c@10.0.0.5:8088;transport=ws"
     assert s.local_uri("c", Peer("wss", "10.0.0.9", 1)) == "sip:c@10.0.0.5:8089;transport=wss"
     assert s.sent_by(Peer("tls", "10.0.0.9", 1)) == "10.0.0.5:5061"
@@ -29,15 +30,18 @@ async def test_local_uri_keeps_each_member_on_its_transport() -> None:
 
 async def test_advertised_tls_port_is_written_for_tls_members() -> None:
     s = stack(Advertised("192.0.2.1", udp_port=30060, tls_port=30061))
-    assert s.local_uri("c", Peer("tls", "10.0.0.9", 1)) == "sips:c@192.0.2.1:30061"
+    assert s.local_uri("c", Peer("tls", "10.0.0.9", 1, sips=True)) == "sips:c@192.0.2.1:30061"
     assert s.local_uri("c", Peer("tcp", "10.0.0.9", 1)) == "sip:c@192.0.2.1:5060;transport=tcp"
 
 
-async def test_uri_for_a_tls_member_is_sips_at_the_tls_port() -> None:
+async def test_uri_for_a_tls_member_is_at_the_tls_port_sips_or_transport_tls() -> None:
     s = stack()
-    tls = Peer("tls", "10.0.0.9", 1)
+    tls = Peer("tls", "10.0.0.9", 1, sips=True)
     assert s.uri_for("sip:conf3-n1@10.0.0.7:5060", tls) == "sips:conf3-n1@10.0.0.7:5061"
     assert s.uri_for("sip:conf3-n1@10.0.0.7", tls) == "sips:conf3-n1@10.0.0.7:5061"
+    plain = Peer("tls", "10.0.0.9", 1)  # dialled sip:...;transport=tls (baresip 1.0 does)
+    expected = "sip:conf3-n1@10.0.0.7:5061;transport=tls"
+    assert s.uri_for("sip:conf3-n1@10.0.0.7:5060", plain) == expected
     named = "sip:conf3-n1@10.0.0.7:5060;transport=udp"
     assert s.uri_for(named, tls) == named  # a transport the URI names is kept
     assert s.uri_for("tel:+1555", tls) == "tel:+1555"
@@ -62,3 +66,13 @@ async def test_server_peer_is_tcp_or_tls_at_the_same_offset() -> None:
     assert s.server_peer(target) == Peer("tcp", "10.0.0.7", 5070)
     s.s2s_tls = True
     assert s.server_peer(target) == Peer("tls", "10.0.0.7", 5071)
+
+
+async def test_a_sips_contact_makes_a_sips_peer() -> None:
+    s = stack()
+    s._tls = object()  # type: ignore[assignment]  # as if it had a certificate
+    via = Peer("tls", "10.0.0.9", 40000)
+    assert s.target_of("sips:alice@10.0.0.9:5071", via) == Peer("tls", "10.0.0.9", 5071, sips=True)
+    assert s.target_of("sip:alice@10.0.0.9:5071;transport=tls", via) == Peer(
+        "tls", "10.0.0.9", 5071
+    )

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from sipfleet.node.admin_types import NodeState, Routes, ShardState, SipAddress, TransferState
+from sipfleet.node.presentation import SenderDisplay
 
 
-def shard(group: str, members: int = 0, *, uri: str = "", capacity: int = 20) -> ShardState:
+def shard(
+    group: str,
+    members: int = 0,
+    *,
+    uri: str = "",
+    capacity: int = 20,
+    sender_display: SenderDisplay | None = None,
+) -> ShardState:
     return ShardState(
         group=group,
         uri=uri or f"sip:{group[4:].split('@')[0]}-x@127.0.0.11",
         members=members,
         capacity=capacity,
         draining=False,
+        sender_display=sender_display,
     )
 
 

@@ -4,6 +4,7 @@ checked here; that kube-proxy carries SIP through them is the e2e's job."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import UTC, datetime
 from typing import Any
@@ -156,10 +157,16 @@ class FakeKube:
         self.pods: list[Obj] = []
 
     async def list_all_pods(self) -> list[Obj]:
-        return self.pods
+        listed = list(self.pods)
+        await asyncio.sleep(0)  # the answer is on its way: another placement may run
+        return listed
 
     async def list_nodes(self) -> list[Obj]:
         return self.nodes
+
+    async def ensure_pod(self, namespace: str, body: Obj) -> Obj:
+        self.pods.append({**copy.deepcopy(body), "status": {"phase": "Pending"}})
+        return body
 
     async def ensure_service(self, namespace: str, body: Obj) -> Obj:
         name = body["metadata"]["name"]
@@ -190,6 +197,7 @@ async def test_prepare_pod_waits_for_the_service_address() -> None:
     assert pod is not None and not kube.services
     assert env(pod)["SIPFLEET_ADVERTISE_HOST"]["value"] == "192.168.1.4"
     assert env(pod)["SIPFLEET_ADVERTISE_UDP_PORT"]["value"] == "5060"  # hostPorts.first
+    assert [p["metadata"]["name"] for p in kube.pods] == ["f-node-1"]  # created at once
     # A Pod that exists already keeps its place (without what the API server set).
     meta = {**pod["metadata"], "uid": "u-9", "resourceVersion": "7"}
     kube.pods = [{**pod, "metadata": meta, "status": {"phase": "Running"}}]
@@ -269,3 +277,19 @@ async def test_trusted_proxies_reach_every_server_and_must_be_addresses() -> Non
                 "exposure": {"trustedProxies": ["edge.example.com"]},
             }
         )
+
+
+async def test_two_servers_placed_at_once_get_different_host_ports() -> None:
+    """The fleet handler places the main server while a conference places a node:
+    listing, choosing and creating are one step, so they never pick one port."""
+    s = spec("HostPort")
+    kube = FakeKube()
+    main = pods.server_pod(FLEET, "f-main", "main", pods.server_pod_spec("f", s, "main"))
+    placed = await asyncio.gather(
+        exposure.prepare_pod(kube, FLEET, main, s),
+        exposure.prepare_pod(kube, FLEET, node_pod(s), s),
+    )
+    assert sorted(exposure.advertised(p) or "" for p in placed) == [
+        "192.168.1.4:5060",
+        "192.168.1.4:5061",
+    ]

@@ -32,12 +32,18 @@ def pod(on: str | None, *ports: int, fleet: str = "f", pinned: bool = False, **s
         hostports.pin({"spec": spec}, on)
     elif on:
         spec["nodeName"] = on
-    return {"metadata": {"labels": {"sipfleet.io/fleet": fleet}}, "spec": spec, "status": st}
+    meta = {"namespace": "ns", "labels": {"sipfleet.io/fleet": fleet}}
+    return {"metadata": meta, "spec": spec, "status": st}
 
 
 def choose(nodes: list[Any], pods: list[Any], kind: str = "InternalIP", **kw: Any) -> Any:
     return hostports.choose(
-        nodes, pods, address_type=kind, ports=PORTS, is_ours={"sipfleet.io/fleet": "f"}, **kw
+        nodes,
+        pods,
+        address_type=kind,
+        ports=PORTS,
+        is_ours=("ns", {"sipfleet.io/fleet": "f"}),
+        **kw,
     )
 
 
@@ -49,6 +55,10 @@ def test_first_server_gets_the_first_port_of_the_first_node() -> None:
 def test_servers_spread_over_nodes_then_take_the_next_free_port() -> None:
     nodes = [node("n1"), node("n2")]
     assert choose(nodes, [pod("n1", 5060)]).node == "n2"
+    # The same fleet name in another namespace is not ours.
+    theirs = pod("n1", 5060)
+    theirs["metadata"]["namespace"] = "other"
+    assert choose(nodes, [theirs, pod("n2", 5060)]).node == "n1"
     # Both nodes hold one of ours: n1 again, at the port nobody there holds.
     slot = choose(nodes, [pod("n1", 5060), pod("n2", 5060), pod("n1", 5061, fleet="other")])
     assert (slot.node, slot.port) == ("n1", 5062)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -101,6 +102,7 @@ class FakeAdmin:
         self.running: list[TransferState] = []
         self.access: Access | None = None
         self.sender_display: SenderDisplay | None = None
+        self.ensured: list[tuple[str, int, SenderDisplay | None]] = []
 
     async def state(self) -> NodeState:
         shards = (shard(A, self.members),) if self.members else ()
@@ -128,6 +130,7 @@ class FakeAdmin:
         sender_display: SenderDisplay | None = None,
     ) -> ShardState:
         self.access, self.sender_display = access, sender_display
+        self.ensured.append((group, capacity, sender_display))
         return shard(group, uri=f"sip:new@{group}", capacity=capacity)
 
     async def delete_shard(self, group: str) -> ShardState:
@@ -224,6 +227,24 @@ async def test_a_restarted_main_server_is_routed_at_the_root_in_the_same_pass() 
     assert [e.server for e in admins["f-node-1"].groups[A]] == ["f-main", "f-node-1"]
 
 
+async def test_a_server_restarting_while_observed_gets_its_table_with_its_new_shard() -> None:
+    """The main server did not answer the observation (it was restarting) and had its
+    table pushed before; the pass that recreates its shard pushes its table again."""
+    admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
+    rt = FakeRuntime(FakeKube(), admins)
+    await executor(rt, "conf-a", observed(admins)).apply(decision(A, "f-main", "f-node-1"))
+    admins["f-main"] = FakeAdmin()  # restarted: no shard, no table
+    seen = observed(admins)
+    seen = replace(seen, states={n: st for n, st in seen.states.items() if n != "f-main"})
+    place = ShardPlacement("f-main", A, 10, "main ready")
+    # The planner routes nothing while the main server has no shard: the table is
+    # the last one, headed by the main server's new shard.
+    await executor(rt, "conf-a", seen).apply(decision(A, create_shards=(place,)))
+    for server in ("f-main", "f-node-1"):
+        assert [e.server for e in admins[server].groups[A]] == ["f-main", "f-node-1"]
+    assert admins["f-main"].groups[A][0].uri == f"sip:new@{A}"
+
+
 async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display() -> None:
     admins = {"f-main": FakeAdmin(), "f-node-1": FakeAdmin()}
     rt = FakeRuntime(FakeKube(), admins)
@@ -235,6 +256,31 @@ async def test_a_new_shard_gets_the_conference_access_policy_and_sender_display(
     await run.apply(decision(A, "f-main", create_shards=(place,)))
     assert admins["f-node-1"].access == access
     assert admins["f-node-1"].sender_display is SenderDisplay.CPIM
+
+
+async def test_a_changed_sender_display_reaches_the_existing_shards_once() -> None:
+    admins = {"f-main": FakeAdmin({A: (RouteEntry("f-main", "sip:a@f-main"),)})}
+    rt = FakeRuntime(FakeKube(), admins)
+    auto = node_state(shard(A, sender_display=SenderDisplay.AUTO))  # the server's way
+    before = replace(observed(admins), states={"f-main": auto})
+    prefix = SenderDisplay.PREFIX
+    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", before, None, prefix)
+    await run.apply(decision(A, "f-main"))
+    assert admins["f-main"].ensured == [(A, 20, prefix)]  # its capacity kept
+    assert admins["f-main"].access is None  # the policy is left as it is
+    assert ("Normal", "SenderDisplay") in [(e.type, e.reason) for e in run.outcome.events]
+    after = replace(before, states={"f-main": node_state(shard(A, sender_display=prefix))})
+    await Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", after, None, prefix).apply(
+        decision(A, "f-main")
+    )
+    assert len(admins["f-main"].ensured) == 1  # already so: nothing sent
+    await executor(rt, "conf-a", before).apply(decision(A, "f-main"))  # unset: left alone
+    assert len(admins["f-main"].ensured) == 1
+    old = replace(before, states={"f-main": node_state(shard(A))})  # reports no mode
+    await Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", old, None, prefix).apply(
+        decision(A, "f-main")
+    )
+    assert len(admins["f-main"].ensured) == 1  # a server that predates the mode: left alone
 
 
 async def test_no_push_without_the_main_server_at_the_root() -> None:
@@ -368,3 +414,33 @@ async def test_node_names_fill_gaps(count: int) -> None:
         decision(A, "f-main", create_nodes=count, create_reason="scale out")
     )
     assert kube.created == ["f-node-1", "f-node-3", "f-node-4"][:count]
+
+
+async def test_a_changed_access_policy_reaches_running_shards_once() -> None:
+    entries = (RouteEntry("f-main", "sip:a@f-main", "active", 5),)
+    admins = {"f-main": FakeAdmin({A: entries}), "f-node-1": FakeAdmin({A: entries})}
+    rt = FakeRuntime(FakeKube(), admins)
+    obs = observed(admins)
+    reported = {
+        "f-main": Access(policy="open"),  # stale: the conference said open before
+        "f-node-1": Access(policy="authenticated", allow=()),  # already as wanted
+    }
+    obs = replace(
+        obs,
+        states={
+            name: state.model_copy(
+                update={
+                    "shards": tuple(
+                        s.model_copy(update={"access": reported[name]}) for s in state.shards
+                    )
+                }
+            )
+            for name, state in obs.states.items()
+        },
+    )
+    wanted = Access(policy="authenticated")
+    run = Executor(rt, "ns", FLEET_BODY, SPEC, "conf-a", "tok", obs, wanted)
+    outcome = await run.apply(decision(A, "f-main", "f-node-1"))
+    assert admins["f-main"].access == wanted  # re-sent to the stale server only
+    assert admins["f-node-1"].access is None
+    assert [e.reason for e in outcome.events] == ["AccessUpdated"]
