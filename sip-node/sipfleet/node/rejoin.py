@@ -48,7 +48,7 @@ from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.sip.replaces import Replaces
 from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import RequestContext, ResponseCallback, SipStack
-from sipfleet.node.takeover import Report, Takeover
+from sipfleet.node.takeover import Report, S2sSender, Takeover
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ INSTANCE = "X-Sipfleet-Instance"  # the holder's instance, in its 200
 JSON_TYPE = "application/json"
 
 
-class RejoinHost(Protocol):
+class RejoinHost(S2sSender, Protocol):
     """What crash recovery needs from the server (the Node)."""
 
     name: str
@@ -80,19 +80,6 @@ class RejoinHost(Protocol):
         member: Member,
         envelope: Envelope,
         then: ResponseCallback | None = None,
-    ) -> None: ...
-    def send_s2s(
-        self,
-        method: str,
-        uri: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        call_id: str | None = None,
-        to: str | None = None,
-        from_tag: str | None = None,
-        from_uri: str | None = None,
-        callback: ResponseCallback | None = None,
     ) -> None: ...
 
 
