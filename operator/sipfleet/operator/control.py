@@ -99,9 +99,13 @@ async def load_context(
 
 async def _observe(rt: Runtime, ctx: Context) -> Observed:
     snap = ctx.snapshot
-    template = rollout.node_template_hash(snap.body, snap.spec)
     return await observe(
-        snap.view, ctx.name, ctx.spec.uri, rt.load_source(snap.spec.metrics), template
+        snap.view,
+        ctx.name,
+        ctx.spec.uri,
+        rt.load_source(snap.spec.metrics),
+        rollout.node_template_hash(snap.body, snap.spec),
+        rollout.main_template_hash(snap.body, snap.spec),
     )
 
 
@@ -127,7 +131,10 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     with metrics.DECISION_SECONDS.time():
         observed = await _observe(rt, ctx)
         spec = PlanSpec.from_resources(
-            ctx.spec, ctx.snapshot.spec, other_nodes=observed.other_nodes
+            ctx.spec,
+            ctx.snapshot.spec,
+            other_nodes=observed.other_nodes,
+            others_settled=observed.others_settled,
         )
         decision = plan(spec, observed.observations, memory.history, time.time())
         memory.history = decision.history

@@ -131,6 +131,10 @@ class Executor:
         await self._sync_shard_settings(decision.group)
         for action in decision.roll:  # graceful: the node moves its members, then exits
             await self._delete(action.server, action.reason, event="RollingUpdate")
+        if decision.roll_main:  # the same graceful exit; the fleet timer recreates it
+            await self._delete(
+                decision.roll_main.server, decision.roll_main.reason, event="RollingUpdate"
+            )
         for action in decision.drain:
             await self._drain(action.server, action.reason)
         if decision.transfers:

@@ -532,6 +532,13 @@ class MainServerStatus(CrdModel):
     pod: str | None = Field(default=None, description="Name of the main server's Pod.")
     ip: str | None = Field(default=None, description="Pod IP of the main server.")
     ready: bool = Field(default=False, description="Whether the main server is ready for SIP.")
+    updated: bool | None = Field(
+        default=None,
+        description=(
+            "Whether the main server Pod runs the fleet's current template (a rolling "
+            "update replaces it last, once every node is updated); unset while it has no Pod."
+        ),
+    )
     advertised: str | None = Field(
         default=None, description="host:port the main server advertises to members."
     )

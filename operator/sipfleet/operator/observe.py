@@ -74,7 +74,8 @@ def server_observation(
     template: str | None = None,
 ) -> ServerObservation:
     """One server as the planner sees it; ``shard`` is the group's (``shard_of``),
-    ``template`` the fleet's current node template digest (rollout.py).
+    ``template`` the fleet's current template digest for the server's role
+    (rollout.py; None: never outdated).
 
     See the module docstring for how members are chosen.
     """
@@ -110,7 +111,7 @@ def server_observation(
         metrics=metrics,
         created_at=created_at(pod),
         terminating=stopping,
-        outdated=template is not None and role == "node" and rollout.outdated(pod, template),
+        outdated=template is not None and rollout.outdated(pod, template),
     )
 
 
@@ -222,6 +223,9 @@ class Observed:
     """Terminating server -> members of the group its graceful exit could not move."""
     main_pod: Obj | None = None
     """The fleet's main server Pod, if it exists."""
+    others_settled: bool = True
+    """Every node Pod of the fleet's other conferences is Ready, updated and not
+    stopping or draining (the main server, which hosts every group, may roll)."""
 
 
 async def _maybe(aw: Awaitable[T]) -> T | None:
@@ -238,11 +242,13 @@ async def observe(
     group: str,
     load_source: LoadSource | None,
     template: str | None = None,
+    main_template: str | None = None,
 ) -> Observed:
     """One conference's servers (main + its nodes) from the fleet view, plus the load.
 
-    ``load_source`` None reads the view's scraped /metrics; ``template`` is
-    the fleet's current node template digest (None: no rolling update).
+    ``load_source`` None reads the view's scraped /metrics; ``template`` and
+    ``main_template`` are the fleet's current node and main server template
+    digests (None: no rolling update of that role).
     """
     main_pod = view.main_pod
     mine = tuple(p for p in view.node_pods if podlib.conference_of(p) == conference)
@@ -262,10 +268,11 @@ async def observe(
             states.get(p["metadata"]["name"]),
             group_shards.get(p["metadata"]["name"]),
             load,
-            template,
+            main_template if p is main_pod else template,
         )
         for p in servers
     ]
+    others = [p for p in view.node_pods if podlib.conference_of(p) != conference]
     server_of_uri = {sh.uri: n for n, sh in group_shards.items()}
     listings = {n: ts for n, ts in view.transfers.get(group, {}).items() if n in urls}
     return Observed(
@@ -279,4 +286,15 @@ async def observe(
         taken=view.taken,
         unmoved={n: c for n, by in view.unmoved.items() if n in urls and (c := by.get(group, 0))},
         main_pod=main_pod,
+        others_settled=all(_settled(p, template) for p in others),
+    )
+
+
+def _settled(pod: Mapping[str, Any], template: str | None) -> bool:
+    """A node Pod Ready, not stopping or draining, and (given ``template``) updated."""
+    labels = pod["metadata"].get("labels") or {}
+    return (
+        podlib.pod_ready(pod)
+        and labels.get(podlib.LABEL_DRAINING) != "true"
+        and not (template is not None and rollout.outdated(pod, template))
     )

@@ -27,6 +27,12 @@ Safety rules the property tests pin down:
   time (terminating ones count), only while no node is starting, draining
   or stuck and the metrics are fresh, and creates their replacements in the
   same decision; the stopped node leaves through the graceful exit;
+- the main server is rolled last and alone: only once every node of the
+  fleet runs the new template and is Ready, nothing else is in flight
+  (no node starting, draining, stopping or stuck, no transfer, no other
+  action this pass) and the active nodes have room for its members; while
+  it waits for that room, or stops, the desired node count covers every
+  member without it;
 - planning again after the executor applied a decision repeats nothing: it
   only finishes that decision's work (deleting the nodes it drained once they
   are empty, moving members onto the shards it created); a step still in
@@ -35,6 +41,7 @@ Safety rules the property tests pin down:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import replace
 
@@ -147,6 +154,65 @@ def rollout(
     )
 
 
+def main_leaving(
+    spec: PlanSpec, main: ServerObservation | None, nodes: tuple[ServerObservation, ...]
+) -> bool:
+    """Whether the main server is stopping (Kubernetes deletes it) or due for a
+    rolling update: outdated, Ready, every node of the fleet updated, none of
+    this conference's nodes dead (``spec.others_settled`` covers the others).
+
+    Its members then need room on the nodes: see ``roll_main``.
+    """
+    if main is None or not main.alive:
+        return False
+    if main.terminating:
+        return True
+    return (
+        main.outdated
+        and main.ready
+        and not main.draining
+        and spec.others_settled
+        and not any(n.outdated for n in nodes if n.alive)
+    )
+
+
+def nodes_without_main(spec: PlanSpec, members: int) -> int:
+    """Nodes that keep all ``members`` at the target load with no main server."""
+    per_server = members_at_load(spec.members_per_server, spec.scaling.target_load)
+    return min(spec.node_budget, max(1, math.ceil(members / per_server)))
+
+
+def roll_main(
+    main: ServerObservation | None,
+    routes: tuple[Route, ...],
+    busy: str,
+) -> tuple[NodeAction | None, str]:
+    """Stop the outdated main server now (graceful exit: it moves its members
+    to the nodes by REFER, RFC 3515; the fleet timer creates its replacement
+    under the same name once the Pod is gone), or say why it waits.
+
+    ``busy`` names what is in flight (empty: nothing). The active nodes in
+    ``routes`` must have room (``free``) for every member of the group on
+    the main server, so none is left behind to be ended with BYE.
+    """
+    if main is None:
+        return None, ""
+    if busy:
+        return None, f"main server {main.name} waits for {busy} before its rolling update"
+    room = sum(r.free for r in routes if r.state == "active" and r.server != main.name)
+    if room < main.members:
+        return None, (
+            f"main server {main.name} waits for room for its {main.members} members "
+            f"on the nodes ({room} free) before its rolling update"
+        )
+    action = NodeAction(
+        main.name,
+        f"roll main server {main.name} ({main.members} members) to the new template: "
+        "every node is updated",
+    )
+    return action, ""
+
+
 def _create_reason(
     spec: PlanSpec,
     create: int,
@@ -181,6 +247,9 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
     stale = [s.name for s in servers if s.phase == "Running" and s.metrics != "fresh"]
 
     desired, limits = recommend_nodes(spec, members)
+    main_going = main_leaving(spec, main, nodes)
+    if main_going:  # room on the nodes for the main server's members too
+        desired = max(desired, nodes_without_main(spec, members))
     history = remember(spec, history, now, desired)
     active = [n for n in nodes if n.alive and not n.draining]
     starting = [n for n in active if not n.ready and now - n.created_at < STARTUP_GRACE_SECONDS]
@@ -250,6 +319,21 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         transfers, transfer_notes = moves(spec, servers, projected, movable)
         notes += transfer_notes
     routes = route_table(spec, servers, projected)
+    main_roll: NodeAction | None = None
+    if main_going and main is not None and not main.terminating:
+        in_flight = (
+            ("nodes starting", starting),
+            ("nodes not ready", stuck or [n for n in nodes if not n.alive]),
+            ("nodes draining or stopping", draining or leaving or drain or delete),
+            ("fresh metrics", stale),
+            ("transfers", transfers or observations.transfers),
+            ("new nodes", create or roll),
+            ("shards on new nodes", placements(spec, hosts)),
+        )
+        busy = ", ".join(what for what, found in in_flight if found)
+        main_roll, why = roll_main(main, routes, busy)
+        if why:
+            notes.append(why)
 
     return Decision(
         group=spec.group,
@@ -270,6 +354,7 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
         drain=drain,
         delete=delete,
         roll=roll,
+        roll_main=main_roll,
         limited=frozenset(limited),
         notes=tuple(notes),
         members=members,

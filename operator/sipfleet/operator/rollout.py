@@ -5,7 +5,9 @@ A node Pod records the template it was built from in the annotation
 builds it from the SipFleet (image, env, resources, ports, grace period;
 nothing that differs between two nodes of one fleet). When the SipFleet's
 node template changes, the digest changes, running nodes become
-*outdated*, and the planner rolls them over (``planner.rollout``).
+*outdated*, and the planner rolls them over (``planner.rollout``). The
+main server records its own digest (``main_template_hash``) and is rolled
+last, alone, once every node is updated and Ready (``planner.roll_main``).
 
 A Pod without the annotation (made by an operator before rolling updates)
 is taken as current: it is never stopped just because the operator was
@@ -27,13 +29,26 @@ TEMPLATE_HASH = "sipfleet.io/template-hash"
 
 def node_template_hash(fleet_body: Mapping[str, Any], spec: SipFleetSpec) -> str:
     """The digest (16 hex digits) of the node Pod spec the fleet asks for now."""
+    return template_hash(fleet_body, spec, "node")
+
+
+def main_template_hash(fleet_body: Mapping[str, Any], spec: SipFleetSpec) -> str:
+    """The digest (16 hex digits) of the main server Pod spec the fleet asks for
+    now (the node template's image, env and grace period; the main server's
+    ports; no resources)."""
+    return template_hash(fleet_body, spec, "main")
+
+
+def template_hash(fleet_body: Mapping[str, Any], spec: SipFleetSpec, role: podlib.Role) -> str:
+    """The digest (16 hex digits) of the Pod spec of a server of ``role``."""
     fleet = fleet_body["metadata"]["name"]
+    name = podlib.node_pod_name(fleet, 0) if role == "node" else podlib.main_pod_name(fleet)
     pod = podlib.server_pod(
         fleet_body,
-        podlib.node_pod_name(fleet, 0),
-        "node",
-        podlib.server_pod_spec(fleet, spec, "node"),
-        0,
+        name,
+        role,
+        podlib.server_pod_spec(fleet, spec, role),
+        0 if role == "node" else None,
     )
     text = json.dumps(pod["spec"], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

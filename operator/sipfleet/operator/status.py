@@ -149,6 +149,7 @@ def fleet_status(
     template: str | None = None,
     entry_point: str | None = None,
     unplaced: tuple[str, str] | None = None,
+    main_template: str | None = None,
 ) -> Status:
     """The SipFleet status: main server, node Pods and their readiness, the
     address each advertises, and the fleet's entry point.
@@ -159,6 +160,11 @@ def fleet_status(
     ``template`` is the current node template digest (rollout.py): nodes
     built from another are counted as not updated, and the ``Rolling``
     condition is True until none is left, as a Deployment's progress.
+    ``main_template`` is the main server's digest: a main server Pod built
+    from another is not updated (``mainServer.updated``
+    false) and keeps ``Rolling`` True (reason ``MainServerRolling``) once
+    every node is updated. A main server Pod not there (the short gap between
+    the old one gone and its replacement created) claims nothing.
     """
     node_list = list(node_pods)
     old = [
@@ -182,6 +188,11 @@ def fleet_status(
             }
         )
     main_ready = main_pod is not None and podlib.pod_ready(main_pod)
+    main_old = (
+        main_pod is not None
+        and main_template is not None
+        and rollout.outdated(main_pod, main_template)
+    )
     pending = [n["name"] for n in nodes if not (n["ready"] or n["terminating"])]
     draining = [n["name"] for n in nodes if n["draining"] or n["terminating"]]
     failed = [
@@ -206,6 +217,13 @@ def fleet_status(
             f"{len(nodes) - len(old)}/{len(nodes)} nodes updated; old template: {', '.join(old)}",
         )
         if old
+        else Condition(
+            "Rolling",
+            "True",
+            "MainServerRolling",
+            f"{len(nodes)} nodes updated; the main server is being replaced",
+        )
+        if main_old
         else Condition("Rolling", "False", "AllNodesUpdated", f"{len(nodes)} nodes updated"),
         Condition("Exposed", "False", *unplaced)
         if unplaced
@@ -220,6 +238,7 @@ def fleet_status(
             "pod": main_pod["metadata"]["name"] if main_pod else None,
             "ip": (main_pod.get("status") or {}).get("podIP") if main_pod else None,
             "ready": main_ready,
+            "updated": None if main_pod is None else not main_old,
             "advertised": exposure.advertised(main_pod) if main_pod else None,
         },
         "nodes": nodes,

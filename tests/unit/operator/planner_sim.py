@@ -34,6 +34,7 @@ def make_spec(
     max_nodes: int = 10,
     other_nodes: int = 0,
     max_unavailable: int = 1,
+    others_settled: bool = True,
     **scaling: Any,
 ) -> PlanSpec:
     """A PlanSpec; keyword arguments not listed go to ScalingPolicy (snake_case)."""
@@ -48,6 +49,7 @@ def make_spec(
         max_nodes=max_nodes,
         other_nodes=other_nodes,
         max_unavailable=max_unavailable,
+        others_settled=others_settled,
     )
 
 
@@ -61,14 +63,19 @@ def main(
     capacity: int = 20,
     ready: bool = True,
     metrics: Freshness = "fresh",
+    outdated: bool = False,
+    terminating: bool = False,
 ) -> ServerObservation:
     """The main server; ``members=None`` means no shard yet."""
     return ServerObservation(
         name="main",
         role="main",
         ready=ready,
+        draining=terminating,
         shard=None if members is None else shard("main", members, capacity),
         metrics=metrics,
+        terminating=terminating,
+        outdated=outdated,
     )
 
 
@@ -115,6 +122,9 @@ def apply(observations: Observations, decision: Decision, now: float) -> Observa
         servers[action.server] = replace(servers[action.server], draining=True)
     for action in decision.roll:  # deleted: Kubernetes stops it gracefully
         servers[action.server] = replace(servers[action.server], draining=True, terminating=True)
+    if decision.roll_main:
+        name = decision.roll_main.server
+        servers[name] = replace(servers[name], draining=True, terminating=True)
     for placement in decision.create_shards:
         servers[placement.server] = replace(
             servers[placement.server],

@@ -39,6 +39,7 @@ def specs(draw: st.DrawFn) -> PlanSpec:
         cooldown_seconds=draw(st.sampled_from([0, 10])),
         max_nodes_per_step=draw(st.integers(1, 3)),
         max_unavailable=draw(st.integers(1, 2)),
+        others_settled=draw(st.booleans()),
     )
 
 
@@ -47,7 +48,7 @@ def servers(draw: st.DrawFn, name: str, role: str, capacity: int) -> ServerObser
     phase = draw(st.sampled_from(["Running"] * 6 + ["Pending", "Failed", "Unknown"]))
     started = phase != "Pending"
     members = draw(st.none() | st.integers(0, 2 * capacity)) if started else None
-    terminating = role == "node" and draw(st.integers(0, 4)) == 0
+    terminating = draw(st.integers(0, 4)) == 0
     return ServerObservation(
         name=name,
         role=role,  # type: ignore[arg-type]
@@ -58,7 +59,7 @@ def servers(draw: st.DrawFn, name: str, role: str, capacity: int) -> ServerObser
         metrics=draw(st.sampled_from(["fresh"] * 4 + ["stale", "missing"])),
         created_at=draw(st.floats(NOW - 300, NOW)),
         terminating=terminating,
-        outdated=role == "node" and draw(st.booleans()),
+        outdated=draw(st.booleans()),
     )
 
 
@@ -214,6 +215,84 @@ def test_a_node_with_members_on_their_way_in_is_never_drained_or_stopped(
     d = plan(spec, obs, history, NOW)
     arriving = {f.target for f in obs.transfers if f.remaining > 0}
     assert not arriving & {a.server for a in (*d.drain, *d.roll)}
+
+
+@st.composite
+def settled_rollouts(draw: st.DrawFn) -> tuple[PlanSpec, Observations, History]:
+    """An outdated main server beside healthy nodes, some outdated, some busy."""
+    spec = draw(specs())
+    capacity = spec.members_per_server
+    found = [
+        ServerObservation(
+            name="main",
+            role="main",
+            ready=True,
+            shard=shard("main", draw(st.integers(0, capacity)), capacity),
+            outdated=True,
+        )
+    ]
+    for i in range(draw(st.integers(0, 4))):
+        members = draw(st.none() | st.integers(0, capacity))
+        found.append(
+            ServerObservation(
+                name=f"n{i}",
+                role="node",
+                ready=draw(st.integers(0, 5)) > 0,
+                shard=None if members is None else shard(f"n{i}", members, capacity),
+                outdated=draw(st.integers(0, 5)) == 0,
+                draining=draw(st.integers(0, 8)) == 0,
+            )
+        )
+    moving = ()
+    if len(found) > 1 and draw(st.integers(0, 4)) == 0:
+        moving = (InFlightTransfer("main", found[1].name, 1),)
+    return spec, Observations(tuple(found), moving), draw(histories())
+
+
+@settings(max_examples=500, deadline=None)
+@given(cases() | settled_rollouts())
+def test_the_main_server_is_rolled_last_alone_once_every_node_is_updated_and_ready(
+    case: tuple[PlanSpec, Observations, History],
+) -> None:
+    """The main server hosts every group and is the root of its tree: it is
+    stopped for a rolling update only when nothing else is moving and the
+    nodes can take all its members (its graceful exit then loses nobody)."""
+    spec, obs, history = case
+    d = plan(spec, obs, history, NOW)
+    assert all(a.server != "main" for a in (*d.roll, *d.drain, *d.delete))
+    if d.roll_main is None:
+        return
+    main = obs.main
+    assert main is not None and d.roll_main.server == main.name
+    assert main.outdated and main.ready and main.alive
+    assert not main.draining and not main.terminating
+    assert spec.others_settled
+    for n in obs.nodes:  # every node present runs the new template and is Ready
+        assert n.alive and n.ready and not n.outdated and not n.draining and not n.terminating
+    assert not [s for s in obs.servers if s.phase == "Running" and s.metrics != "fresh"]
+    assert not obs.transfers
+    # Alone: no other step in the same decision.
+    assert not (d.roll or d.drain or d.delete or d.create_nodes or d.transfers or d.create_shards)
+    room = sum(r.free for r in d.routes if r.state == "active" and r.server != main.name)
+    assert room >= main.members
+
+
+@settings(max_examples=300, deadline=None)
+@given(settled_rollouts())
+def test_the_main_server_is_rolled_once_nothing_else_moves_and_the_nodes_have_room(
+    case: tuple[PlanSpec, Observations, History],
+) -> None:
+    """Liveness: a settled fleet with room does roll its outdated main server."""
+    spec, obs, history = case
+    d = plan(spec, obs, history, NOW)
+    main = obs.main
+    assert main is not None
+    quiet = spec.others_settled and not obs.transfers
+    quiet = quiet and all(n.ready and not n.outdated and not n.draining for n in obs.nodes)
+    quiet = quiet and not (d.roll or d.drain or d.delete or d.create_nodes or d.transfers)
+    quiet = quiet and not d.create_shards
+    room = sum(r.free for r in d.routes if r.state == "active" and r.server != main.name)
+    assert (d.roll_main is not None) == (quiet and room >= main.members), d.reason
 
 
 def assert_only_completes(d: Decision, previous: Decision) -> None:

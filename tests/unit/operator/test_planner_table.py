@@ -501,3 +501,96 @@ def test_no_rolling_update_on_stale_metrics_or_while_draining() -> None:
 def test_no_rolling_update_while_the_main_server_is_down() -> None:
     obs = observe(main(10, ready=False), node("a", 8, outdated=True), node("b", 8))
     assert plan(make_spec(target_load=0.5), obs, settled(2), NOW).roll == ()
+
+
+# ---- rolling update of the main server ------------------------------------------------------
+
+
+def test_the_main_server_waits_while_any_node_is_outdated() -> None:
+    obs = observe(main(10, outdated=True), node("a", 8, outdated=True), node("b", 3))
+    d = plan(make_spec(target_load=0.5), obs, settled(2), NOW)
+    assert [a.server for a in d.roll] == ["a"] and d.roll_main is None
+
+
+def test_the_main_server_is_rolled_alone_once_every_node_is_updated_and_ready() -> None:
+    spec = make_spec(target_load=0.5)
+    obs = observe(main(6, outdated=True), node("a", 5), node("b", 3))
+    d = plan(spec, obs, settled(2), NOW)
+    assert d.roll_main is not None and d.roll_main.server == "main"
+    assert (d.roll, d.drain, d.create_nodes, d.transfers) == ((), (), 0, ())
+    assert (d.kind, d.phase) == ("rollout", "Scaling")
+    assert "roll main server main (6 members) to the new template" in d.reason
+    # Applied: the main server drains as the root of the tree (a draining
+    # entry first), its members go to the nodes, nothing is rolled twice.
+    after = apply(obs, d, NOW)
+    d2 = plan(spec, after, d.history, NOW + 1)
+    assert d2.roll_main is None and d2.roll == ()
+    assert (d2.routes[0].server, d2.routes[0].state) == ("main", "draining")
+
+
+@pytest.mark.parametrize(
+    ("nodes", "others_settled", "waits_for"),
+    [
+        (
+            [node("a", 5), node("b", 0, ready=False, phase="Pending", created_at=NOW)],
+            True,
+            "nodes starting",
+        ),
+        ([node("a", 5), node("b", 2, draining=True)], True, "nodes draining"),
+        ([node("a", 5), node("b", 2, terminating=True)], True, "nodes draining or stopping"),
+        ([node("a", 5), node("b", 2, metrics="stale")], True, "fresh metrics"),
+        ([node("a", 5), node("b", None)], True, "shards on new nodes"),
+        ([node("a", 5), node("b", 3)], False, ""),
+    ],
+)
+def test_the_main_server_waits_for_whatever_is_in_flight(
+    nodes: list[Any], others_settled: bool, waits_for: str
+) -> None:
+    spec = make_spec(target_load=0.5, others_settled=others_settled)
+    d = plan(spec, observe(main(6, outdated=True), *nodes), settled(2), NOW)
+    assert d.roll_main is None
+    assert waits_for in " ".join(d.notes)
+
+
+def test_the_main_server_waits_for_a_transfer_in_flight() -> None:
+    moving = (InFlightTransfer("a", "b", 2),)
+    obs = observe(main(6, outdated=True), node("a", 5), node("b", 3), transfers=moving)
+    d = plan(make_spec(target_load=0.5), obs, settled(2), NOW)
+    assert d.roll_main is None and "waits for transfers" in d.reason
+
+
+def test_the_main_server_waits_for_room_on_the_nodes_and_asks_for_it() -> None:
+    """16 members on the main server, two nodes with 2 free each at the high
+    watermark: a node more is started (44 members need 3 servers, all nodes
+    once the main server is away), and the main server is rolled once that
+    node has room."""
+    spec = make_spec(target_load=0.8, high_watermark=0.8)
+    obs = observe(main(16, outdated=True), node("a", 14), node("b", 14))
+    assert plan(spec, obs, settled(2), NOW).desired_nodes == 3
+    d = plan(spec, obs, settled(2), NOW)
+    assert d.roll_main is None and d.create_nodes == 1
+    assert "main server main waits for new nodes" in d.reason
+    starting = apply(obs, d, NOW)
+    d2 = plan(spec, starting, d.history, NOW + 1)
+    assert d2.roll_main is None and "waits for nodes starting" in d2.reason
+    grown = observe(main(16, outdated=True), node("a", 14), node("b", 14), node("c", 0))
+    d3 = plan(spec, grown, d2.history, NOW + 2)
+    assert d3.roll_main is not None and d3.drain == ()
+    # No node more allowed (maxNodes): it waits, saying for what.
+    short = observe(main(16, outdated=True), node("a", 14), node("b", 14), node("c", 13))
+    d4 = plan(replace(spec, max_nodes=3), short, d2.history, NOW + 2)
+    assert d4.roll_main is None
+    assert "waits for room for its 16 members on the nodes (7 free)" in d4.reason
+
+
+def test_a_main_server_stopping_keeps_room_for_its_members() -> None:
+    """Kubernetes stopping the main server (any reason): the nodes must take its members."""
+    obs = observe(main(40, terminating=True), node("a", 12), node("b", 12))
+    d = plan(make_spec(target_load=0.8, high_watermark=0.8), obs, settled(2), NOW)
+    assert d.create_nodes == 2 and d.roll_main is None
+
+
+def test_a_group_on_the_main_server_alone_gets_a_node_before_the_main_server_rolls() -> None:
+    obs = observe(main(5, outdated=True))
+    d = plan(make_spec(target_load=0.5), obs, settled(0), NOW)
+    assert d.roll_main is None and d.create_nodes == 1

@@ -64,3 +64,53 @@ def test_fleet_status_shows_the_rollout_progress() -> None:
         "AllNodesUpdated",
         1,
     )
+
+
+def main_pod(template: str | None) -> dict[str, Any]:
+    body = pods.server_pod(
+        FLEET, "small-main", "main", pods.server_pod_spec("small", spec(), "main")
+    )
+    if template is not None:
+        body["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: template}
+    body["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    return body
+
+
+def test_the_main_server_has_its_own_digest() -> None:
+    base = rollout.main_template_hash(FLEET, spec())
+    assert base != rollout.node_template_hash(FLEET, spec())
+    image = spec(nodeTemplate={"image": "sipfleet/node:2"})
+    assert rollout.main_template_hash(FLEET, image) != base
+    # Node resources are no part of the main server's Pod: they roll nodes only.
+    sized = spec(nodeTemplate={"resources": {"limits": {"cpu": "2"}}})
+    assert rollout.main_template_hash(FLEET, sized) == base
+    assert rollout.node_template_hash(FLEET, sized) != rollout.node_template_hash(FLEET, spec())
+
+
+def test_fleet_status_counts_the_main_server_in_the_rollout() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    nodes = [node("small-node-1", "new")]
+    s = fleet_status(main_pod("old-main"), nodes, {}, 2, None, now, "new", main_template="new-main")
+    rolling = next(c for c in s["conditions"] if c["type"] == "Rolling")
+    assert (rolling["status"], rolling["reason"]) == ("True", "MainServerRolling")
+    assert (s["updatedNodes"], s["mainServer"]["updated"]) == (1, False)
+    done = fleet_status(main_pod("new-main"), nodes, {}, 2, s, now, "new", main_template="new-main")
+    rolled = next(c for c in done["conditions"] if c["type"] == "Rolling")
+    assert (rolled["status"], done["mainServer"]["updated"]) == ("False", True)
+    # Nodes first: while one is old, the condition says RollingUpdate.
+    both = fleet_status(
+        main_pod("old-main"),
+        [node("small-node-1", "old")],
+        {},
+        2,
+        None,
+        now,
+        "new",
+        main_template="new-main",
+    )
+    assert (
+        next(c for c in both["conditions"] if c["type"] == "Rolling")["reason"] == "RollingUpdate"
+    )
+    # Gone (between the old Pod and its replacement): no claim either way.
+    gap = fleet_status(None, nodes, {}, 2, None, now, "new", main_template="new-main")
+    assert "updated" not in gap["mainServer"]

@@ -7,10 +7,13 @@ from typing import Any
 from admin_fakes import node_state, shard, transfer
 from sipfleet.node.admin_types import NodeState
 from sipfleet.operator import pods as podlib
+from sipfleet.operator import rollout
 from sipfleet.operator.loadsource import LoadReading
 from sipfleet.operator.observe import (
+    FleetView,
     created_at,
     in_flight,
+    observe,
     server_observation,
     shards_by_group,
 )
@@ -113,3 +116,38 @@ def test_in_flight_keeps_running_transfers_of_the_group() -> None:
         ("main", "n1", 6),
         ("n2", "sip:unknown@h", 2),
     ]
+
+
+def test_the_main_server_is_outdated_against_its_own_digest() -> None:
+    load = LoadReading("prometheus", {"f-main": 3})
+    built = pod("f-main")
+    built["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: "main-1"}
+    st = state(3)
+    old = server_observation(built, "main", st, shards_by_group(st).get(GROUP), load, "main-2")
+    same = server_observation(built, "main", st, shards_by_group(st).get(GROUP), load, "main-1")
+    assert (old.outdated, same.outdated) == (True, False)
+
+
+async def test_other_conferences_nodes_must_be_settled_for_the_main_server_to_roll() -> None:
+    def node_pod(
+        name: str, conference: str, template: str, *, ready: bool = True, draining: bool = False
+    ) -> dict[str, Any]:
+        labels = {podlib.LABEL_CONFERENCE: conference}
+        if draining:
+            labels[podlib.LABEL_DRAINING] = "true"
+        p = pod(name, labels=labels, ready=ready)
+        p["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: template}
+        return p
+
+    def view(*nodes: dict[str, Any]) -> FleetView:
+        return FleetView(0.0, pod("f-main"), nodes, {}, {}, {}, {}, {}, {})
+
+    mine = node_pod("f-node-1", "c1", "old")
+    settled = view(mine, node_pod("f-node-2", "c2", "new"))
+    assert (await observe(settled, "c1", GROUP, None, "new")).others_settled
+    for other in (
+        node_pod("f-node-2", "c2", "old"),
+        node_pod("f-node-2", "c2", "new", ready=False),
+        node_pod("f-node-2", "c2", "new", draining=True),
+    ):
+        assert not (await observe(view(mine, other), "c1", GROUP, None, "new")).others_settled

@@ -151,7 +151,7 @@ def test_fleet_status_counts_nodes_and_readiness() -> None:
         None,
         NOW,
     )
-    assert s["mainServer"] == {"pod": "f-main", "ip": "127.0.0.10", "ready": True}
+    assert s["mainServer"] == {"pod": "f-main", "ip": "127.0.0.10", "ready": True, "updated": True}
     assert [n["name"] for n in s["nodes"]] == ["f-node-1", "f-node-2"]
     assert s["nodes"][0]["draining"] and s["nodes"][0]["members"] == 4
     assert (s["nodeCount"], s["readyNodes"]) == (2, 1)

@@ -52,6 +52,7 @@ async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> Obj:
         "main",
         podlib.server_pod_spec(fleet, spec, "main"),
     )
+    pod["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: rollout.main_template_hash(body, spec)}
     exposed = await exposure.prepare_pod(rt.kube, body, pod, spec)
     if exposed is None:
         log.info("%s/%s: main server waits for its Service's address", namespace, fleet)
@@ -84,6 +85,28 @@ async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
         await ensure_budget(rt, body)
     except KUBE_ERRORS as exc:
         log.info("disruption budget of %s/%s not updated: %s", namespace, fleet, exc)
+
+
+_RESTORE_ERRORS: tuple[type[Exception], ...] = (
+    *KUBE_ERRORS,
+    pydantic.ValidationError,
+    exposure.NoHostSlot,
+)
+
+
+async def restore_main(rt: Runtime, namespace: str, fleet: str) -> None:
+    """Create the main server Pod again as soon as the old one is gone (a
+    rolling update or a delete): the group URI has no server until then.
+    Failures wait for the timer, which ensures the same."""
+    try:
+        body = await rt.kube.read_custom(GROUP, VERSION, namespace, FLEET.plural, fleet)
+        if body is None:
+            return
+        spec = SipFleetSpec.model_validate(dict(body.get("spec") or {}))
+        await ensure_main_pod(rt, body, spec)
+        log.info("main server of %s/%s: created again", namespace, fleet)
+    except _RESTORE_ERRORS as exc:
+        log.info("main server of %s/%s not created yet: %s", namespace, fleet, exc)
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
@@ -134,6 +157,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             rollout.node_template_hash(obj, fleet_spec),
             exposure.entry_point(entry),
             unplaced=(unplaced.reason, f"main server: {unplaced}") if unplaced else None,
+            main_template=rollout.main_template_hash(obj, fleet_spec),
         )
         patch.status.update(status_patch(status, new))
         metrics.set_fleet(

@@ -4,7 +4,8 @@ The control loop's timer would see it within a period; reacting to the
 watch event saves that wait (bench/operator_reaction.py). Which events
 matter is podevents.py's call; this handler only routes them: to the
 conferences the Pod serves (a node serves its conference, the main server
-all of the fleet's) and to the fleet's disruption budget.
+all of the fleet's) and to the fleet's disruption budget; a main server
+Pod gone (rolled or deleted) is created again at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import kopf
 from sipfleet.operator import pods as podlib
 from sipfleet.operator.handlers import conference
-from sipfleet.operator.handlers.fleet import update_budget
+from sipfleet.operator.handlers.fleet import restore_main, update_budget
 from sipfleet.operator.podevents import BUDGET_CHANGES, PASS_CHANGES
 from sipfleet.operator.runtime import Runtime
 
@@ -33,6 +34,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         work = []
         if change in BUDGET_CHANGES:
             work.append(update_budget(rt, namespace, fleet))
+        if change == "gone" and labels.get(podlib.LABEL_ROLE) == "main":
+            work.append(restore_main(rt, namespace, fleet))
         if change in PASS_CHANGES:
             serves = None if labels.get(podlib.LABEL_ROLE) == "main" else podlib.conference_of(body)
             why = f"{body['metadata']['name']} {change}"

@@ -50,10 +50,18 @@ class PlanSpec:
     """Node Pods of the same fleet owned by other conferences (count toward max_nodes)."""
     max_unavailable: int = 1
     """Node Pods a rolling update stops at once (SipFleet spec.rollout.maxUnavailable)."""
+    others_settled: bool = True
+    """The other conferences' node Pods are all Ready, updated and staying (the
+    main server hosts every group: it is rolled only then)."""
 
     @classmethod
     def from_resources(
-        cls, conference: SipConferenceSpec, fleet: SipFleetSpec, *, other_nodes: int = 0
+        cls,
+        conference: SipConferenceSpec,
+        fleet: SipFleetSpec,
+        *,
+        other_nodes: int = 0,
+        others_settled: bool = True,
     ) -> PlanSpec:
         """Join a SipConference spec with its SipFleet spec."""
         return cls(
@@ -66,6 +74,7 @@ class PlanSpec:
             max_nodes=fleet.max_nodes,
             other_nodes=other_nodes,
             max_unavailable=fleet.rollout.max_unavailable,
+            others_settled=others_settled,
         )
 
     @property
@@ -107,7 +116,8 @@ class ServerObservation:
     created_at: float = 0.0
     terminating: bool = False
     outdated: bool = False
-    """The Pod runs an older node template than the fleet's (a rolling update replaces it)."""
+    """The Pod runs an older template than the fleet's for its role (a rolling
+    update replaces it: nodes first, the main server last)."""
 
     @property
     def alive(self) -> bool:
@@ -229,6 +239,9 @@ class Decision:
     delete: tuple[NodeAction, ...] = ()
     roll: tuple[NodeAction, ...] = ()
     """Outdated nodes to stop (graceful exit) for replacements of the new template."""
+    roll_main: NodeAction | None = None
+    """The outdated main server to stop (graceful exit), last and alone; the
+    fleet recreates it from the new template once its Pod is gone."""
     limited: frozenset[Limit] = frozenset()
     notes: tuple[str, ...] = ()
     """Why something was held back (limits, stale metrics, waiting); for status."""
@@ -252,12 +265,13 @@ class Decision:
             or self.drain
             or self.delete
             or self.roll
+            or self.roll_main
         )
 
     @property
     def kind(self) -> DecisionKind:
         """The most significant action, for ``status.lastDecision.kind``."""
-        if self.roll:
+        if self.roll or self.roll_main:
             return "rollout"
         if self.create_nodes:
             return "scale-out"
@@ -276,6 +290,7 @@ class Decision:
         """Every action's reason, then the notes."""
         return (
             tuple(a.reason for a in self.roll)
+            + ((self.roll_main.reason,) if self.roll_main else ())
             + ((self.create_reason,) if self.create_nodes else ())
             + tuple(a.reason for a in self.drain)
             + tuple(t.reason for t in self.transfers)
@@ -297,6 +312,7 @@ class Decision:
             self.create_nodes
             or self.drain
             or self.roll
+            or self.roll_main
             or self.transfers
             or self.pending_nodes
             or self.draining_nodes
