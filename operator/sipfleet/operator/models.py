@@ -264,7 +264,7 @@ class DisruptionPolicy(CrdModel):
 
 
 class RolloutPolicy(CrdModel):
-    """How a change of the node template reaches running node Pods."""
+    """How a change of the node template reaches running server Pods."""
 
     max_unavailable: int = Field(
         default=1,
@@ -274,6 +274,14 @@ class RolloutPolicy(CrdModel):
         "the new template; "
         "each moves its members away first (graceful exit) and its replacement starts at "
         "once (surge = the same number).",
+    )
+    main_server: bool = Field(
+        default=True,
+        description="Roll the main server too: last, alone, once every node runs the new "
+        "template and is Ready and the nodes have room for its members (more nodes are "
+        "started if needed). It moves its members to the nodes and is created again under "
+        "its name once its Pod is gone; the group URI has no server for those seconds. "
+        "false: it keeps its old Pod until something else replaces it.",
     )
 
 

@@ -158,8 +158,8 @@ def main_leaving(
     spec: PlanSpec, main: ServerObservation | None, nodes: tuple[ServerObservation, ...]
 ) -> bool:
     """Whether the main server is stopping (Kubernetes deletes it) or due for a
-    rolling update: outdated, Ready, every node of the fleet updated, none of
-    this conference's nodes dead (``spec.others_settled`` covers the others).
+    rolling update (``spec.roll_main_server``): outdated, Ready, no live node
+    of this conference outdated (``spec.others_settled`` covers the others).
 
     Its members then need room on the nodes: see ``roll_main``.
     """
@@ -168,7 +168,8 @@ def main_leaving(
     if main.terminating:
         return True
     return (
-        main.outdated
+        spec.roll_main_server
+        and main.outdated
         and main.ready
         and not main.draining
         and spec.others_settled
@@ -248,7 +249,7 @@ def plan(spec: PlanSpec, observations: Observations, history: History, now: floa
 
     desired, limits = recommend_nodes(spec, members)
     main_going = main_leaving(spec, main, nodes)
-    if main_going:  # room on the nodes for the main server's members too
+    if main_going and main is not None and main.members:  # room on nodes for its members
         desired = max(desired, nodes_without_main(spec, members))
     history = remember(spec, history, now, desired)
     active = [n for n in nodes if n.alive and not n.draining]

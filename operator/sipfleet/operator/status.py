@@ -150,6 +150,7 @@ def fleet_status(
     entry_point: str | None = None,
     unplaced: tuple[str, str] | None = None,
     main_template: str | None = None,
+    roll_main: bool = True,
 ) -> Status:
     """The SipFleet status: main server, node Pods and their readiness, the
     address each advertises, and the fleet's entry point.
@@ -162,8 +163,9 @@ def fleet_status(
     condition is True until none is left, as a Deployment's progress.
     ``main_template`` is the main server's digest: a main server Pod built
     from another is not updated (``mainServer.updated``
-    false) and keeps ``Rolling`` True (reason ``MainServerRolling``) once
-    every node is updated. A main server Pod not there (the short gap between
+    false) and, when a rollout replaces it (``roll_main``: spec.rollout.mainServer),
+    keeps ``Rolling`` True (reason ``MainServerRolling``) once every node is
+    updated. A main server Pod not there (the short gap between
     the old one gone and its replacement created) claims nothing.
     """
     node_list = list(node_pods)
@@ -223,7 +225,7 @@ def fleet_status(
             "MainServerRolling",
             f"{len(nodes)} nodes updated; the main server is being replaced",
         )
-        if main_old
+        if main_old and roll_main
         else Condition("Rolling", "False", "AllNodesUpdated", f"{len(nodes)} nodes updated"),
         Condition("Exposed", "False", *unplaced)
         if unplaced

@@ -594,3 +594,9 @@ def test_a_group_on_the_main_server_alone_gets_a_node_before_the_main_server_rol
     obs = observe(main(5, outdated=True))
     d = plan(make_spec(target_load=0.5), obs, settled(0), NOW)
     assert d.roll_main is None and d.create_nodes == 1
+
+
+def test_a_fleet_can_keep_its_main_server_out_of_rollouts() -> None:
+    spec = replace(make_spec(target_load=0.5), roll_main_server=False)
+    d = plan(spec, observe(main(6, outdated=True), node("a", 5), node("b", 3)), settled(2), NOW)
+    assert d.roll_main is None and d.create_nodes == 0 and "main server" not in d.reason

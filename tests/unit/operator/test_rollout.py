@@ -111,6 +111,20 @@ def test_fleet_status_counts_the_main_server_in_the_rollout() -> None:
     assert (
         next(c for c in both["conditions"] if c["type"] == "Rolling")["reason"] == "RollingUpdate"
     )
+    # spec.rollout.mainServer false: the old main server is reported, not rolled.
+    kept = fleet_status(
+        main_pod("old-main"),
+        nodes,
+        {},
+        2,
+        None,
+        now,
+        "new",
+        main_template="new-main",
+        roll_main=False,
+    )
+    assert next(c for c in kept["conditions"] if c["type"] == "Rolling")["status"] == "False"
+    assert kept["mainServer"]["updated"] is False
     # Gone (between the old Pod and its replacement): no claim either way.
     gap = fleet_status(None, nodes, {}, 2, None, now, "new", main_template="new-main")
     assert "updated" not in gap["mainServer"]

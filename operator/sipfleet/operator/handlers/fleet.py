@@ -158,6 +158,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             exposure.entry_point(entry),
             unplaced=(unplaced.reason, f"main server: {unplaced}") if unplaced else None,
             main_template=rollout.main_template_hash(obj, fleet_spec),
+            roll_main=fleet_spec.rollout.main_server,
         )
         patch.status.update(status_patch(status, new))
         metrics.set_fleet(

@@ -50,6 +50,8 @@ class PlanSpec:
     """Node Pods of the same fleet owned by other conferences (count toward max_nodes)."""
     max_unavailable: int = 1
     """Node Pods a rolling update stops at once (SipFleet spec.rollout.maxUnavailable)."""
+    roll_main_server: bool = True
+    """A rolling update replaces the main server too (SipFleet spec.rollout.mainServer)."""
     others_settled: bool = True
     """The other conferences' node Pods are all Ready, updated and staying (the
     main server hosts every group: it is rolled only then)."""
@@ -74,6 +76,7 @@ class PlanSpec:
             max_nodes=fleet.max_nodes,
             other_nodes=other_nodes,
             max_unavailable=fleet.rollout.max_unavailable,
+            roll_main_server=fleet.rollout.main_server,
             others_settled=others_settled,
         )
 
