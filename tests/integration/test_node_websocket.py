@@ -6,17 +6,20 @@ refuses a handshake without the `sip` subprotocol and bounds message sizes."""
 from __future__ import annotations
 
 import secrets
+import socket
 import ssl
 from pathlib import Path
 
 import aiohttp
 import pytest
 from node_harness import Fleet, NodeProc, eventually, free_ports
+from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.sip import SipRequest, SipResponse, parse_message
 from test_node_tls import GROUP, udp_sender_message
 from tls_certs import TestCa, client_context
 
 HOST = "127.0.0.72"
+NODE1 = "127.0.0.76"
 
 
 class WsMember:
@@ -144,6 +147,88 @@ async def test_websocket_bounds(fleet: Fleet, tmp_path: Path) -> None:
             assert not ws.closed
     await eventually(lambda: _metric_zero(node, "sipfleet_node_ws_connections"), what="closed")
     assert (await node.metrics())["sipfleet_node_parse_errors_total"] >= 1
+
+
+def sip_and_ws_ports(hosts: tuple[str, ...]) -> tuple[int, int]:
+    """(SIP port, ws port), free on every host of `hosts` (UDP and TCP, TCP): every
+    server of a fleet has its ws port as far above its SIP port (docs/transport.md)."""
+    for _ in range(50):
+        sip, ws = free_ports(hosts[0], 2)
+        try:
+            for host in hosts[1:]:
+                with (
+                    socket.socket() as tcp,
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+                    socket.socket() as ws_tcp,
+                ):
+                    tcp.bind((host, sip))
+                    udp.bind((host, sip))
+                    ws_tcp.bind((host, ws))
+        except OSError:
+            continue
+        return sip, ws
+    raise RuntimeError(f"no SIP and ws ports free on all of {hosts}")
+
+
+async def test_websocket_member_redirected_to_the_ws_port_of_a_node(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The main server is full (capacity 1, alice over ws): bob's INVITE over ws gets a
+    302 naming node1's ws URI (RFC 7118 5; the same port offset as main's), and bob
+    joins node1 over a new WebSocket there and gets a message posted on main."""
+    sip, ws_port = sip_and_ws_ports((HOST, NODE1))
+    servers: list[NodeProc] = []
+    shards = []
+    for name, host, role, capacity in (("main", HOST, "main", 1), ("node1", NODE1, "node", 10)):
+        server = await fleet.start(
+            name, host, role, "--sip-port", str(sip), "--ws-port", str(ws_port)
+        )  # the last --sip-port wins
+        server.sip_port = sip
+        servers.append(server)
+        async with server.client() as client:
+            shards.append(await client.ensure_shard(GROUP, capacity))
+    main, node1 = servers
+    table = {
+        GROUP: [
+            RouteEntry(s.name, shard.uri, "active", shard.capacity)
+            for s, shard in zip(servers, shards, strict=True)
+        ]
+    }
+    for server in servers:
+        async with server.client() as client:
+            await client.put_routes(1, table)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://{HOST}:{ws_port}/", protocols=("sip",)) as ws_main,
+    ):
+        alice = WsMember("alice", ws_main, "ws")
+        await alice.join(f"sip:conf1@{HOST}")
+        await eventually(lambda: _members(main, 1), what="alice filled main")
+
+        bob_main = WsMember("bob", ws_main, "ws")  # bob's first socket: to main
+        await bob_main.send("INVITE", f"sip:conf1@{HOST}")
+        while True:
+            redirect = await bob_main.next(SipResponse)
+            assert isinstance(redirect, SipResponse)
+            if redirect.status >= 200:
+                break
+        assert redirect.status == 302, redirect
+        contact = redirect.headers.get("Contact") or ""
+        node_uri = f"sip:conf1-node1@{NODE1}:{ws_port};transport=ws"
+        assert contact == f"<{node_uri}>", contact
+
+        async with session.ws_connect(f"ws://{NODE1}:{ws_port}/", protocols=("sip",)) as ws_node:
+            bob = WsMember("bob", ws_node, "ws")
+            await bob.join(node_uri)
+            assert bob.target == node_uri, bob.target
+            await eventually(lambda: _members(node1, 1), what="bob joined node1")
+            assert await main.members(GROUP) == 1
+
+            await alice.send("MESSAGE", alice.target, "Content-Type: text/plain\r\n", "hi bob")
+            message = await bob.next(SipRequest)
+            assert isinstance(message, SipRequest) and message.method == "MESSAGE", message
+            assert b"hi bob" in message.body
+            await bob.answer(message)
 
 
 async def _members(node: NodeProc, count: int) -> bool:
