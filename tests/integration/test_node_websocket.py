@@ -170,12 +170,9 @@ def sip_and_ws_ports(hosts: tuple[str, ...]) -> tuple[int, int]:
     raise RuntimeError(f"no SIP and ws ports free on all of {hosts}")
 
 
-async def test_websocket_member_redirected_to_the_ws_port_of_a_node(
-    fleet: Fleet, tmp_path: Path
-) -> None:
-    """The main server is full (capacity 1, alice over ws): bob's INVITE over ws gets a
-    302 naming node1's ws URI (RFC 7118 5; the same port offset as main's), and bob
-    joins node1 over a new WebSocket there and gets a message posted on main."""
+async def full_main_and_node(fleet: Fleet) -> tuple[NodeProc, NodeProc, int]:
+    """(main, node1, ws port): main with room for one member, node1 for ten, both
+    with SIP and ws at the same ports (on two hosts) and the group's routes."""
     sip, ws_port = sip_and_ws_ports((HOST, NODE1))
     servers: list[NodeProc] = []
     shards = []
@@ -187,7 +184,6 @@ async def test_websocket_member_redirected_to_the_ws_port_of_a_node(
         servers.append(server)
         async with server.client() as client:
             shards.append(await client.ensure_shard(GROUP, capacity))
-    main, node1 = servers
     table = {
         GROUP: [
             RouteEntry(s.name, shard.uri, "active", shard.capacity)
@@ -197,6 +193,14 @@ async def test_websocket_member_redirected_to_the_ws_port_of_a_node(
     for server in servers:
         async with server.client() as client:
             await client.put_routes(1, table)
+    return servers[0], servers[1], ws_port
+
+
+async def test_websocket_member_redirected_to_the_ws_port_of_a_node(fleet: Fleet) -> None:
+    """The main server is full (capacity 1, alice over ws): bob's INVITE over ws gets a
+    302 naming node1's ws URI (RFC 7118 5; the same port offset as main's), and bob
+    joins node1 over a new WebSocket there and gets a message posted on main."""
+    main, node1, ws_port = await full_main_and_node(fleet)
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(f"ws://{HOST}:{ws_port}/", protocols=("sip",)) as ws_main,
@@ -205,7 +209,7 @@ async def test_websocket_member_redirected_to_the_ws_port_of_a_node(
         await alice.join(f"sip:conf1@{HOST}")
         await eventually(lambda: _members(main, 1), what="alice filled main")
 
-        bob_main = WsMember("bob", ws_main, "ws")  # bob's first socket: to main
+        bob_main = WsMember("bob", ws_main, "ws")  # bob asks main (on alice's socket)
         await bob_main.send("INVITE", f"sip:conf1@{HOST}")
         while True:
             redirect = await bob_main.next(SipResponse)
