@@ -117,7 +117,7 @@ async def test_jssip_redirected_redials_at_the_ws_uri_of_a_node(
     node1's ws URI. JsSIP does not follow a 302 (the call fails, cause Redirected) and a
     JsSIP UA has one WebSocket URL, so bob's application starts a UA at the Contact's
     host and port and dials it, as a browser page would; bob then gets alice's post."""
-    main, node1, ws_port = await full_main_and_node(fleet)
+    main, node1, ws_port, _ = await full_main_and_node(fleet, tmp_path)
     members = []
     try:
         alice = JsSipMember(
