@@ -98,6 +98,7 @@ def real_cluster(
     assert not leftovers, f"processes left behind in {state_dir}: {leftovers}"
     for bridge in (hostnet.NODE_BRIDGE, hostnet.POD_BRIDGE):
         assert not hostnet.link_exists(bridge), f"{bridge} left behind"
+    plane.discard_images()  # pytest keeps the last sessions' tmp dirs
 
 
 @pytest.fixture(scope="session")

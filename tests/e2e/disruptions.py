@@ -251,7 +251,8 @@ class Result:
     moved: int
     """Members that had to move (on a stopped server)."""
     lost: int
-    """Members not on a live server, or reported in a MembersNotMoved Event."""
+    """Members not on a live server, or counted in a MembersNotMoved or MembersDropped
+    Event."""
     settled_seconds: float
     """From the disruption until every member was on a live server and the fleet ready."""
     ticks: Deliveries

@@ -34,6 +34,7 @@ def assert_nothing_left(state_dir: Path) -> None:
     for bridge in (hostnet.NODE_BRIDGE, hostnet.POD_BRIDGE):
         assert not hostnet.link_exists(bridge), f"{bridge} left behind"
     assert not hostnet.OWNER.exists(), "the host network is still claimed"
+    ControlPlane(state_dir, out=lambda _: None).discard_images()
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -397,6 +397,7 @@ def test_a_killed_runs_node_is_taken_down_by_the_next_up(
     assert set(COMPONENTS) <= set(first.removeprefix("stopped: ").split(", ")), first
     for state_dir in (abandoned, fresh):
         assert not procs.processes_under(state_dir), state_dir
+        ControlPlane(state_dir, out=lambda line: None).discard_images()
     for bridge in (hostnet.NODE_BRIDGE, hostnet.POD_BRIDGE):
         assert not hostnet.link_exists(bridge), bridge
     assert not hostnet.OWNER.exists()

@@ -27,6 +27,16 @@ def held(node: NodeProc, count: int):  # type: ignore[no-untyped-def]
     return check
 
 
+async def _main_and_node(fleet: Fleet) -> tuple[NodeProc, NodeProc]:
+    """The main server and node1, each with a shard of conf1 for 50 and both routed."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    return main, node
+
+
 async def _recovered(node: NodeProc, count: int, since: float) -> float:
     """Seconds from `since` (monotonic) until `node` brought `count` members back
     (fails after 10 s of waiting)."""
@@ -41,11 +51,7 @@ async def _recovered(node: NodeProc, count: int, since: float) -> float:
 async def test_members_of_a_killed_node_come_back_to_the_main_server(
     fleet: Fleet, sipp: SippFactory
 ) -> None:
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3")
-    await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 50), (node, 50))
+    main, node = await _main_and_node(fleet)
     members = sipp("recovered_member.xml", node.target, "conf1-node1", "orph", calls=10, rate=20)
     await eventually(has_members(node, 10), what="10 members on node1")
     await eventually(held(main, 10), what="main holding the 10 dialogs")
@@ -71,11 +77,7 @@ async def test_members_of_a_killed_node_come_back_to_the_main_server(
 async def test_members_of_a_killed_main_server_come_back_to_its_buddy(
     fleet: Fleet, sipp: SippFactory
 ) -> None:
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3")
-    await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 50), (node, 50))
+    main, node = await _main_and_node(fleet)
     members = sipp("recovered_member.xml", main.target, "conf1", "orph", calls=8, rate=20)
     await eventually(has_members(main, 8), what="8 members on main")
     await eventually(held(node, 8), what="node1 (main's buddy) holding the 8 dialogs")
@@ -106,11 +108,7 @@ async def test_members_announcing_replaces_come_back_with_an_invite_with_replace
 ) -> None:
     """Their phones (a sipp UAS, replaced_phone.xml) get an INVITE with Replaces naming
     the dead dialog (RFC 3891 3), answer it, and get the group's messages from main."""
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3")
-    await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 50), (node, 50))
+    main, node = await _main_and_node(fleet)
     phone_port = free_port("127.0.0.1")
     phones = sipp(
         "replaced_phone.xml",
@@ -153,11 +151,7 @@ async def test_a_stalled_node_lets_its_taken_over_members_go_without_bye(
     """A false alarm: node1 stops (SIGSTOP) for longer than the silence deadline, main
     adopts its members' dialogs; when node1 resumes, main answers its next batch 410
     and node1 lets the members go without a BYE (which would end the adopted dialogs)."""
-    main = await fleet.start("main", "127.0.0.2", "main")
-    node = await fleet.start("node1", "127.0.0.3")
-    await make_shard(main, 50)
-    await make_shard(node, 50)
-    await routes(1, (main, 50), (node, 50))
+    main, node = await _main_and_node(fleet)
     members = sipp("recovered_member.xml", node.target, "conf1-node1", "slow", calls=6, rate=20)
     await eventually(has_members(node, 6), what="6 members on node1")
     await eventually(held(main, 6), what="main holding the 6 dialogs")

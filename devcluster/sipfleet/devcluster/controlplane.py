@@ -11,6 +11,7 @@ state dir takes the abandoned cluster down first (one real node per machine).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -389,6 +390,17 @@ class ControlPlane:
             pids = " ".join(str(p) for p in leftovers)
             self.out(f"warning: processes still use {self.layout.root}: {pids} (not started by up)")
         return stopped
+
+    def discard_images(self) -> None:
+        """Remove the stopped node's image content and snapshots (over 1 GB); the
+        next `up` imports the images again. For state dirs never used again (tests).
+
+        Raises DevClusterError while a component still runs.
+        """
+        running = [c for c, record in self.running().items() if record]
+        if running:
+            raise DevClusterError(f"{', '.join(running)} still running in {self.layout.root}")
+        shutil.rmtree(self.layout.node / "containerd" / "root", ignore_errors=True)
 
     def _healthy(self, component: str) -> bool:
         """The component's own health endpoint answers 200."""

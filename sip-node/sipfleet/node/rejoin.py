@@ -14,7 +14,9 @@ recovery.Replicas (what this server holds, who died). This shell
   an INVITE with Replaces naming the dead dialog (RFC 3891 3) when its UA
   announced Replaces, else a re-INVITE inside the dead dialog (RFC 3261 14,
   12.2.1.1) from this server, whose Contact makes it the member's new remote
-  target. Outcomes are counted in `sipfleet_node_rejoins_total`.
+  target. Outcomes are counted in `sipfleet_node_rejoins_total`;
+- sends a member of a dead node, once back, the group messages that reached
+  this server since the node's last batch (recovery.History), one at a time.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from sipfleet.node.sip.message import HeaderBlock
 from sipfleet.node.sip.replaces import Replaces
 from sipfleet.node.sip.target import UnreachableTarget
 from sipfleet.node.stack import RequestContext, ResponseCallback, SipStack
-from sipfleet.node.takeover import Report, Takeover
+from sipfleet.node.takeover import Report, S2sSender, Takeover
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ INSTANCE = "X-Sipfleet-Instance"  # the holder's instance, in its 200
 JSON_TYPE = "application/json"
 
 
-class RejoinHost(Protocol):
+class RejoinHost(S2sSender, Protocol):
     """What crash recovery needs from the server (the Node)."""
 
     name: str
@@ -78,19 +80,6 @@ class RejoinHost(Protocol):
         member: Member,
         envelope: Envelope,
         then: ResponseCallback | None = None,
-    ) -> None: ...
-    def send_s2s(
-        self,
-        method: str,
-        uri: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        call_id: str | None = None,
-        to: str | None = None,
-        from_tag: str | None = None,
-        from_uri: str | None = None,
-        callback: ResponseCallback | None = None,
     ) -> None: ...
 
 
@@ -192,7 +181,8 @@ class CrashRecovery:
             batch = Batch.from_bytes(ctx.request.body, "")
             orphans = self.replicas.on_batch(batch, host.now())
         except ValueError as exc:
-            ctx.respond(400, [("Warning", f'399 sipfleet "{str(exc)[:200]}"')])
+            reason = str(exc)[:200].replace('"', "'")  # a quoted-string (RFC 3261 20.43)
+            ctx.respond(400, [("Warning", f'399 sipfleet "{reason}"')])
             return
         except DeclaredDead:
             ctx.respond(410, reason="Declared Dead")
