@@ -25,7 +25,7 @@ the Via's port is lost without rport; the host port keeps the source) and
 went away: the replacement must get its packets within seconds).
 
 `test_services_and_advertised_addresses` runs on whichever cluster the suite
-uses (the process kubelet by default): the API server takes the Services, the
+uses (the real node): the API server takes the Services, the
 operator's RBAC suffices, the Pods start with the advertised address and the
 status reports it. It sends no SIP through the Services.
 """

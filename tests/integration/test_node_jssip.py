@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from node_harness import Fleet, NodeProc, eventually
 from test_node_tls import GROUP, udp_sender_message
-from test_node_websocket import HOST, ws_server
+from test_node_websocket import HOST, NODE1, full_main_and_node, ws_server
 
 JSSIP = Path(__file__).with_name("jssip")
 NODE = shutil.which("node")
@@ -107,6 +107,55 @@ async def test_jssip_joins_over_websocket_and_chats(
         await eventually(lambda: _members(node, 0), what="JsSIP left")
     finally:
         await member.stop()
+
+
+@pytest.mark.skipif(bool(jssip_missing()), reason=jssip_missing() or "runs")
+async def test_jssip_redirected_redials_at_the_ws_uri_of_a_node(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Main is full (alice, JsSIP): JsSIP's INVITE for bob gets a 302 whose Contact is
+    node1's ws URI. JsSIP does not follow a 302 (the call fails, cause Redirected) and a
+    JsSIP UA has one WebSocket URL, so bob's application starts a UA at the Contact's
+    host and port and dials it, as a browser page would; bob then gets alice's post."""
+    main, node1, ws_port, _ = await full_main_and_node(fleet, tmp_path)
+    members = []
+    try:
+        alice = JsSipMember(
+            f"ws://{HOST}:{ws_port}/", "sip:alice@example.com", None, tmp_path / "alice.log"
+        )
+        members.append(alice)
+        await alice.start()
+        alice.send(cmd="dial", uri=f"sip:conf1@{HOST}")
+        await alice.wait("call", state="confirmed")
+        await eventually(lambda: _members(main, 1), what="alice filled main")
+
+        bob_main = JsSipMember(
+            f"ws://{HOST}:{ws_port}/", "sip:bob@example.com", None, tmp_path / "bob-main.log"
+        )
+        members.append(bob_main)
+        await bob_main.start()
+        bob_main.send(cmd="dial", uri=f"sip:conf1@{HOST}")
+        failed = await bob_main.wait("call", state="disconnected")
+        assert failed["status"] == 302 and failed["cause"] == "Redirected", failed
+        node_uri = f"sip:conf1-node1@{NODE1}:{ws_port};transport=ws"
+        assert failed["contact"] == f"<{node_uri}>", failed
+
+        bob = JsSipMember(
+            f"ws://{NODE1}:{ws_port}/", "sip:bob@example.com", None, tmp_path / "bob.log"
+        )
+        members.append(bob)
+        await bob.start()
+        bob.send(cmd="dial", uri=node_uri)
+        await bob.wait("call", state="confirmed")
+        await eventually(lambda: _members(node1, 1), what="bob joined node1")
+
+        alice.send(cmd="message", uri=f"sip:conf1@{HOST}", text="hi bob")
+        assert (await alice.wait("sent"))["ok"]
+        got = await bob.wait("message")
+        assert "hi bob" in got["body"], got
+    finally:
+        for member in members:
+            await member.stop()
 
 
 async def _members(node: NodeProc, count: int) -> bool:

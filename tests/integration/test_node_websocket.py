@@ -5,18 +5,22 @@ refuses a handshake without the `sip` subprotocol and bounds message sizes."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import socket
 import ssl
 from pathlib import Path
 
 import aiohttp
 import pytest
 from node_harness import Fleet, NodeProc, eventually, free_ports
+from sipfleet.node.admin_types import RouteEntry
 from sipfleet.node.sip import SipRequest, SipResponse, parse_message
 from test_node_tls import GROUP, udp_sender_message
 from tls_certs import TestCa, client_context
 
 HOST = "127.0.0.72"
+NODE1 = "127.0.0.76"
 
 
 class WsMember:
@@ -144,6 +148,106 @@ async def test_websocket_bounds(fleet: Fleet, tmp_path: Path) -> None:
             assert not ws.closed
     await eventually(lambda: _metric_zero(node, "sipfleet_node_ws_connections"), what="closed")
     assert (await node.metrics())["sipfleet_node_parse_errors_total"] >= 1
+
+
+def same_free_ports(hosts: tuple[str, ...], count: int) -> list[int]:
+    """`count` ports free on every host of `hosts`, the first for UDP and TCP (SIP), the
+    others for TCP (TLS, ws, wss): every server of a fleet has its TLS and WebSocket
+    ports as far above its SIP port (docs/transport.md)."""
+    for _ in range(50):
+        ports = free_ports(hosts[0], count)
+        try:
+            for host in hosts[1:]:
+                with contextlib.ExitStack() as stack:
+                    udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    udp.bind((host, ports[0]))
+                    for port in ports:
+                        stack.enter_context(socket.socket()).bind((host, port))
+        except OSError:
+            continue
+        return ports
+    raise RuntimeError(f"no {count} ports free on all of {hosts}")
+
+
+async def full_main_and_node(
+    fleet: Fleet, tmp: Path, scheme: str = "ws"
+) -> tuple[NodeProc, NodeProc, int, TestCa]:
+    """(main, node1, ws or wss port, CA): main with room for one member, node1 for ten,
+    both with SIP, TLS and `scheme` at the same ports (on two hosts, certificates from
+    the CA) and the group's routes."""
+    ca = TestCa(tmp / "ca")
+    sip, tls_port, ws_port = same_free_ports((HOST, NODE1), 3)
+    servers: list[NodeProc] = []
+    shards = []
+    for name, host, role, capacity in (("main", HOST, "main", 1), ("node1", NODE1, "node", 10)):
+        crt, key = ca.issue(name, (host,))
+        server = await fleet.start(
+            name, host, role, "--sip-port", str(sip),  # the last --sip-port wins
+            "--tls-cert-file", str(crt), "--tls-key-file", str(key), "--tls-port", str(tls_port),
+            f"--{scheme}-port", str(ws_port),
+        )  # fmt: skip
+        server.sip_port = sip
+        servers.append(server)
+        async with server.client() as client:
+            shards.append(await client.ensure_shard(GROUP, capacity))
+    table = {
+        GROUP: [
+            RouteEntry(s.name, shard.uri, "active", shard.capacity)
+            for s, shard in zip(servers, shards, strict=True)
+        ]
+    }
+    for server in servers:
+        async with server.client() as client:
+            await client.put_routes(1, table)
+    return servers[0], servers[1], ws_port, ca
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_websocket_member_redirected_to_the_ws_port_of_a_node(
+    fleet: Fleet, tmp_path: Path, scheme: str
+) -> None:
+    """The main server is full (capacity 1, alice over ws/wss): bob's INVITE over the
+    same transport gets a 302 naming node1's ws (wss) URI (RFC 7118 5; the same port
+    offset as main's), and bob joins node1 over a new WebSocket there and gets a
+    message posted on main."""
+    main, node1, ws_port, ca = await full_main_and_node(fleet, tmp_path, scheme)
+    context: ssl.SSLContext | bool = client_context(ca) if scheme == "wss" else False
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            f"{scheme}://{HOST}:{ws_port}/", protocols=("sip",), ssl=context
+        ) as ws_main,
+    ):
+        alice = WsMember("alice", ws_main, scheme)
+        await alice.join(f"sip:conf1@{HOST}")
+        await eventually(lambda: _members(main, 1), what="alice filled main")
+
+        bob_main = WsMember("bob", ws_main, scheme)  # bob asks main (on alice's socket)
+        await bob_main.send("INVITE", f"sip:conf1@{HOST}")
+        while True:
+            redirect = await bob_main.next(SipResponse)
+            assert isinstance(redirect, SipResponse)
+            if redirect.status >= 200:
+                break
+        assert redirect.status == 302, redirect
+        contact = redirect.headers.get("Contact") or ""
+        node_uri = f"sip:conf1-node1@{NODE1}:{ws_port};transport={scheme}"
+        assert contact == f"<{node_uri}>", contact
+
+        async with session.ws_connect(
+            f"{scheme}://{NODE1}:{ws_port}/", protocols=("sip",), ssl=context
+        ) as ws_node:
+            bob = WsMember("bob", ws_node, scheme)
+            await bob.join(node_uri)
+            assert bob.target == node_uri, bob.target
+            await eventually(lambda: _members(node1, 1), what="bob joined node1")
+            assert await main.members(GROUP) == 1
+
+            await alice.send("MESSAGE", alice.target, "Content-Type: text/plain\r\n", "hi bob")
+            message = await bob.next(SipRequest)
+            assert isinstance(message, SipRequest) and message.method == "MESSAGE", message
+            assert b"hi bob" in message.body
+            await bob.answer(message)
 
 
 async def _members(node: NodeProc, count: int) -> bool:

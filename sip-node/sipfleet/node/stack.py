@@ -401,9 +401,12 @@ class SipStack:
         TLS peer the server's TLS port, taken to be as far above its SIP port as ours
         is (every server of a fleet is configured alike), as `sips:` for a peer that
         uses sips: URIs, else with `;transport=tls`, so the member stays on TLS (RFC
-        3261 26.2.2). A URI that does not parse as SIP, or any URI for a UDP or
-        WebSocket peer, is returned as it is."""
-        if peer.transport not in ("tcp", "tls"):
+        3261 26.2.2); for a WebSocket peer the server's ws (wss) port by the same
+        rule, with `;transport=ws` (`wss`, RFC 7118 5), since a browser can follow
+        nothing else. A URI that does not parse as SIP, any URI for a UDP peer, and
+        one for a peer on a transport this server does not listen on, are returned
+        as they are."""
+        if peer.transport not in ("tcp", "tls", "ws", "wss"):
             return uri
         try:
             parsed = SipUri.parse(uri)
@@ -414,12 +417,20 @@ class SipStack:
         if peer.transport == "tcp":
             parsed.params["transport"] = "tcp"
             return str(parsed)
-        offset = self.local_port(peer) - self.local_port(Peer("udp", peer.host, 0))
-        parsed.port = (parsed.port or 5060) + offset
+        if peer.transport == "tls":
+            offset = self.local_port(peer) - self.local_port(Peer("udp", peer.host, 0))
+        elif peer.transport in self.ports:  # WebSocket ports are never advertised
+            offset = self.ports[peer.transport] - self.port
+        else:
+            return uri
+        port = (parsed.port or 5060) + offset
+        if not 0 < port < 65536:
+            return uri
+        parsed.port = port
         if peer.sips:
             parsed.scheme = "sips"
         else:
-            parsed.params["transport"] = "tls"
+            parsed.params["transport"] = peer.transport
         return str(parsed)
 
     def server_peer(self, target: Peer) -> Peer:

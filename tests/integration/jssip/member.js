@@ -66,7 +66,8 @@ function dial(uri) {
       progress: () => emit('call', { state: 'early' }),
       confirmed: () => emit('call', { state: 'confirmed' }),
       failed: (e) => emit('call', { state: 'disconnected', cause: e.cause,
-        status: e.message && e.message.status_code }),
+        status: e.message && e.message.status_code,
+        contact: (e.message && e.message.getHeader && e.message.getHeader('Contact')) || null }),
       ended: (e) => emit('call', { state: 'disconnected', cause: e.cause }),
     },
   });

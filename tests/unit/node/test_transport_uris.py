@@ -45,7 +45,18 @@ async def test_uri_for_a_tls_member_is_at_the_tls_port_sips_or_transport_tls() -
     named = "sip:conf3-n1@10.0.0.7:5060;transport=udp"
     assert s.uri_for(named, tls) == named  # a transport the URI names is kept
     assert s.uri_for("tel:+1555", tls) == "tel:+1555"
-    ws = Peer("ws", "10.0.0.9", 1)
+
+
+async def test_uri_for_a_websocket_member_is_at_the_ws_port_with_its_transport() -> None:
+    s = stack()  # ws 8088 and wss 8089 for SIP at 5060: other servers alike (RFC 7118 5)
+    ws, wss = Peer("ws", "10.0.0.9", 1), Peer("wss", "10.0.0.9", 1)
+    assert s.uri_for("sip:conf3-n1@10.0.0.7:5070", ws) == "sip:conf3-n1@10.0.0.7:8098;transport=ws"
+    assert s.uri_for("sip:conf3-n1@10.0.0.7", wss) == "sip:conf3-n1@10.0.0.7:8089;transport=wss"
+    named = "sip:conf3-n1@10.0.0.7:5060;transport=udp"
+    assert s.uri_for(named, ws) == named
+    del s.ports["wss"]  # a wss peer of a server not listening on wss (cannot happen): unchanged
+    assert s.uri_for("sip:conf3-n1@10.0.0.7:5060", wss) == "sip:conf3-n1@10.0.0.7:5060"
+    s.ports["ws"] = 70000  # a port the offset would take out of range: unchanged
     assert s.uri_for("sip:conf3-n1@10.0.0.7:5060", ws) == "sip:conf3-n1@10.0.0.7:5060"
 
 
