@@ -25,7 +25,9 @@ from sipfleet.node.admin_types import (
 )
 from sipfleet.node.presentation import SenderDisplay
 from sipfleet.operator import pods as podlib
+from sipfleet.operator import rollout
 from sipfleet.operator.executor import Executor
+from sipfleet.operator.handlers.fleet import restore_main
 from sipfleet.operator.kube import Kube
 from sipfleet.operator.models import SipFleetSpec
 from sipfleet.operator.observe import Observed
@@ -444,3 +446,30 @@ async def test_a_changed_access_policy_reaches_running_shards_once() -> None:
     assert admins["f-main"].access == wanted  # re-sent to the stale server only
     assert admins["f-node-1"].access is None
     assert [e.reason for e in outcome.events] == ["AccessUpdated"]
+
+
+async def test_a_rolled_main_server_is_deleted_and_created_again_from_the_new_template() -> None:
+    """The executor stops the main server Pod (graceful exit); once the Pod is
+    gone, restore_main (the Pod watch's "gone") creates it again under its name
+    with the fleet's current main template digest."""
+    admins = {"f-main": FakeAdmin({A: (RouteEntry("f-main", "sip:a@f-main", "active", 3),)})}
+    kube = FakeKube()
+    kube.pods["f-main"] = podlib.server_pod(
+        FLEET_BODY, "f-main", "main", podlib.server_pod_spec("f", SPEC, "main")
+    )
+    rt = FakeRuntime(kube, admins)
+    action = NodeAction("f-main", "roll main server f-main (0 members) to the new template")
+    out = await executor(rt, "conf", observed(admins)).apply(
+        decision(A, "f-main", roll_main=action)
+    )
+    assert kube.deleted == ["f-main"] and "f-main" not in kube.pods
+    assert [e.reason for e in out.events] == ["RollingUpdate"]
+
+    async def read_custom(*_: Any) -> dict[str, Any]:
+        return {**FLEET_BODY, "spec": {"mainServer": {"domain": "example.com"}}}
+
+    kube.read_custom = read_custom  # type: ignore[attr-defined]
+    await restore_main(rt, "ns", "f")
+    assert kube.created == ["f-main"]
+    recorded = rollout.template_of(kube.pods["f-main"])
+    assert recorded == rollout.main_template_hash(FLEET_BODY, SPEC)
