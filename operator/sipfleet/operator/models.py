@@ -453,7 +453,8 @@ class SipFleetSpec(CrdModel):
         DisruptionPolicy, "Graceful exit of a server Kubernetes stops: pace and grace period."
     )
     rollout: RolloutPolicy = _section(
-        RolloutPolicy, "Rolling update of node Pods when the node template changes."
+        RolloutPolicy,
+        "Rolling update of the server Pods (nodes, then the main server) when the node template changes.",
     )
     admin_token_secret: str | None = Field(
         default=None,
