@@ -454,7 +454,7 @@ class SipFleetSpec(CrdModel):
     )
     rollout: RolloutPolicy = _section(
         RolloutPolicy,
-        "Rolling update of the server Pods (nodes, then the main server) when the node template changes.",
+        "Rolling update of the server Pods (nodes, then the main server) on a template change.",
     )
     admin_token_secret: str | None = Field(
         default=None,
