@@ -131,7 +131,7 @@ def apply(observations: Observations, decision: Decision, now: float) -> Observa
             shard=shard(placement.server, 0, placement.capacity),
         )
     for i in range(decision.create_nodes):
-        name = f"new-{len(servers)}-{i}"
+        name = f"new-{now:g}-{i}"  # unique: as the executor's free indices
         servers[name] = ServerObservation(
             name=name, role="node", ready=False, phase="Pending", metrics="missing", created_at=now
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from planner_sim import apply, main, make_spec
+from planner_sim import apply, main, make_spec, node
 from sipfleet.operator.planner import Decision, History, Observations, PlanSpec, plan
 
 START_DELAY = 4.0
@@ -117,3 +117,62 @@ def test_max_nodes_caps_growth_and_says_so() -> None:
         d = world.step(joins=10)
     assert len(world.obs.nodes) == 2
     assert "max-nodes" in {limit.value for limit in d.limited}
+
+
+def _finish_stops(obs: Observations) -> Observations:
+    """Kubernetes and the servers catch up: new nodes run the new template,
+    Ready (their shard is placed by the next plan); stopping servers move their
+    members to the active nodes that host the group (as the graceful exit
+    does; not before there is one) and go; a stopped main server is back under
+    its name from the new template, empty."""
+    kept = [
+        replace(s, ready=True, phase="Running", metrics="fresh") if s.phase == "Pending" else s
+        for s in obs.servers
+    ]
+    receivers = [
+        s.name for s in kept if s.role == "node" and s.shard and s.ready and not s.draining
+    ]
+    if not receivers:
+        return Observations(tuple(kept))
+    moving = sum(s.members for s in kept if s.terminating)
+    out = []
+    for s in kept:
+        if s.terminating and s.role == "node":
+            continue
+        if s.terminating:  # the main server: recreated, empty, new template
+            s = replace(s, draining=False, terminating=False, outdated=False, shard=None)
+        if s.name in receivers:
+            i = receivers.index(s.name)
+            share = moving // len(receivers) + (1 if i < moving % len(receivers) else 0)
+            assert s.shard is not None
+            s = replace(s, shard=replace(s.shard, members=s.members + share))
+        out.append(s)
+    return Observations(tuple(out))
+
+
+def test_a_rollout_rolls_every_node_then_the_main_server_alone() -> None:
+    """Three outdated nodes and an outdated main server (the e2e fleet's shape):
+    nodes go one at a time, then a node more starts for the main server's
+    members, then the main server goes alone; no member is lost on the way."""
+    spec = make_spec(40, target_load=0.4, high_watermark=0.75, min_nodes=3, max_nodes=5)
+    obs = Observations(
+        (
+            main(16, capacity=40, outdated=True),
+            *(node(f"n{i}", 15, capacity=40, outdated=True) for i in range(3)),
+        )
+    )
+    history = History(started=0.0)
+    order: list[str] = []
+    for step in range(30):
+        now = 1000.0 + step
+        d = plan(spec, obs, history, now)
+        history = d.history
+        if d.roll_main:  # alone: nothing else stopping, every node updated and Ready
+            assert not d.roll and not any(s.outdated for s in obs.nodes)
+            assert all(s.ready and not s.terminating and s.shard for s in obs.nodes)
+        order += [a.server for a in d.roll] + ([d.roll_main.server] if d.roll_main else [])
+        obs = _finish_stops(apply(obs, d, now))
+        assert sum(s.members for s in obs.servers) == 16 + 45  # nobody lost
+        if not any(s.outdated for s in obs.servers):
+            break
+    assert order == ["n0", "n2", "n1", "main"], order  # emptiest node first, main last
