@@ -131,9 +131,12 @@ def ready(pod: dict[str, Any]) -> bool:
     )
 
 
-def start_fleet(kube: Cluster, workdir: Path) -> Fleet:
+def start_fleet(kube: Cluster, workdir: Path, *, roll_main: bool = False) -> Fleet:
     """Namespace, operator, SipFleet + SipConference, 60 members and talker1 joined,
-    the ticker running. Stop it with `stop_fleet`, also after a failure."""
+    the ticker running. Stop it with `stop_fleet`, also after a failure.
+
+    ``roll_main``: a template change rolls the main server too (its new Pod has
+    a new IP, which the ticker and `Fleet.main_ip` do not follow)."""
     op = Operator(operator_namespace(kube, NS, workdir), NS, workdir / "operator.log").start()
     apply(
         kube,
@@ -145,9 +148,7 @@ def start_fleet(kube: Cluster, workdir: Path) -> Fleet:
             membersPerNode=40,
             treeFanout=2,
             disruption={"membersPerSecond": DRAIN_RATE},
-            # Members and ticker reach the group at the main Pod's IP, which a
-            # rolled (new) main Pod does not keep: these scenarios roll nodes only.
-            rollout={"mainServer": False},
+            rollout={"mainServer": roll_main},
         ),
         conference(
             "conf",
