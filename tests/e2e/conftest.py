@@ -23,6 +23,8 @@ cluster exists.
 from __future__ import annotations
 
 import fcntl
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +36,16 @@ from sipfleet.devcluster.controlplane import ControlPlane
 REALNODE_LOCK = Path("/tmp/sipfleet-realcluster.lock")
 """flock()ed for a session's life by whichever session runs a real node."""
 OWN_CLUSTER = "own_cluster"
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A fresh directory with a short path, for tests that start their own real node:
+    the kubelet's sockets live under its state dir and a unix socket path has at most
+    107 bytes, which pytest's `tmp_path` plus a long test name can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

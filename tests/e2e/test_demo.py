@@ -47,8 +47,8 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(420)
-def test_demo_scales_out_and_back_in_and_cleans_up(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+def test_demo_scales_out_and_back_in_and_cleans_up(short_tmp: Path) -> None:
+    state_dir = short_tmp / "state"
     result = subprocess.run(
         [str(SIPFLEET), "demo", "--state-dir", str(state_dir), "--duration", "90",
          "--members", str(MEMBERS)],
@@ -79,9 +79,9 @@ def test_demo_scales_out_and_back_in_and_cleans_up(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_ctrl_c_mid_story_stops_everything(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
-    log = tmp_path / "demo.out"
+def test_ctrl_c_mid_story_stops_everything(short_tmp: Path) -> None:
+    state_dir = short_tmp / "state"
+    log = short_tmp / "demo.out"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(SIPFLEET), "demo", "--state-dir", str(state_dir), "--duration", "60"],

@@ -371,9 +371,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 @pytest.mark.own_cluster
 @pytest.mark.timeout(400)
 def test_a_killed_runs_node_is_taken_down_by_the_next_up(
-    realnode_lock: None, tmp_path: Path
+    realnode_lock: None, short_tmp: Path
 ) -> None:
-    abandoned, fresh = tmp_path / "killed", tmp_path / "next"
+    abandoned, fresh = short_tmp / "killed", short_tmp / "next"
     run = subprocess.run(
         [sys.executable, "-c", KILLED_RUN, str(abandoned)], timeout=300, check=False
     )

@@ -195,6 +195,9 @@ class ControlPlane:
             raise DevClusterError(f"--state-dir {self.layout.root} exists and is not a directory")
         bins = binaries.locate()
         real = self._real_node()
+        problem = real.socket_path_problem()
+        if problem is not None:
+            raise DevClusterError(problem)
         running = self.running()
         if all(running.values()) and self.api_ready():
             self.out(f"already running and healthy: {self.api_url()}")

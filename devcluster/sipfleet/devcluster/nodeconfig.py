@@ -26,16 +26,18 @@ test writes them into status.loadBalancer.ingress, and kube-proxy DNATs them).
 Pods route them to the host, as a cloud's VIPs are routable from its pods."""
 
 
-def containerd_toml(root: Path, bins: NodeBinaries) -> str:
-    """containerd 2.x config (version 3) with everything under `root`."""
+def containerd_toml(root: Path, bins: NodeBinaries, sockets: Path) -> str:
+    """containerd 2.x config (version 3) with everything under `root` but its two
+    sockets, which go in `sockets` (a unix socket path has at most 104 bytes, and a
+    state dir under pytest's basetemp can be longer than that leaves)."""
     return f"""version = 3
 root = "{root}/root"
 state = "{root}/state"
 
 [grpc]
-  address = "{root}/containerd.sock"
+  address = "{sockets}/containerd.sock"
 [ttrpc]
-  address = "{root}/containerd.sock.ttrpc"
+  address = "{sockets}/containerd.sock.ttrpc"
 
 # Nothing outside `root` (defaults: /opt/containerd, /var/run/nri/nri.sock).
 [plugins."io.containerd.internal.v1.opt"]

@@ -11,6 +11,7 @@ portmap plugin's host-port chains, the host network of hostnet.py).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -41,6 +42,10 @@ KUBELET_CHAINS = {
 }
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+MAX_SOCKET_PATH = 107
+"""Bytes a unix socket path may have on Linux (sun_path is 108, with the NUL)."""
+SOCKET_ROOT = Path("/run/sipfleet")
+"""Parent of each node's short socket dir (RealNode.socket_dir); removed when empty."""
 
 
 def state_dir_of(host_record: Path) -> Path:
@@ -65,8 +70,35 @@ class RealNode:
         return self.layout.node / "containerd"
 
     @property
+    def socket_dir(self) -> Path:
+        """Where containerd's sockets live: a short path named after the state dir
+        (unix socket paths are limited to 104 bytes; the state dir may be long)."""
+        digest = hashlib.sha256(str(self.layout.root.resolve()).encode()).hexdigest()
+        return SOCKET_ROOT / digest[:16]
+
+    @property
+    def longest_socket(self) -> Path:
+        """The longest unix socket path the node creates under the state dir: the
+        kubelet's device-plugin registration socket under its root dir."""
+        return self.kubelet_dir / "root" / "device-plugins" / "kubelet.sock"
+
+    def socket_path_problem(self) -> str | None:
+        """What is wrong when the state dir is too long for the kubelet's unix sockets
+        (at most MAX_SOCKET_PATH bytes), with the longest state dir allowed; else None."""
+        longest = len(str(self.longest_socket.resolve()).encode())
+        if longest <= MAX_SOCKET_PATH:
+            return None
+        root = str(self.layout.root.resolve())
+        allowed = len(root.encode()) - (longest - MAX_SOCKET_PATH)
+        return (
+            f"--state-dir {root} is too long for the kubelet's unix sockets under it "
+            f"(at most {MAX_SOCKET_PATH} bytes): use a state dir of at most "
+            f"{allowed} characters, e.g. /tmp/sipfleet-dev"
+        )
+
+    @property
     def containerd_sock(self) -> Path:
-        return self.containerd_dir / "containerd.sock"
+        return self.socket_dir / "containerd.sock"
 
     @property
     def kubelet_dir(self) -> Path:
@@ -97,7 +129,10 @@ class RealNode:
         """Write containerd's, the CNI's, the kubelet's and kube-proxy's configs."""
         cdir = self.containerd_dir
         (cdir / "net.d").mkdir(parents=True, exist_ok=True)
-        (cdir / "config.toml").write_text(nodeconfig.containerd_toml(cdir, self.bins))
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        (cdir / "config.toml").write_text(
+            nodeconfig.containerd_toml(cdir, self.bins, self.socket_dir)
+        )
         for host in nodeconfig.REGISTRIES:
             hosts = cdir / "certs.d" / host / "hosts.toml"
             hosts.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +311,11 @@ class RealNode:
         for cached in Path("/var/lib/cni/results").glob(f"{nodeconfig.CNI_NETWORK}-*"):
             cached.unlink(missing_ok=True)
         done += self.network.down()
+        if self.socket_dir.exists():
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            done.append(f"socket dir {self.socket_dir}")
+            with contextlib.suppress(OSError):
+                SOCKET_ROOT.rmdir()  # only when no other node's sockets are left
         removed_chains = remove_kubelet_chains()
         if removed_chains:
             done.append(f"{removed_chains} kubelet iptables chains")

@@ -24,6 +24,7 @@ from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
 from sipfleet.operator.recovery import restart_events
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
+from sipfleet.operator.unmoved import merged
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,9 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         decision = plan(spec, observed.observations, memory.history, time.time())
         memory.history = decision.history
         outcome = await _executor(rt, ctx, observed).apply(decision)
-    found, memory.unmoved = unmoved_events(decision.group, observed.unmoved, memory.unmoved)
+    watched = rt.unmoved.counts(ctx.namespace, ctx.name, decision.group, time.monotonic())
+    stopped = merged(observed.unmoved, watched)
+    found, memory.unmoved = unmoved_events(decision.group, stopped, memory.unmoved)
     outcome.events.extend(found)
     servers = ([observed.main_pod] if observed.main_pod else []) + list(observed.node_pods)
     crashed, memory.restarts = restart_events(decision.group, servers, memory.restarts)
@@ -182,10 +185,11 @@ def unmoved_events(
 ) -> tuple[list[Event], dict[str, int]]:
     """Warning Events for members stopping servers could not move, each count once.
 
-    ``unmoved`` is this pass's server -> count (terminating servers only);
+    ``unmoved`` is this pass's server -> count (terminating servers, and
+    stopped ones read while they stopped within unmoved.KEEP_SECONDS);
     ``reported`` what earlier passes posted. Returns the new Events and what
-    to remember: counts of servers no longer stopping are forgotten, so a
-    later Pod of the same name reports afresh.
+    to remember: counts of servers no longer listed are forgotten, so a later
+    Pod of the same name reports afresh.
     """
     events = [
         Event(

@@ -24,6 +24,7 @@ from sipfleet.operator.planner import History
 from sipfleet.operator.podevents import PodTransitions
 from sipfleet.operator.routing import FleetRoutes
 from sipfleet.operator.snapshot import SharedFetch
+from sipfleet.operator.unmoved import UnmovedSeen
 
 FleetKey = tuple[str, str]
 """(namespace, fleet name)."""
@@ -70,6 +71,10 @@ class Runtime:
     routes: dict[FleetKey, FleetRoutes] = field(default_factory=dict)
     conferences: dict[str, ConferenceMemory] = field(default_factory=dict)
     pod_transitions: PodTransitions = field(default_factory=PodTransitions)
+    unmoved: UnmovedSeen = field(default_factory=UnmovedSeen)
+    """Members stopping servers could not move, read while they stop (unmoved.py)."""
+    watches: set[asyncio.Task[None]] = field(default_factory=set)
+    """Running reads of stopping servers (kept so they are not collected)."""
     server_members: dict[FleetKey, dict[str, int]] = field(default_factory=dict)
     """Latest members per server (all groups), for the SipFleet status."""
     snapshots: SharedFetch[FleetKey, Any] = field(init=False)

@@ -26,6 +26,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from sipfleet.node.filewatch import signature
+
 log = logging.getLogger(__name__)
 
 RELOAD_SECONDS = 2.0
@@ -45,14 +47,6 @@ class TlsSettings:
     key_file: str
     port: int = 5061
     ca_file: str = ""
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _load(context: ssl.SSLContext, settings: TlsSettings) -> None:
@@ -142,7 +136,7 @@ class Certificates:
         self.reloads = 0
 
     def _signatures(self) -> tuple[object, ...]:
-        return (_signature(Path(self.settings.cert_file)), _signature(Path(self.settings.key_file)))
+        return (signature(Path(self.settings.cert_file)), signature(Path(self.settings.key_file)))
 
     def reload_if_changed(self) -> bool:
         """Load the files into the live server context if they changed since the last

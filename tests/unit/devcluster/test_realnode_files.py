@@ -38,7 +38,7 @@ def test_every_registry_points_at_a_dead_local_port() -> None:
     for host in nodeconfig.REGISTRIES:
         text = nodeconfig.registry_hosts_toml(host)
         assert re.findall(r'"(https?://[^"]+)"', text) == ["http://127.0.0.1:9"] * 2
-    toml = nodeconfig.containerd_toml(Path("/s/c"), BINS)
+    toml = nodeconfig.containerd_toml(Path("/s/c"), BINS, Path("/run/x"))
     assert "restrict_oom_score_adj = true" in toml
     assert f'sandbox = "{nodeconfig.PAUSE_IMAGE}"' in toml
     assert toml.count('config_path = "/s/c/certs.d"') == 2
@@ -229,3 +229,29 @@ def test_dev_down_removes_the_portmap_chains_and_only_those(
     ]
     chains = ("CNI-DN-0a1b", "CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ")
     assert calls[4:] == [f"-t nat -F {c}" for c in chains] + [f"-t nat -X {c}" for c in chains]
+
+
+def test_containerd_sockets_fit_a_unix_socket_path_whatever_the_state_dir() -> None:
+    """A unix socket path has at most 104 bytes (sun_path); pytest's basetemp plus a
+    long test name made `<state dir>/node/containerd/containerd.sock.ttrpc` longer."""
+    deep = Path("/tmp/pytest-of-root/pytest-4590/" + "x" * 120 + "/state")
+    node = realnode.RealNode(Layout(deep), BINS)
+    toml = nodeconfig.containerd_toml(node.containerd_dir, BINS, node.socket_dir)
+    sockets = re.findall(r'address = "(/[^"]+)"', toml)
+    assert sockets == [str(node.containerd_sock), f"{node.containerd_sock}.ttrpc"]
+    assert all(len(s) < 104 for s in sockets)
+    assert node.socket_dir != realnode.RealNode(Layout(deep.parent), BINS).socket_dir
+
+
+def test_a_state_dir_too_long_for_the_kubelets_sockets_is_named_with_the_limit() -> None:
+    fits = realnode.RealNode(Layout(Path("/tmp/sf-x/state")), BINS)
+    assert fits.socket_path_problem() is None
+    deep = Path("/tmp/" + "d" * 70 + "/state")
+    problem = realnode.RealNode(Layout(deep), BINS).socket_path_problem()
+    assert problem is not None
+    assert f"--state-dir {deep} is too long" in problem
+    allowed = int(problem.split("at most ")[2].split(" characters")[0])
+    shorter = realnode.RealNode(Layout(Path("/" + "s" * (allowed - 1))), BINS)
+    assert shorter.socket_path_problem() is None
+    longer = realnode.RealNode(Layout(Path("/" + "s" * allowed)), BINS)
+    assert longer.socket_path_problem() is not None

@@ -11,10 +11,12 @@ Pod gone (rolled or deleted) is created again at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import kopf
 from sipfleet.operator import pods as podlib
+from sipfleet.operator import unmoved
 from sipfleet.operator.handlers import conference
 from sipfleet.operator.handlers.fleet import restore_main, update_budget
 from sipfleet.operator.podevents import BUDGET_CHANGES, PASS_CHANGES
@@ -40,4 +42,29 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             serves = None if labels.get(podlib.LABEL_ROLE) == "main" else podlib.conference_of(body)
             why = f"{body['metadata']['name']} {change}"
             work += [conference.poke(rt, m, why) for m in rt.serving((namespace, fleet), serves)]
+            if change == "terminating":
+                _watch_unmoved(rt, namespace, fleet, serves, body)
         await asyncio.gather(*work)
+
+
+def _watch_unmoved(
+    rt: Runtime, namespace: str, fleet: str, serves: str | None, pod: kopf.Body
+) -> None:
+    """Read the stopping server's count of members it could not move while it stops,
+    and start a pass (which posts the Event) each time the count grows (unmoved.py)."""
+    url = podlib.admin_url(pod)
+    if url is None:
+        return
+    name = str(pod["metadata"]["name"])
+    grace = float(pod.get("spec", {}).get("terminationGracePeriodSeconds") or 30)
+
+    async def found(counts: dict[str, int]) -> None:
+        if rt.unmoved.record(namespace, name, serves, counts, time.monotonic()):
+            why = f"{name} could not move members"
+            await asyncio.gather(
+                *(conference.poke(rt, m, why) for m in rt.serving((namespace, fleet), serves))
+            )
+
+    task = asyncio.create_task(unmoved.watch(rt.session, url, grace, found))
+    rt.watches.add(task)
+    task.add_done_callback(rt.watches.discard)

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from sipfleet.node.filewatch import signature
+
 from .credentials import CredentialsError, CredentialStore
 
 log = logging.getLogger(__name__)
@@ -22,25 +24,17 @@ RELOAD_SECONDS = 2.0
 """How often the credentials file is looked at."""
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 async def watch_credentials(
     path: Path,
     apply: Callable[[CredentialStore], None],
     interval: float = RELOAD_SECONDS,
 ) -> None:
     """Run until cancelled: call `apply` with the new store each time `path` changes."""
-    seen = _signature(path)
+    seen = signature(path)
     with contextlib.suppress(asyncio.CancelledError):
         while True:
             await asyncio.sleep(interval)
-            now = _signature(path)
+            now = signature(path)
             if now == seen or now is None:
                 continue
             seen = now
