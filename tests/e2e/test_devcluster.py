@@ -292,20 +292,33 @@ def test_volumes_env_and_restart_on_failure(cluster: Cluster, ns: str) -> None:
     assert init["state"]["terminated"]["exitCode"] == 0
 
 
-def test_busy_api_port_is_a_one_line_error(tmp_path: Path) -> None:
+def _dev_up(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sipfleet.devcluster.cli", "dev", "up",
+         f"--state-dir={state_dir}", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_busy_api_port_is_a_one_line_error(short_tmp: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "sipfleet.devcluster.cli", "dev", "up",
-             f"--state-dir={tmp_path}", f"--api-port={port}"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        result = _dev_up(short_tmp, f"--api-port={port}")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f"port {port} on 127.0.0.1 is busy" in result.stderr
-    assert not (tmp_path / "run").exists()  # nothing was started
+    assert not (short_tmp / "run").exists()  # nothing was started
+
+
+def test_a_state_dir_too_long_for_unix_sockets_is_a_one_line_error(short_tmp: Path) -> None:
+    state_dir = short_tmp / ("d" * 70)
+    result = _dev_up(state_dir)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"--state-dir {state_dir} is too long for the kubelet's unix sockets" in result.stderr
+    assert not state_dir.exists()  # nothing was started
 
 
 STUBBORN_POD = f"""
