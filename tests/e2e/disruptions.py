@@ -184,10 +184,20 @@ def stop_fleet(kube: Cluster, f: Fleet | None, workdir: Path) -> None:
         for proc in (f.ticker, f.members, f.talker):
             proc.stop()
     save_events(kube, NS, workdir / "events.txt")
+    # The operator (still running) removes its finalizers as these go.
     kube.kubectl("delete", "sipconference", "conf", "-n", NS, "--timeout=60s", check=False)
+    kube.kubectl("delete", "sipfleet", FLEET, "-n", NS, "--timeout=60s", check=False)
     if f is not None:
         f.operator.stop()
-    kube.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+    # A conference whose release did not finish in time keeps the operator's finalizer,
+    # and with it the namespace, for ever: the operator is gone, so drop it.
+    unfinalize = '{"metadata":{"finalizers":null}}'
+    kube.kubectl(
+        "patch", "sipconference", "conf", "-n", NS, "--type=merge", "-p", unfinalize, check=False
+    )
+    # Bounded wait until the namespace is gone: the next module that starts a fleet
+    # (test_operator_main_rollout after test_operator_disruption) creates it again.
+    kube.kubectl("delete", "namespace", NS, "--timeout=180s", check=False)
 
 
 def settle(f: Fleet) -> None:
