@@ -166,8 +166,8 @@ def guess(admission: Admission, sender: str, source: str) -> Answer | Proceed:
     )
 
 
-@pytest.mark.parametrize("shared", [False, True])
-def test_a_guesser_behind_a_shared_source_locks_out_only_itself(shared: bool) -> None:
+@pytest.mark.parametrize("source_is_shared", [False, True])
+def test_a_guesser_behind_a_shared_source_locks_out_only_itself(source_is_shared: bool) -> None:
     """An edge proxy (or the node address SNAT puts on members' packets) carries
     many members: ten guesses through it lock out the guesser's From AOR behind
     it, while alice, through the same address, is still challenged as usual.
@@ -176,7 +176,7 @@ def test_a_guesser_behind_a_shared_source_locks_out_only_itself(shared: bool) ->
     guard = Guard(STORE, NonceIssuer(b"k" * 32))
     admission = Admission(guard, REALM, AccessPolicy())
     proxy = "192.0.2.9"
-    if shared:
+    if source_is_shared:
         admission.shared_sources = frozenset({proxy})
     for _ in range(guard.lockout.max_failures):
         outcome = guess(admission, "sip:mallory@example.com", proxy)
@@ -184,4 +184,4 @@ def test_a_guesser_behind_a_shared_source_locks_out_only_itself(shared: bool) ->
     assert guess(admission, "sip:mallory@example.com", proxy) == Answer(None, failure="locked_out")
     alice = admission.admit(request("MESSAGE", "sip:alice@example.com"), GROUP, proxy, NOW, set)
     assert isinstance(alice, Answer)
-    assert alice.status == (401 if shared else None), alice
+    assert alice.status == (401 if source_is_shared else None), alice
