@@ -139,9 +139,15 @@ class Fleet:
             path.write_text(TOKEN + "\n")
         return path
 
-    async def start(self, name: str, host: str, role: str = "node", *extra: str) -> NodeProc:
-        sip_port, admin_port = free_ports(host, 2)
-        log = self.tmp / f"{name}.log"
+    async def start(
+        self, name: str, host: str, role: str = "node", *extra: str, same_as: NodeProc | None = None
+    ) -> NodeProc:
+        """Start a server; `same_as`: on that (killed) server's ports, as a container
+        restart in the same Pod keeps its address."""
+        sip_port, admin_port = (
+            free_ports(host, 2) if same_as is None else (same_as.sip_port, same_as.admin_port)
+        )
+        log = self.tmp / f"{name}{'' if same_as is None else '-restarted'}.log"
         proc = subprocess.Popen(
             [
                 str(NODE_BIN),

@@ -10,10 +10,13 @@ Replaces); the routing table is pushed as the operator would.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
 from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
+from sipfleet.node.rejoin import HOSTED_PERIOD
+from sipfleet.node.restore import DIALOG_GRACE
 from test_node_sipp import SENDER, has_members, make_shard, routes
 
 REPLICAS = "sipfleet_node_replicas_held"
@@ -168,3 +171,105 @@ async def test_a_stalled_node_lets_its_taken_over_members_go_without_bye(
     assert await sender.wait() == 0, sender.report()
     assert await members.wait() == 0, members.report()
     assert members.successful() == 6
+
+
+def _hosted(fleet: Fleet, name: str) -> tuple[str, str]:
+    """--hosted-file in the test's directory: it outlives a killed process, as the
+    Pod's emptyDir outlives a container restart."""
+    return ("--hosted-file", str(fleet.tmp / f"{name}-hosted.json"))
+
+
+async def test_a_restarted_main_server_answers_503_until_its_group_is_back(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """The restart gap (restore.py): the restarted main server finds its hosted file,
+    so a join sent before the operator gave its shard back gets 503 with Retry-After
+    (not 404); sipp waits that long, INVITEs again and gets in. Its members meanwhile
+    come back to node1 (its buddy), and none is counted lost."""
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"))
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    members = sipp("recovered_member.xml", main.target, "conf1", "orph", calls=6, rate=20)
+    await eventually(has_members(main, 6), what="6 members on main")
+    await eventually(held(node, 6), what="node1 holding the 6 dialogs")
+    await asyncio.sleep(HOSTED_PERIOD + 0.2)  # the hosted file has the 6
+    main.proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"), same_as=main)
+    late = sipp("join_retried.xml", main.target, "conf1", "late", timeout=20)
+    await asyncio.sleep(1.0)  # the operator's next pass comes
+    assert late.proc is not None and late.proc.poll() is None  # refused, waiting to retry
+    await make_shard(main, 50)
+    await routes(2, (main, 50), (node, 50))
+    assert await late.wait() == 0, late.report()  # 503 + Retry-After, then 200 and BYE
+    print(f"a join in the gap got in {time.monotonic() - killed:.2f} s after the kill")
+    await _recovered(node, 6, since=killed)
+    sender = sipp("member.xml", main.target, "conf1", "send", sets=SENDER)
+    assert await sender.wait() == 0, sender.report()
+    assert await members.wait() == 0, members.report()
+    state = await main.state()
+    assert [s.lost for s in state.shards] == [0]  # node1 held all 6
+
+
+async def test_a_server_and_its_holder_dying_together_count_the_members_lost(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """A double failure: node1 (holding main's replicas) and main (holding node1's)
+    are killed together. Nobody can bring the members back; each restarted server
+    learns from its holder's answer that it held none of them and counts its own
+    (the shard's `lost`, which the operator posts as MembersLost)."""
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"))
+    node = await fleet.start("node1", "127.0.0.3", "node", *_hosted(fleet, "node1"))
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(1, (main, 50), (node, 50))
+    on_main = sipp("recovered_member.xml", main.target, "conf1", "m", calls=3, rate=20)
+    on_node = sipp("recovered_member.xml", node.target, "conf1-node1", "n", calls=4, rate=20)
+    await eventually(has_members(main, 3), what="3 members on main")
+    await eventually(has_members(node, 4), what="4 members on node1")
+    await eventually(held(node, 3), what="node1 holding main's 3")
+    await eventually(held(main, 4), what="main holding node1's 4")
+    await asyncio.sleep(HOSTED_PERIOD + 0.2)
+    main.proc.send_signal(signal.SIGKILL)
+    node.proc.send_signal(signal.SIGKILL)
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"), same_as=main)
+    node = await fleet.start("node1", "127.0.0.3", "node", *_hosted(fleet, "node1"), same_as=node)
+    await make_shard(main, 50)
+    await make_shard(node, 50)
+    await routes(2, (main, 50), (node, 50))
+
+    async def counted() -> bool:
+        lost = [s.lost for n in (main, node) for s in (await n.state()).shards]
+        return lost == [3, 4]
+
+    await eventually(counted, 10, "main counting 3 lost, node1 4")
+    unrecovered = 'sipfleet_node_unrecovered_members_total{group="sip:conf1@example.com"}'
+    assert (await main.metrics())[unrecovered] == 3
+    assert (await node.metrics())[unrecovered] == 4
+    on_main.kill()
+    on_node.kill()
+
+
+async def test_a_group_alone_on_the_main_server_counts_its_members_lost(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """A group on the main server alone has no holder for its replicas: after a crash
+    its members are not brought back, and the restarted main server counts them."""
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"))
+    await make_shard(main, 50)
+    await routes(1, (main, 50))
+    members = sipp("recovered_member.xml", main.target, "conf1", "alone", calls=3, rate=20)
+    await eventually(has_members(main, 3), what="3 members on main")
+    await asyncio.sleep(HOSTED_PERIOD + 0.2)
+    main.proc.send_signal(signal.SIGKILL)
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"), same_as=main)
+    await make_shard(main, 50)
+    await routes(2, (main, 50))
+
+    async def counted() -> bool:
+        return [s.lost for s in (await main.state()).shards] == [3]
+
+    await eventually(counted, DIALOG_GRACE + 5, "main counting its 3 members lost")
+    members.kill()

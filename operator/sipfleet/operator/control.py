@@ -22,7 +22,7 @@ from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
-from sipfleet.operator.recovery import restart_events
+from sipfleet.operator.recovery import lost_events, process_key, restart_events
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 from sipfleet.operator.unmoved import merged
 
@@ -154,6 +154,16 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         if shard.group == decision.group
     }
     found, memory.dropped = dropped_events(decision.group, dropped, memory.dropped)
+    outcome.events.extend(found)
+    processes = {str(p["metadata"]["name"]): process_key(p) for p in servers}
+    lost = {
+        processes[server]: shard.lost
+        for server, state in observed.states.items()
+        for shard in state.shards
+        if shard.group == decision.group and server in processes
+    }
+    current = {k: c for k, c in memory.lost.items() if k in processes.values()}
+    found, memory.lost = lost_events(decision.group, lost, current)
     outcome.events.extend(found)
     if decision.kind != "steady":
         metrics.DECISIONS.labels(decision.kind).inc()

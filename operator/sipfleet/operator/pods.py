@@ -39,6 +39,9 @@ ADMIN_PORT = 8080
 SERVER_UID = 10001
 """The node image's non-root user and group (images/Dockerfile, images/build.py)."""
 TMP_MOUNT = "/tmp"
+HOSTED_FILE = f"{TMP_MOUNT}/sipfleet-hosted.json"
+"""Where a server keeps its groups (sip-node restore.py): the /tmp emptyDir outlives a
+container restart, not the Pod, so a restarted server knows it restarted."""
 
 # The restricted Pod Security Standard: a namespace enforcing it admits only
 # Pods that say all of this; the root filesystem is read-only, so the server
@@ -233,6 +236,7 @@ def server_pod(
         {"name": "SIPFLEET_TREE_FANOUT", "value": str(spec.tree_fanout)},
         {"name": "SIPFLEET_SHUTDOWN_SECONDS", "value": str(spec.grace_seconds)},
         {"name": "SIPFLEET_DRAIN_RATE", "value": str(spec.drain_rate)},
+        {"name": "SIPFLEET_HOSTED_FILE", "value": HOSTED_FILE},
         *({"name": k, "value": v} for k, v in sorted(spec.extra_env.items())),
     ]
     mounts: list[Obj] = [

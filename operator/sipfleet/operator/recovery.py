@@ -9,7 +9,10 @@ shard and pushes the route table again (executor.py, as for any new server).
 This module adds the record: a Warning Event `ServerRestarted` on the
 SipConference for each of its server Pods whose container restarted since
 the previous pass, with the kubelet's reason for the last termination
-(`OOMKilled`, `Error` with exit code 137 for a SIGKILL, ...).
+(`OOMKilled`, `Error` with exit code 137 for a SIGKILL, ...); and a Warning
+Event `MembersLost` when a restarted server counts members nobody brought
+back (its shard's `lost`: it and the holder of its replicas died together,
+or the group had no holder; sip-node restore.py).
 """
 
 from __future__ import annotations
@@ -60,3 +63,34 @@ def restart_events(
                 )
             )
     return events, now
+
+
+def process_key(pod: Obj) -> str:
+    """One process of a server Pod: its name, UID and restart count (a restarted
+    container is a new process with counts of its own)."""
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('name')}/{meta.get('uid', '')}/{restarts_of(pod)}"
+
+
+def lost_events(
+    group: str, lost: Mapping[str, int], reported: Mapping[str, int]
+) -> tuple[list[Event], dict[str, int]]:
+    """Warning Events for members restarted servers lost with their previous process,
+    each count once. `lost` is this pass's process_key -> the shard's `lost` (the
+    servers it could read), `reported` what earlier passes posted; returns the new
+    Events and what to remember (processes not read this pass are kept until their
+    Pod restarts again or goes: the caller passes only the current keys' memory)."""
+    events = [
+        Event(
+            "Warning",
+            "MembersLost",
+            f"{key.split('/', 1)[0]} restarted and {count - reported.get(key, 0)} members of "
+            f"{group} it had were brought back by nobody: the server holding their replicas "
+            "had none (it failed too, or the group had no other server); their user agents "
+            "learn it when a request in the dead dialog fails "
+            "(sipfleet_node_unrecovered_members_total)",
+        )
+        for key, count in sorted(lost.items())
+        if count > reported.get(key, 0)
+    ]
+    return events, {**reported, **lost}

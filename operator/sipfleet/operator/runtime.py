@@ -58,6 +58,9 @@ class ConferenceMemory:
     dropped: dict[str, int] = field(default_factory=dict)
     """Server -> members of the group whose session it ended unasked (ShardState.dropped),
     as already posted in an Event."""
+    lost: dict[str, int] = field(default_factory=dict)
+    """Server process (recovery.process_key) -> members it counted as lost with its
+    previous process (ShardState.lost), as already posted in an Event."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Serialises this conference's passes (timer and Pod events)."""
 

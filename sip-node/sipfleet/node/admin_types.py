@@ -168,6 +168,12 @@ class ShardState(BaseModel):
         "without moving them (a delivery timed out, the dialog was gone, the 2xx was "
         "never ACKed), since the shard was created",
     )
+    lost: int = Field(
+        default=0,
+        description="members the server's previous process had in this group that nobody "
+        "brought back after it crashed (it and the holder of their replicas died together, "
+        "or the group had no holder), counted once by the restarted server",
+    )
 
 
 class AdvertisedAddress(BaseModel):

@@ -124,6 +124,15 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         "after SIGTERM: members/s moved to the group's other servers",
     ),
     (
+        "--hosted-file",
+        "SIPFLEET_HOSTED_FILE",
+        str,
+        "",
+        "file (in the Pod's emptyDir) where the server keeps its groups: a restarted "
+        "process finding it answers 503 + Retry-After, not 404, until they are back; "
+        "empty: none",
+    ),
+    (
         "--credentials-file",
         "SIPFLEET_CREDENTIALS_FILE",
         str,

@@ -75,6 +75,11 @@ class Config:
     """SIP over plain WebSocket port (RFC 7118 ws); 0 = off."""
     wss_port: int = 0
     """SIP over secure WebSocket port (wss, needs the TLS certificate); 0 = off."""
+    hosted_file: str = ""
+    """Where the server keeps its groups and member counts (restore.Hosted), in a
+    directory that outlives the process but not the Pod (the Pod's emptyDir): a
+    process that finds it at start is a restart and answers 503, not 404, for its
+    groups until they are back. "" = none (every start is a fresh server)."""
     s2s_transport: str = "tcp"
     """How requests to the fleet's other servers travel: tcp, or tls (their TLS port,
     certificates checked against `tls_ca_file`)."""

@@ -99,6 +99,9 @@ class Shard:
     by_aor: dict[str, Member] = field(default_factory=dict)
     dropped: int = 0
     """Members whose session ended here for a reason in `DROPPED`."""
+    lost: int = 0
+    """Members the previous process of this server had that nobody brought back
+    after its crash (rejoin.py, restore.py)."""
 
     def add(self, member: Member) -> None:
         self.members[member.key] = member
@@ -125,6 +128,7 @@ class Shard:
             member_uris=tuple(sorted(self.by_aor)),
             sender_display=sender_display,
             dropped=self.dropped,
+            lost=self.lost,
         )
 
 

@@ -154,6 +154,13 @@ class NodeMetrics:
             ["method", "outcome"],
             registry=r,
         )
+        self.unrecovered = Counter(
+            p + "unrecovered_members",
+            "Members a restarted server had that nobody brought back (it and the holder "
+            "of their replicas died together, or the group had no holder), by group",
+            ["group"],
+            registry=r,
+        )
         self.replayed = Counter(
             p + "replayed_deliveries",
             "Group messages sent again to members brought back after a crash: those "

@@ -54,6 +54,7 @@ from sipfleet.node.metrics import NodeMetrics
 from sipfleet.node.presentation import SenderDisplay, present
 from sipfleet.node.ratelimit import RateLimiter
 from sipfleet.node.rejoin import REPLICA, CrashRecovery
+from sipfleet.node.restore import RESTORED, RETRY_AFTER
 from sipfleet.node.routes import Groups, RoutingTable
 from sipfleet.node.s2s import KIND, Envelope, build_request, is_s2s, verify_request
 from sipfleet.node.s2s_auth import AuthError, Verifier
@@ -126,7 +127,7 @@ class Node:
         self.subs = Subscriptions()
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
-        self.recovery = CrashRecovery(self)
+        self.recovery = CrashRecovery(self, config.hosted_file)
         self.admission = Admission(
             Guard(
                 config.credentials,
@@ -347,9 +348,34 @@ class Node:
         if handler is None:
             ctx.respond(405, [("Allow", ALLOW)])
             return
+        if self.recovery.restoring is not None and self._restoring(ctx):
+            return
         if request.to_tag is None and request.method in GUARDED and not self._admitted(ctx):
             return
         handler(self, ctx)
+
+    def _restoring(self, ctx: RequestContext) -> bool:
+        """A restarted server (restore.py): 503 with Retry-After (RFC 3261 21.5.4) for
+        a group it hosted that is not back yet, and for a dialog it lost, which its
+        replicas' holder is taking over (a 481 would end it, 12.2.1.2); True once
+        answered."""
+        restoring, request, now = self.recovery.restoring, ctx.request, self.now()
+        if restoring is None:
+            return False
+        if request.to_tag is None:
+            refused = request.method in RESTORED and restoring.group_pending(
+                request.request_uri.user or "", now
+            )
+        else:
+            refused = (
+                request.method != "SUBSCRIBE"
+                and restoring.dialogs_pending(now)
+                and self.group.dialog(request) is None
+            )
+        if refused:
+            retry = [("Retry-After", str(RETRY_AFTER))]
+            ctx.respond(503, retry, reason="Restarting")
+        return refused
 
     def _admitted(self, ctx: RequestContext) -> bool:
         """Digest authentication and access policy (auth.admission); False once answered."""

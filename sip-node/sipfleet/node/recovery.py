@@ -89,6 +89,7 @@ class Replicas:
     def __init__(self) -> None:
         self._origins: dict[str, _Origin] = {}
         self._dead: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._previous: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._total = 0
 
     def on_batch(self, batch: Batch, now: float) -> list[Orphaned]:
@@ -136,12 +137,23 @@ class Replicas:
     def _orphan(self, name: str, reason: OrphanReason) -> Orphaned:
         origin = self._origins.pop(name)
         self._total -= origin.count()
+        self._previous.pop(name, None)
+        self._previous[name] = {group: len(g) for group, g in origin.groups.items()}
+        while len(self._previous) > MAX_DEAD:
+            self._previous.popitem(last=False)
         if not origin.count():
             return Orphaned(name, origin.instance, reason, (), origin.last_seen)  # nobody
         self._dead[(name, origin.instance)] = None
         while len(self._dead) > MAX_DEAD:
             self._dead.popitem(last=False)
         return Orphaned(name, origin.instance, reason, origin.all(), origin.last_seen)
+
+    def previous(self, origin: str, group: str) -> int:
+        """How many dialogs of `group` this server held of `origin`'s last instance
+        declared dead (restarted or silent): the members it took charge of. 0 when
+        it held none (it restarted itself since, or never held any): a restarted
+        origin counts the members it had beyond that as brought back by nobody."""
+        return self._previous.get(origin, {}).get(group, 0)
 
     def held(self) -> dict[str, int]:
         """Origin server -> how many of its dialogs this server holds."""

@@ -16,14 +16,26 @@ recovery.Replicas (what this server holds, who died). This shell
   12.2.1.1) from this server, whose Contact makes it the member's new remote
   target. Outcomes are counted in `sipfleet_node_rejoins_total`;
 - sends a member of a dead node, once back, the group messages that reached
-  this server since the node's last batch (recovery.History), one at a time.
+  this server since the node's last batch (recovery.History), one at a time;
+- keeps the hosted file (restore.Hosted: this server's groups and member
+  counts, rewritten within HOSTED_PERIOD of a change, at once when a shard
+  comes or goes) and, when it finds one at start (a restart of the same
+  Pod), refuses what its lost groups and dialogs get with 503 meanwhile
+  (restore.Restoring) and counts the members nobody brought back: its
+  holder's answer to its first batch of a group says how many of them it
+  held (X-Sipfleet-Held); a group without a holder (alone on the main
+  server) had none held. The count goes to the shard's `lost` (the
+  operator posts it as a `MembersLost` Event) and to
+  `sipfleet_node_unrecovered_members_total`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
+from pathlib import Path
 from typing import Protocol
 
 from sipfleet.node.clock import CoreClock
@@ -39,6 +51,7 @@ from sipfleet.node.recovery import (
     rejoin_method,
 )
 from sipfleet.node.replicas import Batch, DialogRecord, Outbox, holder_of, record_of
+from sipfleet.node.restore import Hosted, Restoring
 from sipfleet.node.routes import RoutingTable
 from sipfleet.node.s2s import KIND, Envelope
 from sipfleet.node.sip import SipParseError, SipResponse
@@ -54,6 +67,8 @@ log = logging.getLogger(__name__)
 
 REPLICA = "replica"  # X-Sipfleet-Kind of a replication MESSAGE
 INSTANCE = "X-Sipfleet-Instance"  # the holder's instance, in its 200
+HELD = "X-Sipfleet-Held"  # in a 200 to a reset batch: dialogs held of the origin's last instance
+HOSTED_PERIOD = 1.0  # seconds: the hosted file is rewritten at most this often for member changes
 JSON_TYPE = "application/json"
 
 
@@ -86,24 +101,39 @@ class RejoinHost(S2sSender, Protocol):
 class CrashRecovery:
     """Replicates this server's members and recovers dead peers' members."""
 
-    def __init__(self, host: RejoinHost) -> None:
+    def __init__(self, host: RejoinHost, hosted_file: str = "") -> None:
         self._host = host
         self.instance = random_hex(8)  # a new one each time the process starts
         self.outbox = Outbox(host.name, self.instance)
         self.replicas = Replicas()
         self.history: History[Envelope] = History()
         self._clocks: list[CoreClock] = []
+        self._hosted = Path(hosted_file) if hosted_file else None
+        self._write_at: float | None = None
+        self.restoring: Restoring | None = None
+        """Set while this process restores what a previous one in the same Pod hosted."""
+        self._settle_at: float | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the hosted file a previous process left (then we are restoring), arm
+        the timers."""
+        self.restoring = self._read_hosted(self._host.now())
         self._clocks = [
             CoreClock(loop, self.outbox.next_deadline, lambda now: self._send()),
             CoreClock(loop, self.replicas.next_deadline, self._watch),
+            CoreClock(loop, lambda: self._write_at, self._write_hosted),
+            CoreClock(loop, lambda: self._settle_at, self._settle),
         ]
+        self._changed(now=True)
         self.routes_changed()
 
     def close(self) -> None:
+        """Stop the timers; the hosted file gets the last member counts (a graceful
+        exit's moves are not counted as lost after a restart)."""
         for clock in self._clocks:
             clock.close()
+        if self._clocks:
+            self._write_hosted(self._host.now())
 
     def _rearm(self) -> None:
         for clock in self._clocks:
@@ -113,10 +143,12 @@ class CrashRecovery:
     def joined(self, shard: Shard, member: Member) -> None:
         """`member` joined (or refreshed its dialog in) `shard`: replicate it."""
         self.outbox.put(record_of(shard.group, member), self._host.now())
+        self._changed(now=False)
         self._rearm()
 
     def left(self, shard: Shard, member: Member) -> None:
         self.outbox.drop(shard.group, member.key, self._host.now())
+        self._changed(now=False)
         self._rearm()
 
     def routes_changed(self) -> None:
@@ -125,11 +157,17 @@ class CrashRecovery:
         for group in host.shards:
             holder = holder_of(host.name, host.routes.entries(group))
             self.outbox.set_holder(group, None if holder is None else holder.uri, now)
+            if self.restoring is not None:
+                self.restoring.restored(group, now)
+        if self.restoring is not None and now < self.restoring.dialogs_until:
+            self._settle_at = self.restoring.dialogs_until
+        self._changed(now=True)
         self._rearm()
 
     def shard_deleted(self, group: str) -> None:
         self.outbox.forget_group(group)
         self.history.forget(group)
+        self._changed(now=True)
         self._rearm()
 
     def seen(self, envelope: Envelope) -> None:
@@ -154,6 +192,9 @@ class CrashRecovery:
             instance = None
             if response is not None and response.status == 200:
                 instance = response.headers.get(INSTANCE)
+                held = response.headers.get(HELD)
+                if batch.reset and held is not None and held.isdigit():
+                    self._unrecovered(batch.group, int(held))
             if response is not None and response.status == 410:
                 self._taken_over(batch.group)
             self.outbox.answered(batch, instance, self._host.now())
@@ -173,6 +214,81 @@ class CrashRecovery:
         for member in list(shard.members.values()):
             self._host.remove_member(shard, member, bye=False, reason="taken_over")
 
+    # ---- the hosted file and the restarted side --------------------------------------
+    def _changed(self, *, now: bool) -> None:
+        """Our groups (`now`: write at once) or member counts changed."""
+        if self._hosted is None:
+            return
+        at = self._host.now() + (0.0 if now else HOSTED_PERIOD)
+        self._write_at = at if self._write_at is None else min(self._write_at, at)
+
+    def _write_hosted(self, now: float) -> None:
+        """Rewrite the hosted file (write a new one, then rename: never half-written)."""
+        self._write_at = None
+        if self._hosted is None:
+            return
+        hosted = Hosted({g: len(s.members) for g, s in self._host.shards.items()})
+        partial = self._hosted.with_name(self._hosted.name + ".new")
+        try:
+            partial.write_bytes(hosted.to_bytes())
+            os.replace(partial, self._hosted)
+        except OSError as exc:
+            log.warning("cannot write %s: %s (a restart will not know its groups)", partial, exc)
+
+    def _read_hosted(self, now: float) -> Restoring | None:
+        """What a previous process in this Pod hosted (None: a fresh server)."""
+        if self._hosted is None:
+            return None
+        try:
+            hosted = Hosted.from_bytes(self._hosted.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring %s: %s", self._hosted, exc)
+            return None
+        restoring = Restoring(hosted, self._host.name, now)
+        log.warning(
+            "restarted: restoring %d groups (%d members) for up to %.0f s",
+            len(hosted.members),
+            sum(hosted.members.values()),
+            restoring.deadline - now,
+        )
+        return restoring
+
+    def _unrecovered(self, group: str, held: int) -> None:
+        """Count the members of `group` the previous process had beyond the `held` its
+        holder brought back (each group once)."""
+        restoring = self.restoring
+        lost = None if restoring is None else restoring.unrecovered(group, held)
+        shard = self._host.shards.get(group)
+        if not lost or shard is None:
+            return
+        log.warning(
+            "%d members of %s were lost with the previous process: its holder held %d",
+            lost,
+            group,
+            held,
+        )
+        shard.lost += lost
+        self._host.metrics.unrecovered.labels(group).inc(lost)
+
+    def _settle(self, now: float) -> None:
+        """Unknown dialogs are no longer refused: a group back without a holder (alone
+        on this server) had nobody to bring its members back, count them. At the
+        restore deadline, groups never given back are let go."""
+        restoring, host = self.restoring, self._host
+        if restoring is None:
+            return
+        for group in list(host.shards):
+            entries = host.routes.entries(group)
+            alone = entries and holder_of(host.name, entries) is None
+            if alone and restoring.had(group) is not None:
+                self._unrecovered(group, 0)
+        if now < restoring.deadline:
+            self._settle_at = restoring.deadline
+        else:
+            self._settle_at, self.restoring = None, None
+
     # ---- the holder side ----------------------------------------------------------------
     def on_replica(self, ctx: RequestContext) -> None:
         """A peer's replication MESSAGE (already authenticated)."""
@@ -190,7 +306,10 @@ class CrashRecovery:
         except ReplicaFull:
             ctx.respond(503, [("Retry-After", "5")], reason="Replica Store Full")
             return
-        ctx.respond(200, [(INSTANCE, self.instance)])
+        headers = [(INSTANCE, self.instance)]
+        if batch.reset:
+            headers.append((HELD, str(self.replicas.previous(batch.origin, batch.group))))
+        ctx.respond(200, headers)
         host.metrics.replicas_held.set(self.replicas.total)
         self._recover(orphans)
         self._rearm()

@@ -19,6 +19,7 @@ ENV = (
     "SIPFLEET_TREE_FANOUT",
     "SIPFLEET_SENDER_DISPLAY",
     "SIPFLEET_TRUSTED_PROXIES",
+    "SIPFLEET_HOSTED_FILE",
 )
 
 
@@ -176,3 +177,10 @@ def test_tls_and_websocket_are_off_by_default(token: Path) -> None:
     config = parse_config(args(token))[0]
     assert config.tls is None
     assert (config.ws_port, config.wss_port, config.tls_port) == (0, 0, 5061)
+
+
+def test_hosted_file(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """None by default (every start is a fresh server); by flag or environment."""
+    assert parse_config(args(token))[0].hosted_file == ""
+    monkeypatch.setenv("SIPFLEET_HOSTED_FILE", "/tmp/sipfleet-hosted.json")
+    assert parse_config(args(token))[0].hosted_file == "/tmp/sipfleet-hosted.json"

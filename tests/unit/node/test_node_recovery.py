@@ -107,3 +107,19 @@ def test_history_keeps_what_a_member_may_have_missed() -> None:
     assert history.since(GROUP, 0.0, now + 1000) == []  # too old to be worth sending
     history.forget(GROUP)
     assert history.since(GROUP, 0.0, now) == []
+
+
+def test_the_holder_says_how_many_of_a_dead_instance_it_held() -> None:
+    """What a restarted origin compares with what it had (restore.Restoring)."""
+    store = Replicas()
+    store.on_batch(batch(record(1), record(2), reset=True), 0.0)
+    store.on_batch(batch(record(3), reset=True, origin="node2"), 0.0)
+    assert store.previous("node1", GROUP) == 0  # alive: nothing of it declared dead
+    store.on_batch(batch(reset=True, instance="b"), 1.0)  # node1 restarted
+    assert store.previous("node1", GROUP) == 2
+    assert store.previous("node1", "sip:other@example.com") == 0
+    store.on_batch(batch(origin="node2"), 1.0)
+    store.tick(1.0 + DEAD_AFTER)  # node2 silent (node1's instance b held nothing here)
+    assert store.previous("node2", GROUP) == 1
+    assert store.previous("node1", GROUP) == 2
+    assert Replicas().previous("node1", GROUP) == 0  # a restarted holder knows nothing

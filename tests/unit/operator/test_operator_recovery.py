@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipfleet.operator.recovery import restart_events, restarts_of
+from sipfleet.operator.recovery import lost_events, process_key, restart_events, restarts_of
 
 GROUP = "sip:conf@example.com"
 
@@ -38,3 +38,19 @@ def test_restarts_before_the_operator_watched_are_not_reported() -> None:
 
 def test_a_pod_without_status_has_no_restarts() -> None:
     assert restarts_of({"metadata": {"name": "x", "uid": "u"}}) == 0
+
+
+def test_members_lost_by_a_restarted_server_are_reported_once_per_process() -> None:
+    first = process_key(pod("f-node-1", "u2", 1))
+    assert first == "f-node-1/u2/1"
+    events, seen = lost_events(GROUP, {"f-main/u1/0": 0, first: 0}, {})
+    assert events == []  # its holder's answer has not come yet
+    events, seen = lost_events(GROUP, {"f-main/u1/0": 0, first: 4}, seen)
+    (event,) = events
+    assert (event.type, event.reason) == ("Warning", "MembersLost")
+    assert event.message.startswith("f-node-1 restarted and 4 members of " + GROUP)
+    assert lost_events(GROUP, {first: 4}, seen)[0] == []  # counted once
+    # The next restart is a new process: its own count, even if the same number.
+    again = process_key(pod("f-node-1", "u2", 2))
+    (event,) = lost_events(GROUP, {again: 4}, seen)[0]
+    assert "and 4 members" in event.message

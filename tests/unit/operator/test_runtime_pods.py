@@ -77,6 +77,8 @@ def test_main_pod_runs_the_node_image_as_main_with_the_token_mounted() -> None:
     assert env["SIPFLEET_ADMIN_PORT"] == "9090"
     assert env["SIPFLEET_TREE_FANOUT"] == "4"
     assert env["SIPFLEET_TOKEN_FILE"] == f"{pods.TOKEN_MOUNT}/token"
+    assert env["SIPFLEET_HOSTED_FILE"] == "/tmp/sipfleet-hosted.json"  # in the emptyDir
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["spec"]["containers"][0]["volumeMounts"]
     assert pod["spec"]["volumes"][0]["secret"]["secretName"] == "small-admin-token"
     c = pod["spec"]["containers"][0]
     assert c["image"] == "sipfleet/node:dev"
