@@ -14,10 +14,10 @@ import asyncio
 import signal
 import time
 
-from node_harness import Fleet, NodeProc, SippFactory, eventually, free_port
+from node_harness import Fleet, NodeProc, SippFactory, eventually
 from sipfleet.node.rejoin import HOSTED_PERIOD
 from sipfleet.node.restore import DIALOG_GRACE
-from test_node_sipp import SENDER, has_members, make_shard, routes
+from test_node_sipp import GROUP, SENDER, has_members, make_shard, replaces_phones, routes
 
 REPLICAS = "sipfleet_node_replicas_held"
 REJOINED = 'sipfleet_node_rejoins_total{method="reinvite",outcome="rejoined"}'
@@ -77,6 +77,27 @@ async def test_members_of_a_killed_node_come_back_to_the_main_server(
     await eventually(has_members(main, 0), what="every recovered member left main")
 
 
+async def test_members_brought_back_beyond_the_holders_capacity_are_counted(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """The holder takes every orphan even when its shard is full (refusing would lose
+    it) and counts those beyond its capacity; new joins meanwhile go to room elsewhere."""
+    main = await fleet.start("main", "127.0.0.2", "main")
+    node = await fleet.start("node1", "127.0.0.3")
+    await make_shard(main, 2)
+    await make_shard(node, 50)
+    await routes(1, (main, 2), (node, 50))
+    members = sipp("recovered_member.xml", node.target, "conf1-node1", "over", calls=5, rate=20)
+    await eventually(has_members(node, 5), what="5 members on node1")
+    await eventually(held(main, 5), what="main holding the 5 dialogs")
+    node.proc.send_signal(signal.SIGKILL)
+    await _recovered(main, 5, since=time.monotonic())
+    metrics = await main.metrics()
+    assert metrics['sipfleet_node_rejoined_over_capacity_total{group="sip:conf1@example.com"}'] == 3
+    assert await main.members(GROUP) == 5
+    members.kill()
+
+
 async def test_members_of_a_killed_main_server_come_back_to_its_buddy(
     fleet: Fleet, sipp: SippFactory
 ) -> None:
@@ -112,31 +133,7 @@ async def test_members_announcing_replaces_come_back_with_an_invite_with_replace
     """Their phones (a sipp UAS, replaced_phone.xml) get an INVITE with Replaces naming
     the dead dialog (RFC 3891 3), answer it, and get the group's messages from main."""
     main, node = await _main_and_node(fleet)
-    phone_port = free_port("127.0.0.1")
-    phones = sipp(
-        "replaced_phone.xml",
-        "",
-        "unused",
-        "phone",
-        calls=5,
-        port=phone_port,
-        keys={
-            "oldhost": node.host,
-            "oldport": str(node.sip_port),
-            "newhost": main.host,
-            "newport": str(main.sip_port),
-        },
-    )
-    joins = sipp(
-        "replaced_signalling.xml",
-        node.target,
-        "conf1-node1",
-        "rep",
-        calls=5,
-        rate=10,
-        keys={"phoneport": str(phone_port)},
-    )
-    assert await joins.wait() == 0, joins.report()
+    phones = await replaces_phones(sipp, 5, joined=node, user="conf1-node1", moved_to=main)
     await eventually(held(main, 5), what="main holding the 5 dialogs")
     node.proc.send_signal(signal.SIGKILL)
     await eventually(has_members(main, 5), 10, "5 members back on main")

@@ -67,6 +67,43 @@ async def members_on_node1(
     return main, node, main_uri, members
 
 
+async def replaces_phones(
+    sipp: SippFactory, count: int, *, joined: NodeProc, user: str, moved_to: NodeProc
+) -> Sipp:
+    """`count` members whose UA announced Replaces (RFC 3891), as two sipp peers:
+    signalling (replaced_signalling.xml) joins `user` at `joined` for a phone, a sipp
+    UAS (replaced_phone.xml) that answers the INVITE with Replaces `moved_to` sends
+    it, then gets the group's messages from there. The phones may take 2 * `count`
+    calls: a phone's BYE on the replaced dialog can draw a 200 that the sipp UAS takes
+    for a new call. Returns the phones once every join is done."""
+    phone_port = free_port("127.0.0.1")
+    phones = sipp(
+        "replaced_phone.xml",
+        "",
+        "unused",
+        "phone",
+        calls=2 * count,
+        port=phone_port,
+        keys={
+            "oldhost": joined.host,
+            "oldport": str(joined.sip_port),
+            "newhost": moved_to.host,
+            "newport": str(moved_to.sip_port),
+        },
+    )
+    joins = sipp(
+        "replaced_signalling.xml",
+        joined.target,
+        user,
+        "rep",
+        calls=count,
+        rate=10,
+        keys={"phoneport": str(phone_port)},
+    )
+    assert await joins.wait() == 0, joins.report()
+    return phones
+
+
 async def test_message_reaches_49_other_members(fleet: Fleet, sipp: SippFactory) -> None:
     main = await fleet.start("main", "127.0.0.2", "main")
     await make_shard(main, 100)
@@ -185,33 +222,9 @@ async def test_refer_to_server_moves_members_with_replaces(fleet: Fleet, sipp: S
     await make_shard(main, 20)
     node_uri = await make_shard(node, 50)
     await routes(1, (main, 0), (node, 50))
-    phone_port = free_port("127.0.0.1")
     # The phone's BYE on the replaced dialog draws a 200 with the old Call-ID, which the
     # sipp UAS takes for a new call and counts as failed: so count successes, not rc.
-    phones = sipp(
-        "replaced_phone.xml",
-        "",
-        "unused",
-        "phone",
-        calls=10,
-        port=phone_port,
-        keys={
-            "oldhost": main.host,
-            "oldport": str(main.sip_port),
-            "newhost": node.host,
-            "newport": str(node.sip_port),
-        },
-    )
-    joins = sipp(
-        "replaced_signalling.xml",
-        main.target,
-        "conf1",
-        "rep",
-        calls=5,
-        rate=10,
-        keys={"phoneport": str(phone_port)},
-    )
-    assert await joins.wait() == 0, joins.report()
+    phones = await replaces_phones(sipp, 5, joined=main, user="conf1", moved_to=node)
     await eventually(has_members(main, 5), what="5 members on main")
     async with main.client() as client:
         started = await client.start_transfer(

@@ -154,6 +154,13 @@ class NodeMetrics:
             ["method", "outcome"],
             registry=r,
         )
+        self.over_capacity = Counter(
+            p + "rejoined_over_capacity",
+            "Orphaned members brought back into a shard already at its capacity (taken "
+            "anyway rather than lost), by group",
+            ["group"],
+            registry=r,
+        )
         self.unrecovered = Counter(
             p + "unrecovered_members",
             "Members a restarted server had that nobody brought back (it and the holder "

@@ -319,6 +319,10 @@ class CrashRecovery:
         self._host.metrics.replicas_held.set(self.replicas.total)
 
     def _recover(self, orphans: list[Orphaned]) -> None:
+        """Bring each orphan back into our shard of its group, even beyond the shard's
+        capacity (refusing it would lose it; a member taken beyond capacity is counted
+        in sipfleet_node_rejoined_over_capacity_total, joins meanwhile go elsewhere,
+        and with transfer.mode refer the operator moves the excess on)."""
         for orphaned in orphans:
             log.warning(
                 "%s (%s) %s: bringing back %d members",
@@ -359,6 +363,8 @@ class CrashRecovery:
             if outcome == "failed":
                 log.warning("%s not brought back: %d %s", record.aor, status, reason)
                 return
+            if len(shard.members) > shard.capacity:  # taken anyway: counted (see _recover)
+                self._host.metrics.over_capacity.labels(shard.group).inc()
             member = shard.by_aor.get(record.aor)
             if member is not None and away_since is not None:
                 self._replay(shard, member, away_since)
