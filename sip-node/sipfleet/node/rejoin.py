@@ -50,7 +50,14 @@ from sipfleet.node.recovery import (
     Replicas,
     rejoin_method,
 )
-from sipfleet.node.replicas import Batch, DialogRecord, Outbox, holder_of, record_of
+from sipfleet.node.replicas import (
+    BATCH_DELAY,
+    Batch,
+    DialogRecord,
+    Outbox,
+    holder_of,
+    record_of,
+)
 from sipfleet.node.restore import Hosted, Restoring
 from sipfleet.node.routes import RoutingTable
 from sipfleet.node.s2s import KIND, Envelope
@@ -68,7 +75,9 @@ log = logging.getLogger(__name__)
 REPLICA = "replica"  # X-Sipfleet-Kind of a replication MESSAGE
 INSTANCE = "X-Sipfleet-Instance"  # the holder's instance, in its 200
 HELD = "X-Sipfleet-Held"  # in a 200 to a reset batch: dialogs held of the origin's last instance
-HOSTED_PERIOD = 1.0  # seconds: the hosted file is rewritten at most this often for member changes
+HOSTED_PERIOD = BATCH_DELAY
+"""Seconds a member change waits before the hosted file is rewritten: as long as its
+replica waits, so what a restarted server had and what its holder held agree."""
 JSON_TYPE = "application/json"
 
 
