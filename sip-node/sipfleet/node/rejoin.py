@@ -282,15 +282,16 @@ class CrashRecovery:
         self._host.metrics.unrecovered.labels(group).inc(lost)
 
     def _settle(self, now: float) -> None:
-        """Unknown dialogs are no longer refused: a group back without a holder (alone
-        on this server) had nobody to bring its members back, count them. At the
+        """Unknown dialogs are no longer refused: a group whose route table lists this
+        server alone (so it has no holder) had nobody to bring its members back, count
+        them (a table not listing us yet says nothing). At the
         restore deadline, groups never given back are let go."""
         restoring, host = self.restoring, self._host
         if restoring is None:
             return
         for group in list(host.shards):
             entries = host.routes.entries(group)
-            alone = entries and holder_of(host.name, entries) is None
+            alone = bool(entries) and all(e.server == host.name for e in entries)
             if alone and restoring.had(group) is not None:
                 self._unrecovered(group, 0)
         if now < restoring.deadline:
