@@ -181,24 +181,28 @@ async def test_a_restarted_main_server_answers_503_until_its_group_is_back(
 ) -> None:
     """The restart gap (restore.py): the restarted main server finds its hosted file,
     so a join sent before the operator gave its shard back gets 503 with Retry-After
-    (not 404); sipp waits that long, INVITEs again and gets in. Its members meanwhile
-    come back to node1 (its buddy), and none is counted lost."""
+    (not 404); sipp waits that long, INVITEs again and gets in. A request in a dialog
+    it lost gets 503 too (not 481). Its members meanwhile come back to node1 (its
+    buddy), and none is counted lost (the probe's sipp is gone by then: its rejoin
+    fails, counted by node1)."""
     main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"))
     node = await fleet.start("node1", "127.0.0.3")
     await make_shard(main, 50)
     await make_shard(node, 50)
     await routes(1, (main, 50), (node, 50))
     members = sipp("recovered_member.xml", main.target, "conf1", "orph", calls=6, rate=20)
-    await eventually(has_members(main, 6), what="6 members on main")
-    await eventually(held(node, 6), what="node1 holding the 6 dialogs")
-    await asyncio.sleep(HOSTED_PERIOD + 0.2)  # the hosted file has the 6
+    # One more member writes in its dialog once main has restarted (after 1.5 s): 503.
+    probe = sipp("dead_dialog_probe.xml", main.target, "conf1", "probe", extra=("-d", "1500"))
+    await eventually(has_members(main, 7), what="7 members on main")
+    await eventually(held(node, 7), what="node1 holding the 7 dialogs")
+    await asyncio.sleep(HOSTED_PERIOD + 0.2)  # the hosted file has the 7
     main.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"), same_as=main)
     late = sipp("join_retried.xml", main.target, "conf1", "late", timeout=20)
-    await asyncio.sleep(1.0)  # the operator's next pass comes
+    assert await probe.wait() == 0, probe.report()  # 503 + Retry-After, not 481
     assert late.proc is not None and late.proc.poll() is None  # refused, waiting to retry
-    await make_shard(main, 50)
+    await make_shard(main, 50)  # the operator's pass comes
     await routes(2, (main, 50), (node, 50))
     assert await late.wait() == 0, late.report()  # 503 + Retry-After, then 200 and BYE
     print(f"a join in the gap got in {time.monotonic() - killed:.2f} s after the kill")
