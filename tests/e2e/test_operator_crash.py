@@ -9,9 +9,12 @@ are. Each server replicates its members' dialogs to a holder (sip-node
 replicas.py: a node's to the main server, the main server's to its first
 node); the holder notices the restart or the silence (recovery.py) and adopts
 each orphaned dialog with a re-INVITE (rejoin.py: these sipp members announce
-no Replaces). A group message goes out every second throughout; the messages
-lost and duplicated are counted and printed, as is the time until every member
-of the killed server is back.
+no Replaces). The restarted container finds the hosted file its predecessor
+left in the Pod's emptyDir (restore.py: it answers 503 + Retry-After, not
+404, until its group is back) and, its holder having had every member, counts
+none lost (no MembersLost Event). A group message goes out every second
+throughout; the messages lost and duplicated are counted and printed, as is
+the time until every member of the killed server is back.
 
 Policy: 25 members per server at target load 0.8 (20 each), minNodes 2 and
 maxNodes 2: main + 2 nodes, 60 members spread by 302 redirects; transfers
@@ -229,6 +232,13 @@ def crash(f: Fleet, pod: str, label: str) -> None:
         time.sleep(5)  # messages after everyone is back
     finally:
         ticker.stop()
+    # The restarted container found the hosted file its predecessor left in the Pod's
+    # emptyDir (sip-node restore.py: 503, not 404, for its groups until they were
+    # back), and its holder had every member: none counted lost.
+    log = f.kube.kubectl("-n", NS, "logs", pod).stdout
+    assert "restarted: restoring 1 groups" in log, log[-2000:]
+    lost = [m for r, m in events(f.kube, NS) if r == "MembersLost"]
+    assert not lost, lost
     slowest = max(back.values(), default=float("nan"))
     lost, duplicated, total = _count(f, ticker.sent)
     after = [b for t, b in ticker.sent if t > killed + slowest + 2]
