@@ -56,8 +56,9 @@ restart gap is 1.5 to 3 s."""
 RESTORED = frozenset({"INVITE", "MESSAGE", "SUBSCRIBE", "REFER"})
 """Out-of-dialog methods addressed to a group (a join, a group message, a conference
 subscription): answered 503 for a group not back yet."""
-MAX_GROUPS = 1000
-"""Groups the hosted file may list (it is our own file, but still bounded)."""
+MAX_GROUPS = 10000
+"""Groups a hosted file may list to be read (our own file, but still bounded: about
+40 bytes a group); a server with more starts as a fresh one after a restart."""
 
 
 @dataclass(frozen=True, slots=True)
