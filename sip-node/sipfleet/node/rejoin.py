@@ -282,10 +282,10 @@ class CrashRecovery:
         self._host.metrics.unrecovered.labels(group).inc(lost)
 
     def _settle(self, now: float) -> None:
-        """Unknown dialogs are no longer refused: a group whose route table lists this
-        server alone (so it has no holder) had nobody to bring its members back, count
-        them (a table not listing us yet says nothing). At the
-        restore deadline, groups never given back are let go."""
+        """Unknown dialogs are no longer refused (restore.DIALOG_GRACE after the last
+        group came back): a group whose route table lists this server alone, so it has
+        no holder, had nobody to bring its members back: count them (a table not
+        listing us yet says nothing). At the restore deadline, stop restoring."""
         restoring, host = self.restoring, self._host
         if restoring is None:
             return

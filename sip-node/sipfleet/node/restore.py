@@ -131,11 +131,6 @@ class Restoring:
         """What the previous instance had of `group` and is not accounted for yet."""
         return self._had.get(group)
 
-    def forget(self, group: str) -> int | None:
-        """Stop waiting for `group` (the deadline passed without it); its count."""
-        self._waiting.discard(group)
-        return self._had.pop(group, None)
-
     @property
     def deadline(self) -> float:
         """When restoring ends (monotonic seconds): groups not back by then are 404."""

@@ -75,4 +75,3 @@ def test_members_nobody_brought_back_are_counted_once_per_group() -> None:
     assert r.unrecovered(CONF2, 5) == 0  # more held than the file had: none lost
     r2 = restoring()
     assert r2.unrecovered(CONF1, 12) == 0  # the holder brought all back
-    assert r2.forget(CONF2) == 0 and r2.had(CONF2) is None
