@@ -274,3 +274,19 @@ async def test_a_group_alone_on_the_main_server_counts_its_members_lost(
 
     await eventually(counted, DIALOG_GRACE + 5, "main counting its 3 members lost")
     members.kill()
+
+
+async def test_a_server_killed_again_before_its_groups_are_back_still_knows_them(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """A crash loop: the restarted main server is killed again before the operator gave
+    its group back; the next process must still answer 503 for it, not 404."""
+    main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"))
+    await make_shard(main, 50)
+    for _ in range(2):
+        main.proc.send_signal(signal.SIGKILL)
+        main.proc.wait()
+        main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"), same_as=main)
+        await asyncio.sleep(0.2)  # long enough for a hosted file rewrite to happen
+    refused = sipp("join_refused.xml", main.target, "conf1", "late")
+    assert await refused.wait() == 0, refused.report()  # 503 with Retry-After

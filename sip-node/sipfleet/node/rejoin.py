@@ -232,11 +232,14 @@ class CrashRecovery:
         self._write_at = at if self._write_at is None else min(self._write_at, at)
 
     def _write_hosted(self, now: float) -> None:
-        """Rewrite the hosted file (write a new one, then rename: never half-written)."""
+        """Rewrite the hosted file (write a new one, then rename: never half-written):
+        our shards, and the groups a restart is still waiting for."""
         self._write_at = None
         if self._hosted is None:
             return
-        hosted = Hosted({g: len(s.members) for g, s in self._host.shards.items()})
+        groups = {} if self.restoring is None else self.restoring.waiting(now)
+        groups.update({g: len(s.members) for g, s in self._host.shards.items()})
+        hosted = Hosted(groups)
         partial = self._hosted.with_name(self._hosted.name + ".new")
         try:
             partial.write_bytes(hosted.to_bytes())

@@ -127,6 +127,13 @@ class Restoring:
         had = self._had.pop(group, None)
         return None if had is None else max(0, had - held)
 
+    def waiting(self, now: float) -> dict[str, int]:
+        """The groups not back yet (before the deadline) and what the previous process
+        had of them: a restart before they are back must still know them."""
+        if now >= self._deadline:
+            return {}
+        return {group: self._had.get(group, 0) for group in self._waiting}
+
     def had(self, group: str) -> int | None:
         """What the previous instance had of `group` and is not accounted for yet."""
         return self._had.get(group)

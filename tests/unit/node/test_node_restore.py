@@ -75,3 +75,12 @@ def test_members_nobody_brought_back_are_counted_once_per_group() -> None:
     assert r.unrecovered(CONF2, 5) == 0  # more held than the file had: none lost
     r2 = restoring()
     assert r2.unrecovered(CONF1, 12) == 0  # the holder brought all back
+
+
+def test_groups_still_waited_for_stay_in_the_next_hosted_file() -> None:
+    """A second crash before the groups are back must not forget them."""
+    r = restoring()
+    assert r.waiting(101.0) == {CONF1: 12, CONF2: 0}
+    r.restored(CONF1, 102.0)
+    assert r.waiting(102.0) == {CONF2: 0}
+    assert r.waiting(100.0 + RESTORE_SECONDS) == {}
