@@ -191,11 +191,14 @@ async def test_a_restarted_main_server_answers_503_until_its_group_is_back(
     await make_shard(node, 50)
     await routes(1, (main, 50), (node, 50))
     members = sipp("recovered_member.xml", main.target, "conf1", "orph", calls=6, rate=20)
-    # One more member writes in its dialog once main has restarted (after 1.5 s): 503.
+    await eventually(has_members(main, 6), what="6 members on main")
+    await eventually(held(node, 6), what="node1 holding the 6 dialogs")
+    await asyncio.sleep(HOSTED_PERIOD + 0.2)  # the hosted file has the 6
+    # One more member writes in its dialog 1.5 s after joining, once main has been
+    # killed and restarted (well before node1's silence deadline): 503, not 481.
     probe = sipp("dead_dialog_probe.xml", main.target, "conf1", "probe", extra=("-d", "1500"))
-    await eventually(has_members(main, 7), what="7 members on main")
+    await eventually(has_members(main, 7), what="the probe on main")
     await eventually(held(node, 7), what="node1 holding the 7 dialogs")
-    await asyncio.sleep(HOSTED_PERIOD + 0.2)  # the hosted file has the 7
     main.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     main = await fleet.start("main", "127.0.0.2", "main", *_hosted(fleet, "main"), same_as=main)
