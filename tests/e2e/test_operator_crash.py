@@ -313,3 +313,49 @@ def test_kill_9_of_a_node_brings_its_members_back(crashfleet: Fleet) -> None:
 
 def test_kill_9_of_the_main_server_brings_its_members_back(crashfleet: Fleet) -> None:
     crash(crashfleet, "crash-main", "e")
+
+
+LOST = re.compile(r"^(\S+) restarted and ([0-9]+) members of ")
+
+
+def _lost_events(f: Fleet) -> Counter[str]:
+    """Server -> members its MembersLost Events say nobody brought back."""
+    out: Counter[str] = Counter()
+    for reason, message in events(f.kube, NS):
+        if reason == "MembersLost" and (found := LOST.match(message)):
+            out[found.group(1)] += int(found.group(2))
+    return out
+
+
+def test_kill_9_of_every_server_counts_the_members_nobody_brings_back(
+    crashfleet: Fleet,
+) -> None:
+    """A double failure, everywhere: the main server and both nodes (so every holder)
+    killed at once. Nobody can bring anyone back; each restarted server learns from
+    its restarted holder that it held none of its members (sip-node restore.py) and
+    counts them, and the operator posts MembersLost Events adding up to all 60.
+    Runs last in this module: the fleet's members are gone after it."""
+    f = crashfleet
+    settle(f)
+    ips = f.ips()
+    where = Counter(f.members.locations().values())
+    expected = Counter({name: where[ip] for name, ip in ips.items() if where[ip]})
+    assert sum(expected.values()) == MEMBERS
+    before = _lost_events(f)
+    assert not before, before  # (d) and (e) lost nobody
+    restarts_before = {name: restarts(f.kube, NS, name) for name in ips}
+    killed = time.monotonic()
+    for name in ips:
+        kill_server(f.kube, NS, name)
+    for name in ips:
+        wait_for(f"{name} restarted", lambda n=name: restarts(f.kube, NS, n) > restarts_before[n])
+    wait_for(
+        f"MembersLost Events for all {MEMBERS} members",
+        lambda: _lost_events(f) == expected,
+        timeout=60,
+        step=1,
+    )
+    print(
+        f"\n(double failure) kill -9 of every server: {dict(_lost_events(f))} counted lost "
+        f"within {time.monotonic() - killed:.1f} s"
+    )
