@@ -15,6 +15,14 @@ from sipbench.stats import percentile
 
 THROUGHPUT_GOAL = 0.9
 FANOUT_GOAL = 1.0
+# The reference row (sipbench/floor_server.py): what CPython + uvloop + loopback UDP
+# cost at the least per request; not a product.
+FLOOR = "floor"
+LABELS = {FLOOR: "floor (reference, not a product)"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
 
 
 @dataclass
@@ -118,8 +126,36 @@ def _fan(items: list[Fanout], name: str) -> Fanout | None:
     return next((f for f in items if f.name == name), None)
 
 
+def _floor_lines(items: list[Throughput]) -> list[str]:
+    """The floor reference against Kamailio and sip-node: rates and CPU per request."""
+    floor = _find(items, FLOOR)
+    if floor is None:
+        return []
+    out = ["", "## Against the floor reference (CPython + uvloop + loopback UDP at the least)", ""]
+    for name in ("kamailio", "sip-node"):
+        t = _find(items, name)
+        if t is None:
+            continue
+        line = f"- {name} / floor: max sustained {_ratio(t.max_rate, floor.max_rate)}"
+        if t.cpu is not None and floor.cpu is not None:
+            mine, least = t.cpu.cpu_us_per_request, floor.cpu.cpu_us_per_request
+            line += (
+                f"; CPU per request {mine:.1f} us against the floor's {least:.1f} us "
+                f"({mine - least:+.1f} us"
+                + (
+                    ", the server's own work above what any Python server pays)"
+                    if name == "sip-node"
+                    else ")"
+                )
+            )
+        fp99, tp99 = percentile(floor.latency_us, 99), percentile(t.latency_us, 99)
+        line += f"; p99 at {t.latency_rate}/s {_ms(tp99)} us against the floor's {_ms(fp99)} us"
+        out.append(line)
+    return out
+
+
 def render(report: Report) -> str:
-    out = ["# sipfleet SIP benchmark: sip-node vs Kamailio", ""]
+    out = ["# sipfleet SIP benchmark: sip-node vs Kamailio, with a floor reference", ""]
     out += [f"- {line}" for line in report.settings]
     out += ["", "## MESSAGE throughput (sipp UAC, one MESSAGE per transaction, UDP)", ""]
     out.append(
@@ -141,7 +177,7 @@ def render(report: Report) -> str:
     for t in report.throughput:
         b = t.best
         out.append(
-            f"| {t.name} | {t.max_rate:,.0f} | "
+            f"| {_label(t.name)} | {t.max_rate:,.0f} | "
             + (f"{b.failed}/{b.sent} | {b.p(50):.0f} / {b.p(99):.0f} | " if b else "- | - | ")
             + f"{t.latency_rate}/s | {_ms(percentile(t.latency_us, 50))} / "
             f"{_ms(percentile(t.latency_us, 99))} | "
@@ -150,7 +186,9 @@ def render(report: Report) -> str:
         )
     out += [
         "",
-        "CPU per request: the server's user+system CPU time (all its processes, from /proc) "
+        "CPU per request: the server's user+system CPU time (all its threads and processes, "
+        "the scheduler's nanosecond count in /proc/PID/task/TID/sched; the kernel's share "
+        "from /proc/PID/stat, in 10 ms clock ticks) "
         "during a fixed-rate run, divided by the MESSAGEs it answered 200. Other work on "
         "the machine delays a server but hardly adds to its CPU time, so this is the "
         "steady number on a shared machine. A run where not every MESSAGE was answered "
@@ -164,15 +202,16 @@ def render(report: Report) -> str:
         c = t.cpu
         if c is not None:
             out.append(
-                f"| {t.name} | {c.rate:,}/s | {c.ok}/{c.sent} | {c.cpu_us_per_request:.1f} | "
-                f"{c.sys_us_per_request:.1f} | {c.server_cpu:.0f} | {c.machine_busy:.0f} |"
+                f"| {_label(t.name)} | {c.rate:,}/s | {c.ok}/{c.sent} | "
+                f"{c.cpu_us_per_request:.1f} | {c.sys_us_per_request:.1f} | "
+                f"{c.server_cpu:.0f} | {c.machine_busy:.0f} |"
             )
     for t in report.throughput:
         if not t.steps:
             continue
         out += [
             "",
-            f"Steps against {t.name}:",
+            f"Steps against {_label(t.name)}:",
             "",
             "| offered/s | achieved/s | sent | ok | failed | p50 ms | p99 ms | "
             "server CPU % | sipp CPU % | machine busy % | pass |",
@@ -186,7 +225,7 @@ def render(report: Report) -> str:
             )
     for t in report.throughput:
         if t.best is not None:
-            out.append(f"\n{t.name}: {_limit(t)}")
+            out.append(f"\n{_label(t.name)}: {_limit(t)}")
     out += ["", "## Fan-out: one MESSAGE to every member of one group", ""]
     out.append(
         "deliveries/s = members / (time from sending the group MESSAGE to the moment the "
@@ -230,6 +269,7 @@ def render(report: Report) -> str:
             f"(goal >= {FANOUT_GOAL}x imc: {verdict}); median of the per-turn ratios: "
             f"{_paired(node_f, kam_f)}"
         )
+    out += _floor_lines(report.throughput)
     if report.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
     return "\n".join(out) + "\n"
