@@ -15,11 +15,13 @@
    (--no-floor leaves it out).
    Reports the best sustained rate (< 1% failures), p50/p99 latency, CPU, and
    each server's CPU microseconds per request at a fixed moderate rate (on-CPU
-   time from /proc over a bounded sipp run, divided by the MESSAGEs answered): unlike the rate, other work on a shared machine hardly moves it.
+   time from /proc over a bounded sipp run, divided by the MESSAGEs answered):
+   unlike the rate, other work on a shared machine hardly moves it.
 2. Fan-out: one MESSAGE to a group of N members (default 1,000), against
    Kamailio's imc module (room preloaded with the same members but the last,
    who joins with #join) and against a sip-node group those members joined by
-   INVITE. deliveries/s = N / (time from send to the last member's 200).
+   INVITE. deliveries/s = N / (time from send to the last member's 200), and
+   each server's CPU microseconds per delivery.
 
 The servers take turns, step by step and fan-out by fan-out, so that other
 work on a shared machine hits both alike.
@@ -191,7 +193,7 @@ def start_imc(
     with imc's #join command."""
     port = free_port(HOST)
     room = kamailio.ImcRoom("bench", HOST, SENDER, members[:-1])
-    kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
+    proc = kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
     told = kamailio.imc_join(receiver, HOST, port, room, members[-1])
     report.notes.append(
         f"imc: {len(members) - 1} members preloaded, {members[-1]} joined by `#join` "
@@ -199,7 +201,7 @@ def start_imc(
     )
     return fanout.Group(
         "kamailio-imc", (HOST, port), f"sip:bench@{HOST}:{port}", f"sip:{SENDER}@{HOST}",
-        len(members),
+        len(members), proc.pid,
     )  # fmt: skip
 
 
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             for setup in ready:
                 node_group = fanout.Group(
                     "sip-node", (HOST, setup.node.sip_port), setup.node.group_uri("bench"),
-                    setup.sender_uri, len(members),
+                    setup.sender_uri, len(members), setup.node.proc.pid,
                 )  # fmt: skip
                 groups.append(node_group)
             node = ready[0].node if ready else None
