@@ -165,14 +165,18 @@ def render(report: Report) -> str:
         "work on the machine (it is shared). Latency at the max rate comes from sipp's "
         "response-time trace (1 ms "
         "resolution: 0 means under 1 ms); the microsecond latency comes from a separate run "
-        "at the same modest rate for both servers, from sipp's message trace timestamps."
+        "at the same modest rate for every server, from sipp's message trace timestamps "
+        "(sipp sends that rate in bursts of a few MESSAGEs a few ms apart, so a "
+        "single-threaded server's latency is a multiple of its time per request). CPU us "
+        "per request at max = server CPU % at the best step / its achieved rate (clock "
+        "ticks over the step: coarse)."
     )
     out += [
         "",
         "| server | max sustained MESSAGE/s | failures at max | p50 / p99 ms at max | "
-        "latency rate | p50 / p99 us | server CPU % at max | sipp CPU % at max | "
-        "peak achieved/s at < 1% failures |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "latency rate | p50 / p99 us | server CPU % at max | CPU us per request at max | "
+        "sipp CPU % at max | peak achieved/s at < 1% failures |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report.throughput:
         b = t.best
@@ -181,7 +185,11 @@ def render(report: Report) -> str:
             + (f"{b.failed}/{b.sent} | {b.p(50):.0f} / {b.p(99):.0f} | " if b else "- | - | ")
             + f"{t.latency_rate}/s | {_ms(percentile(t.latency_us, 50))} / "
             f"{_ms(percentile(t.latency_us, 99))} | "
-            + (f"{b.server_cpu:.0f} | {b.sipp_cpu:.0f} |" if b else "- | - |")
+            + (
+                f"{b.server_cpu:.0f} | {1e4 * b.server_cpu / b.achieved:.1f} | {b.sipp_cpu:.0f} |"
+                if b and b.achieved
+                else "- | - | - |"
+            )
             + f" {t.peak:,.0f} |"
         )
     out += [
