@@ -103,9 +103,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def wanted(args: argparse.Namespace, server: str) -> bool:
     """Is `server` (one of SERVERS) part of this run?"""
-    if args.only is not None:
-        return args.only == server
-    return not (server == "floor" and args.no_floor)
+    only: str | None = args.only
+    if only is not None:
+        return only == server
+    return not (server == FLOOR and args.no_floor)
 
 
 def run_throughput(
