@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sipbench import sipnode, sipp
+from sipbench import cli, sipnode, sipp
 from sipbench.procs import BenchError, CpuMeter, Procs, exit_on_sigterm, free_port
 from sipbench.report import machine_lines
 
@@ -65,21 +63,11 @@ class Cost:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "results" / "security.md",
-        help="markdown report to write (default bench/results/security.md)",
-    )
+    p = cli.bench_parser(__doc__, "security.md")
     p.add_argument("--rate", type=int, default=1000, help="fixed-rate runs: MESSAGE/s")
     p.add_argument("--seconds", type=float, default=5.0, help="length of one fixed-rate run")
     p.add_argument("--reps", type=int, default=3, help="fixed-rate runs per variant")
-    p.add_argument("--step-seconds", type=float, default=3.0, help="rate search step length")
-    p.add_argument("--budget", type=float, default=60.0, help="rate search seconds per variant")
-    p.add_argument("--quick", action="store_true", help="smoke run: short steps, one rep")
-    p.add_argument("--keep", action="store_true", help="keep the work dir")
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     if args.quick:
         args.seconds, args.reps, args.step_seconds, args.budget = 2.0, 1, 1.5, 15.0
     if not 1 <= args.reps <= 20 or not 50 <= args.rate <= 20000:
@@ -199,7 +187,6 @@ def render(settings: list[str], searches: dict[str, sipp.RateSearch], costs: lis
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exit_on_sigterm()
-    workdir = Path(tempfile.mkdtemp(prefix="secbench-"))
     settings = [
         *machine_lines(),
         "sip-node: one process, role main (uvloop), per-source rate limit out of reach, "
@@ -213,13 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     searches: dict[str, sipp.RateSearch] = {}
     costs: list[Cost] = []
+    if args.sip_node_dir is not None:
+        settings.append(f"sip-node code from {args.sip_node_dir} (not the installed copy)")
     t0 = time.monotonic()
     try:
-        with Procs(workdir) as procs:
+        with cli.workdir("secbench-", args.keep) as workdir, Procs(workdir) as procs:
             crt, key = make_certificate(workdir)
             tls_port = free_port(HOST, kind=socket.SOCK_STREAM)
             node = sipnode.start(
-                procs, HOST,
+                procs, HOST, code_dir=args.sip_node_dir,
                 extra=[
                     "--credentials-file", str(credentials(workdir)), "--default-policy", "open",
                     "--tls-cert-file", str(crt), "--tls-key-file", str(key),
@@ -281,18 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: processes stopped", file=sys.stderr)
         return 130
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     settings.append(f"Total run time {time.monotonic() - t0:.0f} s")
-    text = render(settings, searches, costs)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}")
+    cli.write_report(render(settings, searches, costs), args.out)
     return 0
 
 

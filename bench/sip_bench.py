@@ -7,16 +7,23 @@
    (role main) where the MESSAGE goes to a group whose only member is the
    sender: the full group path (membership check, 200, fan-out to nobody) with
    no deliveries, the closest equivalent of a stateless 200 that sip-node has.
+   A third server runs alongside as a REFERENCE, not a product: the floor
+   (sipbench/floor_server.py), a minimal Python uvloop server answering each
+   request with a 200 made by copying five header lines. Its CPU per request is
+   what CPython, uvloop and loopback UDP cost at the least, so the report shows
+   how much of sip-node's cost is the runtime and how much is its own work
+   (--no-floor leaves it out).
    Reports the best sustained rate (< 1% failures), p50/p99 latency, CPU, and
-   each server's CPU microseconds per request at a fixed moderate rate (user+
-   system time from /proc over a bounded sipp run, divided by the MESSAGEs
-   answered): unlike the rate, other work on a shared machine hardly moves it.
+   each server's CPU microseconds per request at a fixed moderate rate (on-CPU
+   time from /proc over a bounded sipp run, divided by the MESSAGEs answered):
+   unlike the rate, other work on a shared machine hardly moves it.
 2. Fan-out: one MESSAGE to a group of N members (default 1,000), against
    Kamailio's imc module (room preloaded with the same members but the last,
    who joins with #join) and against a sip-node group those members joined by
-   INVITE. deliveries/s = N / (time from send to the last member's 200).
+   INVITE. deliveries/s = N / (time from send to the last member's 200), and
+   each server's CPU microseconds per delivery.
 
-The two servers take turns, step by step and fan-out by fan-out, so that other
+The servers take turns, step by step and fan-out by fan-out, so that other
 work on a shared machine hits both alike.
 
 Everything listens on 127.0.0.1; every loop is bounded in count and time; all
@@ -26,10 +33,7 @@ started processes are killed on exit, Ctrl-C or error.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -37,34 +41,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sipbench import fanout, kamailio, sipnode, sipp
+from sipbench import cli, fanout, kamailio, sipnode, sipp
 from sipbench.fanout import MemberReceiver
+from sipbench.probe import wait_sip_ready
 from sipbench.procs import BenchError, Procs, exit_on_sigterm, free_port
-from sipbench.report import Report, Throughput, machine_lines, render
+from sipbench.report import FLOOR, Report, Throughput, machine_lines, render
 
 HOST = "127.0.0.1"
 SENDER = "sender"
+SERVERS = ("kamailio", FLOOR, "sip-node")
+FLOOR_SERVER = Path(__file__).resolve().parent / "sipbench" / "floor_server.py"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "results" / "latest.md",
-        help="markdown report to write (default bench/results/latest.md)",
-    )
+    p = cli.bench_parser(__doc__, "latest.md")
     p.add_argument("--members", type=int, default=1000, help="fan-out group size (default 1000)")
     p.add_argument("--reps", type=int, default=9, help="fan-out runs per server (default 9)")
-    p.add_argument("--step-seconds", type=float, default=3.0, help="length of one rate step")
     p.add_argument("--start-rate", type=int, default=2000, help="first offered MESSAGE/s")
     p.add_argument("--ceiling", type=int, default=128000, help="highest offered MESSAGE/s")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=60.0,
-        help="seconds the rate search may take per server (default 60)",
-    )
     p.add_argument(
         "--latency-rate",
         type=int,
@@ -91,26 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="Kamailio UDP worker processes (default 2: one per core)",
     )
-    p.add_argument("--only", choices=["kamailio", "sip-node"], help="measure one server only")
+    p.add_argument("--only", choices=SERVERS, help="measure one server only")
     p.add_argument(
-        "--quick",
+        "--no-floor",
         action="store_true",
-        help="smoke run: 1.5 s steps, 20 s budget, 200 members, 2 fan-out runs",
+        help="leave out the floor reference (bench/sipbench/floor_server.py)",
     )
-    p.add_argument(
-        "--sip-node-dir",
-        type=Path,
-        help="measure the sip-node code in this folder (a patched copy of sip-node/) "
-        "instead of the installed one",
-    )
-    p.add_argument(
-        "--pure-python",
-        action="store_true",
-        help="run sip-node's pure Python SIP core even when a mypyc build exists "
-        "(sets SIPFLEET_PURE_PYTHON=1; see scripts/build_mypyc.py)",
-    )
-    p.add_argument("--keep", action="store_true", help="keep the work dir (logs, sipp traces)")
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     if args.quick:
         args.step_seconds, args.budget, args.members, args.reps = 1.5, 20.0, 200, 2
     if not 1 <= args.members <= 10000:
@@ -118,6 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.reps <= 50:
         p.error("--reps must be within 1..50")
     return args
+
+
+def wanted(args: argparse.Namespace, server: str) -> bool:
+    """Is `server` (one of SERVERS) part of this run?"""
+    only: str | None = args.only
+    if only is not None:
+        return only == server
+    return not (server == FLOOR and args.no_floor)
 
 
 def run_throughput(
@@ -180,6 +169,20 @@ def start_stateless(procs: Procs, args: argparse.Namespace) -> tuple[int, sipp.T
     return proc.pid, target
 
 
+def start_floor(procs: Procs) -> sipp.Target:
+    """The floor reference (sipbench/floor_server.py, not a product): the load target."""
+    port = free_port(HOST)
+    argv = [sys.executable, str(FLOOR_SERVER), "--host", HOST, "--port", str(port)]
+    proc = procs.start(FLOOR, argv)
+    try:
+        wait_sip_ready(HOST, port, 10.0, "the floor server")
+    except BenchError as exc:
+        raise BenchError(f"{exc}\n--- {FLOOR}.log ---\n{procs.log_tail(FLOOR)}") from None
+    return sipp.Target(
+        FLOOR, HOST, port, f"sip:echo@{HOST}:{port}", f"sip:{SENDER}@{HOST}", proc.pid
+    )
+
+
 def start_imc(
     procs: Procs,
     report: Report,
@@ -191,7 +194,7 @@ def start_imc(
     with imc's #join command."""
     port = free_port(HOST)
     room = kamailio.ImcRoom("bench", HOST, SENDER, members[:-1])
-    kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
+    proc = kamailio.start_imc(procs, HOST, port, args.children, room, receiver.port)
     told = kamailio.imc_join(receiver, HOST, port, room, members[-1])
     report.notes.append(
         f"imc: {len(members) - 1} members preloaded, {members[-1]} joined by `#join` "
@@ -199,7 +202,7 @@ def start_imc(
     )
     return fanout.Group(
         "kamailio-imc", (HOST, port), f"sip:bench@{HOST}:{port}", f"sip:{SENDER}@{HOST}",
-        len(members),
+        len(members), proc.pid,
     )  # fmt: skip
 
 
@@ -258,10 +261,7 @@ def guarded(report: Report, what: str, fn: Callable[[], None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.pure_python:
-        os.environ["SIPFLEET_PURE_PYTHON"] = "1"  # inherited by sip-node
     exit_on_sigterm()
-    workdir = Path(tempfile.mkdtemp(prefix="sipbench-"))
     members = [f"m{i:04d}" for i in range(args.members)]
     report = Report(
         settings=[
@@ -279,7 +279,15 @@ def main(argv: list[str] | None = None) -> int:
             f"Steps of {args.step_seconds:.1f} s; all traffic on {HOST}",
         ]
     )
-    if args.only != "kamailio":
+    if wanted(args, FLOOR):
+        report.settings.append(
+            "floor: a REFERENCE, not a product (bench/sipbench/floor_server.py): one Python "
+            "process on uvloop answering each request with a 200 made by copying five header "
+            "lines (Via, From, To, Call-ID, CSeq); no parsing, validation, transaction or "
+            "limits. Its CPU per request is what CPython, uvloop and loopback UDP cost at the "
+            "least; sip-node's CPU above it is sip-node's own work"
+        )
+    if wanted(args, "sip-node"):
         report.settings.append(
             f"sip-node's SIP core: {sipnode.core(args.sip_node_dir)} "
             "(scripts/build_mypyc.py builds it; --pure-python forces the pure one)"
@@ -288,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         report.settings.append(f"sip-node code from {args.sip_node_dir} (not the installed copy)")
     t_start = time.monotonic()
     try:
-        with Procs(workdir) as procs:
+        with cli.workdir("sipbench-", args.keep) as workdir, Procs(workdir) as procs:
             receiver = MemberReceiver(procs, HOST, free_port(HOST))
             report.receiver_capacity = fanout.receiver_capacity(receiver, args.members)
             targets: list[sipp.Target] = []
@@ -305,20 +313,22 @@ def main(argv: list[str] | None = None) -> int:
                 ready.append(setup)
                 targets.append(target)
 
-            if args.only != "sip-node":
+            if wanted(args, "kamailio"):
                 guarded(report, "Kamailio", kamailio_up)
-            if args.only != "kamailio":
+            if wanted(args, FLOOR):
+                guarded(report, "floor", lambda: targets.append(start_floor(procs)))
+            if wanted(args, "sip-node"):
                 guarded(report, "sip-node", sipnode_up)
             guarded(
                 report,
                 "MESSAGE throughput",
                 lambda: report.throughput.extend(run_throughput(targets, args, procs.workdir)),
             )
-            procs.stop_pid(*stateless)
+            procs.stop_pid(*stateless, *(t.session_id for t in targets if t.name == FLOOR))
             if args.cpu_only:
                 return finish(report, args, t_start)
             groups: list[fanout.Group] = []
-            if args.only != "sip-node":
+            if wanted(args, "kamailio"):
                 guarded(
                     report,
                     "Kamailio imc",
@@ -327,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             for setup in ready:
                 node_group = fanout.Group(
                     "sip-node", (HOST, setup.node.sip_port), setup.node.group_uri("bench"),
-                    setup.sender_uri, len(members),
+                    setup.sender_uri, len(members), setup.node.proc.pid,
                 )  # fmt: skip
                 groups.append(node_group)
             node = ready[0].node if ready else None
@@ -338,23 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: processes stopped", file=sys.stderr)
         return 130
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return finish(report, args, t_start)
 
 
 def finish(report: Report, args: argparse.Namespace, t_start: float) -> int:
     """Print the report and write it to --out."""
     report.settings.append(f"Total run time {time.monotonic() - t_start:.0f} s")
-    text = render(report)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}")
+    cli.write_report(render(report), args.out)
     return 0
 
 

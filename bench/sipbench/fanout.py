@@ -6,7 +6,9 @@ CLOCK_MONOTONIC (system-wide, so the receiver process and this one agree).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import selectors
 import subprocess
@@ -18,7 +20,7 @@ from typing import Any
 
 from sipbench import sipmsg
 from sipbench.probe import UdpPeer
-from sipbench.procs import BenchError, Procs
+from sipbench.procs import BenchError, CpuMeter, Procs
 from sipbench.stats import median
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
@@ -71,6 +73,9 @@ class FanoutRun:
     to_last_ms: float
     to_first_ms: float
     sender_200_ms: float  # when the sender got its own 200
+    # The server's on-CPU seconds from the send until the pause after the run
+    # (the members' 200s handled too); NaN when not measured.
+    cpu_s: float = math.nan
 
     @property
     def deliveries_per_s(self) -> float:
@@ -92,6 +97,11 @@ class Fanout:
         return median([r.to_last_ms for r in self.runs])
 
     @property
+    def cpu_us_per_delivery(self) -> float:
+        """The median run's server CPU microseconds per member delivered."""
+        return median([1e6 * r.cpu_s / r.delivered for r in self.runs if r.delivered])
+
+    @property
     def complete(self) -> bool:
         return all(r.delivered == self.members for r in self.runs)
 
@@ -105,6 +115,7 @@ class Group:
     group_uri: str
     sender_uri: str
     members: int
+    session_id: int = 0  # the server's process session, for its CPU use (0: not measured)
 
 
 def measure_once(group: Group, receiver: MemberReceiver, peer: UdpPeer, rep: int) -> FanoutRun:
@@ -143,8 +154,12 @@ def measure(
         for rep in range(reps):
             for group in groups:
                 assert peer is not None
-                runs[group.name].append(measure_once(group, receiver, peer, rep))
+                meter = CpuMeter({"server": group.session_id}) if group.session_id else None
+                run = measure_once(group, receiver, peer, rep)
                 time.sleep(pause_s)  # let the server finish the members' transactions
+                if meter is not None:
+                    run = dataclasses.replace(run, cpu_s=meter.runtime()["server"])
+                runs[group.name].append(run)
     finally:
         if peer is not None:
             peer.close()

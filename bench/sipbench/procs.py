@@ -8,6 +8,7 @@ process group: first SIGTERM, then SIGKILL after a grace period.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -134,22 +135,62 @@ def session_cpu_seconds(session_id: int) -> float:
 
 
 def session_cpu_split(session_id: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of every live process in session `session_id`."""
+    """(user, system) CPU seconds of every live process in session `session_id`,
+    in clock ticks (10 ms): coarse, see `session_runtime` for the exact total."""
     tick = os.sysconf("SC_CLK_TCK")
     user = system = 0
+    for entry in _session(session_id):
+        try:
+            fields = _stat_fields(entry)
+        except (OSError, ValueError):
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / tick, system / tick
+
+
+def session_runtime(session_id: int) -> float:
+    """On-CPU seconds (user+system) of every thread of every live process in session
+    `session_id`, from the scheduler's nanosecond count (`se.sum_exec_runtime` in
+    /proc/PID/task/TID/sched, in ms); NaN when the kernel does not show it."""
+    total = 0.0
+    for entry in _session(session_id):
+        try:
+            tasks = list((entry / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = (task / "sched").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("se.sum_exec_runtime"):
+                    total += float(line.split(":", 1)[1]) / 1000.0
+                    break
+            else:
+                return math.nan
+    return total
+
+
+def _stat_fields(entry: Path) -> list[str]:
+    """/proc/PID/stat from field 3 (state) on: the session is [3], utime [11], stime [12]."""
+    stat = (entry / "stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _session(session_id: int) -> list[Path]:
+    """/proc/PID of every live process in session `session_id`."""
+    out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            if int(_stat_fields(entry)[3]) == session_id:
+                out.append(entry)
+        except (OSError, ValueError, IndexError):
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is state (field 3 of stat); session is field 6, utime 14, stime 15.
-        if int(fields[3]) == session_id:
-            user += int(fields[11])
-            system += int(fields[12])
-    return user / tick, system / tick
+    return out
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -166,6 +207,7 @@ class CpuMeter:
     def __init__(self, sessions: dict[str, int]) -> None:
         self.sessions = sessions
         self._start = {name: session_cpu_split(sid) for name, sid in sessions.items()}
+        self._runtime = {name: session_runtime(sid) for name, sid in sessions.items()}
         self._machine = machine_ticks()
         self._t0 = time.monotonic()
 
@@ -186,6 +228,13 @@ class CpuMeter:
             user0, system0 = self._start[name]
             out[name] = (user - user0, system - system0)
         return out
+
+    def runtime(self) -> dict[str, float]:
+        """On-CPU seconds each session used since the meter started, to the
+        nanosecond (NaN when the kernel does not show it): finer than `seconds`."""
+        return {
+            name: session_runtime(sid) - self._runtime[name] for name, sid in self.sessions.items()
+        }
 
     def percent(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-6)

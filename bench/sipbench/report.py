@@ -15,6 +15,14 @@ from sipbench.stats import percentile
 
 THROUGHPUT_GOAL = 0.9
 FANOUT_GOAL = 1.0
+# The reference row (sipbench/floor_server.py): what CPython + uvloop + loopback UDP
+# cost at the least per request; not a product.
+FLOOR = "floor"
+LABELS = {FLOOR: "floor (reference, not a product)"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
 
 
 @dataclass
@@ -118,8 +126,36 @@ def _fan(items: list[Fanout], name: str) -> Fanout | None:
     return next((f for f in items if f.name == name), None)
 
 
+def _floor_lines(items: list[Throughput]) -> list[str]:
+    """The floor reference against Kamailio and sip-node: rates and CPU per request."""
+    floor = _find(items, FLOOR)
+    if floor is None:
+        return []
+    out = ["", "## Against the floor reference (CPython + uvloop + loopback UDP at the least)", ""]
+    for name in ("kamailio", "sip-node"):
+        t = _find(items, name)
+        if t is None:
+            continue
+        line = f"- {name} / floor: max sustained {_ratio(t.max_rate, floor.max_rate)}"
+        if t.cpu is not None and floor.cpu is not None:
+            mine, least = t.cpu.cpu_us_per_request, floor.cpu.cpu_us_per_request
+            line += (
+                f"; CPU per request {mine:.1f} us against the floor's {least:.1f} us "
+                f"({mine - least:+.1f} us"
+                + (
+                    ", the server's own work above what any Python server pays)"
+                    if name == "sip-node"
+                    else ")"
+                )
+            )
+        fp99, tp99 = percentile(floor.latency_us, 99), percentile(t.latency_us, 99)
+        line += f"; p99 at {t.latency_rate}/s {_ms(tp99)} us against the floor's {_ms(fp99)} us"
+        out.append(line)
+    return out
+
+
 def render(report: Report) -> str:
-    out = ["# sipfleet SIP benchmark: sip-node vs Kamailio", ""]
+    out = ["# sipfleet SIP benchmark: sip-node vs Kamailio, with a floor reference", ""]
     out += [f"- {line}" for line in report.settings]
     out += ["", "## MESSAGE throughput (sipp UAC, one MESSAGE per transaction, UDP)", ""]
     out.append(
@@ -129,28 +165,38 @@ def render(report: Report) -> str:
         "work on the machine (it is shared). Latency at the max rate comes from sipp's "
         "response-time trace (1 ms "
         "resolution: 0 means under 1 ms); the microsecond latency comes from a separate run "
-        "at the same modest rate for both servers, from sipp's message trace timestamps."
+        "at the same modest rate for every server, from sipp's message trace timestamps "
+        "(sipp sends that rate in bursts of a few MESSAGEs a few ms apart, so a "
+        "single-threaded server's latency is a multiple of its time per request). CPU us "
+        "per request at max = server CPU % at the best step / its achieved rate (clock "
+        "ticks over the step: coarse)."
     )
     out += [
         "",
         "| server | max sustained MESSAGE/s | failures at max | p50 / p99 ms at max | "
-        "latency rate | p50 / p99 us | server CPU % at max | sipp CPU % at max | "
-        "peak achieved/s at < 1% failures |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "latency rate | p50 / p99 us | server CPU % at max | CPU us per request at max | "
+        "sipp CPU % at max | peak achieved/s at < 1% failures |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report.throughput:
         b = t.best
         out.append(
-            f"| {t.name} | {t.max_rate:,.0f} | "
+            f"| {_label(t.name)} | {t.max_rate:,.0f} | "
             + (f"{b.failed}/{b.sent} | {b.p(50):.0f} / {b.p(99):.0f} | " if b else "- | - | ")
             + f"{t.latency_rate}/s | {_ms(percentile(t.latency_us, 50))} / "
             f"{_ms(percentile(t.latency_us, 99))} | "
-            + (f"{b.server_cpu:.0f} | {b.sipp_cpu:.0f} |" if b else "- | - |")
+            + (
+                f"{b.server_cpu:.0f} | {1e4 * b.server_cpu / b.achieved:.1f} | {b.sipp_cpu:.0f} |"
+                if b and b.achieved
+                else "- | - | - |"
+            )
             + f" {t.peak:,.0f} |"
         )
     out += [
         "",
-        "CPU per request: the server's user+system CPU time (all its processes, from /proc) "
+        "CPU per request: the server's user+system CPU time (all its threads and processes, "
+        "the scheduler's nanosecond count in /proc/PID/task/TID/sched; the kernel's share "
+        "from /proc/PID/stat, in 10 ms clock ticks) "
         "during a fixed-rate run, divided by the MESSAGEs it answered 200. Other work on "
         "the machine delays a server but hardly adds to its CPU time, so this is the "
         "steady number on a shared machine. A run where not every MESSAGE was answered "
@@ -164,15 +210,16 @@ def render(report: Report) -> str:
         c = t.cpu
         if c is not None:
             out.append(
-                f"| {t.name} | {c.rate:,}/s | {c.ok}/{c.sent} | {c.cpu_us_per_request:.1f} | "
-                f"{c.sys_us_per_request:.1f} | {c.server_cpu:.0f} | {c.machine_busy:.0f} |"
+                f"| {_label(t.name)} | {c.rate:,}/s | {c.ok}/{c.sent} | "
+                f"{c.cpu_us_per_request:.1f} | {c.sys_us_per_request:.1f} | "
+                f"{c.server_cpu:.0f} | {c.machine_busy:.0f} |"
             )
     for t in report.throughput:
         if not t.steps:
             continue
         out += [
             "",
-            f"Steps against {t.name}:",
+            f"Steps against {_label(t.name)}:",
             "",
             "| offered/s | achieved/s | sent | ok | failed | p50 ms | p99 ms | "
             "server CPU % | sipp CPU % | machine busy % | pass |",
@@ -186,12 +233,15 @@ def render(report: Report) -> str:
             )
     for t in report.throughput:
         if t.best is not None:
-            out.append(f"\n{t.name}: {_limit(t)}")
+            out.append(f"\n{_label(t.name)}: {_limit(t)}")
     out += ["", "## Fan-out: one MESSAGE to every member of one group", ""]
     out.append(
         "deliveries/s = members / (time from sending the group MESSAGE to the moment the "
         "last member sent its 200); median over the runs. The servers take turns, one "
         "fan-out each (imc, sip-node, imc, ...), so other load on the machine hits both alike. "
+        "CPU us per delivery: the server's on-CPU time from the send until the pause after "
+        "the run (the members' 200s handled too; all its processes), per member delivered, "
+        "median over the runs: like the CPU per request, steadier than the rate. "
         "Member receiver capacity "
         f"(this process blasting MESSAGEs at it): {report.receiver_capacity:,.0f} deliveries/s."
     )
@@ -199,8 +249,8 @@ def render(report: Report) -> str:
         "",
         "| server | members | runs | delivered (all runs) | median ms to last 200 | "
         "median deliveries/s | best deliveries/s | median ms to first | "
-        "median ms to sender's 200 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "median ms to sender's 200 | CPU us per delivery |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in report.fanouts:
         rates = [r.deliveries_per_s for r in f.runs]
@@ -209,7 +259,8 @@ def render(report: Report) -> str:
             f"{'/'.join(str(r.delivered) for r in f.runs)} | {f.median_to_last_ms:.1f} | "
             f"{f.median_rate:,.0f} | {max(rates):,.0f} | "
             f"{percentile([r.to_first_ms for r in f.runs], 50):.2f} | "
-            f"{percentile([r.sender_200_ms for r in f.runs], 50):.1f} |"
+            f"{percentile([r.sender_200_ms for r in f.runs], 50):.1f} | "
+            f"{f.cpu_us_per_delivery:.1f} |"
         )
     out += ["", "## Ratios (sip-node / Kamailio)", ""]
     node_t, kam_t = _find(report.throughput, "sip-node"), _find(report.throughput, "kamailio")
@@ -230,6 +281,7 @@ def render(report: Report) -> str:
             f"(goal >= {FANOUT_GOAL}x imc: {verdict}); median of the per-turn ratios: "
             f"{_paired(node_f, kam_f)}"
         )
+    out += _floor_lines(report.throughput)
     if report.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
     return "\n".join(out) + "\n"

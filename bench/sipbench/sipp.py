@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -47,8 +48,10 @@ class Step:
     server_cpu: float
     sipp_cpu: float
     machine_busy: float  # % of all cores, including work that is not the benchmark's
-    server_cpu_s: float = 0.0  # the server's user+system CPU seconds during the step
-    server_sys_s: float = 0.0  # of which system (kernel) time: the socket calls
+    # The server's user+system CPU seconds during the step (the scheduler's exact
+    # count; clock ticks of 10 ms where the kernel does not show it).
+    server_cpu_s: float = 0.0
+    server_sys_s: float = 0.0  # of which system (kernel) time, in 10 ms clock ticks
 
     @property
     def sys_us_per_request(self) -> float:
@@ -168,6 +171,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
     meter = CpuMeter({"server": target.session_id})
     sipp_cpu = _run(argv, step_dir, seconds + 30)
     user_s, sys_s = meter.split()["server"]
+    exact_s = meter.runtime()["server"]
     server_cpu = meter.percent()["server"]
     machine_busy = meter.machine_busy()
     stats = _final_stats(step_dir / "stat.csv")
@@ -188,7 +192,7 @@ def run_step(target: Target, rate: int, seconds: float, workdir: Path) -> Step:
         server_cpu=server_cpu,
         sipp_cpu=100.0 * sipp_cpu / max(elapsed, 1e-6),
         machine_busy=machine_busy,
-        server_cpu_s=user_s + sys_s,
+        server_cpu_s=user_s + sys_s if math.isnan(exact_s) else exact_s,
         server_sys_s=sys_s,
     )
 

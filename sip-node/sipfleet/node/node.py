@@ -92,6 +92,8 @@ from sipfleet.node.transfers import (
 log = logging.getLogger(__name__)
 
 DIRECTION = "X-Sipfleet-Direction"
+# Node._clocks: one loop timer per pure core (transfers, group, subscriptions, takeover).
+GROUP_CLOCK = 1
 
 
 def advertised_of(config: Config) -> Advertised | None:
@@ -140,6 +142,7 @@ class Node:
         self._limiter = RateLimiter(config.rate_limit, config.rate_burst, config.rate_table_size)
         self._stack: SipStack | None = None
         self._clocks: list[CoreClock] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, from start()
         self.certificates = None if config.tls is None else Certificates(config.tls)
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -158,8 +161,8 @@ class Node:
         stack.exempt = self.admission.shared_sources = config.trusted_sources
         stack.s2s_tls = config.s2s_transport == "tls"
         await stack.start()
-        loop = asyncio.get_running_loop()
-        self._clocks = [
+        loop = self._loop = asyncio.get_running_loop()
+        self._clocks = [  # in the order of the *_CLOCK indexes
             CoreClock(
                 loop, self.jobs.next_deadline, lambda now: self._transfer(self.jobs.tick(now))
             ),
@@ -234,7 +237,8 @@ class Node:
 
     def now(self) -> float:
         """The loop's monotonic clock (seconds), the time base of the group logic."""
-        return asyncio.get_running_loop().time()
+        loop = self._loop  # kept from start(): get_running_loop() costs 0.15 us a call
+        return (loop if loop is not None else asyncio.get_running_loop()).time()
 
     # ---- Control (admin API) -----------------------------------------------------------
     def ready(self) -> bool:
@@ -493,34 +497,43 @@ class Node:
 
     # ---- performing the group logic's actions ------------------------------------------
     def _perform(self, actions: Iterable[GroupAction], ctx: RequestContext | None = None) -> None:
-        """Perform what group.GroupCore asked for; `ctx` is the request a Reply answers."""
+        """Perform what group.GroupCore asked for; `ctx` is the request a Reply answers.
+        Then re-arm the group core's clock; all four clocks only after an action that
+        may have reached another core (a group MESSAGE's Reply, Posted, FanOut and
+        Forward reach none: re-arming all four after each costs 0.35 us more)."""
+        others = False
         for action in actions:
-            if isinstance(action, FanOut):
-                self._fan_out(action)
-            elif isinstance(action, Forward):
-                self._forward(action.envelope, action.entry, action.direction)
-            elif isinstance(action, Reply):
+            if isinstance(action, Reply):
                 assert ctx is not None, "only a request gets a Reply"
                 ctx.respond(
                     action.status, action.headers, action.body, action.to_tag, action.reason
                 )
             elif isinstance(action, Posted):
                 self.metrics.messages_in.inc()
-            elif isinstance(action, Joined):
-                self.recovery.joined(action.shard, action.member)
-                self._members_changed(action.shard)
-            elif isinstance(action, Left):
-                self._left(action)
-            elif isinstance(action, Redirected):
-                self.metrics.redirects.labels(action.group).inc()
-            elif isinstance(action, DeliveryFailed):
-                self.metrics.delivery_failures.inc()
-            elif isinstance(action, RosterChanged):
-                remote, now = action.remote, self.now()
-                self._transfer(self.jobs.on_roster(remote.uri, remote.members, now))
-                self.subs.changed(action.group, now)
-                self._subscription([])
-        self._rearm()
+            elif isinstance(action, FanOut):
+                self._fan_out(action)
+            elif isinstance(action, Forward):
+                self._forward(action.envelope, action.entry, action.direction)
+            else:
+                others = True
+                if isinstance(action, Joined):
+                    self.recovery.joined(action.shard, action.member)
+                    self._members_changed(action.shard)
+                elif isinstance(action, Left):
+                    self._left(action)
+                elif isinstance(action, Redirected):
+                    self.metrics.redirects.labels(action.group).inc()
+                elif isinstance(action, DeliveryFailed):
+                    self.metrics.delivery_failures.inc()
+                elif isinstance(action, RosterChanged):
+                    remote, now = action.remote, self.now()
+                    self._transfer(self.jobs.on_roster(remote.uri, remote.members, now))
+                    self.subs.changed(action.group, now)
+                    self._subscription([])
+        if others:
+            self._rearm()
+        elif self._clocks:  # none before start()
+            self._clocks[GROUP_CLOCK].rearm()
 
     def _left(self, action: Left) -> None:
         """A member left: counted once in `members_removed_total{reason}`, its session
