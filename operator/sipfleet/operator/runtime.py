@@ -19,6 +19,7 @@ from sipfleet.node.admin_client import AdminClient
 from sipfleet.operator.errors import NotReady
 from sipfleet.operator.kube import Kube, Obj
 from sipfleet.operator.loadsource import LoadSource, PrometheusLoadSource
+from sipfleet.operator.loadwatch import WatchTarget
 from sipfleet.operator.models import MetricsSpec
 from sipfleet.operator.planner import History
 from sipfleet.operator.podevents import PodTransitions
@@ -59,7 +60,10 @@ class ConferenceMemory:
     """Server -> members of the group whose session it ended unasked (ShardState.dropped),
     as already posted in an Event."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Serialises this conference's passes (timer and Pod events)."""
+    """Serialises this conference's passes (timer, Pod events, load watch)."""
+    load_watch: WatchTarget | None = None
+    """What the load watch reads between passes (loadwatch.py); None: no watch
+    (Prometheus is the load source, or no pass has run yet)."""
 
 
 @dataclass
@@ -74,7 +78,10 @@ class Runtime:
     unmoved: UnmovedSeen = field(default_factory=UnmovedSeen)
     """Members stopping servers could not move, read while they stop (unmoved.py)."""
     watches: set[asyncio.Task[None]] = field(default_factory=set)
-    """Running reads of stopping servers (kept so they are not collected)."""
+    """Running reads of stopping and starting servers (kept so they are not collected)."""
+    serving_watches: dict[str, str] = field(default_factory=dict)
+    """Pod UID -> the container whose /readyz the operator watches or watched
+    (readiness.py): one watch per container."""
     server_members: dict[FleetKey, dict[str, int]] = field(default_factory=dict)
     """Latest members per server (all groups), for the SipFleet status."""
     snapshots: SharedFetch[FleetKey, Any] = field(init=False)
