@@ -213,10 +213,6 @@ class Kube:
             self._core.patch_namespaced_pod, name, namespace, {"metadata": {"labels": labels}}
         )
 
-    async def patch_pod(self, namespace: str, name: str, patch: Obj) -> None:
-        """Merge ``patch`` into the Pod (a strategic merge patch, e.g. annotations)."""
-        await self._call(self._core.patch_namespaced_pod, name, namespace, patch)
-
     async def delete_pod(self, namespace: str, name: str) -> None:
         try:
             await self._call(self._core.delete_namespaced_pod, name, namespace)

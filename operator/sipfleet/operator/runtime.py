@@ -78,10 +78,7 @@ class Runtime:
     unmoved: UnmovedSeen = field(default_factory=UnmovedSeen)
     """Members stopping servers could not move, read while they stop (unmoved.py)."""
     watches: set[asyncio.Task[None]] = field(default_factory=set)
-    """Running reads of stopping and starting servers (kept so they are not collected)."""
-    serving_watches: dict[str, str] = field(default_factory=dict)
-    """Pod UID -> the container whose /readyz the operator watches or watched
-    (readiness.py): one watch per container."""
+    """Running reads of stopping servers (kept so they are not collected)."""
     server_members: dict[FleetKey, dict[str, int]] = field(default_factory=dict)
     """Latest members per server (all groups), for the SipFleet status."""
     snapshots: SharedFetch[FleetKey, Any] = field(init=False)

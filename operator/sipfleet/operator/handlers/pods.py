@@ -5,28 +5,22 @@ watch event saves that wait (bench/operator_reaction.py). Which events
 matter is podevents.py's call; this handler only routes them: to the
 conferences the Pod serves (a node serves its conference, the main server
 all of the fleet's) and to the fleet's disruption budget; a main server
-Pod gone (rolled or deleted) is created again at once. A server Pod whose
-container runs but is not Ready yet gets its /readyz watched, so the kubelet
-probes it the moment it answers (readiness.py).
+Pod gone (rolled or deleted) is created again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
 import kopf
 from sipfleet.operator import pods as podlib
-from sipfleet.operator import readiness, unmoved
+from sipfleet.operator import unmoved
 from sipfleet.operator.handlers import conference
 from sipfleet.operator.handlers.fleet import restore_main, update_budget
-from sipfleet.operator.kube import KUBE_ERRORS
 from sipfleet.operator.podevents import BUDGET_CHANGES, PASS_CHANGES
 from sipfleet.operator.runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
@@ -36,10 +30,6 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     ) -> None:
         assert namespace is not None  # Pods are namespaced
         change = rt.pod_transitions.change(event.get("type"), body)
-        if change == "gone":
-            rt.serving_watches.pop(str(body["metadata"]["uid"]), None)
-        else:
-            _watch_serving(rt, namespace, body)
         if change is None:
             return
         fleet = labels[podlib.LABEL_FLEET]
@@ -55,35 +45,6 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             if change == "terminating":
                 _watch_unmoved(rt, namespace, fleet, serves, body)
         await asyncio.gather(*work)
-
-
-def _watch_serving(rt: Runtime, namespace: str, pod: kopf.Body) -> None:
-    """Once per container of a starting server: poll its /readyz and mark the Pod
-    the moment it answers, so the kubelet probes it at once (readiness.py)."""
-    uid = str(pod["metadata"]["uid"])
-    container = readiness.starting_container(pod)
-    url = podlib.admin_url(pod)
-    if container is None or url is None or rt.serving_watches.get(uid) == container:
-        return
-    rt.serving_watches[uid] = container
-    name = str(pod["metadata"]["name"])
-
-    def ready_or_gone() -> bool:
-        seen = rt.pod_transitions.seen.get(uid)
-        return seen is None or seen.ready or seen.terminating
-
-    async def watch() -> None:
-        if await readiness.wait_serving(rt.session, url, ready_or_gone):
-            try:
-                await rt.kube.patch_pod(namespace, name, readiness.serving_patch(time.time()))
-            except KUBE_ERRORS as exc:  # the kubelet's own probe comes anyway
-                log.info("could not mark %s serving: %s", name, exc)
-            else:
-                log.info("%s/%s answers /readyz: marked for the kubelet", namespace, name)
-
-    task = asyncio.create_task(watch())
-    rt.watches.add(task)
-    task.add_done_callback(rt.watches.discard)
 
 
 def _watch_unmoved(
