@@ -9,16 +9,24 @@ imported from there, not copied): the local control plane (`ControlPlane`, as
 `sipfleet dev up`), the operator as a process with its ServiceAccount's token,
 main + 3 nodes, 60 resident sipp members and a sipp ticker sending a group
 MESSAGE every second. Each scenario runs once on the same fleet, in the order
-of ``disruptions.SCENARIOS``: (a) eviction, (b) delete pod, (c) rolling update
-of the node template, (f) the operator SIGKILLed during each of those, (g) the
-API server stopped for 30 s. ``--module disruption_crash`` (a module on
-bench/ or tests/e2e that calls ``disruptions.scenario(name, fn)``) adds more.
+of their names: (a) eviction, (b) delete pod, (c) rolling update of the node
+template, (d) kill -9 of the busiest node's process and (e) of the main
+server's (bench/opbench/crash.py, as tests/e2e/test_operator_crash.py), (f)
+the operator SIGKILLed during each of (a)-(c), (g) the API server stopped for
+30 s. ``--module NAME`` (a module on bench/ or tests/e2e that calls
+``disruptions.scenario(name, fn)``) adds more.
 
-Per scenario: members that had to move; members lost (left on a stopped server
-or counted in a MembersNotMoved Event); seconds from the disruption until
-every member was on a live server and main + 3 servers were Ready; ticks sent
-from the disruption until then, ticks lost (not answered 200, or missed by at
-least one member) and duplicate deliveries. Bounded: each wait has its own
+Run it under the machine's real-node lock:
+``flock /tmp/sipfleet-realcluster.lock .venv/bin/python bench/disruption.py``.
+
+Per scenario: members that had to move (for a crash: those on the killed
+server); members lost (left on a stopped server, counted in a MembersNotMoved
+or MembersDropped Event, or for a crash not back within 60 s); seconds from
+the disruption until every member was on a live server and main + 3 servers
+were Ready (a crash's note adds when the last of its members was back); ticks
+sent from the disruption until then, ticks lost (not answered 200, or missed
+by at least one member), (member, tick) deliveries lost of those due, and
+duplicate deliveries. Bounded: each wait has its own
 timeout and no scenario starts after ``--budget`` seconds.
 """
 
@@ -36,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))  # the e2e harness and scenarios
 
 import disruptions  # noqa: E402
+from opbench import crash  # noqa: E402  (adds scenarios d and e)
 from sipbench.procs import exit_on_sigterm  # noqa: E402
 from sipfleet.devcluster import binaries  # noqa: E402
 from sipfleet.devcluster.cluster import Cluster  # noqa: E402
@@ -43,21 +52,26 @@ from sipfleet.devcluster.controlplane import ControlPlane  # noqa: E402
 
 HEADER = (
     "| scenario | members moved | members lost | settled (s) | ticks sent | ticks lost "
-    "| duplicates | note |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| deliveries lost / due | duplicates | note |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
 def row(r: disruptions.Result) -> str:
+    """One scenario's line; for a crash, members not back in time count as lost."""
     t = r.ticks
+    comeback = crash.COMEBACKS.get(r.scenario)
+    lost = max(r.lost, comeback.not_back) if comeback else r.lost
+    missed = len(t.unsent) * disruptions.MEMBERS + sum(len(m) for m in t.missed.values())
     return (
-        f"| {r.scenario} | {r.moved} | {r.lost} | {r.settled_seconds:.1f} | {t.sent} "
-        f"| {t.lost} | {t.duplicates} | {r.note} |"
+        f"| {r.scenario} | {r.moved} | {lost} | {r.settled_seconds:.1f} | {t.sent} "
+        f"| {t.lost} | {missed} / {t.sent * disruptions.MEMBERS} | {t.duplicates} | {r.note} |"
     )
 
 
 def failed_row(name: str, error: BaseException) -> str:
     text = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-    return f"| {name} | - | - | - | - | - | - | FAILED: {text} |"
+    return f"| {name} | - | - | - | - | - | - | - | FAILED: {text} |"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -78,7 +92,7 @@ def main(argv: list[str]) -> int:
     exit_on_sigterm()
     for name in args.module:
         importlib.import_module(name)
-    chosen = [n for n in disruptions.SCENARIOS if not args.only or n in args.only]
+    chosen = sorted(n for n in disruptions.SCENARIOS if not args.only or n in args.only)
     unknown = set(args.only) - set(disruptions.SCENARIOS)
     if unknown:
         print(f"unknown scenarios {sorted(unknown)}; known: {list(disruptions.SCENARIOS)}")
@@ -91,7 +105,7 @@ def main(argv: list[str]) -> int:
     rows: list[str] = []
     fleet: disruptions.Fleet | None = None
     try:
-        plane.up()
+        plane.up(timeout=120.0, hold=True)  # held: an abandoned node is taken down next time
         cluster = Cluster.of(plane, binaries.locate(build_if_missing=False))
         fleet = disruptions.start_fleet(cluster, workdir)
         print(f"fleet up after {time.monotonic() - began:.0f}s", flush=True)

@@ -3,9 +3,11 @@
     .venv/bin/python bench/operator_reaction.py [--runs 10] [--state-dir DIR]
         [--keep-cluster] [--budget 540]
 
-1. Brings the local control plane up (ControlPlane, as `sipfleet dev up`), installs
-   the CRDs and the operator's RBAC, and runs `sipfleet-operator --interval 1` with
-   its ServiceAccount's token on one fresh namespace per run.
+1. Brings the real single-node cluster up (ControlPlane, as `sipfleet dev up`: the
+   kubelet runs the server Pods in containerd, on the CNI bridge), installs the CRDs
+   and the operator's RBAC, and runs `sipfleet-operator --interval 1` with its
+   ServiceAccount's token on one fresh namespace per run. Run it under the
+   machine's real-node lock: `flock /tmp/sipfleet-realcluster.lock ...`.
 2. Each run applies a SipFleet and a SipConference (10 members per server,
    targetLoad 0.5, intervalSeconds 1, redirect-only), waits for the main server,
    joins 5 members (exactly the target) and lets the operator see that for 2 s
@@ -17,10 +19,12 @@
    one is answered 302 with a Contact on a node Pod that the watch has seen Ready.
    That answer's arrival minus t0 is one sample.
 4. Breakdown per run, from a Pod watch and polling the admin APIs every 25 ms:
-   node Pod created, node Pod Ready, the group's shard on the node, routes with
-   the node on the main server.
+   node Pod created, its container running, its server answering /readyz (the
+   benchmark's own probe), node Pod Ready (the kubelet's probe), the group's
+   shard on the node, routes with the node on the main server.
 
-Everything runs on loopback; every wait is bounded; the operator and (unless
+Members and the admin polls run on the host, from its address on the pod bridge
+(Pod IPs are not reachable from loopback); every wait is bounded; the operator and (unless
 --keep-cluster) the control plane are stopped on exit, error or Ctrl-C.
 """
 
@@ -46,7 +50,7 @@ from sipbench.procs import BenchError, Procs, exit_on_sigterm
 from sipbench.stats import percentile
 from sipfleet.demo import kubeside
 from sipfleet.devcluster import binaries
-from sipfleet.devcluster.cluster import Cluster
+from sipfleet.devcluster.cluster import Cluster, host_address_towards
 from sipfleet.devcluster.controlplane import ControlPlane
 from sipfleet.node.admin_client import AdminClient, AdminError
 
@@ -55,7 +59,6 @@ CONFERENCE = "conf"
 DOMAIN = "example.com"
 GROUP = f"sip:{CONFERENCE}@{DOMAIN}"
 TOKEN_SECRET = "react-admin-token"
-MEMBER_HOST = "127.0.0.250"  # clear of the kubelet's Pod addresses (127.0.0.10 up)
 PER_SERVER = 10
 TARGET_LOAD = 0.5
 INTERVAL = 1
@@ -101,6 +104,8 @@ class Sample:
     run: int
     reaction: float  # t0 -> 302 to a Ready new node
     pod_created: float | None
+    pod_running: float | None
+    pod_serving: float | None
     pod_ready: float | None
     shard_on_node: float | None
     routes_on_main: float | None
@@ -113,7 +118,14 @@ class Sample:
             return "-" if x is None else f"{x:.2f}"
 
         codes = " ".join(f"{k}x{v}" for k, v in sorted(self.answers.items()))
-        steps = (self.pod_created, self.pod_ready, self.shard_on_node, self.routes_on_main)
+        steps = (
+            self.pod_created,
+            self.pod_running,
+            self.pod_serving,
+            self.pod_ready,
+            self.shard_on_node,
+            self.routes_on_main,
+        )
         return (
             f"| {self.run} | {self.reaction:.2f} | {' | '.join(f(x) for x in steps)} | "
             f"{self.node} | {self.probes} ({codes}) |"
@@ -121,9 +133,10 @@ class Sample:
 
 
 HEADER = (
-    "| run | crossing -> 302 (s) | node Pod created (s) | node Pod Ready (s) | "
-    "shard on node (s) | routes with node on main (s) | node | probes (answers) |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| run | crossing -> 302 (s) | node Pod created (s) | container running (s) | "
+    "server answers /readyz (s) | node Pod Ready (s) | shard on node (s) | "
+    "routes with node on main (s) | node | probes (answers) |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -139,25 +152,39 @@ async def wait_for(what: str, probe: Any, timeout: float, every: float = 0.1) ->
 
 
 class Marks:
-    """When the group's shard appeared on a node and routes with a node reached main.
+    """When a node's server first answered /readyz, the group's shard appeared on a
+    node and routes with a node reached main.
 
-    Polled every POLL_EVERY over the admin API; the node's address comes from the watch.
+    Polled every POLL_EVERY over the admin API (the benchmark's own probe of
+    /readyz, beside the kubelet's); the node's address comes from the watch.
     """
 
     def __init__(self, main: AdminClient, token: str, watch: PodWatch) -> None:
         self.main, self.token, self.watch = main, token, watch
         self.nodes: dict[str, AdminClient] = {}
+        self.serving_at: float | None = None
         self.shard_at: float | None = None
         self.routes_at: float | None = None
 
     async def poll(self) -> None:
-        while self.shard_at is None or self.routes_at is None:
+        while None in (self.serving_at, self.shard_at, self.routes_at):
             with contextlib.suppress(AdminError):
+                if self.serving_at is None and await self._a_node_serves():
+                    self.serving_at = time.time()
                 if self.routes_at is None and await self._routes_have_node():
                     self.routes_at = time.time()
                 if self.shard_at is None and await self._shard_on_a_node():
                     self.shard_at = time.time()
             await asyncio.sleep(POLL_EVERY)
+
+    def _node(self, ip: str) -> AdminClient:
+        return self.nodes.setdefault(ip, AdminClient(f"http://{ip}:8080", self.token, timeout=0.5))
+
+    async def _a_node_serves(self) -> bool:
+        for pod in self.watch.snapshot().values():
+            if pod.role == "node" and pod.ip and await self._node(pod.ip).ready():
+                return True
+        return False
 
     async def _routes_have_node(self) -> bool:
         routes = await self.main.routes()
@@ -166,10 +193,7 @@ class Marks:
     async def _shard_on_a_node(self) -> bool:
         for pod in self.watch.snapshot().values():
             if pod.role == "node" and pod.ip and pod.ready:
-                node = self.nodes.setdefault(
-                    pod.ip, AdminClient(f"http://{pod.ip}:8080", self.token, timeout=1.0)
-                )
-                state = await node.state()
+                state = await self._node(pod.ip).state()
                 if any(s.group == GROUP for s in state.shards):
                     return True
         return False
@@ -219,7 +243,10 @@ class Bench:
                 return any(s.group == GROUP for s in state.shards)
 
             await wait_for("the group's shard on the main server", shard_on_main, 30)
-            crowd = TimedCrowd(GROUP, (str(main.ip), 5060), host=MEMBER_HOST)
+            # Members on the host's address towards the Pod network (the pod bridge):
+            # a loopback source cannot reach a Pod.
+            host = host_address_towards(str(main.ip))
+            crowd = TimedCrowd(GROUP, (str(main.ip), 5060), host=host)
             await crowd.start()
             joined = await crowd.join_all(BASE_MEMBERS, "base")
             if joined != BASE_MEMBERS:
@@ -268,6 +295,8 @@ class Bench:
                             run=index,
                             reaction=answer.wall - t0,
                             pod_created=_since(node.created, t0),
+                            pod_running=_since(node.running, t0),
+                            pod_serving=_since(marks.serving_at, t0),
                             pod_ready=_since(node.ready, t0),
                             shard_on_node=_since(marks.shard_at, t0),
                             routes_on_main=_since(marks.routes_at, t0),
@@ -309,10 +338,9 @@ def _since(t: float | None, t0: float) -> float | None:
     return None if t is None else t - t0
 
 
-def start_cluster(state_dir: Path) -> tuple[ControlPlane, Cluster]:
-    plane = ControlPlane(state_dir, out=lambda line: print(f"cluster: {line}", flush=True))
-    plane.up()
-    return plane, Cluster.of(plane, binaries.locate(build_if_missing=False))
+def start_cluster(plane: ControlPlane) -> Cluster:
+    plane.up(timeout=120.0, hold=True)  # held: an abandoned node is taken down next time
+    return Cluster.of(plane, binaries.locate(build_if_missing=False))
 
 
 async def bench(args: argparse.Namespace, cluster: Cluster, procs: Procs) -> list[Sample]:
@@ -363,6 +391,8 @@ def summary(samples: list[Sample]) -> str:
         "| from the crossing to | n | p50 (s) | p95 (s) | min (s) | max (s) |",
         "| --- | --- | --- | --- | --- | --- |",
         stat("node Pod created", col("pod_created")),
+        stat("its container running", col("pod_running")),
+        stat("its server answers /readyz", col("pod_serving")),
         stat("node Pod Ready", col("pod_ready")),
         stat("shard on node", col("shard_on_node")),
         stat("routes with node on main", col("routes_on_main")),
@@ -389,17 +419,17 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="opbench-react-"))
     state_dir = args.state_dir or workdir / "kube"
     print(f"logs in {workdir}, control plane state in {state_dir}", flush=True)
-    plane: ControlPlane | None = None
+    plane = ControlPlane(state_dir, out=lambda line: print(f"cluster: {line}", flush=True))
     try:
         with Procs(workdir) as procs:
-            plane, cluster = start_cluster(state_dir)
+            cluster = start_cluster(plane)
             samples = asyncio.run(bench(args, cluster, procs))
     except BenchError as err:
         print(f"operator_reaction: {err}", file=sys.stderr)
         return 1
     finally:
-        if plane is not None and not args.keep_cluster:
-            plane.down()
+        if not args.keep_cluster:
+            plane.down()  # also what a failed start left running
     print()
     print(summary(samples))
     return 0 if samples else 1

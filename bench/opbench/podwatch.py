@@ -20,6 +20,7 @@ class PodTimes:
     role: str
     ip: str | None = None
     created: float | None = None  # first seen (ADDED)
+    running: float | None = None  # first seen with its container running
     ready: float | None = None  # first seen with condition Ready=True
 
 
@@ -63,6 +64,7 @@ class PodWatch:
     def _seen(self, pod: Any, now: float) -> None:
         labels = pod.metadata.labels or {}
         ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        running = any(c.state and c.state.running for c in (pod.status.container_statuses or []))
         with self._lock:
             times = self.pods.setdefault(
                 pod.metadata.name,
@@ -71,5 +73,7 @@ class PodWatch:
             if times.created is None:
                 times.created = now
             times.ip = pod.status.pod_ip or times.ip
+            if running and times.running is None:
+                times.running = now
             if ready and times.ready is None:
                 times.ready = now

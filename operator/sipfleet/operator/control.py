@@ -19,6 +19,7 @@ from sipfleet.operator import pods as podlib
 from sipfleet.operator.errors import NotReady
 from sipfleet.operator.executor import Event, Executor, Outcome
 from sipfleet.operator.kube import Obj
+from sipfleet.operator.loadwatch import WatchTarget
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
@@ -165,6 +166,7 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     current = {k: c for k, c in memory.lost.items() if k in processes.values()}
     found, memory.lost = lost_events(decision.group, lost, current)
     outcome.events.extend(found)
+    memory.load_watch = _watch_target(ctx, spec, observed, decision)
     if decision.kind != "steady":
         metrics.DECISIONS.labels(decision.kind).inc()
     if outcome.failures:
@@ -172,6 +174,21 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     if decision.has_actions:
         memory.changed_at = time.monotonic()  # the next pass needs a view taken after this
     return Pass(observed, decision, outcome)
+
+
+def _watch_target(
+    ctx: Context, spec: PlanSpec, observed: Observed, decision: Decision
+) -> WatchTarget | None:
+    """What the load watch reads until the next pass: the servers hosting the group
+    (scraped /metrics only; with Prometheus there is no watch)."""
+    if ctx.snapshot.spec.metrics.prometheus_url:
+        return None
+    hosting = {
+        s.name: observed.urls[s.name]
+        for s in observed.observations.servers
+        if s.shard is not None and s.name in observed.urls
+    }
+    return WatchTarget(spec, hosting, decision.members, decision.desired_nodes)
 
 
 async def poke(rt: Runtime, memory: ConferenceMemory) -> Pass:

@@ -19,6 +19,7 @@ from sipfleet.node.admin_client import AdminClient
 from sipfleet.operator.errors import NotReady
 from sipfleet.operator.kube import Kube, Obj
 from sipfleet.operator.loadsource import LoadSource, PrometheusLoadSource
+from sipfleet.operator.loadwatch import WatchTarget
 from sipfleet.operator.models import MetricsSpec
 from sipfleet.operator.planner import History
 from sipfleet.operator.podevents import PodTransitions
@@ -62,7 +63,10 @@ class ConferenceMemory:
     """Server process (recovery.process_key) -> members it counted as lost with its
     previous process (ShardState.lost), as already posted in an Event."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Serialises this conference's passes (timer and Pod events)."""
+    """Serialises this conference's passes (timer, Pod events, load watch)."""
+    load_watch: WatchTarget | None = None
+    """What the load watch reads between passes (loadwatch.py); None: no watch
+    (Prometheus is the load source, or no pass has run yet)."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from sipfleet.operator.handlers import conference, fleet, pods
+from sipfleet.operator.handlers import conference, fleet, loadwatch, pods
 from sipfleet.operator.kube import kopf_session
 from sipfleet.operator.runtime import Runtime
 
@@ -26,3 +26,4 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime, *, streams: int) -> N
     fleet.register(registry, rt)
     conference.register(registry, rt)
     pods.register(registry, rt)
+    loadwatch.register(registry, rt)
