@@ -154,10 +154,11 @@ def served_conferences(
     afterwards deletes the conferences (the operator still running), uninstalls the
     operator and deletes the namespace."""
     operator_namespace(kube, namespace)
-    op = Operator(kube, namespace, workdir / "operator.log").start()
+    op = Operator(kube, namespace, workdir / "operator.log")
     conferences = [o["metadata"]["name"] for o in objs if o["kind"] == "SipConference"]
     fleets = [o["metadata"]["name"] for o in objs if o["kind"] == "SipFleet"]
     try:
+        op.start()
         apply(kube, namespace, *objs)
         for name in conferences:
             wait_for(
