@@ -38,8 +38,8 @@ SENDER = REPO / "tests" / "integration" / "scenarios" / "member.xml"
 GROUP_USER = "conf"
 DOMAIN = "example.com"
 GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
+# The chart's operator.metricsPort and operator.healthPort (charts/sipfleet/values.yaml).
 METRICS_PORT = 9090
-"""The chart's operator.metricsPort and operator.healthPort (charts/sipfleet/values.yaml)."""
 HEALTH_PORT = 8081
 
 

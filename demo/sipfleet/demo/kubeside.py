@@ -133,6 +133,8 @@ class ChartOperator:
         return {
             "operator": {
                 "replicas": 1,
+                # Standalone: a restarted operator acts at once (no Lease to wait for).
+                "leaderElection": False,
                 "watchNamespaces": [self.namespace],
                 "interval": self.interval,
                 "extraArgs": list(self.args),

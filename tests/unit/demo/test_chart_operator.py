@@ -1,6 +1,6 @@
 """The values `ChartOperator` (the demo's and the e2e tests' operator install) gives
-the chart render one operator replica watching the release namespace, started with
-the asked `sipfleet-operator` options."""
+the chart render one standalone operator replica watching the release namespace,
+started with the asked `sipfleet-operator` options."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def test_values_render_one_replica_watching_its_namespace_with_the_extra_args(
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["SIPFLEET_OPERATOR_NAMESPACES"] == "op-ha"
     assert "SIPFLEET_OPERATOR_ALL_NAMESPACES" not in env
+    assert "SIPFLEET_OPERATOR_PEERING" not in env  # standalone: no Lease to wait for
+    assert not by_kind(docs, "Lease")
     assert env["SIPFLEET_OPERATOR_INTERVAL"] == "1"
     assert container["readinessProbe"]["periodSeconds"] == 1
     assert not by_kind(docs, "PodDisruptionBudget")  # one replica: no budget
