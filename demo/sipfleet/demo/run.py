@@ -213,7 +213,10 @@ def _cleanup(
             if operator is not None and operator.alive():
                 kubeside.delete_demo_objects(cluster)
             if operator is not None:
-                operator.stop()  # helm uninstall
+                try:
+                    operator.stop()  # helm uninstall
+                except DemoError as err:  # deleting the namespace removes its Deployment
+                    say(f"could not uninstall the operator: {err}")
             kubeside.remove_leftovers(cluster)
     finally:
         # The operator's Pod goes with the cluster; on a cluster that stays up, a
