@@ -18,10 +18,13 @@ module may add its own (the crash scenarios do) with `scenario`.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from operator_harness import (
     operator_namespace,
     pods,
     save_events,
+    send_group_message,
 )
 from sipfleet.devcluster.cluster import Cluster
 from sipfleet.devcluster.controlplane import ControlPlane
@@ -124,6 +128,80 @@ class Fleet:
         return [m for r, m in events(self.kube, NS) if r in ("MembersNotMoved", "MembersDropped")]
 
 
+RETRY_AFTER = re.compile(r"SIP/2\.0 503 .*?Retry-After: *([0-9]+)", re.DOTALL)
+
+
+def _retry_after(errors: Path) -> int | None:
+    """The Retry-After seconds of a 503 sipp reported as unexpected in `errors` (its
+    -error_file), None when the call failed otherwise."""
+    try:
+        found = RETRY_AFTER.search(errors.read_text(errors="replace"))
+    except OSError:
+        return None
+    return None if found is None else int(found.group(1))
+
+
+@dataclass
+class SenderTicker:
+    """A group message every second, each from a transient sipp member
+    (``send_group_message``: joins, sends, leaves) named ``<prefix><n>x`` so each
+    run's bodies are its own, sent to the main server at the address ``where()``
+    gives at that second (None: none now, counted refused). A message refused with
+    503 and Retry-After (a restarted server whose group is not back yet: sip-node
+    restore.py) is tried again after that many seconds, as a user agent honouring
+    Retry-After would (RFC 3261 21.5.4), up to ``retries`` times. At most 4 at once,
+    each bounded to 30 s."""
+
+    where: Callable[[], str | None]
+    workdir: Path
+    prefix: str
+    sent: list[tuple[float, str]] = field(default_factory=list)
+    """(time.monotonic() when sent, body) of each message the group accepted."""
+    refused: list[float] = field(default_factory=list)
+    """When each message the group did not take was sent."""
+    retried: list[float] = field(default_factory=list)
+    """When each message answered 503 + Retry-After (then tried again) was sent."""
+    retries: int = 3
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> SenderTicker:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            n = 0
+            while not self._stop.wait(1.0):
+                n += 1
+                pool.submit(self._send, f"{self.prefix}{n}x")
+
+    def _send(self, who: str) -> None:
+        when = time.monotonic()
+        for _ in range(1 + self.retries):
+            ip = self.where()
+            try:
+                if ip is None:
+                    raise OSError("no main server address")
+                body = send_group_message(ip, self.workdir, who)
+            except (AssertionError, OSError, subprocess.SubprocessError):
+                wait = _retry_after(self.workdir / f"{who}.err")
+                if wait is None:
+                    break
+                self.retried.append(when)
+                time.sleep(wait)
+                continue
+            self.sent.append((when, body))
+            return
+        self.refused.append(when)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+
 def ready(pod: dict[str, Any]) -> bool:
     return any(
         c["type"] == "Ready" and c["status"] == "True"
@@ -137,7 +215,8 @@ def start_fleet(kube: Cluster, workdir: Path, *, roll_main: bool = False) -> Fle
 
     ``roll_main``: a template change rolls the main server too (its new Pod has
     a new IP, which the ticker and `Fleet.main_ip` do not follow)."""
-    op = Operator(operator_namespace(kube, NS, workdir), NS, workdir / "operator.log").start()
+    operator_namespace(kube, NS)
+    op = Operator(kube, NS, workdir / "operator.log").start()
     apply(
         kube,
         NS,
@@ -370,8 +449,8 @@ def roll_nodes(f: Fleet) -> tuple[set[str], str]:
 
 def operator_killed_during(disrupt: Disruption) -> Disruption:
     """(f) the operator SIGKILLed OPERATOR_KILL_AFTER seconds into ``disrupt`` and
-    started again OPERATOR_DOWN_SECONDS later (a process restart, as its Pod's
-    would be), while the disruption goes on."""
+    started again OPERATOR_DOWN_SECONDS later (a new Pod), while the disruption
+    goes on."""
 
     def run_it(f: Fleet) -> tuple[set[str], str]:
         outage = threading.Thread(target=_operator_outage, args=(f,), daemon=True)
@@ -379,7 +458,9 @@ def operator_killed_during(disrupt: Disruption) -> Disruption:
         try:
             must_move, note = disrupt(f)
         finally:
-            outage.join(OPERATOR_KILL_AFTER + OPERATOR_DOWN_SECONDS + 5)
+            outage.join(
+                OPERATOR_KILL_AFTER + OPERATOR_DOWN_SECONDS + 150
+            )  # start() waits for Ready
         return must_move, (
             f"{note}; operator killed {OPERATOR_KILL_AFTER:g}s in, "
             f"back {OPERATOR_DOWN_SECONDS:g}s later"

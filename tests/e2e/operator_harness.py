@@ -1,8 +1,13 @@
-"""Shared pieces of the operator e2e tests: RBAC, the operator process, sipp members.
+"""Shared pieces of the operator e2e tests: the operator from its image, sipp members.
 
-The operator runs as a local process with a kubeconfig holding its
-ServiceAccount's token (TokenRequest), bound to the ClusterRole of
-operator/deploy/rbac.yaml, so every test also proves the RBAC rules suffice.
+The operator runs as a user installs it: `Operator` installs the Helm chart
+(charts/sipfleet, through `sipfleet.demo.kubeside.ChartOperator`) into the
+test's namespace, so it is a Deployment running the ``sipfleet/operator`` image
+that the session's `dev up` built from this checkout and imported into the
+node, under the chart's ServiceAccount and least-privilege ClusterRole (every
+test also proves the RBAC rules suffice). From its Pod it reaches the API
+server through the ``kubernetes`` Service and the servers' admin APIs at their
+Pod IPs; the tests read its /metrics and /healthz at its Pod IP.
 Members are sipp processes; each logs JOINED/RECV/MOVED/LEFT lines
 (tests/e2e/scenarios/resident.xml) that the tests read back.
 """
@@ -15,7 +20,8 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Iterable
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,9 @@ SENDER = REPO / "tests" / "integration" / "scenarios" / "member.xml"
 GROUP_USER = "conf"
 DOMAIN = "example.com"
 GROUP = f"sip:{GROUP_USER}@{DOMAIN}"
+# The chart's operator.metricsPort and operator.healthPort (charts/sipfleet/values.yaml).
+METRICS_PORT = 9090
+HEALTH_PORT = 8081
 
 
 def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
@@ -42,71 +51,126 @@ def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM, host: str = "127.0.0.
         return port
 
 
-def operator_namespace(kube: Cluster, namespace: str, workdir: Path) -> Path:
-    """CRDs and RBAC installed, ``namespace`` created: the operator's ServiceAccount
-    kubeconfig, so every test that runs an operator also proves the RBAC rules."""
-    kubeside.install(kube, namespaces=())  # idempotent across test modules
+def operator_namespace(kube: Cluster, namespace: str) -> None:
+    """The CRDs installed (idempotent across test modules) and ``namespace`` created."""
+    kubeside.install_crds(kube)
     kube.kubectl("create", "namespace", namespace)
-    return kubeside.service_account_kubeconfig(kube, workdir / "sa.kubeconfig")
 
 
 @dataclass
 class Operator:
-    """One sipfleet-operator process (kubeside.OperatorProcess) with its metrics port."""
+    """The operator installed by the Helm chart into ``namespace`` (release
+    ``<namespace>-<name>``, one replica watching that namespace), started with the
+    ``sipfleet-operator`` options ``args`` (the chart's ``operator.extraArgs``).
+    `stop` saves its logs (``kubectl logs``) to ``log`` and uninstalls it."""
 
-    kubeconfig: Path
+    kube: Cluster
     namespace: str
     log: Path
     args: tuple[str, ...] = ()
-    metrics_port: int = field(default_factory=lambda: free_port(socket.SOCK_STREAM))
-    process: kubeside.OperatorProcess = field(init=False)
+    name: str = "op"
+    chart: kubeside.ChartOperator = field(init=False)
 
     def __post_init__(self) -> None:
-        self.process = kubeside.OperatorProcess(
-            self.kubeconfig,
-            self.log,
-            namespace=self.namespace,
-            args=("--metrics-port", str(self.metrics_port), *self.args),
+        self.chart = kubeside.ChartOperator(
+            self.kube, f"{self.namespace}-{self.name}", self.namespace, self.log, self.args
         )
 
-    @property
-    def proc(self) -> subprocess.Popen[bytes] | None:
-        return self.process.proc
-
     def start(self) -> Operator:
-        self.process.start()
+        """Install the release (or scale it back up after `kill`); wait until Ready."""
+        self.chart.start()
         return self
 
     def kill(self) -> None:
-        """SIGKILL: no clean shutdown, no Lease release."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        """SIGKILL, as an OOM kill or a node crash ends it: no clean shutdown, no Lease
+        release. The container's processes are frozen (SIGSTOP) first, the Deployment
+        scaled to zero (the kubelet's SIGTERM stays pending on frozen processes) and
+        then they are SIGKILLed, so the kubelet does not restart the container; `start`
+        scales it up again (a new Pod)."""
+        frozen = [pid for pod in self.chart.pods() for pid in container_pids(pod)]
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        self.chart.save_log("kill")
+        self.chart.scale_to_zero()
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
-        self.process.stop()
+        """Keep the logs, then ``helm uninstall`` (a clean shutdown)."""
+        self.chart.stop()
+
+    def alive(self) -> bool:
+        """The operator's container runs now."""
+        return self.chart.running()
+
+    def pod_ip(self) -> str | None:
+        """The running operator Pod's IP (None: no such Pod now)."""
+        ips = [ip for p in self.chart.pods() if (ip := (p.get("status") or {}).get("podIP"))]
+        return ips[0] if ips else None
+
+    def _get(self, port: int, path: str) -> bytes | None:
+        ip = self.pod_ip()
+        if ip is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=2) as resp:
+                body: bytes = resp.read()
+                return body
+        except OSError:
+            return None
+
+    def health(self) -> dict[str, Any]:
+        """The operator's liveness answer (GET /healthz on its Pod IP; {} unless 200)."""
+        body = self._get(HEALTH_PORT, "/healthz")
+        answer: dict[str, Any] = json.loads(body) if body else {}
+        return answer
 
     def metric(self, name: str, **labels: str) -> float:
-        """One sample of the operator's /metrics (0 when absent or unreachable)."""
-        import urllib.request
-
+        """One sample of the operator's /metrics on its Pod IP (0 when absent or
+        unreachable)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as resp:
-                text = resp.read().decode()
-        except OSError:
+        body = self._get(METRICS_PORT, "/metrics")
+        if body is None:
             return 0.0
         total = 0.0
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
                 if sample.name == name and all(
                     sample.labels.get(k) == v for k, v in labels.items()
                 ):
                     total += sample.value
         return total
+
+
+@contextlib.contextmanager
+def served_conferences(
+    kube: Cluster, namespace: str, workdir: Path, *objs: dict[str, Any]
+) -> Iterator[str]:
+    """An operator in a new ``namespace`` serving ``objs`` (a SipFleet and its
+    SipConferences): yields the main server's Pod IP once every conference is on it;
+    afterwards deletes the conferences (the operator still running), uninstalls the
+    operator and deletes the namespace."""
+    operator_namespace(kube, namespace)
+    op = Operator(kube, namespace, workdir / "operator.log")
+    conferences = [o["metadata"]["name"] for o in objs if o["kind"] == "SipConference"]
+    fleets = [o["metadata"]["name"] for o in objs if o["kind"] == "SipFleet"]
+    try:
+        op.start()
+        apply(kube, namespace, *objs)
+        for name in conferences:
+            wait_for(
+                f"{name} on the main server",
+                lambda n=name: status(kube, namespace, n).get("shards"),
+            )
+        (fleet_name,) = fleets
+        yield main_ip(kube, namespace, fleet_name)
+    finally:
+        kube.kubectl("delete", "sipconference", *conferences, "-n", namespace, check=False)
+        op.stop()
+        kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 @dataclass
@@ -466,12 +530,11 @@ def events(kube: Cluster, namespace: str) -> list[tuple[str, str]]:
     return [(e["reason"], e.get("message", "")) for e in items]
 
 
-def server_pids(kube: Cluster, namespace: str, pod: str) -> list[int]:
-    """The host pids of a server Pod's container (every process whose cgroup names
-    its ``containerd://<id>``: the real node's containers are visible from the
-    host), [] while it is not running."""
-    body = get_json(kube, "pod", pod, "-n", namespace)
-    statuses = (body.get("status") or {}).get("containerStatuses", [])
+def container_pids(pod: dict[str, Any]) -> list[int]:
+    """The host pids of a Pod's (first) container: every process whose cgroup names
+    its ``containerd://<id>`` (the real node's containers are visible from the
+    host); [] while it is not running."""
+    statuses = (pod.get("status") or {}).get("containerStatuses", [])
     running = [s["containerID"] for s in statuses if s.get("containerID")]
     if not running:
         return []
@@ -490,7 +553,7 @@ def kill_server(kube: Cluster, namespace: str, pod: str) -> list[int]:
     """SIGKILL a server Pod's process, as an OOM kill or a crash would end it (the
     kubelet then restarts its container: restartPolicy Always). Returns the pids
     killed; fails when the container has no process to kill."""
-    pids = server_pids(kube, namespace, pod)
+    pids = container_pids(get_json(kube, "pod", pod, "-n", namespace))
     assert pids, f"{pod} has no running container process"
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):

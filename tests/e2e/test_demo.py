@@ -78,6 +78,13 @@ def test_demo_scales_out_and_back_in_and_cleans_up(short_tmp: Path) -> None:
     assert_nothing_left(state_dir)
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default disposition in the demo process: pytest started as a background
+    job of a non-interactive shell (``pytest ... &``) ignores SIGINT, and a child would
+    inherit that and never see this test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(300)
 def test_ctrl_c_mid_story_stops_everything(short_tmp: Path) -> None:
     state_dir = short_tmp / "state"
@@ -85,7 +92,7 @@ def test_ctrl_c_mid_story_stops_everything(short_tmp: Path) -> None:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(SIPFLEET), "demo", "--state-dir", str(state_dir), "--duration", "60"],
-            stdout=out, stderr=subprocess.STDOUT, text=True,
+            stdout=out, stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 150

@@ -1,8 +1,8 @@
 """`helm install` on the local control plane runs the operator; an example reconciles.
 
-The local kubelet runs the operator image as the `sipfleet-operator` console
-script with its ServiceAccount's token, so the chart's RBAC is what the
-operator really gets. The release namespace enforces the restricted Pod
+The real node runs the operator image (built from this checkout by the
+session's `dev up`) with its ServiceAccount's token, so the chart's RBAC is
+what the operator really gets. The release namespace enforces the restricted Pod
 Security Standard, so the API server refuses operator Pods that fall short.
 `helm uninstall` must leave nothing behind but the CRDs.
 """

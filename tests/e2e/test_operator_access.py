@@ -8,16 +8,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from operator_harness import (
-    Operator,
-    apply,
-    conference,
-    fleet,
-    main_ip,
-    operator_namespace,
-    status,
-    wait_for,
-)
+from operator_harness import conference, fleet, served_conferences, wait_for
 from sipfleet.devcluster.cluster import Cluster
 
 NS = "op-access"
@@ -47,46 +38,29 @@ def message(host: str, user: str) -> str:
 def test_new_conferences_are_authenticated_and_open_ones_are_not(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log")
-    op.start()
-    try:
-        apply(
-            cluster,
-            NS,
-            fleet("acc", minNodes=0, maxNodes=1),
-            conference("closed", "acc", uri="sip:closed@example.com", access={}),
-            conference("opened", "acc", uri="sip:opened@example.com"),  # the harness: open
-        )
-        for name in ("closed", "opened"):
-            wait_for(
-                f"{name} on the main server", lambda n=name: status(cluster, NS, n).get("shards")
-            )
-        ip = main_ip(cluster, NS, "acc")
+    with served_conferences(
+        cluster,
+        NS,
+        tmp_path,
+        fleet("acc", minNodes=0, maxNodes=1),
+        conference("closed", "acc", uri="sip:closed@example.com", access={}),
+        conference("opened", "acc", uri="sip:opened@example.com"),  # the harness: open
+    ) as ip:
         assert message(ip, "closed").startswith("SIP/2.0 401")
         assert message(ip, "opened").startswith("SIP/2.0 403")  # open: past auth, not a member
-    finally:
-        cluster.kubectl("delete", "sipconference", "closed", "opened", "-n", NS, check=False)
-        op.stop()
-        cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
 
 
 def test_a_changed_access_policy_reaches_the_running_servers(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    op = Operator(
-        operator_namespace(cluster, NS + "-live", tmp_path), NS + "-live", tmp_path / "operator.log"
-    )
     ns = NS + "-live"
-    op.start()
-    try:
-        apply(
-            cluster,
-            ns,
-            fleet("live", minNodes=0, maxNodes=1),
-            conference("chat", "live", uri="sip:chat@example.com"),  # the harness: open
-        )
-        wait_for("chat on the main server", lambda: status(cluster, ns, "chat").get("shards"))
-        ip = main_ip(cluster, ns, "live")
+    with served_conferences(
+        cluster,
+        ns,
+        tmp_path,
+        fleet("live", minNodes=0, maxNodes=1),
+        conference("chat", "live", uri="sip:chat@example.com"),  # the harness: open
+    ) as ip:
         assert message(ip, "chat").startswith("SIP/2.0 403")  # open: past auth, not a member
         cluster.kubectl(
             "patch", "sipconference", "chat", "-n", ns, "--type", "merge",
@@ -96,7 +70,3 @@ def test_a_changed_access_policy_reaches_the_running_servers(
             "the new policy on the running main server",
             lambda: message(ip, "chat").startswith("SIP/2.0 401") or None,
         )
-    finally:
-        cluster.kubectl("delete", "sipconference", "chat", "-n", ns, check=False)
-        op.stop()
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

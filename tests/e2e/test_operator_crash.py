@@ -3,7 +3,7 @@ the main server's process; every member comes back without any action of its own
 
 Real pieces only: the local control plane's API server and the real node (the
 kubelet and containerd restart the killed container, restartPolicy Always),
-the operator as a process, and 60 members
+the operator from its image (the Helm chart), and 60 members
 that are sipp processes (tests/e2e/scenarios/resident.xml) logging where they
 are. Each server replicates its members' dialogs to a holder (sip-node
 replicas.py: a node's to the main server, the main server's to its first
@@ -24,16 +24,15 @@ redirect-only, so the only moves are the crash recovery's.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from disruptions import SenderTicker
 from kube_support import wait_for
 from operator_harness import (
     Members,
@@ -47,77 +46,12 @@ from operator_harness import (
     operator_namespace,
     pods,
     restarts,
-    send_group_message,
 )
 from sipfleet.devcluster.cluster import Cluster
 
 NS = "op-crash"
 MEMBERS = 60
 BACK_WITHIN = 10.0  # seconds: what the test enforces (the goal is 5 s; measured and printed)
-RETRIES = 3  # times a group message refused with 503 + Retry-After is tried again
-RETRY_AFTER = re.compile(r"SIP/2\.0 503 .*?Retry-After: *([0-9]+)", re.DOTALL)
-
-
-def _retry_after(errors: Path) -> int | None:
-    """The Retry-After seconds of a 503 sipp reported as unexpected in `errors` (its
-    -error_file), None when the call failed otherwise."""
-    try:
-        found = RETRY_AFTER.search(errors.read_text(errors="replace"))
-    except OSError:
-        return None
-    return None if found is None else int(found.group(1))
-
-
-@dataclass
-class Ticker:
-    """Sends a group message every second through the main server (a transient
-    sipp member each time, at most 4 at once, each bounded to 30 s)."""
-
-    main_ip: str
-    workdir: Path
-    prefix: str  # senders are <prefix>t<n>x, so each run's bodies are its own
-    sent: list[tuple[float, str]] = field(default_factory=list)  # (when, body) accepted
-    refused: list[float] = field(default_factory=list)  # when the group did not take one
-    retried: list[float] = field(default_factory=list)  # when a 503 + Retry-After came
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Ticker:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            n = 0
-            while not self._stop.wait(1.0):
-                n += 1
-                pool.submit(self._send, f"{self.prefix}t{n}x")
-
-    def _send(self, who: str) -> None:
-        """One message; a join refused with 503 and Retry-After (a restarted server
-        whose group is not back yet, sip-node restore.py) is tried again after that
-        many seconds, as a user agent honouring Retry-After would (RFC 3261 21.5.4),
-        up to RETRIES times."""
-        when = time.monotonic()
-        for _ in range(1 + RETRIES):
-            try:
-                body = send_group_message(self.main_ip, self.workdir, who)
-            except (AssertionError, OSError, TimeoutError):
-                wait = _retry_after(self.workdir / f"{who}.err")
-                if wait is None:
-                    break
-                self.retried.append(when)
-                time.sleep(wait)
-                continue
-            self.sent.append((when, body))
-            return
-        self.refused.append(when)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
 
 
 @dataclass
@@ -157,7 +91,8 @@ def _ready(pod: dict[str, Any]) -> bool:
 def crashfleet(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """60 resident members on the main server and two nodes."""
     workdir = tmp_path_factory.mktemp("op-crash")
-    op = Operator(operator_namespace(cluster, NS, workdir), NS, workdir / "operator.log").start()
+    operator_namespace(cluster, NS)
+    op = Operator(cluster, NS, workdir / "operator.log").start()
     members: Members | None = None
     try:
         apply(
@@ -226,7 +161,7 @@ def crash(f: Fleet, pod: str, label: str) -> None:
     reported_before = sum(
         r == "ServerRestarted" and m.startswith(f"{pod} restarted") for r, m in events(f.kube, NS)
     )
-    ticker = Ticker(f.main_ip, f.workdir, label).start()
+    ticker = SenderTicker(lambda: f.main_ip, f.workdir, f"{label}t").start()
     try:
         time.sleep(3)  # messages before the crash
         killed = time.monotonic()

@@ -4,7 +4,8 @@ the operator dies meanwhile, or when the API server is down.
 Real pieces only: the local control plane's API server, controller manager
 (its disruption controller keeps the budget's status) and kubelet (which sends
 SIGTERM on a graceful delete and SIGKILL when the grace period ends), the
-operator as a process with its ServiceAccount's token, and members that are
+operator from its image installed by the Helm chart ("dies": its container's
+process gets SIGKILL, tests/e2e/operator_harness.py), and members that are
 sipp processes (tests/e2e/scenarios/resident.xml) logging where they are and
 every group message they get.
 

@@ -1,10 +1,9 @@
-"""Two operator replicas at once: exactly one acts; the other takes over when it dies."""
+"""Two operators at once (two releases of the chart, one Pod each, competing for one
+Lease): exactly one acts; the other takes over when it dies."""
 
 from __future__ import annotations
 
 import json
-import socket
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from operator_harness import (
     apply,
     conference,
     fleet,
-    free_port,
     main_ip,
     node_names,
     operator_namespace,
@@ -39,27 +37,16 @@ def holder(kube: Cluster) -> str | None:
     return name
 
 
-def alive(port: int) -> dict[str, object]:
-    """The operator's liveness answer (raises unless 200)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-        body: dict[str, object] = json.loads(resp.read())
-        return body
-
-
 def test_only_the_lease_holder_acts_and_a_standby_takes_over(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    kubeconfig = operator_namespace(cluster, NS, tmp_path)
+    operator_namespace(cluster, NS)
     common = ("--peering", LEASE, "--lease-namespace", NS, "--lease-seconds", "6")
-    health = {ident: free_port(socket.SOCK_STREAM) for ident in ("alpha", "beta")}
     ops = {
         ident: Operator(
-            kubeconfig,
-            NS,
-            tmp_path / f"{ident}.log",
-            (*common, "--identity", ident, "--liveness", f"http://127.0.0.1:{port}/healthz"),
+            cluster, NS, tmp_path / f"{ident}.log", (*common, "--identity", ident), name=ident
         )
-        for ident, port in health.items()
+        for ident in ("alpha", "beta")
     }
     try:
         for op in ops.values():
@@ -76,16 +63,15 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(
             lambda: ops[leader].metric(RECONCILES) >= 10,
             timeout=30,
         )
-        standby_proc = ops[standby].proc
-        assert standby_proc is not None and standby_proc.poll() is None
+        assert ops[standby].alive()
         assert ops[standby].metric(RECONCILES) == 0
         assert ops[standby].metric(LEADER) == 0
         assert ops[leader].metric(LEADER) == 1
         assert holder(cluster) == leader
         # Liveness answers on both replicas, and the standby's Lease loop is watched too.
-        for ident in ops:
-            body = alive(health[ident])
-            assert body["alive"] is True and set(body["ages"]) == {"loop", "lease"}  # type: ignore[arg-type]
+        for op in ops.values():
+            body = op.health()
+            assert body["alive"] is True and set(body["ages"]) == {"loop", "lease"}
 
         # The leader dies without releasing the Lease; the standby takes over and acts.
         ops[leader].kill()

@@ -13,19 +13,24 @@ serving) are counted and printed, and must all fall in that gap.
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from disruptions import FLEET, MEMBERS, NS, Fleet, ready, settle, start_fleet, stop_fleet
+from disruptions import (
+    FLEET,
+    MEMBERS,
+    NS,
+    Fleet,
+    SenderTicker,
+    ready,
+    settle,
+    start_fleet,
+    stop_fleet,
+)
 from kube_support import find_json, wait_for
-from operator_harness import pods, send_group_message
+from operator_harness import pods
 from sipfleet.devcluster.cluster import Cluster
 
 HASH = "sipfleet.io/template-hash"
@@ -51,48 +56,6 @@ def main_ip_now(f: Fleet) -> str | None:
     return ip
 
 
-@dataclass
-class FollowingTicker:
-    """A group message every second from a transient sipp member, sent to the
-    main server Pod's IP of that second (at most 4 at once, each bounded)."""
-
-    f: Fleet
-    workdir: Path
-    sent: list[tuple[float, str]] = field(default_factory=list)
-    refused: list[float] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> FollowingTicker:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            n = 0
-            while not self._stop.wait(1.0):
-                n += 1
-                pool.submit(self._send, f"mr{n}x")
-
-    def _send(self, who: str) -> None:
-        when = time.monotonic()
-        ip = main_ip_now(self.f)
-        try:
-            if ip is None:
-                raise OSError("no main server Pod IP")
-            body = send_group_message(ip, self.workdir, who)
-        except (AssertionError, OSError, subprocess.SubprocessError):
-            self.refused.append(when)
-            return
-        self.sent.append((when, body))
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
-
-
 @pytest.fixture(scope="module")
 def fleet_rolling_main(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
@@ -101,7 +64,7 @@ def fleet_rolling_main(
     f: Fleet | None = None
     try:
         f = start_fleet(cluster, workdir, roll_main=True)
-        f.ticker.stop()  # bound to the first main Pod's IP; FollowingTicker replaces it
+        f.ticker.stop()  # bound to the first main Pod's IP; a SenderTicker replaces it
         yield f
     finally:
         stop_fleet(cluster, f, workdir)
@@ -121,7 +84,7 @@ def test_a_template_change_rolls_the_main_server_last_losing_nobody(
     old_uid = old_main["metadata"]["uid"]
     old_hash = old_main["metadata"]["annotations"][HASH]
     old_nodes = {p["metadata"]["uid"] for p in pods(f.kube, NS, "node")}
-    ticker = FollowingTicker(f, f.workdir).start()
+    ticker = SenderTicker(lambda: main_ip_now(f), f.workdir, "mr").start()
     time.sleep(3)
     started = time.monotonic()
     patch = '{"spec":{"nodeTemplate":{"env":[{"name":"ROLLOUT_MARK","value":"main"}]}}}'

@@ -1,7 +1,10 @@
 """Load from a real Prometheus (PromQL over its HTTP API); no scale-in while it is gone.
 
-Prometheus runs on 127.0.0.1 and scrapes the node Pods listed in a file_sd
-file that the test keeps in sync with the Pods (label ``pod`` = Pod name).
+Prometheus runs on the host, listening on the node IP (the address on the
+node's port-less bridge ``sfnode0``, which the Pods have a route to and nothing
+outside the machine reaches), so the operator queries it from its Pod, and it
+scrapes the node Pods listed in a file_sd file that the test keeps in sync
+with the Pods (label ``pod`` = Pod name).
 Its query log proves the operator asked it; stopping it must block scale-in
 and say so in the Degraded condition; starting it again lets scale-in happen.
 """
@@ -38,6 +41,7 @@ from operator_harness import (
     wait_for,
 )
 from sipfleet.devcluster.cluster import Cluster
+from sipfleet.devcluster.hostnet import NODE_IP
 
 NS = "op-prom"
 LEAVERS = 14
@@ -47,11 +51,11 @@ pytestmark = pytest.mark.timeout(300)
 
 
 class Prometheus:
-    """A Prometheus server on 127.0.0.1 scraping every second, with a query log."""
+    """A Prometheus server on the node IP scraping every second, with a query log."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = free_port(socket.SOCK_STREAM)
+        self.port = free_port(socket.SOCK_STREAM, NODE_IP)
         self.targets = workdir / "targets.json"
         self.query_log = workdir / "queries.log"
         self.targets.write_text("[]")
@@ -75,7 +79,7 @@ class Prometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{NODE_IP}:{self.port}"
 
     def start(self) -> None:
         with (self.workdir / "prometheus.log").open("ab") as out:
@@ -84,7 +88,7 @@ class Prometheus:
                     "/usr/bin/prometheus",
                     f"--config.file={self.config}",
                     f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.listen-address={NODE_IP}:{self.port}",
                     "--storage.tsdb.retention.time=1h",
                 ],
                 stdout=out,
@@ -141,7 +145,8 @@ def prometheus(cluster: Cluster, tmp_path: Path) -> Iterator[Prometheus]:
 def test_scaling_follows_promql_and_stops_scale_in_without_metrics(
     cluster: Cluster, tmp_path: Path, prometheus: Prometheus
 ) -> None:
-    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log").start()
+    operator_namespace(cluster, NS)
+    op = Operator(cluster, NS, tmp_path / "operator.log").start()
     groups: list[Members] = []
     try:
         apply(

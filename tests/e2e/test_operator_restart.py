@@ -33,9 +33,9 @@ MEMBERS = 30
 def test_killed_operator_converges_without_duplicates_or_losses(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    kubeconfig = operator_namespace(cluster, NS, tmp_path)
-    first = Operator(kubeconfig, NS, tmp_path / "operator-1.log").start()
-    second = Operator(kubeconfig, NS, tmp_path / "operator-2.log")
+    operator_namespace(cluster, NS)
+    first = Operator(cluster, NS, tmp_path / "operator-1.log", name="first").start()
+    second = Operator(cluster, NS, tmp_path / "operator-2.log", name="second")
     members: Members | None = None
     try:
         apply(
@@ -96,6 +96,7 @@ def test_killed_operator_converges_without_duplicates_or_losses(
             members.stop()
         cluster.kubectl("delete", "sipconference", "conf", "-n", NS, "--timeout=30s", check=False)
         first.kill()
+        first.stop()
         second.stop()
         cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
 

@@ -1,8 +1,8 @@
 """The operator scales a conference out as members join and back in as they leave.
 
-Real pieces only: the API server of the local control plane, node Pods run by
-the local kubelet, the operator as a process with its ServiceAccount's token,
-and members that are sipp processes (tests/e2e/scenarios/resident.xml).
+Real pieces only: the API server of the local control plane, server Pods run by
+the real node's kubelet, the operator from its image installed by the Helm
+chart, and members that are sipp processes (tests/e2e/scenarios/resident.xml).
 
 Policy used: 20 members per server at a target load of 0.5, so the operator
 adds a server for every 10 members and joins never find the fleet full;
@@ -57,7 +57,8 @@ class Grown:
 def grown(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grown]:
     """59 resident members joined through the main server's URI, one per ~0.75 s."""
     workdir = tmp_path_factory.mktemp("op-scale")
-    op = Operator(operator_namespace(cluster, NS, workdir), NS, workdir / "operator.log").start()
+    operator_namespace(cluster, NS)
+    op = Operator(cluster, NS, workdir / "operator.log").start()
     started: list[Members] = []
     try:
         apply(

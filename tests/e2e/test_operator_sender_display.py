@@ -11,16 +11,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from operator_harness import (
-    Operator,
-    apply,
-    conference,
-    fleet,
-    main_ip,
-    operator_namespace,
-    status,
-    wait_for,
-)
+from operator_harness import conference, fleet, served_conferences, wait_for
 from sipfleet.devcluster.cluster import Cluster
 from sipfleet.node.sip import SipRequest, SipResponse, parse_message
 
@@ -106,21 +97,14 @@ class Member:
 
 
 def test_each_conference_shows_senders_its_own_way(cluster: Cluster, tmp_path: Path) -> None:
-    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log")
-    op.start()
-    try:
-        apply(
-            cluster,
-            NS,
-            fleet("disp", minNodes=0, maxNodes=1),
-            conference("plain", "disp", uri="sip:plain@example.com"),
-            conference("wrapped", "disp", uri="sip:wrapped@example.com", senderDisplay="cpim"),
-        )
-        for name in ("plain", "wrapped"):
-            wait_for(
-                f"{name} on the main server", lambda n=name: status(cluster, NS, n).get("shards")
-            )
-        ip = main_ip(cluster, NS, "disp")
+    with served_conferences(
+        cluster,
+        NS,
+        tmp_path,
+        fleet("disp", minNodes=0, maxNodes=1),
+        conference("plain", "disp", uri="sip:plain@example.com"),
+        conference("wrapped", "disp", uri="sip:wrapped@example.com", senderDisplay="cpim"),
+    ) as ip:
         members = {g: (Member(ip, "alice"), Member(ip, "bob")) for g in ("plain", "wrapped")}
         try:
 
@@ -152,7 +136,3 @@ def test_each_conference_shows_senders_its_own_way(cluster: Cluster, tmp_path: P
             for alice, bob in members.values():
                 alice.close()
                 bob.close()
-    finally:
-        cluster.kubectl("delete", "sipconference", "plain", "wrapped", "-n", NS, check=False)
-        op.stop()
-        cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)

@@ -58,7 +58,8 @@ def test_fleet_servers_speak_tls_and_wss_with_the_secret_certificate(
 ) -> None:
     ca = TestCa(tmp_path / "ca")
     crt, key = ca.issue("server", ("127.0.0.1",))
-    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log")
+    operator_namespace(cluster, NS)
+    op = Operator(cluster, NS, tmp_path / "operator.log")
     cluster.kubectl(
         "create", "secret", "tls", "sip-tls", "-n", NS, "--cert", str(crt), "--key", str(key)
     )

@@ -66,7 +66,8 @@ def only_beta_nodes(kube: Cluster) -> bool:
 def test_two_conferences_share_the_main_server_and_keep_apart(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    op = Operator(operator_namespace(cluster, NS, tmp_path), NS, tmp_path / "operator.log").start()
+    operator_namespace(cluster, NS)
+    op = Operator(cluster, NS, tmp_path / "operator.log").start()
     scaling = {"targetLoad": 0.5, "cooldownSeconds": 1}
     users = {"alpha": "conf-alpha", "beta": "conf-beta"}
     groups: dict[str, Members] = {}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 NAMESPACE = "sipfleet-demo"
+RELEASE = "sipfleet-demo"
+"""The Helm release of the demo's operator (in NAMESPACE, watching it)."""
 FLEET = "demo"
 CONFERENCE = "chat"
 DOMAIN = "example.com"

@@ -1,7 +1,7 @@
 """`sipfleet demo`: the whole tour, from an empty machine state to a PNG.
 
-Brings the local control plane up (unless it runs already), installs the CRDs
-and the operator's RBAC, runs the operator, applies the demo fleet and
+Brings the local control plane up (unless it runs already), installs the CRDs,
+installs the operator from its image with the Helm chart, applies the demo fleet and
 conference, plays the story (members join, chat, leave) while a live view
 shows the fleet, then prints a summary and writes ``demo-timeline.png`` and
 ``demo-summary.json`` into the state dir. Everything it started is stopped at
@@ -22,7 +22,7 @@ from types import FrameType
 
 from rich.console import Console
 from sipfleet.demo import kubeside, manifests
-from sipfleet.demo.kubeside import DemoError, OperatorProcess
+from sipfleet.demo.kubeside import ChartOperator, DemoError
 from sipfleet.demo.observe import Observer
 from sipfleet.demo.plot import write_png
 from sipfleet.demo.story import Acts, Show, acts_for
@@ -116,7 +116,7 @@ def _run(state_dir: Path, acts: Acts, members: int, plot: bool, console: Console
     )
     started_cluster = not all(plane.running().values())
     workdir = state_dir / "demo"
-    operator: OperatorProcess | None = None
+    operator: ChartOperator | None = None
     cluster: Cluster | None = None
     try:
         say("starting the local Kubernetes control plane" if started_cluster
@@ -128,11 +128,16 @@ def _run(state_dir: Path, acts: Acts, members: int, plot: bool, console: Console
         workdir.mkdir(parents=True, exist_ok=True)
         if kubeside.remove_leftovers(cluster):
             say(f"removed namespace {manifests.NAMESPACE} left by an interrupted run")
-        say("installing the CRDs and the operator's RBAC")
-        kubeside.install(cluster)
-        say(f"starting the operator (log: {workdir / 'operator.log'})")
-        sa = kubeside.service_account_kubeconfig(cluster, workdir / "operator.kubeconfig")
-        operator = OperatorProcess(sa, workdir / "operator.log").start()
+        say(f"installing the CRDs and namespace {manifests.NAMESPACE}")
+        kubeside.install_crds(cluster, namespaces=(manifests.NAMESPACE,))
+        say(
+            f"installing the operator from its image with the Helm chart (release "
+            f"{manifests.RELEASE}; its log is saved to {workdir / 'operator.log'} at the end)"
+        )
+        operator = ChartOperator(
+            cluster, manifests.RELEASE, manifests.NAMESPACE, workdir / "operator.log", interval=1
+        )
+        operator.start()
         say(
             f"applying SipFleet {manifests.FLEET} (up to {manifests.MAX_NODES} nodes, "
             f"{manifests.MEMBERS_PER_SERVER} members per server) and SipConference "
@@ -188,7 +193,7 @@ def _report(show: Show, state_dir: Path, plot: bool, console: Console) -> int:
 
 def _cleanup(
     cluster: Cluster | None,
-    operator: OperatorProcess | None,
+    operator: ChartOperator | None,
     plane: ControlPlane | None,
     say: Callable[[str], None],
 ) -> None:
@@ -208,11 +213,14 @@ def _cleanup(
             if operator is not None and operator.alive():
                 kubeside.delete_demo_objects(cluster)
             if operator is not None:
-                operator.stop()
+                try:
+                    operator.stop()  # helm uninstall
+                except DemoError as err:  # deleting the namespace removes its Deployment
+                    say(f"could not uninstall the operator: {err}")
             kubeside.remove_leftovers(cluster)
     finally:
-        if operator is not None:
-            operator.stop()
+        # The operator's Pod goes with the cluster; on a cluster that stays up, a
+        # release left by a failed cleanup is replaced by the next run's install.
         if plane is not None:
             plane.down()
         signal.signal(signal.SIGINT, old_int)

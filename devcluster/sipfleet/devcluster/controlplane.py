@@ -200,6 +200,8 @@ class ControlPlane:
             raise DevClusterError(problem)
         running = self.running()
         if all(running.values()) and self.api_ready():
+            # The images of the sources as they are now (a code change since `up`).
+            self._load_images(real)
             self.out(f"already running and healthy: {self.api_url()}")
             self.out(f"export KUBECONFIG={self.layout.admin_kubeconfig}")
             return 0.0
@@ -299,16 +301,9 @@ class ControlPlane:
             )
         return RealNode(self.layout, binaries.node_binaries())
 
-    def _up_real_node(
-        self, real: RealNode, bins: binaries.Binaries, creds: PKI, ports: Ports, since: str
-    ) -> None:
-        """Scheduler, containerd (+ images), kubelet, kube-proxy, CoreDNS."""
-        self._apply(KUBE_PROXY_RBAC)
-        real.files(creds, ports)
-        env = real.env()
-        for component in ("kube-scheduler", "containerd"):
-            self._start(component, real.argv(component, creds, ports, NODE_NAME), env=env)
-        self._wait("containerd", lambda: real.ctr("version").returncode == 0, 30, "containerd")
+    def _load_images(self, real: RealNode) -> None:
+        """Import the pause and CoreDNS images and the project's images, built from
+        this checkout (cached by content), unless containerd has these very archives."""
         repo = binaries.source_checkout()
         try:
             images = real.system_images()
@@ -320,6 +315,18 @@ class ControlPlane:
                     self.out(f"imported {', '.join(tags)} in {time.monotonic() - t0:.1f}s")
         except (RealNodeError, imagebuild.ImageBuildError) as err:
             raise DevClusterError(str(err)) from err
+
+    def _up_real_node(
+        self, real: RealNode, bins: binaries.Binaries, creds: PKI, ports: Ports, since: str
+    ) -> None:
+        """Scheduler, containerd (+ images), kubelet, kube-proxy, CoreDNS."""
+        self._apply(KUBE_PROXY_RBAC)
+        real.files(creds, ports)
+        env = real.env()
+        for component in ("kube-scheduler", "containerd"):
+            self._start(component, real.argv(component, creds, ports, NODE_NAME), env=env)
+        self._wait("containerd", lambda: real.ctr("version").returncode == 0, 30, "containerd")
+        self._load_images(real)
         self._start("kubelet", real.argv("kubelet", creds, ports, NODE_NAME), env=env)
         self._start("kube-proxy", real.argv("kube-proxy", creds, ports, NODE_NAME), env=env)
         self._wait("node Ready", lambda: self.node_ready(since=since), 60, "kubelet")
