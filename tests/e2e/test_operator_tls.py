@@ -79,8 +79,11 @@ def test_fleet_servers_speak_tls_and_wss_with_the_secret_certificate(
 
         # Rotation through the Secret, as cert-manager renews it: the kubelet swaps the
         # mounted files, the server takes the new pair for new connections, and a
-        # connection opened before keeps working.
+        # connection opened before keeps working. It sends its first message at once:
+        # a connection silent for 10 s after it opens is closed by design (TcpLimits.
+        # message_deadline), and the kubelet may take a minute to swap the files.
         before = open_tls(ip, 5061, ca)
+        assert options(before, ip).startswith(b"SIP/2.0 200")
         crt2, key2 = ca.issue("server-renewed", ("127.0.0.1",))
         renewed = cluster.kubectl(
             "create", "secret", "tls", "sip-tls", "-n", NS, "--cert", str(crt2),
