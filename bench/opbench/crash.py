@@ -6,7 +6,9 @@ SIGKILLed from the host (``operator_harness.kill_server``), the kubelet starts
 the container again (restartPolicy Always), and the server holding the dead
 server's replicated dialogs brings each of its members back with an INVITE
 (the sipp member logs REJOINED). A member is back at its first REJOINED line
-after the kill; one not back within BACK_SECONDS is lost.
+after the kill; one not back within BACK_SECONDS is lost. The scenario ends
+once the server has restarted and two more group messages were answered, so
+messages refused meanwhile count in it.
 
 Shared pieces used from tests/e2e: ``disruptions.Fleet``, ``disruptions.NS``,
 ``disruptions.scenario``, ``operator_harness.kill_server`` and
@@ -82,6 +84,12 @@ def crash(f: disruptions.Fleet, pod: str) -> Comeback:
     wait_for(
         f"{pod} restarted", lambda: restarts(f.kube, disruptions.NS, pod) > restarted, timeout=60
     )
+    # Back in service for the group, not only Ready: the ticks sent through the main
+    # server are answered again (a restarted main server has no shard of the group
+    # until the operator places it again, and refuses them meanwhile); any tick it
+    # refused falls in this scenario's range.
+    answered = f.ticker.last()
+    wait_for("two more ticks answered", lambda: f.ticker.last() >= answered + 2, timeout=60)
     return out
 
 

@@ -15,12 +15,15 @@ fresh as its scrape interval, which the pass already reads.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sipfleet.operator.loadsource import ScrapeLoadSource
 from sipfleet.operator.planning.scaling import recommend_nodes
 from sipfleet.operator.planning.values import PlanSpec
+from sipfleet.operator.snapshot import SharedFetch
 
 MIN_POLL_SECONDS = 0.25
 """The fastest poll: one GET /metrics per hosting server each quarter second."""
@@ -51,10 +54,29 @@ class WatchTarget:
         )
 
 
-async def read_members(source: ScrapeLoadSource, target: WatchTarget) -> int | None:
+class SharedScrapes:
+    """One ``/metrics`` read per server and poll, shared by every conference's watch
+    (the main server hosts every group of its fleet: with 1,000 conferences, one
+    read serves all of them). A read is reused for ``ttl`` seconds (up to twice
+    that while the next one is in flight: snapshot.SharedFetch); keyed by the
+    server's admin URL, so at most one entry per Pod IP the fleet has used."""
+
+    def __init__(self, source: ScrapeLoadSource, ttl: float = MIN_POLL_SECONDS / 2) -> None:
+        self._source = source
+        self._reads: SharedFetch[str, dict[str, int] | None] = SharedFetch(ttl)
+
+    async def _read(self, url: str) -> dict[str, int] | None:
+        return (await self._source.read_all({url: url})).get(url)
+
+    async def members(self, url: str) -> dict[str, int] | None:
+        """group -> members on the server at ``url``; None when it did not answer."""
+        return await self._reads.get(url, functools.partial(self._read, url))
+
+
+async def read_members(scrapes: SharedScrapes, target: WatchTarget) -> int | None:
     """Members of the group on its servers now; None when a server did not answer
     (the pass, which reads every server, handles that)."""
-    scraped = await source.read_all(target.urls)
-    if scraped.keys() != target.urls.keys():
+    found = await asyncio.gather(*(scrapes.members(url) for url in target.urls.values()))
+    if any(by is None for by in found):
         return None
-    return sum(by.get(target.spec.group, 0) for by in scraped.values())
+    return sum(by.get(target.spec.group, 0) for by in found if by is not None)

@@ -3,13 +3,14 @@ at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 from sipfleet.operator.loadsource import ScrapeLoadSource
-from sipfleet.operator.loadwatch import MIN_POLL_SECONDS, WatchTarget, read_members
+from sipfleet.operator.loadwatch import MIN_POLL_SECONDS, SharedScrapes, WatchTarget, read_members
 from sipfleet.operator.models import ScalingPolicy
 from sipfleet.operator.planning.values import PlanSpec
 
@@ -47,10 +48,12 @@ def test_the_poll_is_a_quarter_of_the_interval_and_never_below_the_floor() -> No
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[str]:
-    """A fake server's base URL: its /metrics says 6 members of the group."""
+async def server() -> AsyncIterator[tuple[str, list[int]]]:
+    """A fake server's base URL and its count of /metrics reads (6 members of the group)."""
+    reads = [0]
 
     async def metrics(_: web.Request) -> web.Response:
+        reads[0] += 1
         text = f'# TYPE sipfleet_node_members gauge\nsipfleet_node_members{{group="{GROUP}"}} 6\n'
         return web.Response(text=text)
 
@@ -60,16 +63,30 @@ async def server() -> AsyncIterator[str]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", reads
     finally:
         await runner.cleanup()
 
 
-async def test_read_members_sums_the_hosting_servers_or_says_none(server: str) -> None:
-    url = server
+async def test_read_members_sums_the_hosting_servers_or_says_none(
+    server: tuple[str, list[int]],
+) -> None:
+    url, _ = server
     async with aiohttp.ClientSession() as session:
-        source = ScrapeLoadSource(session, timeout=1.0)
-        both = WatchTarget(target(5, 0).spec, {"a": url, "b": url}, 5, 0)
-        assert await read_members(source, both) == 12
+        scrapes = SharedScrapes(ScrapeLoadSource(session, timeout=1.0))
+        both = WatchTarget(target(5, 0).spec, {"a": url, "b": url + "/"}, 5, 0)
+        assert await read_members(scrapes, both) == 12
         gone = WatchTarget(both.spec, {"a": url, "b": "http://127.0.0.1:1"}, 5, 0)
-        assert await read_members(source, gone) is None
+        assert await read_members(scrapes, gone) is None
+
+
+async def test_conferences_share_one_read_per_server_and_poll(
+    server: tuple[str, list[int]],
+) -> None:
+    url, reads = server
+    async with aiohttp.ClientSession() as session:
+        scrapes = SharedScrapes(ScrapeLoadSource(session, timeout=1.0), ttl=60.0)
+        watches = [WatchTarget(target(5, 0).spec, {"f-main": url}, 5, 0) for _ in range(50)]
+        totals = await asyncio.gather(*(read_members(scrapes, w) for w in watches))
+    assert totals == [6] * 50
+    assert reads == [1]

@@ -21,7 +21,7 @@ READ_TIMEOUT = 1.0
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    source = ScrapeLoadSource(rt.session, timeout=READ_TIMEOUT)
+    scrapes = loadwatch.SharedScrapes(ScrapeLoadSource(rt.session, timeout=READ_TIMEOUT))
 
     @kopf.daemon(
         GROUP,
@@ -41,7 +41,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             target = memory.load_watch if memory is not None else None
             if stopped or memory is None or target is None or memory.lock.locked():
                 continue  # a pass runs now (or none has yet): it reads the load itself
-            members = await loadwatch.read_members(source, target)
+            members = await loadwatch.read_members(scrapes, target)
             if members is None or target is not memory.load_watch:
                 continue  # a server did not answer, or a pass ran meanwhile
             if target.asks_for_more(members):
