@@ -5,8 +5,8 @@ on a live server, group messages lost and duplicated, per scenario.
         [--state-dir DIR] [--keep-cluster] [--budget 1500] [--write FILE]
 
 The scenarios and the fleet are the e2e tests' own (tests/e2e/disruptions.py,
-imported from there, not copied): the local control plane (`ControlPlane`, as
-`sipfleet dev up`), the operator as a process with its ServiceAccount's token,
+imported from there, not copied): the real single-node cluster (`ControlPlane`,
+as `sipfleet dev up`), the operator from its image installed by the Helm chart,
 main + 3 nodes, 60 resident sipp members and a sipp ticker sending a group
 MESSAGE every second. Each scenario runs once on the same fleet, in the order
 of their names: (a) eviction, (b) delete pod, (c) rolling update of the node

@@ -3,7 +3,7 @@
     .venv/bin/python bench/operator_resync.py [--count 1000] [--settle 30]
         [--state-dir DIR] [--keep-cluster]
 
-1. Brings the local control plane up (`sipfleet dev up --state-dir DIR`),
+1. Brings the local cluster up (`sipfleet dev up --state-dir DIR`),
    applies the CRDs, one SipFleet (maxNodes 0: every group stays on the main
    server) and COUNT SipConferences without members.
 2. Starts `sipfleet-operator` on that namespace and measures the *full
@@ -13,8 +13,12 @@
    passes per second (from the operator's own metrics), the effective period
    per conference, RSS and CPU share.
 
-Everything runs on loopback; every wait is bounded; the operator and (unless
---keep-cluster) the control plane are stopped on exit, error or Ctrl-C.
+The cluster is the real single-node one (`sipfleet dev up`); the operator runs
+as a host process with its ServiceAccount's token. Run it under the machine's
+real-node lock, as the e2e tests and the other cluster benches:
+``flock /tmp/sipfleet-realcluster.lock .venv/bin/python bench/operator_resync.py``.
+Every wait is bounded; the operator and (unless --keep-cluster) the cluster are
+stopped on exit, error or Ctrl-C.
 """
 
 from __future__ import annotations
