@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sipfleet.operator.cli import build_parser, parse_options
+from sipfleet.operator.cli import build_parser, kopf_settings, parse_options
 
 
 def test_namespaces_and_defaults() -> None:
@@ -62,3 +62,11 @@ def test_help_documents_every_option() -> None:
         "--kubeconfig",
     ):
         assert flag in text
+
+
+def test_failed_api_requests_are_retried_at_most_2s_apart_for_over_a_minute() -> None:
+    """After an API server outage the operator resumes within ~2 s of its return
+    (kopf's default backoffs reach 21 s), and keeps retrying through a minute's outage."""
+    backoffs = list(kopf_settings().networking.error_backoffs)
+    assert max(backoffs) <= 2.0
+    assert sum(backoffs) >= 60.0
