@@ -23,7 +23,7 @@ from sipfleet.operator.loadwatch import WatchTarget
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
-from sipfleet.operator.recovery import lost_events, process_key, restart_events
+from sipfleet.operator.recovery import grown, lost_events, process_key, restart_events
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 from sipfleet.operator.unmoved import merged
 
@@ -148,21 +148,17 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     servers = ([observed.main_pod] if observed.main_pod else []) + list(observed.node_pods)
     crashed, memory.restarts = restart_events(decision.group, servers, memory.restarts)
     outcome.events.extend(crashed)
-    dropped = {
-        server: shard.dropped
+    shards = {
+        server: shard
         for server, state in observed.states.items()
         for shard in state.shards
         if shard.group == decision.group
     }
+    dropped = {server: shard.dropped for server, shard in shards.items()}
     found, memory.dropped = dropped_events(decision.group, dropped, memory.dropped)
     outcome.events.extend(found)
     processes = {str(p["metadata"]["name"]): process_key(p) for p in servers}
-    lost = {
-        processes[server]: shard.lost
-        for server, state in observed.states.items()
-        for shard in state.shards
-        if shard.group == decision.group and server in processes
-    }
+    lost = {processes[s]: shard.lost for s, shard in shards.items() if s in processes}
     current = {k: c for k, c in memory.lost.items() if k in processes.values()}
     found, memory.lost = lost_events(decision.group, lost, current)
     outcome.events.extend(found)
@@ -222,11 +218,10 @@ def unmoved_events(
         Event(
             "Warning",
             "MembersNotMoved",
-            f"{server} stopped before it could move {count} members of {group} to another "
-            "server; their sessions were ended with BYE",
+            f"{server} stopped before it could move {unmoved[server]} members of {group} to "
+            "another server; their sessions were ended with BYE",
         )
-        for server, count in sorted(unmoved.items())
-        if count > reported.get(server, 0)
+        for server, _ in grown(unmoved, reported)
     ]
     return events, dict(unmoved)
 
@@ -246,12 +241,11 @@ def dropped_events(
         Event(
             "Warning",
             "MembersDropped",
-            f"{server} ended the sessions of {count - reported.get(server, 0)} members of "
+            f"{server} ended the sessions of {more} members of "
             f"{group} without moving them (a delivery timed out, the dialog was gone or "
             "the 2xx was never ACKed; sipfleet_node_members_removed_total by reason)",
         )
-        for server, count in sorted(dropped.items())
-        if count > reported.get(server, 0)
+        for server, more in grown(dropped, reported)
     ]
     return events, {**reported, **dropped}
 

@@ -65,6 +65,16 @@ def restart_events(
     return events, now
 
 
+def grown(counts: Mapping[str, int], reported: Mapping[str, int]) -> list[tuple[str, int]]:
+    """(key, how much more than reported) for each count above what earlier passes
+    posted, sorted by key: what the MembersLost/Dropped/NotMoved Events report once."""
+    return [
+        (key, count - reported.get(key, 0))
+        for key, count in sorted(counts.items())
+        if count > reported.get(key, 0)
+    ]
+
+
 def process_key(pod: Obj) -> str:
     """One process of a server Pod: its name, UID and restart count (a restarted
     container is a new process with counts of its own)."""
@@ -84,13 +94,12 @@ def lost_events(
         Event(
             "Warning",
             "MembersLost",
-            f"{key.split('/', 1)[0]} restarted and {count - reported.get(key, 0)} members of "
+            f"{key.split('/', 1)[0]} restarted and {more} members of "
             f"{group} it had were brought back by nobody: the server holding their replicas "
             "had none (it failed too, or the group had no other server); their user agents "
             "learn it when a request in the dead dialog fails "
             "(sipfleet_node_unrecovered_members_total)",
         )
-        for key, count in sorted(lost.items())
-        if count > reported.get(key, 0)
+        for key, more in grown(lost, reported)
     ]
     return events, {**reported, **lost}
