@@ -36,7 +36,6 @@ import argparse
 import importlib
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,10 +44,10 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))  # the e2e harness and scenarios
 
 import disruptions  # noqa: E402
 from opbench import crash  # noqa: E402  (adds scenarios d and e)
+from opbench.plane import bench_plane  # noqa: E402
 from sipbench.procs import exit_on_sigterm  # noqa: E402
 from sipfleet.devcluster import binaries  # noqa: E402
 from sipfleet.devcluster.cluster import Cluster  # noqa: E402
-from sipfleet.devcluster.controlplane import ControlPlane  # noqa: E402
 
 HEADER = (
     "| scenario | members moved | members lost | settled (s) | ticks sent | ticks lost "
@@ -80,7 +79,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--module", action="append", default=[], help="import it first (it adds scenarios)"
     )
-    parser.add_argument("--state-dir", type=Path, help="control plane state (default: a tmp dir)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="control plane state (default: a tmp dir, removed after the run)",
+    )
     parser.add_argument("--keep-cluster", action="store_true", help="leave it running")
     parser.add_argument("--budget", type=float, default=1500.0, help="no new scenario after (s)")
     parser.add_argument("--write", type=Path, help="also write the table to this file")
@@ -97,36 +100,34 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown scenarios {sorted(unknown)}; known: {list(disruptions.SCENARIOS)}")
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="sipfleet-disruption-"))
-    state_dir = args.state_dir or workdir / "kube"
-    print(f"logs in {workdir}, control plane state in {state_dir}", flush=True)
-    plane = ControlPlane(state_dir, out=lambda line: print(f"cluster: {line}", flush=True))
     began = time.monotonic()
     rows: list[str] = []
     fleet: disruptions.Fleet | None = None
-    try:
-        plane.up(timeout=120.0, hold=True)  # held: an abandoned node is taken down next time
-        cluster = Cluster.of(plane, binaries.locate(build_if_missing=False))
-        fleet = disruptions.start_fleet(cluster, workdir)
-        print(f"fleet up after {time.monotonic() - began:.0f}s", flush=True)
-        for name in chosen:
-            if time.monotonic() - began > args.budget:
-                print(f"budget of {args.budget:g}s used up; not running {name}", flush=True)
-                break
-            print(f"scenario {name} ...", flush=True)
-            try:
-                line = row(disruptions.run(fleet, name, disruptions.SCENARIOS[name]))
-            except BaseException as exc:  # also pytest.fail() from a bounded wait
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
-                line = failed_row(name, exc)
-            print(line, flush=True)
-            rows.append(line)
-    finally:
-        if fleet is not None:
-            disruptions.stop_fleet(fleet.kube, fleet, workdir)
-        if not args.keep_cluster:
-            plane.down()
+    with bench_plane("sipfleet-disruption-", args.state_dir, args.keep_cluster) as (
+        workdir,
+        plane,
+    ):
+        try:
+            plane.up(timeout=120.0, hold=True)  # held: an abandoned node is taken down next time
+            cluster = Cluster.of(plane, binaries.locate(build_if_missing=False))
+            fleet = disruptions.start_fleet(cluster, workdir)
+            print(f"fleet up after {time.monotonic() - began:.0f}s", flush=True)
+            for name in chosen:
+                if time.monotonic() - began > args.budget:
+                    print(f"budget of {args.budget:g}s used up; not running {name}", flush=True)
+                    break
+                print(f"scenario {name} ...", flush=True)
+                try:
+                    line = row(disruptions.run(fleet, name, disruptions.SCENARIOS[name]))
+                except BaseException as exc:  # also pytest.fail() from a bounded wait
+                    if isinstance(exc, KeyboardInterrupt | SystemExit):
+                        raise
+                    line = failed_row(name, exc)
+                print(line, flush=True)
+                rows.append(line)
+        finally:
+            if fleet is not None:
+                disruptions.stop_fleet(fleet.kube, fleet, workdir)
     load = Path("/proc/loadavg").read_text().split()[:3]
     table = "\n".join([HEADER, *rows])
     report = (

@@ -36,7 +36,6 @@ import base64
 import contextlib
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from opbench.crowd import TimedCrowd
+from opbench.plane import bench_plane
 from opbench.podwatch import PodTimes, PodWatch
 from sipbench.procs import BenchError, Procs, exit_on_sigterm
 from sipbench.stats import percentile
@@ -404,7 +404,11 @@ def summary(samples: list[Sample]) -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="samples (one namespace each)")
-    parser.add_argument("--state-dir", type=Path, help="control plane state (default: a tmp dir)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="control plane state (default: a tmp dir, removed after the run)",
+    )
     parser.add_argument("--keep-cluster", action="store_true", help="leave it running")
     parser.add_argument("--budget", type=float, default=540.0, help="no new run after (s)")
     args = parser.parse_args(argv)
@@ -416,20 +420,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     exit_on_sigterm()
-    workdir = Path(tempfile.mkdtemp(prefix="opbench-react-"))
-    state_dir = args.state_dir or workdir / "kube"
-    print(f"logs in {workdir}, control plane state in {state_dir}", flush=True)
-    plane = ControlPlane(state_dir, out=lambda line: print(f"cluster: {line}", flush=True))
     try:
-        with Procs(workdir) as procs:
+        with (
+            bench_plane("opbench-react-", args.state_dir, args.keep_cluster) as (workdir, plane),
+            Procs(workdir) as procs,
+        ):
             cluster = start_cluster(plane)
             samples = asyncio.run(bench(args, cluster, procs))
     except BenchError as err:
         print(f"operator_reaction: {err}", file=sys.stderr)
         return 1
-    finally:
-        if not args.keep_cluster:
-            plane.down()  # also what a failed start left running
     print()
     print(summary(samples))
     return 0 if samples else 1

@@ -157,9 +157,19 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
     dropped = {server: shard.dropped for server, shard in shards.items()}
     found, memory.dropped = dropped_events(decision.group, dropped, memory.dropped)
     outcome.events.extend(found)
-    processes = {str(p["metadata"]["name"]): process_key(p) for p in servers}
+    names = [str(p["metadata"]["name"]) for p in servers]
+    processes = {
+        n: process_key(p, observed.states[n].instance)
+        for n, p in zip(names, servers, strict=True)
+        if n in observed.states
+    }
     lost = {processes[s]: shard.lost for s, shard in shards.items() if s in processes}
-    current = {k: c for k, c in memory.lost.items() if k in processes.values()}
+    unread = set(names) - set(processes)  # their memory is kept until they answer again
+    current = {
+        k: c
+        for k, c in memory.lost.items()
+        if k in processes.values() or k.split("/", 1)[0] in unread
+    }
     found, memory.lost = lost_events(decision.group, lost, current)
     outcome.events.extend(found)
     memory.load_watch = _watch_target(ctx, spec, observed, decision)

@@ -234,28 +234,31 @@ class Kube:
         )
 
     # PodDisruptionBudgets ------------------------------------------------------
-    async def apply_pdb(self, namespace: str, body: Obj) -> Obj:
-        """Create the budget, or patch its ``spec.minAvailable`` when it differs."""
+    async def apply_pdb(self, namespace: str, body: Obj) -> bool:
+        """Create the budget, or patch its ``spec.minAvailable`` when it differs;
+        False when it was already as wanted (nothing written)."""
         name = body["metadata"]["name"]
         current = await self._get_or_none(
             self._policy.read_namespaced_pod_disruption_budget, name, namespace
         )
         if current is None:
-            return await self._create_or_existing(
+            await self._create_or_existing(
                 self._policy.create_namespaced_pod_disruption_budget,
                 self._policy.read_namespaced_pod_disruption_budget,
                 namespace,
                 body,
             )
+            return True
         wanted = body["spec"]["minAvailable"]
         if (current.get("spec") or {}).get("minAvailable") == wanted:
-            return current
-        return await self._call(
+            return False
+        await self._call(
             self._policy.patch_namespaced_pod_disruption_budget,
             name,
             namespace,
             {"spec": {"minAvailable": wanted}},
         )
+        return True
 
     # Custom resources ----------------------------------------------------------
     async def read_custom(

@@ -75,10 +75,15 @@ def grown(counts: Mapping[str, int], reported: Mapping[str, int]) -> list[tuple[
     ]
 
 
-def process_key(pod: Obj) -> str:
-    """One process of a server Pod: its name, UID and restart count (a restarted
-    container is a new process with counts of its own)."""
+def process_key(pod: Obj, instance: str = "") -> str:
+    """One process of a server Pod (a restarted container is a new process with counts
+    of its own): its name and the `instance` ID the process reports in its state
+    (NodeState.instance, new at each start). For a server that reports none (it
+    predates the field): its Pod UID and restart count, which can lag, since the
+    kubelet may post the restart after the new process already answers."""
     meta = pod.get("metadata") or {}
+    if instance:
+        return f"{meta.get('name')}/{instance}"
     return f"{meta.get('name')}/{meta.get('uid', '')}/{restarts_of(pod)}"
 
 

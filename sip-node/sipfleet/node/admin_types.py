@@ -198,6 +198,11 @@ class NodeState(BaseModel):
 
     model_config = _CONFIG
     name: str
+    instance: str = Field(
+        default="",
+        description="this server process's instance ID, new each time the process starts "
+        "(a restarted container is a new instance); empty from servers that predate it",
+    )
     role: Literal["main", "node"]
     domain: str
     sip: SipAddress

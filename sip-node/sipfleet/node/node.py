@@ -247,6 +247,7 @@ class Node:
     def state(self) -> NodeState:
         return NodeState(
             name=self.name,
+            instance=self.recovery.instance,
             role=self.config.role,
             domain=self.config.domain,
             sip=SipAddress(host=self.host, port=self.port, advertised=self._advertised()),

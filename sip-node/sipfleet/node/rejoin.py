@@ -225,10 +225,15 @@ class CrashRecovery:
 
     # ---- the hosted file and the restarted side --------------------------------------
     def _changed(self, *, now: bool) -> None:
-        """Our groups (`now`: write at once) or member counts changed."""
+        """Our groups changed (`now`: the file is rewritten before this returns, so a
+        shard the operator was answered for survives a SIGKILL right after the answer)
+        or member counts did (rewritten within HOSTED_PERIOD)."""
         if self._hosted is None:
             return
-        at = self._host.now() + (0.0 if now else HOSTED_PERIOD)
+        if now:
+            self._write_hosted(self._host.now())
+            return
+        at = self._host.now() + HOSTED_PERIOD
         self._write_at = at if self._write_at is None else min(self._write_at, at)
 
     def _write_hosted(self, now: float) -> None:

@@ -54,3 +54,14 @@ def test_members_lost_by_a_restarted_server_are_reported_once_per_process() -> N
     again = process_key(pod("f-node-1", "u2", 2))
     (event,) = lost_events(GROUP, {again: 4}, seen)[0]
     assert "and 4 members" in event.message
+
+
+def test_a_server_reporting_its_instance_is_one_process_whatever_the_pod_status_says() -> None:
+    """The kubelet may post a restart after the new process already counted its lost
+    members: the key follows the instance the process reports, not the restart count,
+    so the count is posted once."""
+    stale, fresh = pod("f-node-1", "u2", 1), pod("f-node-1", "u2", 2)
+    assert process_key(stale, "a1b2") == process_key(fresh, "a1b2") == "f-node-1/a1b2"
+    events, seen = lost_events(GROUP, {process_key(stale, "a1b2"): 4}, {})
+    assert len(events) == 1
+    assert lost_events(GROUP, {process_key(fresh, "a1b2"): 4}, seen)[0] == []

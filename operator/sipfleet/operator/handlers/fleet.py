@@ -72,8 +72,9 @@ async def ensure_budget(rt: Runtime, body: Obj) -> None:
     async with rt.budget_lock((namespace, name)):
         pods = await rt.kube.list_pods(namespace, podlib.fleet_selector(name))
         budget = disruption.pod_disruption_budget(body, pods)
-        await rt.kube.apply_pdb(namespace, budget)
-        log.info("budget %s/%s: minAvailable %d", namespace, name, budget["spec"]["minAvailable"])
+        if await rt.kube.apply_pdb(namespace, budget):  # logged when it changes only
+            minimum = budget["spec"]["minAvailable"]
+            log.info("budget %s/%s: minAvailable %d", namespace, name, minimum)
 
 
 async def update_budget(rt: Runtime, namespace: str, fleet: str) -> None:
