@@ -30,10 +30,12 @@ from disruptions import (
     stop_fleet,
 )
 from kube_support import find_json, wait_for
-from operator_harness import pods
+from operator_harness import GROUP, pods
 from sipfleet.devcluster.cluster import Cluster
+from sipfleet.node.restore import Hosted
 
 HASH = "sipfleet.io/template-hash"
+EXPECTED = "sipfleet.io/expected-groups"
 
 
 def terminating(pod: dict[str, Any]) -> bool:
@@ -123,6 +125,11 @@ def test_a_template_change_rolls_the_main_server_last_losing_nobody(
     new_main = main_pod(f)
     assert new_main is not None
     assert new_main["metadata"]["annotations"][HASH] != old_hash
+    # The new Pod was told its group (a downward API file the server reads at start), so
+    # a message sent before its shard is back gets 503 + Retry-After, not 404 (the
+    # ticker waits and sends again: counted in `retried`).
+    expected_groups = new_main["metadata"]["annotations"][EXPECTED].encode()
+    assert Hosted.from_bytes(expected_groups).members == {GROUP: 0}
     st = (find_json(f.kube, "sipfleet", FLEET, "-n", NS) or {}).get("status") or {}
     wait_for(
         "the status to show the main server updated",
@@ -156,6 +163,7 @@ def test_a_template_change_rolls_the_main_server_last_losing_nobody(
         f"its Pod gone at {main_gone:.1f}s, "
         f"new main Ready at {main_back:.1f}s; {len(ticker.sent)} messages accepted, "
         f"{len(ticker.refused)} refused (at {[round(t - started, 1) for t in ticker.refused]}), "
+        f"{len(ticker.retried)} retried after 503 + Retry-After, "
         f"{len(missing)} accepted but missed; status {st.get('mainServer')}"
     )
     assert not missing, {b: sorted(m)[:5] for b, m in missing.items()}

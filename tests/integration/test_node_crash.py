@@ -16,7 +16,7 @@ import time
 
 from node_harness import Fleet, NodeProc, SippFactory, eventually
 from sipfleet.node.rejoin import HOSTED_PERIOD
-from sipfleet.node.restore import DIALOG_GRACE
+from sipfleet.node.restore import DIALOG_GRACE, Hosted
 from test_node_sipp import GROUP, SENDER, has_members, make_shard, replaces_phones, routes
 
 REPLICAS = "sipfleet_node_replicas_held"
@@ -215,6 +215,32 @@ async def test_a_restarted_main_server_answers_503_until_its_group_is_back(
     assert await members.wait() == 0, members.report()
     state = await main.state()
     assert [s.lost for s in state.shards] == [0]  # node1 held all 6
+
+
+async def test_a_new_main_pod_answers_503_for_the_groups_the_operator_expects(
+    fleet: Fleet, sipp: SippFactory
+) -> None:
+    """A rolled or evicted main server is a new Pod: its emptyDir is empty, there is no
+    hosted file. The operator annotates the Pod with the groups it will host, which
+    the kubelet mounts as the expected-groups file: a join before the operator's pass
+    gives the shard gets 503 + Retry-After (not 404), waits and gets in."""
+    expected = fleet.tmp / "expected-groups"
+    expected.write_bytes(Hosted({GROUP: 0}).to_bytes())
+    main = await fleet.start(
+        "main",
+        "127.0.0.2",
+        "main",
+        *_hosted(fleet, "main"),
+        "--expected-groups-file",
+        str(expected),
+    )
+    late = sipp("join_retried.xml", main.target, "conf1", "late", timeout=20)
+    await asyncio.sleep(1.0)
+    assert late.proc is not None and late.proc.poll() is None, late.report()  # told to wait
+    await make_shard(main, 50)  # the operator's pass comes
+    await routes(1, (main, 50))
+    assert await late.wait() == 0, late.report()  # 503 + Retry-After, then 200 and BYE
+    assert [s.lost for s in (await main.state()).shards] == [0]  # nothing to count
 
 
 async def test_a_server_and_its_holder_dying_together_count_the_members_lost(

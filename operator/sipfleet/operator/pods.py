@@ -12,10 +12,11 @@ import base64
 import copy
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sipfleet.node.restore import Hosted
 from sipfleet.operator.kube import Obj
 from sipfleet.operator.models import SipFleetSpec
 
@@ -42,6 +43,12 @@ TMP_MOUNT = "/tmp"
 HOSTED_FILE = f"{TMP_MOUNT}/sipfleet-hosted.json"
 """Where a server keeps its groups (sip-node restore.py): the /tmp emptyDir outlives a
 container restart, not the Pod, so a restarted server knows it restarted."""
+EXPECTED_GROUPS = "sipfleet.io/expected-groups"
+"""Annotation of a new main server Pod: the groups it will host (sip-node restore.Hosted,
+member counts 0), so it answers 503 + Retry-After, not 404, until they are back."""
+PODINFO_MOUNT = "/etc/sipfleet/podinfo"
+EXPECTED_GROUPS_FILE = f"{PODINFO_MOUNT}/expected-groups"
+"""The EXPECTED_GROUPS annotation as a file (a downward API volume; empty without it)."""
 
 # The restricted Pod Security Standard: a namespace enforcing it admits only
 # Pods that say all of this; the root filesystem is read-only, so the server
@@ -257,6 +264,10 @@ def server_pod(
         volumes.append(
             {"name": "member-credentials", "secret": {"secretName": spec.credentials_secret}}
         )
+    if role == "main":  # recreated under its name by rollouts and evictions
+        env.append({"name": "SIPFLEET_EXPECTED_GROUPS_FILE", "value": EXPECTED_GROUPS_FILE})
+        mounts.append({"name": "podinfo", "mountPath": PODINFO_MOUNT, "readOnly": True})
+        volumes.append({"name": "podinfo", "downwardAPI": {"items": [_expected_groups_item()]}})
     _secret_files(spec, env, mounts, volumes)
     container: Obj = {
         "name": "sip-node",
@@ -303,6 +314,18 @@ def server_pod(
             "volumes": volumes,
         },
     }
+
+
+def _expected_groups_item() -> Obj:
+    path = f"metadata.annotations['{EXPECTED_GROUPS}']"
+    return {"path": EXPECTED_GROUPS_FILE.rsplit("/", 1)[1], "fieldRef": {"fieldPath": path}}
+
+
+def expected_groups(groups: Iterable[str]) -> dict[str, str]:
+    """The EXPECTED_GROUPS annotation of a new main server Pod that will host `groups`
+    (group URIs); {} for none."""
+    listed = sorted(set(groups))
+    return {EXPECTED_GROUPS: Hosted(dict.fromkeys(listed, 0)).to_bytes().decode()} if listed else {}
 
 
 def stream_ports(spec: ServerPodSpec) -> list[tuple[str, int]]:

@@ -133,6 +133,16 @@ _OPTIONS: list[tuple[str, str, type, object, str]] = [
         "empty: none",
     ),
     (
+        "--expected-groups-file",
+        "SIPFLEET_EXPECTED_GROUPS_FILE",
+        str,
+        "",
+        "file naming the groups the operator expects a new Pod of this server to host "
+        '(JSON {"groups": {uri: 0}}; the operator mounts it from a Pod annotation): with '
+        "no hosted file, they get 503 + Retry-After, not 404, until they are back; "
+        "empty: none",
+    ),
+    (
         "--credentials-file",
         "SIPFLEET_CREDENTIALS_FILE",
         str,

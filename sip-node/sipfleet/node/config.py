@@ -80,6 +80,12 @@ class Config:
     directory that outlives the process but not the Pod (the Pod's emptyDir): a
     process that finds it at start is a restart and answers 503, not 404, for its
     groups until they are back. "" = none (every start is a fresh server)."""
+    expected_groups_file: str = ""
+    """A file (restore.Hosted, member counts 0) naming the groups the operator
+    expects a *new* Pod of this server to host: the main server's Pod after a
+    rollout or an eviction, whose emptyDir starts empty. With no hosted file at
+    start, the server answers 503 for these groups until they are back, as a
+    restart does. Empty or "": none."""
     s2s_transport: str = "tcp"
     """How requests to the fleet's other servers travel: tcp, or tls (their TLS port,
     certificates checked against `tls_ca_file`)."""

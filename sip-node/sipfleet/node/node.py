@@ -129,7 +129,7 @@ class Node:
         self.subs = Subscriptions()
         self.jobs = Transfers(config.listen)
         self.takeover = Takeover(self)
-        self.recovery = CrashRecovery(self, config.hosted_file)
+        self.recovery = CrashRecovery(self, config.hosted_file, config.expected_groups_file)
         self.admission = Admission(
             Guard(
                 config.credentials,

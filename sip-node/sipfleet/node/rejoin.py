@@ -20,7 +20,8 @@ recovery.Replicas (what this server holds, who died). This shell
 - keeps the hosted file (restore.Hosted: this server's groups and member
   counts, rewritten within HOSTED_PERIOD of a change, at once when a shard
   comes or goes) and, when it finds one at start (a restart of the same
-  Pod), refuses what its lost groups and dialogs get with 503 meanwhile
+  Pod; else a new Pod's expected-groups file from the operator), refuses
+  what its lost groups and dialogs get with 503 meanwhile
   (restore.Restoring) and counts the members nobody brought back: its
   holder's answer to its first batch of a group says how many of them it
   held (X-Sipfleet-Held); a group without a holder (alone on the main
@@ -110,7 +111,9 @@ class RejoinHost(S2sSender, Protocol):
 class CrashRecovery:
     """Replicates this server's members and recovers dead peers' members."""
 
-    def __init__(self, host: RejoinHost, hosted_file: str = "") -> None:
+    def __init__(
+        self, host: RejoinHost, hosted_file: str = "", expected_groups_file: str = ""
+    ) -> None:
         self._host = host
         self.instance = random_hex(8)  # a new one each time the process starts
         self.outbox = Outbox(host.name, self.instance)
@@ -118,6 +121,7 @@ class CrashRecovery:
         self.history: History[Envelope] = History()
         self._clocks: list[CoreClock] = []
         self._hosted = Path(hosted_file) if hosted_file else None
+        self._expected = Path(expected_groups_file) if expected_groups_file else None
         self._write_at: float | None = None
         self.restoring: Restoring | None = None
         """Set while this process restores what a previous one in the same Pod hosted."""
@@ -253,24 +257,23 @@ class CrashRecovery:
             log.warning("cannot write %s: %s (a restart will not know its groups)", partial, exc)
 
     def _read_hosted(self, now: float) -> Restoring | None:
-        """What a previous process in this Pod hosted (None: a fresh server)."""
-        if self._hosted is None:
-            return None
-        try:
-            hosted = Hosted.from_bytes(self._hosted.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring %s: %s", self._hosted, exc)
-            return None
-        restoring = Restoring(hosted, self._host.name, now)
-        log.warning(
-            "restarted: restoring %d groups (%d members) for up to %.0f s",
-            len(hosted.members),
-            sum(hosted.members.values()),
-            restoring.deadline - now,
-        )
-        return restoring
+        """What a previous process in this Pod hosted (a restart), else the groups the
+        operator expects a new Pod to host (its expected-groups file); None: a fresh
+        server."""
+        for path, why in ((self._hosted, "restarted"), (self._expected, "new Pod")):
+            hosted = _read_groups(path)
+            if hosted is None:
+                continue
+            restoring = Restoring(hosted, self._host.name, now)
+            log.warning(
+                "%s: restoring %d groups (%d members) for up to %.0f s",
+                why,
+                len(hosted.members),
+                sum(hosted.members.values()),
+                restoring.deadline - now,
+            )
+            return restoring
+        return None
 
     def _unrecovered(self, group: str, held: int) -> None:
         """Count the members of `group` the previous process had beyond the `held` its
@@ -473,3 +476,24 @@ class CrashRecovery:
             report(200, "OK")
 
         host.stack.send_request(invite, member.peer, answered)
+
+
+def _read_groups(path: Path | None) -> Hosted | None:
+    """The groups a hosted or expected-groups file lists; None when there is no file,
+    it is empty (an absent Pod annotation) or it is not one (logged)."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+    if not data.strip():
+        return None
+    try:
+        return Hosted.from_bytes(data)
+    except ValueError as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None

@@ -14,8 +14,13 @@ How a process knows it is a restart and not a fresh server: it keeps a small
 file (`Hosted`: each group it hosts and how many members it had) in the
 Pod's emptyDir, which survives a container restart but not the Pod. A
 process that finds the file at start is a restart of the same Pod; a new Pod
-starts with an empty directory. `Restoring` then answers, for the groups the
-file lists and for at most RESTORE_SECONDS:
+starts with an empty directory. A new Pod of a server whose groups are known
+(the main server's, recreated by the operator after a rollout or an
+eviction) gets them from the operator instead: an expected-groups file in
+the same format, member counts 0, that the operator writes into a Pod
+annotation and the kubelet mounts (downward API); it is read only when there
+is no hosted file. `Restoring` then answers, for the groups the file lists
+and for at most RESTORE_SECONDS:
 
 - an out-of-dialog request (join INVITE, MESSAGE, SUBSCRIBE) whose
   Request-URI names such a group or this server's shard of it, while its

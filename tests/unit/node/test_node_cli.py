@@ -184,3 +184,11 @@ def test_hosted_file(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_config(args(token))[0].hosted_file == ""
     monkeypatch.setenv("SIPFLEET_HOSTED_FILE", "/tmp/sipfleet-hosted.json")
     assert parse_config(args(token))[0].hosted_file == "/tmp/sipfleet-hosted.json"
+
+
+def test_expected_groups_file(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """None by default; by flag or environment (the operator sets it on main Pods)."""
+    assert parse_config(args(token))[0].expected_groups_file == ""
+    monkeypatch.setenv("SIPFLEET_EXPECTED_GROUPS_FILE", "/etc/sipfleet/podinfo/expected-groups")
+    config = parse_config(args(token))[0]
+    assert config.expected_groups_file == "/etc/sipfleet/podinfo/expected-groups"

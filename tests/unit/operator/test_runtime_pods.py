@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import pytest
+from sipfleet.node.restore import Hosted
 from sipfleet.operator import pods
 from sipfleet.operator.models import SipFleetSpec
 
@@ -94,6 +95,33 @@ def test_main_pod_runs_the_node_image_as_main_with_the_token_mounted() -> None:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def test_only_the_main_pod_reads_its_expected_groups_from_its_annotation() -> None:
+    """A new main Pod (rollout, eviction) learns its groups from the operator: the
+    annotation is mounted through the downward API; the builder's value is a hosted
+    file the server reads (sip-node restore.Hosted), member counts 0."""
+    main = pods.server_pod(FLEET, "small-main", "main", pods.server_pod_spec("small", SPEC, "main"))
+    assert env_of(main)["SIPFLEET_EXPECTED_GROUPS_FILE"] == "/etc/sipfleet/podinfo/expected-groups"
+    (volume,) = [v for v in main["spec"]["volumes"] if v["name"] == "podinfo"]
+    item = volume["downwardAPI"]["items"][0]
+    assert item == {
+        "path": "expected-groups",
+        "fieldRef": {"fieldPath": "metadata.annotations['sipfleet.io/expected-groups']"},
+    }
+    mount = {"name": "podinfo", "mountPath": "/etc/sipfleet/podinfo", "readOnly": True}
+    assert mount in main["spec"]["containers"][0]["volumeMounts"]
+    node = pods.server_pod(
+        FLEET, "small-node-1", "node", pods.server_pod_spec("small", SPEC, "node"), 1
+    )
+    assert "SIPFLEET_EXPECTED_GROUPS_FILE" not in env_of(node)
+    assert all(v["name"] != "podinfo" for v in node["spec"]["volumes"])
+    annotation = pods.expected_groups(
+        ["sip:b@example.com", "sip:a@example.com", "sip:a@example.com"]
+    )
+    hosted = Hosted.from_bytes(annotation[pods.EXPECTED_GROUPS].encode())
+    assert hosted.members == {"sip:a@example.com": 0, "sip:b@example.com": 0}
+    assert pods.expected_groups([]) == {}
 
 
 def test_node_pod_is_labelled_for_its_conference() -> None:

@@ -52,7 +52,11 @@ async def ensure_main_pod(rt: Runtime, body: Obj, spec: SipFleetSpec) -> Obj:
         "main",
         podlib.server_pod_spec(fleet, spec, "main"),
     )
-    pod["metadata"]["annotations"] = {rollout.TEMPLATE_HASH: rollout.main_template_hash(body, spec)}
+    groups = [str(m.spec["uri"]) for m in rt.serving((namespace, fleet), None) if m.spec]
+    pod["metadata"]["annotations"] = {
+        rollout.TEMPLATE_HASH: rollout.main_template_hash(body, spec),
+        **podlib.expected_groups(groups),
+    }
     exposed = await exposure.prepare_pod(rt.kube, body, pod, spec)
     if exposed is None:
         log.info("%s/%s: main server waits for its Service's address", namespace, fleet)
