@@ -469,7 +469,14 @@ async def test_a_rolled_main_server_is_deleted_and_created_again_from_the_new_te
         return {**FLEET_BODY, "spec": {"mainServer": {"domain": "example.com"}}}
 
     kube.read_custom = read_custom  # type: ignore[attr-defined]
+    seen = rt.memory("uid-conf")  # a conference on this fleet, as its last pass saw it
+    seen.ref, seen.fleet, seen.spec = {"metadata": {"name": "conf"}}, ("ns", "f"), {"uri": A}
     await restore_main(rt, "ns", "f")
     assert kube.created == ["f-main"]
     recorded = rollout.template_of(kube.pods["f-main"])
     assert recorded == rollout.main_template_hash(FLEET_BODY, SPEC)
+    # The new Pod is told the group it will host (503, not 404, until it is back).
+    annotations = kube.pods["f-main"]["metadata"]["annotations"]
+    assert (
+        annotations[podlib.EXPECTED_GROUPS] == podlib.expected_groups([A])[podlib.EXPECTED_GROUPS]
+    )
