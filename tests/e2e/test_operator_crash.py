@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,14 @@ def _lost_events(f: Fleet) -> Counter[str]:
     return out
 
 
+def _save_server_logs(f: Fleet, names: Iterable[str]) -> None:
+    """Each server's log, this process's and the killed one's, into the workdir."""
+    for name in names:
+        for which, extra in (("now", ()), ("previous", ("--previous",))):
+            out = f.kube.kubectl("logs", name, "-n", NS, *extra, check=False)
+            (f.workdir / f"{name}-{which}.log").write_text(out.stdout + out.stderr)
+
+
 def test_kill_9_of_every_server_counts_the_members_nobody_brings_back(
     crashfleet: Fleet,
 ) -> None:
@@ -292,6 +300,7 @@ def test_kill_9_of_every_server_counts_the_members_nobody_brings_back(
             step=1,
         )
     except pytest.fail.Exception:
+        _save_server_logs(f, ips)
         assert _lost_events(f) == expected  # shows what the Events did count
         raise
     print(
