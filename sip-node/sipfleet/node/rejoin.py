@@ -124,7 +124,8 @@ class CrashRecovery:
         self._expected = Path(expected_groups_file) if expected_groups_file else None
         self._write_at: float | None = None
         self.restoring: Restoring | None = None
-        """Set while this process restores what a previous one in the same Pod hosted."""
+        """Set while this process restores what a previous one in the same Pod hosted
+        (in a new Pod: what the operator expects it to host)."""
         self._settle_at: float | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
