@@ -23,7 +23,13 @@ from sipfleet.operator.loadwatch import WatchTarget
 from sipfleet.operator.models import FLEET, GROUP, VERSION, SipConferenceSpec, SipFleetSpec
 from sipfleet.operator.observe import FleetView, Observed, observe, view_fleet
 from sipfleet.operator.planner import Decision, PlanSpec, plan
-from sipfleet.operator.recovery import grown, lost_events, process_key, restart_events
+from sipfleet.operator.recovery import (
+    grown,
+    kept_reports,
+    lost_events,
+    process_key,
+    restart_events,
+)
 from sipfleet.operator.runtime import ConferenceMemory, Runtime
 from sipfleet.operator.unmoved import merged
 
@@ -164,12 +170,7 @@ async def control_pass(rt: Runtime, ctx: Context, memory: ConferenceMemory) -> P
         if n in observed.states
     }
     lost = {processes[s]: shard.lost for s, shard in shards.items() if s in processes}
-    unread = set(names) - set(processes)  # their memory is kept until they answer again
-    current = {
-        k: c
-        for k, c in memory.lost.items()
-        if k in processes.values() or k.split("/", 1)[0] in unread
-    }
+    current = kept_reports(memory.lost, processes.values(), set(names) - set(processes))
     found, memory.lost = lost_events(decision.group, lost, current)
     outcome.events.extend(found)
     memory.load_watch = _watch_target(ctx, spec, observed, decision)

@@ -87,6 +87,17 @@ def process_key(pod: Obj, instance: str = "") -> str:
     return f"{meta.get('name')}/{meta.get('uid', '')}/{restarts_of(pod)}"
 
 
+def kept_reports(
+    reported: Mapping[str, int], read: Iterable[str], unread: Iterable[str]
+) -> dict[str, int]:
+    """What to keep of `reported` (process_key -> count already posted) for this pass:
+    the processes read now (`read`: their keys), and every process of a server not
+    read now (`unread`: server names), until it answers again; the rest are processes
+    that restarted or Pods that went."""
+    keys, names = set(read), set(unread)
+    return {k: c for k, c in reported.items() if k in keys or k.split("/", 1)[0] in names}
+
+
 def lost_events(
     group: str, lost: Mapping[str, int], reported: Mapping[str, int]
 ) -> tuple[list[Event], dict[str, int]]:

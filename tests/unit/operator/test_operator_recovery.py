@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipfleet.operator.recovery import lost_events, process_key, restart_events, restarts_of
+from sipfleet.operator.recovery import (
+    kept_reports,
+    lost_events,
+    process_key,
+    restart_events,
+    restarts_of,
+)
 
 GROUP = "sip:conf@example.com"
 
@@ -65,3 +71,13 @@ def test_a_server_reporting_its_instance_is_one_process_whatever_the_pod_status_
     events, seen = lost_events(GROUP, {process_key(stale, "a1b2"): 4}, {})
     assert len(events) == 1
     assert lost_events(GROUP, {process_key(fresh, "a1b2"): 4}, seen)[0] == []
+
+
+def test_what_was_posted_is_kept_for_servers_not_read_this_pass() -> None:
+    """A server that did not answer this pass keeps its memory (else its count would be
+    posted again when it answers); a server read with a new instance drops the old
+    process's; a Pod that went drops everything."""
+    reported = {"f-main/a1": 0, "f-node-1/b1": 4, "f-node-1/b0": 2, "f-node-2/c1": 3}
+    kept = kept_reports(reported, ["f-main/a2"], ["f-node-1"])
+    assert kept == {"f-node-1/b1": 4, "f-node-1/b0": 2}
+    assert kept_reports(reported, ["f-node-2/c1"], []) == {"f-node-2/c1": 3}
