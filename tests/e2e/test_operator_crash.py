@@ -46,6 +46,7 @@ from operator_harness import (
     operator_namespace,
     pods,
     restarts,
+    status,
 )
 from sipfleet.devcluster.cluster import Cluster
 
@@ -270,20 +271,30 @@ def _save_server_logs(f: Fleet, names: Iterable[str]) -> None:
             (f.workdir / f"{name}-{which}.log").write_text(out.stdout + out.stderr)
 
 
+def _listed(f: Fleet) -> Counter[str]:
+    """Server -> members its shard lists, as the conference status shows them."""
+    shards = status(f.kube, NS, "conf").get("shards") or []
+    return Counter({sh["server"]: int(sh["members"]) for sh in shards})
+
+
 def test_kill_9_of_every_server_counts_the_members_nobody_brings_back(
     crashfleet: Fleet,
 ) -> None:
     """A double failure, everywhere: the main server and both nodes (so every holder)
     killed at once. Nobody can bring anyone back; each restarted server learns from
     its restarted holder that it held none of its members (sip-node restore.py) and
-    counts them, and the operator posts MembersLost Events adding up to all 60.
+    counts them, and the operator posts MembersLost Events covering all 60 residents.
+    A server may also count a transient sender of (d) or (e) it still listed: sipp
+    gives up on one that gets another sender's group MESSAGE while it waits for its
+    own 200, without a BYE, and the server keeps it until a delivery to it fails.
     Runs last in this module: the fleet's members are gone after it."""
     f = crashfleet
     settle(f)
     ips = f.ips()
     where = Counter(f.members.locations().values())
-    expected = Counter({name: where[ip] for name, ip in ips.items() if where[ip]})
-    assert sum(expected.values()) == MEMBERS
+    residents = Counter({name: where[ip] for name, ip in ips.items() if where[ip]})
+    assert sum(residents.values()) == MEMBERS
+    listed = _listed(f)
     before = _lost_events(f)
     assert not before, before  # (d) and (e) lost nobody
     restarts_before = {name: restarts(f.kube, NS, name) for name in ips}
@@ -292,18 +303,29 @@ def test_kill_9_of_every_server_counts_the_members_nobody_brings_back(
         kill_server(f.kube, NS, name)
     for name in ips:
         wait_for(f"{name} restarted", lambda n=name: restarts(f.kube, NS, n) > restarts_before[n])
+
+    def counted(got: Counter[str]) -> bool:
+        """Each server counted its residents, and no more than it listed."""
+        return set(got) <= set(ips) and all(
+            residents[n] <= got[n] <= max(residents[n], listed[n]) for n in ips
+        )
+
     try:
         wait_for(
             f"MembersLost Events for all {MEMBERS} members",
-            lambda: _lost_events(f) == expected,
+            lambda: counted(_lost_events(f)),
             timeout=60,
             step=1,
         )
     except pytest.fail.Exception:
         _save_server_logs(f, ips)
-        assert _lost_events(f) == expected  # shows what the Events did count
+        got = _lost_events(f)
+        assert counted(got), (
+            f"counted {dict(got)}; residents {dict(residents)}, listed {dict(listed)}"
+        )
         raise
     print(
         f"\n(double failure) kill -9 of every server: {dict(_lost_events(f))} counted lost "
-        f"within {time.monotonic() - killed:.1f} s"
+        f"within {time.monotonic() - killed:.1f} s (residents {dict(residents)}, listed "
+        f"{dict(listed)})"
     )
