@@ -68,6 +68,37 @@ def free_port(host: str) -> int:
     return free_ports(host, 1)[0]
 
 
+MEDIA_PORTS = 4
+"""UDP ports sipp's -mp N binds from N: audio RTP at N and video RTP at N+2 (plus their
+RTCP ports); a taken N+2 fails the run ("Unable to bind video RTP socket")."""
+
+
+def free_media_base(host: str, avoid: int = 0) -> int:
+    """A port N with N .. N+MEDIA_PORTS-1 all free for UDP on `host` and none of them
+    `avoid` (the SIP port sipp binds first), for sipp's -mp."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        held: list[socket.socket] = []
+        try:
+            probe = socket.socket(family, socket.SOCK_DGRAM)
+            held.append(probe)
+            probe.bind((host, 0))
+            base = int(probe.getsockname()[1])
+            if base + MEDIA_PORTS > 65536 or base <= avoid < base + MEDIA_PORTS:
+                continue
+            for port in range(base + 1, base + MEDIA_PORTS):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                held.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {MEDIA_PORTS} consecutive free UDP ports on {host}")
+
+
 def parse_metrics(text: str) -> dict[str, float]:
     """Prometheus text -> {'name{labels}': value}."""
     out: dict[str, float] = {}
@@ -205,8 +236,8 @@ class Sipp:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Sipp:
-        picked, media = free_ports("127.0.0.1", 2)
-        port = self.port or picked
+        port = self.port or free_port("127.0.0.1")
+        media = free_media_base("127.0.0.1", avoid=port)
         keys = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
         keys += [arg for name, value in self.sets.items() for arg in ("-set", name, value)]
         base = self.tmp / f"sipp-{self.who}"
